@@ -1,0 +1,859 @@
+// config.cpp — reads sluice.toml into a Config (see config.hpp and
+// docs/configuration.md for every key).
+//
+// toml++ does the TOML syntax; this file walks the resulting tree once,
+// table by table. Each table has a list of known keys with a reader per key;
+// any other key is reported as unknown. Readers check the type and the value
+// and store it, or add a Problem naming the full key and its line. Checks
+// that involve several keys (listeners, tls pair, relayhost credentials) run
+// after the walk. Every problem is collected; nothing stops at the first.
+//
+// Pure apart from reading the file and, when hostname is not set, asking the
+// system for its name (gethostname, getaddrinfo). Safe from any thread.
+#include "conf/config.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netdb.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <span>
+
+namespace sluice::conf {
+
+std::string_view to_string(ListenerMode m) {
+  switch (m) {
+    case ListenerMode::submission:
+      return "submission";
+    case ListenerMode::submissions:
+      return "submissions";
+    case ListenerMode::relay:
+      return "relay";
+  }
+  return "?";
+}
+
+std::string_view to_string(DeliveryTls t) {
+  switch (t) {
+    case DeliveryTls::none:
+      return "none";
+    case DeliveryTls::opportunistic:
+      return "opportunistic";
+    case DeliveryTls::required:
+      return "required";
+    case DeliveryTls::verify:
+      return "verify";
+  }
+  return "?";
+}
+
+std::string Problem::str(std::string_view source) const {
+  std::string out;
+  if (!source.empty()) {
+    out += source;
+    if (line > 0) out += fmt::format(":{}", line);
+    out += ": ";
+  } else if (line > 0) {
+    out += fmt::format("line {}: ", line);
+  }
+  if (!key.empty()) {
+    out += key;
+    out += ": ";
+  }
+  out += message;
+  return out;
+}
+
+// ---- durations and sizes ---------------------------------------------------
+
+namespace {
+
+// Splits "35M" into 35 and "M". Fails on a missing number, a sign or overflow.
+std::expected<std::pair<uint64_t, std::string_view>, std::string> split_number(
+    std::string_view text, std::string_view what) {
+  if (text.empty()) return std::unexpected(fmt::format("empty {}", what));
+  if (text.front() == '-')
+    return std::unexpected(fmt::format("\"{}\": a {} cannot be negative", text, what));
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0)
+    return std::unexpected(fmt::format("\"{}\": a {} starts with a number", text, what));
+  uint64_t value = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + digits, value);
+  if (ec != std::errc{} || p != text.data() + digits)
+    return std::unexpected(fmt::format("\"{}\": number too large", text));
+  return std::pair{value, text.substr(digits)};
+}
+
+// The longest duration accepted: 100 years, so that callers can add any
+// configured duration to a clock reading without overflow.
+constexpr int64_t kMaxDurationMs = int64_t{36500} * 24 * 3600 * 1000;
+
+}  // namespace
+
+std::expected<Duration, std::string> parse_duration(std::string_view text) {
+  auto split = split_number(text, "duration");
+  if (!split) return std::unexpected(split.error());
+  auto [value, unit] = *split;
+
+  static constexpr std::pair<std::string_view, int64_t> kUnits[] = {
+      {"", 1000},          {"ms", 1},           {"s", 1000},
+      {"m", 60 * 1000},    {"h", 3600 * 1000},  {"d", 24 * 3600 * 1000},
+      {"w", 7 * 24 * 3600 * 1000},
+  };
+  auto found = std::find_if(std::begin(kUnits), std::end(kUnits),
+                            [&](const auto& u) { return u.first == unit; });
+  if (found == std::end(kUnits))
+    return std::unexpected(
+        fmt::format("\"{}\": unknown unit \"{}\" (use ms, s, m, h, d or w)", text, unit));
+  int64_t ms_per_unit = found->second;
+
+  if (value > static_cast<uint64_t>(kMaxDurationMs / ms_per_unit))
+    return std::unexpected(fmt::format("\"{}\": too long (at most 100 years)", text));
+  return Duration(static_cast<int64_t>(value) * ms_per_unit);
+}
+
+std::expected<uint64_t, std::string> parse_size(std::string_view text) {
+  auto split = split_number(text, "size");
+  if (!split) return std::unexpected(split.error());
+  auto [value, unit] = *split;
+
+  // Case does not matter, and a trailing B is optional: "35M" = "35mb".
+  std::string u(unit);
+  for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (u.size() == 2 && u[1] == 'B' && u[0] != 'B') u.pop_back();
+  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"", 1}, {"B", 1}, {"K", 1ull << 10}, {"M", 1ull << 20}, {"G", 1ull << 30},
+  };
+  auto found = std::find_if(std::begin(kUnits), std::end(kUnits),
+                            [&](const auto& m) { return m.first == u; });
+  if (found == std::end(kUnits))
+    return std::unexpected(fmt::format(
+        "\"{}\": unknown unit \"{}\" (use K, M or G, or no unit for bytes)", text, unit));
+  uint64_t multiplier = found->second;
+
+  if (value > std::numeric_limits<uint64_t>::max() / multiplier)
+    return std::unexpected(fmt::format("\"{}\": too large", text));
+  return value * multiplier;
+}
+
+std::string config_path(std::string_view flag_value) {
+  if (!flag_value.empty()) return std::string(flag_value);
+  const char* env = std::getenv("SLUICE_CONFIG");
+  if (env != nullptr && *env != '\0') return env;
+  return "/etc/sluice/sluice.toml";
+}
+
+// ---- host names --------------------------------------------------------------
+
+namespace {
+
+// Why `name` is not a valid domain name, or nullopt when it is one.
+std::optional<std::string> domain_name_error(std::string_view name) {
+  if (name.empty()) return "empty";
+  if (name.size() > 253)
+    return fmt::format("\"{}...\" is {} characters long; at most 253 are allowed",
+                       name.substr(0, 20), name.size());
+  size_t start = 0;
+  while (true) {
+    size_t dot = name.find('.', start);
+    std::string_view label = name.substr(start, dot == std::string_view::npos ? dot : dot - start);
+    if (label.empty())
+      return fmt::format("\"{}\": empty label (leading, trailing or doubled dot)", name);
+    if (label.size() > 63)
+      return fmt::format("\"{}\": label \"{}\" is longer than 63 characters", name, label);
+    for (char c : label) {
+      bool ok =
+          (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+      if (!ok)
+        return fmt::format(
+            "\"{}\": character '{}' is not allowed (letters, digits, hyphens, dots)", name,
+            c >= 0x20 && c < 0x7f ? std::string(1, c)
+                                  : fmt::format("\\x{:02x}", static_cast<unsigned char>(c)));
+    }
+    if (label.front() == '-' || label.back() == '-')
+      return fmt::format("\"{}\": label \"{}\" starts or ends with a hyphen", name, label);
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string machine_hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  std::string name = buf;
+
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_CANONNAME;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(name.c_str(), nullptr, &hints, &res) == 0 && res != nullptr) {
+    const char* canon = res->ai_canonname;
+    if (canon != nullptr && std::strchr(canon, '.') != nullptr && !domain_name_error(canon))
+      name = canon;
+    freeaddrinfo(res);
+  }
+  return name;
+}
+
+// ---- the tree walk -------------------------------------------------------------
+
+namespace {
+
+using Handler = std::function<void(const toml::node& value, const std::string& key)>;
+
+struct Field {
+  std::string_view name;
+  Handler read;
+};
+
+int line_of(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
+
+std::string_view type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string join_key(std::string_view prefix, std::string_view name) {
+  if (prefix.empty()) return std::string(name);
+  return fmt::format("{}.{}", prefix, name);
+}
+
+// "[name]:port", "name:port", "[addr]:port", "name" (port 25).
+std::expected<std::pair<std::string, uint16_t>, std::string> parse_relayhost(
+    std::string_view text) {
+  std::string_view host = text;
+  std::string_view port;
+  bool bracketed = false;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos)
+      return std::unexpected(fmt::format("\"{}\": missing ']'", text));
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':')
+        return std::unexpected(fmt::format("\"{}\": expected ':' after ']'", text));
+      port = rest.substr(1);
+      if (port.empty()) return std::unexpected(fmt::format("\"{}\": empty port", text));
+    }
+    bracketed = true;
+  } else {
+    auto colon = text.find(':');
+    if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos)
+      return std::unexpected(
+          fmt::format("\"{}\": an IPv6 address needs brackets, e.g. \"[2001:db8::1]:587\"", text));
+    if (colon != std::string_view::npos) {
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+      if (port.empty()) return std::unexpected(fmt::format("\"{}\": empty port", text));
+    }
+  }
+
+  bool is_ip = net::IpAddress::parse(host).has_value();
+  if (!is_ip) {
+    if (bracketed && host.find(':') != std::string_view::npos)
+      return std::unexpected(fmt::format("\"{}\": \"{}\" is not an IPv6 address", text, host));
+    if (auto err = domain_name_error(host))
+      return std::unexpected(fmt::format("\"{}\": not a host name or address: {}", text, *err));
+  }
+
+  uint16_t port_number = 25;
+  if (!port.empty()) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+    if (ec != std::errc{} || p != port.data() + port.size() || v == 0 || v > 65535)
+      return std::unexpected(fmt::format("\"{}\": bad port \"{}\": must be 1..65535", text, port));
+    port_number = static_cast<uint16_t>(v);
+  }
+  return std::pair{std::string(host), port_number};
+}
+
+class Reader {
+ public:
+  std::vector<Problem> problems;
+  std::map<std::string, int> seen;  // key -> line of every key present
+
+  void add(std::string key, int line, std::string message) {
+    problems.push_back(Problem{std::move(key), line, std::move(message)});
+  }
+
+  void wrong_type(const toml::node& n, const std::string& key, std::string_view expected) {
+    add(key, line_of(n), fmt::format("expected {}, got {}", expected, type_name(n)));
+  }
+
+  // True when a problem was reported for `key` or anything below it.
+  bool has_problem(std::string_view key) const {
+    return std::any_of(problems.begin(), problems.end(), [&](const Problem& p) {
+      return p.key.starts_with(key) &&
+             (p.key.size() == key.size() || p.key[key.size()] == '.' || p.key[key.size()] == '[');
+    });
+  }
+
+  int line(const std::string& key, int fallback = 0) const {
+    auto it = seen.find(key);
+    return it == seen.end() ? fallback : it->second;
+  }
+
+  // Runs the reader of each key of table `n`; reports keys without one.
+  void walk(const toml::node& n, const std::string& prefix, std::span<const Field> fields) {
+    const toml::table* table = n.as_table();
+    if (table == nullptr) {
+      wrong_type(n, prefix, "a table");
+      return;
+    }
+    for (auto&& [k, value] : *table) {
+      std::string key = join_key(prefix, k.str());
+      int key_line = static_cast<int>(k.source().begin.line);
+      if (key_line == 0) key_line = line_of(value);
+      seen[key] = key_line;
+
+      auto field = std::find_if(fields.begin(), fields.end(),
+                                [&](const Field& f) { return f.name == k.str(); });
+      if (field != fields.end()) {
+        field->read(value, key);
+        continue;
+      }
+      std::string message = "unknown key";
+      std::string_view best;
+      size_t best_distance = 3;
+      for (const Field& f : fields) {
+        size_t d = edit_distance(k.str(), f.name);
+        if (d < best_distance) {
+          best_distance = d;
+          best = f.name;
+        }
+      }
+      if (!best.empty()) message += fmt::format(" (did you mean \"{}\"?)", best);
+      add(key, key_line, message);
+    }
+  }
+
+  std::optional<std::string> string(const toml::node& n, const std::string& key) {
+    if (auto* s = n.as_string()) return s->get();
+    wrong_type(n, key, "a string");
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> integer(const toml::node& n, const std::string& key, int64_t min,
+                                 int64_t max) {
+    auto* i = n.as_integer();
+    if (i == nullptr) {
+      wrong_type(n, key, "an integer");
+      return std::nullopt;
+    }
+    int64_t v = i->get();
+    if (v < min || v > max) {
+      add(key, line_of(n), fmt::format("{} is out of range ({}..{})", v, min, max));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<Duration> duration(const toml::node& n, const std::string& key) {
+    std::expected<Duration, std::string> d;
+    if (auto* s = n.as_string()) {
+      d = parse_duration(s->get());
+    } else if (auto* i = n.as_integer()) {
+      d = i->get() < 0 ? std::unexpected(fmt::format("{}: a duration cannot be negative", i->get()))
+                       : parse_duration(std::to_string(i->get()));
+    } else {
+      wrong_type(n, key, "a duration string like \"5m\"");
+      return std::nullopt;
+    }
+    if (!d) {
+      add(key, line_of(n), d.error());
+      return std::nullopt;
+    }
+    if (d->count() <= 0) {
+      add(key, line_of(n), "must be greater than zero");
+      return std::nullopt;
+    }
+    return *d;
+  }
+
+  std::optional<uint64_t> size(const toml::node& n, const std::string& key) {
+    std::expected<uint64_t, std::string> v;
+    if (auto* s = n.as_string()) {
+      v = parse_size(s->get());
+    } else if (auto* i = n.as_integer()) {
+      v = i->get() < 0 ? std::unexpected(fmt::format("{}: a size cannot be negative", i->get()))
+                       : parse_size(std::to_string(i->get()));
+    } else {
+      wrong_type(n, key, "a size string like \"35M\"");
+      return std::nullopt;
+    }
+    if (!v) {
+      add(key, line_of(n), v.error());
+      return std::nullopt;
+    }
+    if (*v == 0) {
+      add(key, line_of(n), "must be greater than zero");
+      return std::nullopt;
+    }
+    return *v;
+  }
+
+  // Calls each(element, "key[i]") for every element of an array.
+  void array(const toml::node& n, const std::string& key,
+             const std::function<void(const toml::node&, const std::string&)>& each) {
+    const toml::array* a = n.as_array();
+    if (a == nullptr) {
+      wrong_type(n, key, "an array");
+      return;
+    }
+    for (size_t i = 0; i < a->size(); ++i) each((*a)[i], fmt::format("{}[{}]", key, i + 1));
+  }
+
+  // An enumeration given as one of `names`.
+  template <typename E>
+  std::optional<E> choice(const toml::node& n, const std::string& key,
+                          std::span<const std::pair<std::string_view, E>> names) {
+    auto s = string(n, key);
+    if (!s) return std::nullopt;
+    std::string list;
+    for (auto& [name, value] : names) {
+      if (name == *s) return value;
+      list += list.empty() ? "" : ", ";
+      list += name;
+    }
+    add(key, line_of(n), fmt::format("\"{}\" is not one of {}", *s, list));
+    return std::nullopt;
+  }
+};
+
+// ---- field readers ---------------------------------------------------------
+
+Field string_field(Reader& r, std::string_view name, std::string& dest) {
+  return {name, [&r, &dest](const toml::node& n, const std::string& key) {
+            if (auto s = r.string(n, key)) dest = *s;
+          }};
+}
+
+// An absolute path; "" is allowed (and means "not set") unless required.
+Field path_field(Reader& r, std::string_view name, std::string& dest, bool required) {
+  return {name, [&r, &dest, required](const toml::node& n, const std::string& key) {
+            auto s = r.string(n, key);
+            if (!s) return;
+            if (s->empty() && required) {
+              r.add(key, line_of(n), "must not be empty");
+            } else if (!s->empty() && s->front() != '/') {
+              r.add(key, line_of(n), fmt::format("\"{}\": must be an absolute path", *s));
+            } else {
+              dest = *s;
+            }
+          }};
+}
+
+// A positive count that fits uint32_t.
+Field count_field(Reader& r, std::string_view name, uint32_t& dest) {
+  return {name, [&r, &dest](const toml::node& n, const std::string& key) {
+            if (auto v = r.integer(n, key, 1, std::numeric_limits<uint32_t>::max()))
+              dest = static_cast<uint32_t>(*v);
+          }};
+}
+
+Field duration_field(Reader& r, std::string_view name, Duration& dest) {
+  return {name, [&r, &dest](const toml::node& n, const std::string& key) {
+            if (auto d = r.duration(n, key)) dest = *d;
+          }};
+}
+
+constexpr std::pair<std::string_view, ListenerMode> kModes[] = {
+    {"submission", ListenerMode::submission},
+    {"submissions", ListenerMode::submissions},
+    {"relay", ListenerMode::relay},
+};
+
+constexpr std::pair<std::string_view, DeliveryTls> kDeliveryTls[] = {
+    {"none", DeliveryTls::none},
+    {"opportunistic", DeliveryTls::opportunistic},
+    {"required", DeliveryTls::required},
+    {"verify", DeliveryTls::verify},
+};
+
+// [[listener]]: each element needs a valid address and mode; addresses must
+// differ. Only complete listeners reach cfg.listeners.
+void read_listeners(Reader& r, const toml::node& n, const std::string& key, Config& cfg) {
+  if (n.is_table()) {
+    r.add(key, line_of(n),
+          "write each listener as [[listener]] (an array of tables), not [listener]");
+    return;
+  }
+  std::vector<size_t> written_index;  // position in the file of each cfg.listeners entry
+  size_t index = 0;
+  r.array(n, key, [&](const toml::node& element, const std::string& element_key) {
+    ++index;
+    if (!element.is_table()) {
+      r.wrong_type(element, element_key, "a table with address and mode");
+      return;
+    }
+    Listener listener;
+    bool address_ok = false;
+    bool mode_ok = false;
+    bool have_address = false;
+    bool have_mode = false;
+    int address_line = line_of(element);
+    const Field fields[] = {
+        {"address",
+         [&](const toml::node& v, const std::string& k) {
+           have_address = true;
+           address_line = line_of(v);
+           auto s = r.string(v, k);
+           if (!s) return;
+           auto ep = net::Endpoint::parse(*s);
+           if (!ep) {
+             r.add(k, line_of(v), ep.error());
+             return;
+           }
+           listener.address = *s;
+           listener.endpoint = *ep;
+           address_ok = true;
+         }},
+        {"mode",
+         [&](const toml::node& v, const std::string& k) {
+           have_mode = true;
+           if (auto m = r.choice<ListenerMode>(v, k, kModes)) {
+             listener.mode = *m;
+             mode_ok = true;
+           }
+         }},
+    };
+    r.walk(element, element_key, fields);
+    if (!have_address)
+      r.add(element_key + ".address", line_of(element), "missing (e.g. address = \"0.0.0.0:587\")");
+    if (!have_mode)
+      r.add(element_key + ".mode", line_of(element), "missing (submission, submissions or relay)");
+    if (!address_ok) return;
+
+    for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+      const net::Endpoint& other = cfg.listeners[i].endpoint;
+      if (other.ip == listener.endpoint.ip && other.port == listener.endpoint.port) {
+        r.add(element_key + ".address", address_line,
+              fmt::format("\"{}\" is already used by {}[{}]", listener.address, key,
+                          written_index[i]));
+        return;
+      }
+    }
+    if (!mode_ok) return;
+    cfg.listeners.push_back(std::move(listener));
+    written_index.push_back(index);
+  });
+}
+
+void read_relay(Reader& r, const toml::node& n, const std::string& key, Relay& relay) {
+  const Field fields[] = {
+      {"trusted_networks",
+       [&](const toml::node& v, const std::string& k) {
+         relay.trusted_networks.clear();
+         r.array(v, k, [&](const toml::node& element, const std::string& element_key) {
+           auto s = r.string(element, element_key);
+           if (!s) return;
+           auto cidr = net::Cidr::parse(*s);
+           if (!cidr) {
+             r.add(element_key, line_of(element), cidr.error());
+             return;
+           }
+           relay.trusted_networks.push_back(*cidr);
+         });
+       }},
+  };
+  r.walk(n, key, fields);
+}
+
+void read_limits(Reader& r, const toml::node& n, const std::string& key, Limits& limits) {
+  const Field fields[] = {
+      {"max_message_size",
+       [&](const toml::node& v, const std::string& k) {
+         if (auto s = r.size(v, k)) limits.max_message_size = *s;
+       }},
+      count_field(r, "max_recipients", limits.max_recipients),
+      count_field(r, "max_connections", limits.max_connections),
+      count_field(r, "max_connections_per_client", limits.max_connections_per_client),
+      duration_field(r, "command_timeout", limits.command_timeout),
+      duration_field(r, "data_timeout", limits.data_timeout),
+  };
+  r.walk(n, key, fields);
+}
+
+void read_delivery(Reader& r, const toml::node& n, const std::string& key, Delivery& d) {
+  const Field fields[] = {
+      count_field(r, "max_connections", d.max_connections),
+      count_field(r, "max_connections_per_destination", d.max_connections_per_destination),
+      {"port",
+       [&](const toml::node& v, const std::string& k) {
+         if (auto p = r.integer(v, k, 1, 65535)) d.port = static_cast<uint16_t>(*p);
+       }},
+      {"retry_schedule",
+       [&](const toml::node& v, const std::string& k) {
+         std::vector<Duration> schedule;
+         bool ok = true;
+         r.array(v, k, [&](const toml::node& element, const std::string& element_key) {
+           auto dur = r.duration(element, element_key);
+           if (dur)
+             schedule.push_back(*dur);
+           else
+             ok = false;
+         });
+         if (!v.is_array() || !ok) return;
+         if (schedule.empty()) {
+           r.add(k, line_of(v), "must list at least one duration");
+           return;
+         }
+         d.retry_schedule = std::move(schedule);
+       }},
+      duration_field(r, "max_queue_lifetime", d.max_queue_lifetime),
+      {"tls",
+       [&](const toml::node& v, const std::string& k) {
+         if (auto t = r.choice<DeliveryTls>(v, k, kDeliveryTls)) d.tls = *t;
+       }},
+      {"relayhost",
+       [&](const toml::node& v, const std::string& k) {
+         auto s = r.string(v, k);
+         if (!s) return;
+         if (s->empty()) {
+           d.relayhost.clear();
+           return;
+         }
+         auto parsed = parse_relayhost(*s);
+         if (!parsed) {
+           r.add(k, line_of(v), parsed.error());
+           return;
+         }
+         d.relayhost = *s;
+         d.relayhost_name = parsed->first;
+         d.relayhost_port = parsed->second;
+       }},
+      string_field(r, "relayhost_username", d.relayhost_username),
+      path_field(r, "relayhost_password_file", d.relayhost_password_file, false),
+  };
+  r.walk(n, key, fields);
+}
+
+void read_dns(Reader& r, const toml::node& n, const std::string& key, Dns& dns) {
+  const Field fields[] = {
+      {"servers",
+       [&](const toml::node& v, const std::string& k) {
+         r.array(v, k, [&](const toml::node& element, const std::string& element_key) {
+           auto s = r.string(element, element_key);
+           if (!s) return;
+           auto ep = net::Endpoint::parse(*s, 53);
+           if (!ep) {
+             r.add(element_key, line_of(element), ep.error());
+             return;
+           }
+           dns.servers.push_back(*ep);
+         });
+       }},
+  };
+  r.walk(n, key, fields);
+}
+
+// Checks that involve several keys, run once every key has been read.
+void check(Reader& r, Config& cfg, bool hostname_set) {
+  if (!hostname_set && !r.seen.contains("hostname")) {
+    cfg.hostname = machine_hostname();
+    if (auto err = domain_name_error(cfg.hostname))
+      r.add("hostname", 0,
+            fmt::format("not set, and this machine's name is not usable: {}; set hostname", *err));
+  } else if (auto err = hostname_set ? domain_name_error(cfg.hostname) : std::nullopt) {
+    r.add("hostname", r.line("hostname"), fmt::format("not a valid domain name: {}", *err));
+  }
+
+  if (cfg.listeners.empty() && !r.has_problem("listener"))
+    r.add("listener", 0, "at least one [[listener]] with address and mode is required");
+
+  const Tls& tls = cfg.tls;
+  if (!tls.certificate.empty() && tls.private_key.empty())
+    r.add("tls.private_key", r.line("tls.private_key", r.line("tls.certificate")),
+          "required when tls.certificate is set");
+  if (tls.certificate.empty() && !tls.private_key.empty())
+    r.add("tls.certificate", r.line("tls.certificate", r.line("tls.private_key")),
+          "required when tls.private_key is set");
+
+  const Delivery& d = cfg.delivery;
+  bool has_user = !d.relayhost_username.empty();
+  bool has_password = !d.relayhost_password_file.empty();
+  if (has_user && !has_password)
+    r.add("delivery.relayhost_password_file",
+          r.line("delivery.relayhost_password_file", r.line("delivery.relayhost_username")),
+          "required when delivery.relayhost_username is set");
+  if (!has_user && has_password)
+    r.add("delivery.relayhost_username",
+          r.line("delivery.relayhost_username", r.line("delivery.relayhost_password_file")),
+          "required when delivery.relayhost_password_file is set");
+  if ((has_user || has_password) && d.relayhost.empty() && !r.has_problem("delivery.relayhost"))
+    r.add("delivery.relayhost",
+          r.line("delivery.relayhost",
+                 r.line("delivery.relayhost_username", r.line("delivery.relayhost_password_file"))),
+          "is empty, but relayhost credentials are set (they are only used with a relayhost)");
+  if ((has_user || has_password) && d.tls == DeliveryTls::none)
+    r.add("delivery.tls", r.line("delivery.tls"),
+          "\"none\" cannot be used with relayhost credentials: a password never crosses in the "
+          "clear");
+}
+
+}  // namespace
+
+Result parse(std::string_view toml_text, std::string_view source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    return std::unexpected(
+        std::vector<Problem>{Problem{"", static_cast<int>(e.source().begin.line),
+                                     fmt::format("TOML syntax error: {}", e.description())}});
+  }
+
+  Config cfg;
+  cfg.source = std::string(source_name);
+  cfg.relay.trusted_networks = {*net::Cidr::parse("127.0.0.0/8"), *net::Cidr::parse("::1/128")};
+  using std::chrono::hours;
+  using std::chrono::minutes;
+  cfg.delivery.retry_schedule = {minutes(5), minutes(10), minutes(30),
+                                 hours(1),   hours(2),    hours(4)};
+
+  Reader r;
+  bool hostname_set = false;
+  auto section = [&r](auto read, auto& dest) {
+    return
+        [&r, read, &dest](const toml::node& n, const std::string& key) { read(r, n, key, dest); };
+  };
+  const Field fields[] = {
+      {"hostname",
+       [&](const toml::node& n, const std::string& key) {
+         if (auto s = r.string(n, key)) {
+           cfg.hostname = *s;
+           hostname_set = true;
+         }
+       }},
+      path_field(r, "spool_dir", cfg.spool_dir, true),
+      {"control_socket",
+       [&](const toml::node& n, const std::string& key) {
+         auto s = r.string(n, key);
+         if (!s) return;
+         // sockaddr_un.sun_path holds 108 bytes including the final NUL.
+         if (s->size() > 107)
+           r.add(key, line_of(n),
+                 fmt::format("too long for a Unix socket path ({} bytes, at most 107)", s->size()));
+         else if (s->empty() || s->front() != '/')
+           r.add(key, line_of(n), fmt::format("\"{}\": must be an absolute path", *s));
+         else
+           cfg.control_socket = *s;
+       }},
+      {"user",
+       [&](const toml::node& n, const std::string& key) {
+         auto s = r.string(n, key);
+         if (!s) return;
+         if (s->empty())
+           r.add(key, line_of(n), "must not be empty");
+         else
+           cfg.user = *s;
+       }},
+      {"listener",
+       [&](const toml::node& n, const std::string& key) { read_listeners(r, n, key, cfg); }},
+      {"tls",
+       [&](const toml::node& n, const std::string& key) {
+         const Field tls[] = {
+             path_field(r, "certificate", cfg.tls.certificate, false),
+             path_field(r, "private_key", cfg.tls.private_key, false),
+         };
+         r.walk(n, key, tls);
+       }},
+      {"auth",
+       [&](const toml::node& n, const std::string& key) {
+         const Field auth[] = {path_field(r, "users_file", cfg.auth.users_file, false)};
+         r.walk(n, key, auth);
+       }},
+      {"relay", section(read_relay, cfg.relay)},
+      {"limits", section(read_limits, cfg.limits)},
+      {"delivery", section(read_delivery, cfg.delivery)},
+      {"dns", section(read_dns, cfg.dns)},
+  };
+  r.walk(root, "", fields);
+  check(r, cfg, hostname_set);
+
+  if (r.problems.empty()) return cfg;
+  // Report in file order; problems without a line come last.
+  auto order = [](const Problem& p) {
+    return p.line > 0 ? p.line : std::numeric_limits<int>::max();
+  };
+  std::stable_sort(r.problems.begin(), r.problems.end(),
+                   [&](const Problem& a, const Problem& b) { return order(a) < order(b); });
+  return std::unexpected(std::move(r.problems));
+}
+
+Result load_file(const std::string& path) {
+  auto fail = [](std::string message) {
+    return std::unexpected(std::vector<Problem>{Problem{"", 0, std::move(message)}});
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(fmt::format("cannot open: {}", std::strerror(errno)));
+  std::string text;
+  char buf[16384];
+  while (true) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return fail(fmt::format("cannot read: {}", std::strerror(err)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return parse(text, path);
+}
+
+}  // namespace sluice::conf

@@ -1,0 +1,115 @@
+// config.hpp — Sluice's configuration: the TOML file of SPEC.md.
+//
+// load_file()/parse() read the whole file, apply every default, validate every
+// value and return either a Config or the full list of problems, each naming
+// the key (e.g. "limits.max_recipients", "listener[1].address") and the line.
+// Pure apart from reading the file; safe to call from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conf/net.hpp"
+
+namespace sluice::conf {
+
+using Duration = std::chrono::milliseconds;
+
+enum class ListenerMode { submission, submissions, relay };
+std::string_view to_string(ListenerMode m);
+
+struct Listener {
+  std::string address;  // as written, e.g. "0.0.0.0:587"
+  net::Endpoint endpoint;
+  ListenerMode mode = ListenerMode::relay;
+};
+
+struct Tls {
+  std::string certificate;  // PEM chain; empty = no TLS
+  std::string private_key;
+};
+
+struct Auth {
+  std::string users_file;
+};
+
+struct Relay {
+  std::vector<net::Cidr> trusted_networks;  // default 127.0.0.0/8, ::1/128
+};
+
+struct Limits {
+  uint64_t max_message_size = 35ull * 1024 * 1024;
+  uint32_t max_recipients = 1000;
+  uint32_t max_connections = 10000;
+  uint32_t max_connections_per_client = 50;
+  Duration command_timeout = std::chrono::minutes(5);
+  Duration data_timeout = std::chrono::minutes(10);
+};
+
+enum class DeliveryTls { none, opportunistic, required, verify };
+std::string_view to_string(DeliveryTls t);
+
+struct Delivery {
+  uint32_t max_connections = 500;
+  uint32_t max_connections_per_destination = 20;
+  uint16_t port = 25;
+  std::vector<Duration> retry_schedule;  // default 5m 10m 30m 1h 2h 4h
+  Duration max_queue_lifetime = std::chrono::hours(24 * 5);
+  DeliveryTls tls = DeliveryTls::opportunistic;
+  std::string relayhost;       // as written; empty = MX delivery
+  std::string relayhost_name;  // host name or address literal without brackets
+  uint16_t relayhost_port = 25;
+  std::string relayhost_username;
+  std::string relayhost_password_file;
+};
+
+struct Dns {
+  std::vector<net::Endpoint> servers;  // empty = /etc/resolv.conf; port defaults to 53
+};
+
+struct Config {
+  std::string hostname;  // default: the machine's FQDN (gethostname)
+  std::string spool_dir = "/var/spool/sluice";
+  std::string control_socket = "/run/sluice/control.sock";
+  std::string user = "sluice";
+  std::vector<Listener> listeners;  // at least one
+  Tls tls;
+  Auth auth;
+  Relay relay;
+  Limits limits;
+  Delivery delivery;
+  Dns dns;
+  std::string source;  // file the config came from ("" when parsed from text)
+};
+
+struct Problem {
+  std::string key;  // dotted key path, "" for file-level problems
+  int line = 0;     // 1-based; 0 when unknown
+  std::string message;
+  // "FILE:LINE: KEY: MESSAGE" (parts left out when empty)
+  std::string str(std::string_view source = {}) const;
+};
+
+using Result = std::expected<Config, std::vector<Problem>>;
+
+Result load_file(const std::string& path);
+Result parse(std::string_view toml_text, std::string_view source_name = {});
+
+// "30s", "5m", "4h", "5d" (also "500ms", "1w"); a bare integer is seconds.
+std::expected<Duration, std::string> parse_duration(std::string_view text);
+// "35M", "512K", "1G", "2048" (bytes); K/M/G are powers of 1024.
+std::expected<uint64_t, std::string> parse_size(std::string_view text);
+
+// Where the binaries look for the file: explicit flag, else $SLUICE_CONFIG,
+// else /etc/sluice/sluice.toml.
+std::string config_path(std::string_view flag_value);
+
+// The default for hostname: gethostname(), made fully qualified through
+// getaddrinfo(AI_CANONNAME) when that yields a dotted name. May consult DNS.
+std::string machine_hostname();
+
+}  // namespace sluice::conf

@@ -1,0 +1,643 @@
+// config_test.cpp — unit tests for conf/config.{hpp,cpp}: defaults, every key,
+// every class of error with its key and line, and the shipped example file.
+#include "conf/config.hpp"
+
+#include <fmt/format.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+using namespace sluice::conf;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A valid file's first lines; tests append to it.
+constexpr std::string_view kMinimal = R"(hostname = "mail.example.com"
+[[listener]]
+address = "127.0.0.1:25"
+mode = "relay"
+)";
+
+std::vector<Problem> problems_of(std::string_view text) {
+  auto r = parse(text, "test.toml");
+  if (r) return {};
+  return r.error();
+}
+
+std::string dump(const std::vector<Problem>& ps) {
+  std::string out;
+  for (auto& p : ps) out += p.str("test.toml") + "\n";
+  return out;
+}
+
+// The problem for `key`, if any.
+const Problem* find(const std::vector<Problem>& ps, std::string_view key) {
+  auto it = std::find_if(ps.begin(), ps.end(), [&](const Problem& p) { return p.key == key; });
+  return it == ps.end() ? nullptr : &*it;
+}
+
+}  // namespace
+
+TEST_CASE("minimal file gets every default") {
+  auto r = parse(kMinimal);
+  REQUIRE(r.has_value());
+  const Config& c = *r;
+  CHECK(c.hostname == "mail.example.com");
+  CHECK(c.spool_dir == "/var/spool/sluice");
+  CHECK(c.control_socket == "/run/sluice/control.sock");
+  CHECK(c.user == "sluice");
+  REQUIRE(c.listeners.size() == 1);
+  CHECK(c.listeners[0].address == "127.0.0.1:25");
+  CHECK(c.listeners[0].endpoint.str() == "127.0.0.1:25");
+  CHECK(c.listeners[0].mode == ListenerMode::relay);
+  CHECK(c.tls.certificate.empty());
+  CHECK(c.tls.private_key.empty());
+  CHECK(c.auth.users_file.empty());
+  REQUIRE(c.relay.trusted_networks.size() == 2);
+  CHECK(c.relay.trusted_networks[0].str() == "127.0.0.0/8");
+  CHECK(c.relay.trusted_networks[1].str() == "::1/128");
+  CHECK(c.limits.max_message_size == 35u * 1024 * 1024);
+  CHECK(c.limits.max_recipients == 1000);
+  CHECK(c.limits.max_connections == 10000);
+  CHECK(c.limits.max_connections_per_client == 50);
+  CHECK(c.limits.command_timeout == 5min);
+  CHECK(c.limits.data_timeout == 10min);
+  CHECK(c.delivery.max_connections == 500);
+  CHECK(c.delivery.max_connections_per_destination == 20);
+  CHECK(c.delivery.port == 25);
+  CHECK(c.delivery.retry_schedule == std::vector<Duration>{5min, 10min, 30min, 1h, 2h, 4h});
+  CHECK(c.delivery.max_queue_lifetime == 120h);
+  CHECK(c.delivery.tls == DeliveryTls::opportunistic);
+  CHECK(c.delivery.relayhost.empty());
+  CHECK(c.delivery.relayhost_username.empty());
+  CHECK(c.delivery.relayhost_password_file.empty());
+  CHECK(c.dns.servers.empty());
+  CHECK(c.source.empty());
+}
+
+TEST_CASE("every key set to a non-default value") {
+  auto r = parse(R"(
+hostname = "mx1.example.org"
+spool_dir = "/srv/spool"
+control_socket = "/srv/run/ctl.sock"
+user = "mailer"
+
+[[listener]]
+address = "0.0.0.0:587"
+mode = "submission"
+
+[[listener]]
+address = "[::]:465"
+mode = "submissions"
+
+[[listener]]
+address = "127.0.0.1:2525"
+mode = "relay"
+
+[tls]
+certificate = "/etc/x/cert.pem"
+private_key = "/etc/x/key.pem"
+
+[auth]
+users_file = "/etc/x/users"
+
+[relay]
+trusted_networks = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+
+[limits]
+max_message_size = "10M"
+max_recipients = 7
+max_connections = 99
+max_connections_per_client = 3
+command_timeout = "30s"
+data_timeout = "2m"
+
+[delivery]
+max_connections = 40
+max_connections_per_destination = 4
+port = 2526
+retry_schedule = ["1m", "15m", "1d"]
+max_queue_lifetime = "1w"
+tls = "verify"
+relayhost = "[smtp.example.net]:587"
+relayhost_username = "bob"
+relayhost_password_file = "/etc/x/relay-pass"
+
+[dns]
+servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:54", "[2001:db8::35]"]
+)",
+                 "all.toml");
+  INFO(dump(r ? std::vector<Problem>{} : r.error()));
+  REQUIRE(r.has_value());
+  const Config& c = *r;
+  CHECK(c.source == "all.toml");
+  CHECK(c.hostname == "mx1.example.org");
+  CHECK(c.spool_dir == "/srv/spool");
+  CHECK(c.control_socket == "/srv/run/ctl.sock");
+  CHECK(c.user == "mailer");
+  REQUIRE(c.listeners.size() == 3);
+  CHECK(c.listeners[0].mode == ListenerMode::submission);
+  CHECK(c.listeners[0].endpoint.port == 587);
+  CHECK(c.listeners[1].mode == ListenerMode::submissions);
+  CHECK(c.listeners[1].address == "[::]:465");
+  CHECK(c.listeners[1].endpoint.str() == "[::]:465");
+  CHECK(c.listeners[2].endpoint.str() == "127.0.0.1:2525");
+  CHECK(c.tls.certificate == "/etc/x/cert.pem");
+  CHECK(c.tls.private_key == "/etc/x/key.pem");
+  CHECK(c.auth.users_file == "/etc/x/users");
+  REQUIRE(c.relay.trusted_networks.size() == 3);
+  CHECK(c.relay.trusted_networks[0].str() == "10.0.0.0/8");
+  CHECK(c.relay.trusted_networks[1].str() == "2001:db8::/32");
+  CHECK(c.relay.trusted_networks[2].str() == "192.0.2.7/32");
+  CHECK(c.limits.max_message_size == 10u * 1024 * 1024);
+  CHECK(c.limits.max_recipients == 7);
+  CHECK(c.limits.max_connections == 99);
+  CHECK(c.limits.max_connections_per_client == 3);
+  CHECK(c.limits.command_timeout == 30s);
+  CHECK(c.limits.data_timeout == 2min);
+  CHECK(c.delivery.max_connections == 40);
+  CHECK(c.delivery.max_connections_per_destination == 4);
+  CHECK(c.delivery.port == 2526);
+  CHECK(c.delivery.retry_schedule == std::vector<Duration>{1min, 15min, 24h});
+  CHECK(c.delivery.max_queue_lifetime == 168h);
+  CHECK(c.delivery.tls == DeliveryTls::verify);
+  CHECK(c.delivery.relayhost == "[smtp.example.net]:587");
+  CHECK(c.delivery.relayhost_name == "smtp.example.net");
+  CHECK(c.delivery.relayhost_port == 587);
+  CHECK(c.delivery.relayhost_username == "bob");
+  CHECK(c.delivery.relayhost_password_file == "/etc/x/relay-pass");
+  REQUIRE(c.dns.servers.size() == 4);
+  CHECK(c.dns.servers[0].str() == "127.0.0.1:5353");
+  CHECK(c.dns.servers[1].str() == "192.0.2.53:53");
+  CHECK(c.dns.servers[2].str() == "[2001:db8::53]:54");
+  CHECK(c.dns.servers[3].str() == "[2001:db8::35]:53");
+}
+
+TEST_CASE("durations and sizes also accept TOML integers") {
+  std::string text(kMinimal);
+  text += "[limits]\nmax_message_size = 2048\ncommand_timeout = 90\n";
+  auto r = parse(text);
+  REQUIRE(r.has_value());
+  CHECK(r->limits.max_message_size == 2048);
+  CHECK(r->limits.command_timeout == 90s);
+}
+
+TEST_CASE("an empty trusted_networks trusts nobody") {
+  std::string text(kMinimal);
+  text += "[relay]\ntrusted_networks = []\n";
+  auto r = parse(text);
+  REQUIRE(r.has_value());
+  CHECK(r->relay.trusted_networks.empty());
+}
+
+TEST_CASE("each class of error names its key and line") {
+  struct Case {
+    const char* name;
+    const char* extra;  // appended after kMinimal (which has 4 lines)
+    const char* key;
+    int line;
+    const char* message;  // substring of the problem's message
+  };
+  const Case cases[] = {
+      {"unknown table", "[limit]\n", "limit", 5, "unknown key"},
+      {"unknown nested key", "[limits]\nmax_recipents = 5\n", "limits.max_recipents", 6,
+       "unknown key"},
+      {"unknown dotted key", "[delivery]\nretry.x = 1\n", "delivery.retry", 6, "unknown key"},
+      {"unknown key in listener", "adress = \"1.2.3.4:25\"\n", "listener[1].adress", 5,
+       "unknown key"},
+      {"unknown key in second listener",
+       "[[listener]]\nadress = \"127.0.0.1:26\"\nmode = \"relay\"\n", "listener[2].adress", 6,
+       "did you mean \"address\""},
+      {"wrong type string", "[limits]\nmax_recipients = \"5\"\n", "limits.max_recipients", 6,
+       "expected an integer, got a string"},
+      {"wrong type for table", "[relay]\ntrusted_networks = \"10.0.0.0/8\"\n",
+       "relay.trusted_networks", 6, "expected an array, got a string"},
+      {"wrong type array element", "[relay]\ntrusted_networks = [\"10.0.0.0/8\", 5]\n",
+       "relay.trusted_networks[2]", 6, "expected a string"},
+      {"float count", "[limits]\nmax_connections = 1.5\n", "limits.max_connections", 6,
+       "expected an integer, got a float"},
+      {"zero count", "[limits]\nmax_connections = 0\n", "limits.max_connections", 6,
+       "out of range"},
+      {"negative count", "[delivery]\nmax_connections = -3\n", "delivery.max_connections", 6,
+       "out of range"},
+      {"count too large", "[limits]\nmax_recipients = 4294967296\n", "limits.max_recipients", 6,
+       "out of range"},
+      {"port zero", "[delivery]\nport = 0\n", "delivery.port", 6, "out of range"},
+      {"port too big", "[delivery]\nport = 65536\n", "delivery.port", 6, "out of range"},
+      {"bad duration unit", "[limits]\ncommand_timeout = \"5x\"\n", "limits.command_timeout", 6,
+       "unknown unit"},
+      {"zero duration", "[limits]\ndata_timeout = \"0s\"\n", "limits.data_timeout", 6,
+       "greater than zero"},
+      {"negative duration", "[limits]\ndata_timeout = \"-5m\"\n", "limits.data_timeout", 6,
+       "negative"},
+      {"negative integer duration", "[limits]\ndata_timeout = -5\n", "limits.data_timeout", 6,
+       "negative"},
+      {"duration of wrong type", "[limits]\ndata_timeout = true\n", "limits.data_timeout", 6,
+       "expected a duration string"},
+      {"bad duration in schedule", "[delivery]\nretry_schedule = [\"5m\", \"soon\"]\n",
+       "delivery.retry_schedule[2]", 6, "starts with a number"},
+      {"empty schedule", "[delivery]\nretry_schedule = []\n", "delivery.retry_schedule", 6,
+       "at least one"},
+      {"bad size", "[limits]\nmax_message_size = \"35Q\"\n", "limits.max_message_size", 6,
+       "unknown unit"},
+      {"zero size", "[limits]\nmax_message_size = \"0M\"\n", "limits.max_message_size", 6,
+       "greater than zero"},
+      {"size overflow", "[limits]\nmax_message_size = \"99999999999999G\"\n",
+       "limits.max_message_size", 6, "too large"},
+      {"bad CIDR", "[relay]\ntrusted_networks = [\"10.0.0.0/33\"]\n", "relay.trusted_networks[1]",
+       6, "prefix length"},
+      {"CIDR garbage", "[relay]\ntrusted_networks = [\"localhost\"]\n", "relay.trusted_networks[1]",
+       6, "not an IP address"},
+      {"CIDR host bits", "[relay]\ntrusted_networks = [\"127.0.0.0/8\",\n  \"10.0.0.1/8\"]\n",
+       "relay.trusted_networks[2]", 7, "did you mean 10.0.0.0/8"},
+      {"bad mode", "[[listener]]\naddress = \"127.0.0.1:26\"\nmode = \"smtp\"\n",
+       "listener[2].mode", 7, "not one of submission, submissions, relay"},
+      {"bad listener address", "[[listener]]\naddress = \"localhost:25\"\nmode = \"relay\"\n",
+       "listener[2].address", 6, "not an IP address"},
+      {"listener without port", "[[listener]]\naddress = \"127.0.0.2\"\nmode = \"relay\"\n",
+       "listener[2].address", 6, "missing port"},
+      {"bare IPv6 listener", "[[listener]]\naddress = \"::1:25\"\nmode = \"relay\"\n",
+       "listener[2].address", 6, "use [addr]:port"},
+      {"listener port zero", "[[listener]]\naddress = \"127.0.0.2:0\"\nmode = \"relay\"\n",
+       "listener[2].address", 6, "1..65535"},
+      {"listener missing mode", "[[listener]]\naddress = \"127.0.0.2:25\"\n", "listener[2].mode", 5,
+       "missing"},
+      {"listener missing address", "\n[[listener]]\nmode = \"relay\"\n", "listener[2].address", 6,
+       "missing"},
+      {"duplicate listener", "[[listener]]\naddress = \"127.0.0.1:025\"\nmode = \"submission\"\n",
+       "listener[2].address", 6, "already used by listener[1]"},
+      {"certificate without key", "[tls]\ncertificate = \"/a/cert.pem\"\n", "tls.private_key", 6,
+       "required when tls.certificate is set"},
+      {"key without certificate", "[tls]\nprivate_key = \"/a/key.pem\"\n", "tls.certificate", 6,
+       "required when tls.private_key is set"},
+      {"relative path", "[auth]\nusers_file = \"users\"\n", "auth.users_file", 6, "absolute path"},
+      {"bad delivery tls", "[delivery]\ntls = \"always\"\n", "delivery.tls", 6,
+       "not one of none, opportunistic, required, verify"},
+      {"username without password file",
+       "[delivery]\nrelayhost = \"smtp.example.net\"\nrelayhost_username = \"bob\"\n",
+       "delivery.relayhost_password_file", 7, "required when delivery.relayhost_username is set"},
+      {"password file without username",
+       "[delivery]\nrelayhost = \"smtp.example.net\"\nrelayhost_password_file = \"/etc/p\"\n",
+       "delivery.relayhost_username", 7, "required when delivery.relayhost_password_file is set"},
+      {"credentials without relayhost",
+       "[delivery]\nrelayhost_username = \"bob\"\nrelayhost_password_file = \"/etc/p\"\n",
+       "delivery.relayhost", 6, "credentials are set"},
+      {"credentials with tls none",
+       "[delivery]\ntls = \"none\"\nrelayhost = \"a.example\"\nrelayhost_username = \"bob\"\n"
+       "relayhost_password_file = \"/etc/p\"\n",
+       "delivery.tls", 6, "never crosses in the clear"},
+      {"relayhost bare IPv6", "[delivery]\nrelayhost = \"2001:db8::1\"\n", "delivery.relayhost", 6,
+       "needs brackets"},
+      {"relayhost bad port", "[delivery]\nrelayhost = \"[smtp.example.net]:0\"\n",
+       "delivery.relayhost", 6, "1..65535"},
+      {"relayhost missing port", "[delivery]\nrelayhost = \"smtp.example.net:\"\n",
+       "delivery.relayhost", 6, "empty port"},
+      {"relayhost bad name", "[delivery]\nrelayhost = \"smtp_relay.example.net\"\n",
+       "delivery.relayhost", 6, "not a host name or address"},
+      {"relayhost bad bracket", "[delivery]\nrelayhost = \"[smtp.example.net\"\n",
+       "delivery.relayhost", 6, "missing ']'"},
+      {"relayhost junk after bracket", "[delivery]\nrelayhost = \"[a.example]587\"\n",
+       "delivery.relayhost", 6, "expected ':'"},
+      {"relayhost bad v6 literal", "[delivery]\nrelayhost = \"[2001:db8::zz]\"\n",
+       "delivery.relayhost", 6, "not an IPv6 address"},
+      {"dns bare IPv6", "[dns]\nservers = [\"2001:db8::53\"]\n", "dns.servers[1]", 6, "brackets"},
+      {"dns host name", "[dns]\nservers = [\"dns.example\"]\n", "dns.servers[1]", 6,
+       "not an IP address"},
+      {"dns bad port", "[dns]\nservers = [\"127.0.0.1:99999\"]\n", "dns.servers[1]", 6, "1..65535"},
+  };
+  // Keys that must come before the first table header; kMinimal follows them.
+  const Case top_cases[] = {
+      {"unknown top-level key", "hostnme = \"x\"\n", "hostnme", 1, "unknown key"},
+      {"suggestion", "hostnme = \"x\"\n", "hostnme", 1, "did you mean \"hostname\""},
+      {"wrong type for a section", "tls = 1\n", "tls", 1, "expected a table, got an integer"},
+      {"empty spool_dir", "spool_dir = \"\"\n", "spool_dir", 1, "must not be empty"},
+      {"relative spool_dir", "spool_dir = \"spool\"\n", "spool_dir", 1, "absolute path"},
+      {"long control socket",
+       "control_socket = "
+       "\"/run/"
+       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+       "aaaaaaaaaaaaaaaaaa\"\n",
+       "control_socket", 1, "too long"},
+      {"empty user", "user = \"\"\n", "user", 1, "must not be empty"},
+  };
+  for (const Case& c : cases) {
+    std::string text(kMinimal);
+    text += c.extra;
+    INFO(c.name << "\n" << text);
+    auto ps = problems_of(text);
+    INFO(dump(ps));
+    const Problem* p = find(ps, c.key);
+    REQUIRE(p != nullptr);
+    CHECK(p->line == c.line);
+    CHECK_THAT(p->message, Catch::Contains(c.message));
+  }
+  for (const Case& c : top_cases) {
+    std::string text = c.extra + std::string(kMinimal);
+    INFO(c.name << "\n" << text);
+    auto ps = problems_of(text);
+    INFO(dump(ps));
+    const Problem* p = find(ps, c.key);
+    REQUIRE(p != nullptr);
+    CHECK(p->line == c.line);
+    CHECK_THAT(p->message, Catch::Contains(c.message));
+  }
+}
+
+TEST_CASE("hostname must be a valid domain name") {
+  const std::pair<const char*, const char*> bad[] = {
+      {"", "empty"},
+      {"mail_1.example.com", "character '_'"},
+      {"mail..example.com", "empty label"},
+      {".example.com", "empty label"},
+      {"example.com.", "empty label"},
+      {"-mail.example.com", "hyphen"},
+      {"mail-.example.com", "hyphen"},
+      {"a b", "character ' '"},
+  };
+  for (auto [name, message] : bad) {
+    std::string text =
+        fmt::format("hostname = \"{}\"\n{}", name, kMinimal.substr(kMinimal.find('\n') + 1));
+    INFO(text);
+    auto ps = problems_of(text);
+    const Problem* p = find(ps, "hostname");
+    REQUIRE(p != nullptr);
+    CHECK(p->line == 1);
+    CHECK_THAT(p->message, Catch::Contains(message));
+  }
+  std::string long_label(64, 'a');
+  auto ps = problems_of(fmt::format("hostname = \"{}.com\"\n{}", long_label,
+                                    kMinimal.substr(kMinimal.find('\n') + 1)));
+  REQUIRE(find(ps, "hostname") != nullptr);
+  CHECK_THAT(find(ps, "hostname")->message, Catch::Contains("longer than 63"));
+
+  std::string long_name;
+  for (int i = 0; i < 26; ++i) long_name += "abcdefghi.";
+  long_name += "com";  // 263 characters
+  ps = problems_of(
+      fmt::format("hostname = \"{}\"\n{}", long_name, kMinimal.substr(kMinimal.find('\n') + 1)));
+  REQUIRE(find(ps, "hostname") != nullptr);
+  CHECK_THAT(find(ps, "hostname")->message, Catch::Contains("at most 253"));
+
+  auto ok = parse(fmt::format("hostname = \"{}\"\n{}", std::string(63, 'b') + ".x-y.example",
+                              kMinimal.substr(kMinimal.find('\n') + 1)));
+  CHECK(ok.has_value());
+}
+
+TEST_CASE("hostname defaults to the machine's name") {
+  auto r = parse("[[listener]]\naddress = \"127.0.0.1:25\"\nmode = \"relay\"\n");
+  std::string expected = machine_hostname();
+  REQUIRE(!expected.empty());
+  if (r) {
+    CHECK(r->hostname == expected);
+  } else {
+    // Only when this machine's name is not a valid domain name.
+    REQUIRE(find(r.error(), "hostname") != nullptr);
+    CHECK_THAT(find(r.error(), "hostname")->message, Catch::Contains("set hostname"));
+  }
+}
+
+TEST_CASE("a [listener] table instead of [[listener]] is explained") {
+  auto ps = problems_of(
+      "hostname = \"a.example\"\n[listener]\naddress = \"127.0.0.1:25\"\nmode = \"relay\"\n");
+  const Problem* p = find(ps, "listener");
+  REQUIRE(p != nullptr);
+  CHECK(p->line == 2);
+  CHECK_THAT(p->message, Catch::Contains("[[listener]]"));
+}
+
+TEST_CASE("at least one listener is required") {
+  for (const char* text :
+       {"hostname = \"a.example\"\n", "hostname = \"a.example\"\nlistener = []\n"}) {
+    auto ps = problems_of(text);
+    const Problem* p = find(ps, "listener");
+    REQUIRE(p != nullptr);
+    CHECK(p->line == 0);
+    CHECK_THAT(p->message, Catch::Contains("at least one [[listener]]"));
+  }
+  // A listener that is present but broken is not also reported as missing.
+  auto ps =
+      problems_of("hostname = \"a.example\"\n[[listener]]\naddress = \"x\"\nmode = \"relay\"\n");
+  CHECK(find(ps, "listener") == nullptr);
+  CHECK(find(ps, "listener[1].address") != nullptr);
+}
+
+TEST_CASE("relayhost forms") {
+  struct Case {
+    const char* relayhost;
+    const char* name;
+    uint16_t port;
+  };
+  const Case cases[] = {
+      {"[smtp.example.net]:587", "smtp.example.net", 587},
+      {"smtp.example.net:465", "smtp.example.net", 465},
+      {"smtp.example.net", "smtp.example.net", 25},
+      {"[smtp.example.net]", "smtp.example.net", 25},
+      {"[192.0.2.1]:587", "192.0.2.1", 587},
+      {"192.0.2.1:2525", "192.0.2.1", 2525},
+      {"[2001:db8::1]:587", "2001:db8::1", 587},
+      {"[2001:db8::1]", "2001:db8::1", 25},
+  };
+  for (const Case& c : cases) {
+    std::string text(kMinimal);
+    text += fmt::format("[delivery]\nrelayhost = \"{}\"\n", c.relayhost);
+    auto r = parse(text);
+    INFO(c.relayhost);
+    REQUIRE(r.has_value());
+    CHECK(r->delivery.relayhost == c.relayhost);
+    CHECK(r->delivery.relayhost_name == c.name);
+    CHECK(r->delivery.relayhost_port == c.port);
+  }
+}
+
+TEST_CASE("all problems are collected, in file order") {
+  auto ps = problems_of(R"(hostname = "bad_name"
+bogus = 1
+[[listener]]
+address = "127.0.0.1"
+mode = "relay"
+[limits]
+max_recipients = "many"
+data_timeout = "1y"
+[tls]
+certificate = "/c.pem"
+)");
+  INFO(dump(ps));
+  REQUIRE(ps.size() == 6);
+  CHECK(ps[0].key == "hostname");
+  CHECK(ps[0].line == 1);
+  CHECK(ps[1].key == "bogus");
+  CHECK(ps[1].line == 2);
+  CHECK(ps[2].key == "listener[1].address");
+  CHECK(ps[2].line == 4);
+  CHECK(ps[3].key == "limits.max_recipients");
+  CHECK(ps[3].line == 7);
+  CHECK(ps[4].key == "limits.data_timeout");
+  CHECK(ps[4].line == 8);
+  CHECK(ps[5].key == "tls.private_key");
+  CHECK(ps[5].line == 10);
+}
+
+TEST_CASE("a TOML syntax error has a line") {
+  auto r = parse("hostname = \"a.example\"\n\n[limits\nmax_recipients = 5\n", "bad.toml");
+  REQUIRE(!r.has_value());
+  REQUIRE(r.error().size() == 1);
+  CHECK(r.error()[0].line == 3);
+  CHECK(r.error()[0].key.empty());
+  CHECK_THAT(r.error()[0].str("bad.toml"), Catch::StartsWith("bad.toml:3: "));
+
+  auto dup = parse("hostname = \"a.example\"\nhostname = \"b.example\"\n");
+  REQUIRE(!dup.has_value());
+  CHECK(dup.error()[0].line == 2);
+}
+
+TEST_CASE("Problem::str leaves out empty parts") {
+  Problem p{"limits.max_recipients", 7, "expected an integer, got a string"};
+  CHECK(p.str("/etc/sluice/sluice.toml") ==
+        "/etc/sluice/sluice.toml:7: limits.max_recipients: expected an integer, got a string");
+  CHECK(p.str() == "line 7: limits.max_recipients: expected an integer, got a string");
+  Problem q{"listener", 0, "at least one"};
+  CHECK(q.str("f.toml") == "f.toml: listener: at least one");
+  Problem r{"", 0, "cannot open: No such file or directory"};
+  CHECK(r.str("f.toml") == "f.toml: cannot open: No such file or directory");
+  CHECK(r.str() == "cannot open: No such file or directory");
+}
+
+TEST_CASE("load_file reports an unreadable file with the OS error") {
+  auto r = load_file("/nonexistent/sluice.toml");
+  REQUIRE(!r.has_value());
+  REQUIRE(r.error().size() == 1);
+  CHECK(r.error()[0].str("/nonexistent/sluice.toml") ==
+        "/nonexistent/sluice.toml: cannot open: No such file or directory");
+
+  auto dir = load_file("/");
+  REQUIRE(!dir.has_value());
+  CHECK_THAT(dir.error()[0].message, Catch::Contains("Is a directory"));
+}
+
+TEST_CASE("the example sluice.toml is valid and shows the defaults") {
+  std::string path = SLUICE_SOURCE_DIR "/conf/sluice.toml";
+  auto r = load_file(path);
+  INFO(dump(r ? std::vector<Problem>{} : r.error()));
+  REQUIRE(r.has_value());
+  CHECK(r->source == path);
+  REQUIRE(r->listeners.size() == 3);
+  CHECK(r->listeners[0].mode == ListenerMode::submission);
+  CHECK(r->listeners[1].mode == ListenerMode::submissions);
+  CHECK(r->listeners[2].mode == ListenerMode::relay);
+  CHECK(r->listeners[2].endpoint.str() == "127.0.0.1:25");
+  CHECK(r->tls.certificate == "/etc/sluice/tls/fullchain.pem");
+
+  // Every value other than the ones an example must show equals the default.
+  auto d = parse(kMinimal);
+  REQUIRE(d.has_value());
+  CHECK(r->spool_dir == d->spool_dir);
+  CHECK(r->control_socket == d->control_socket);
+  CHECK(r->user == d->user);
+  CHECK(r->limits.max_message_size == d->limits.max_message_size);
+  CHECK(r->limits.max_recipients == d->limits.max_recipients);
+  CHECK(r->limits.max_connections == d->limits.max_connections);
+  CHECK(r->limits.max_connections_per_client == d->limits.max_connections_per_client);
+  CHECK(r->limits.command_timeout == d->limits.command_timeout);
+  CHECK(r->limits.data_timeout == d->limits.data_timeout);
+  CHECK(r->delivery.max_connections == d->delivery.max_connections);
+  CHECK(r->delivery.max_connections_per_destination == d->delivery.max_connections_per_destination);
+  CHECK(r->delivery.port == d->delivery.port);
+  CHECK(r->delivery.retry_schedule == d->delivery.retry_schedule);
+  CHECK(r->delivery.max_queue_lifetime == d->delivery.max_queue_lifetime);
+  CHECK(r->delivery.tls == d->delivery.tls);
+  CHECK(r->delivery.relayhost == d->delivery.relayhost);
+  CHECK(r->dns.servers.empty());
+  REQUIRE(r->relay.trusted_networks.size() == 2);
+  CHECK(r->relay.trusted_networks[0].str() == "127.0.0.0/8");
+  CHECK(r->relay.trusted_networks[1].str() == "::1/128");
+}
+
+TEST_CASE("parse_duration") {
+  const std::pair<const char*, Duration> good[] = {
+      {"30s", 30s}, {"5m", 5min},     {"4h", 4h},  {"5d", 120h},
+      {"1w", 168h}, {"500ms", 500ms}, {"90", 90s}, {"0", 0s},
+  };
+  for (auto [text, want] : good) {
+    INFO(text);
+    auto d = parse_duration(text);
+    REQUIRE(d.has_value());
+    CHECK(*d == want);
+  }
+  const std::pair<const char*, const char*> bad[] = {
+      {"", "empty"},
+      {"-5m", "negative"},
+      {"5x", "unknown unit"},
+      {"5M", "unknown unit"},
+      {"1.5h", "unknown unit"},
+      {"5 m", "unknown unit"},
+      {"m", "starts with a number"},
+      {" 5m", "starts with a number"},
+      {"99999999999999999999999s", "too large"},
+      {"36501d", "at most 100 years"},
+      {"9223372036854775807ms", "at most 100 years"},
+  };
+  for (auto [text, message] : bad) {
+    INFO(text);
+    auto d = parse_duration(text);
+    REQUIRE(!d.has_value());
+    CHECK_THAT(d.error(), Catch::Contains(message));
+  }
+}
+
+TEST_CASE("parse_size") {
+  const std::pair<const char*, uint64_t> good[] = {
+      {"2048", 2048},
+      {"512K", 512 * 1024},
+      {"35M", 35u << 20},
+      {"1G", 1ull << 30},
+      {"10MB", 10u << 20},
+      {"3kb", 3 * 1024},
+      {"7m", 7u << 20},
+      {"100B", 100},
+      {"0", 0},
+      {"16777215G", 16777215ull << 30},
+  };
+  for (auto [text, want] : good) {
+    INFO(text);
+    auto s = parse_size(text);
+    REQUIRE(s.has_value());
+    CHECK(*s == want);
+  }
+  const std::pair<const char*, const char*> bad[] = {
+      {"", "empty"},
+      {"-1M", "negative"},
+      {"35Q", "unknown unit"},
+      {"1T", "unknown unit"},
+      {"1.5M", "unknown unit"},
+      {"M", "starts with a number"},
+      {"18446744073709551616", "too large"},
+      {"17179869184G", "too large"},
+  };
+  for (auto [text, message] : bad) {
+    INFO(text);
+    auto s = parse_size(text);
+    REQUIRE(!s.has_value());
+    CHECK_THAT(s.error(), Catch::Contains(message));
+  }
+}
+
+TEST_CASE("config_path: flag, then SLUICE_CONFIG, then /etc") {
+  ::unsetenv("SLUICE_CONFIG");
+  CHECK(config_path("") == "/etc/sluice/sluice.toml");
+  CHECK(config_path("/x.toml") == "/x.toml");
+  ::setenv("SLUICE_CONFIG", "", 1);
+  CHECK(config_path("") == "/etc/sluice/sluice.toml");
+  ::setenv("SLUICE_CONFIG", "/env.toml", 1);
+  CHECK(config_path("") == "/env.toml");
+  CHECK(config_path("/x.toml") == "/x.toml");
+  ::unsetenv("SLUICE_CONFIG");
+}
+
+TEST_CASE("enum names") {
+  CHECK(to_string(ListenerMode::submissions) == "submissions");
+  CHECK(to_string(DeliveryTls::verify) == "verify");
+}

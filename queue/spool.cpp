@@ -1,0 +1,890 @@
+// spool.cpp — the segment log: writer thread with group commit, the index of
+// live messages, reading, recovery and reclamation of segment files.
+//
+// Format, durability and recovery rules: docs/spool.md. In short: producers
+// build finished records (header, id, body, CRC) and queue them; the writer
+// takes all queued records at once, appends them with writev, fdatasyncs once
+// when a COMMIT or DONE is among them, updates the index and only then runs
+// the callbacks. Failures come back as done(false) or open() errors; nothing
+// here logs.
+#include "queue/spool.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "queue/record.hpp"
+
+namespace sluice::queue {
+namespace {
+
+namespace rec = record;
+
+constexpr size_t kReadPiece = 64 * 1024;     // read_body hands out at most this much at once
+constexpr size_t kMaxChunkSize = 64u << 20;  // Options::chunk_size limit
+constexpr size_t kIovMax = IOV_MAX;
+constexpr uint64_t kNoSeq = ~uint64_t(0);
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string sys_error(std::string_view what, const std::string& path, int err) {
+  std::string s(what);
+  s += ' ';
+  s += path;
+  s += ": ";
+  s += std::error_code(err, std::generic_category()).message();
+  return s;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// Queue ids are 16 hex digits, so they fit a uint64_t whose order is theirs.
+uint64_t id_value(std::string_view id) {
+  uint64_t v = 0;
+  for (char c : id) v = v << 4 | uint64_t(hex_value(c));
+  return v;
+}
+
+std::string segment_name(uint64_t seq) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, seq >>= 4) s[size_t(i)] = kHex[seq & 0xF];
+  return s + ".seg";
+}
+
+std::optional<uint64_t> parse_segment_name(std::string_view name) {
+  if (name.size() != 20 || !name.ends_with(".seg")) return std::nullopt;
+  for (char c : name.substr(0, 16))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return std::nullopt;
+  return id_value(name.substr(0, 16));
+}
+
+bool write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(size_t(n));
+  }
+  return true;
+}
+
+std::expected<void, std::string> fsync_dir(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return std::unexpected(sys_error("cannot open directory", path, errno));
+  if (::fsync(fd.get()) != 0) return std::unexpected(sys_error("cannot fsync", path, errno));
+  return {};
+}
+
+// mkdir -p with mode 0700; the parent of every directory created is fsynced
+// so that the new entry survives a crash.
+std::expected<void, std::string> make_dirs(const std::filesystem::path& dir) {
+  std::filesystem::path cur;
+  for (const auto& part : dir) {
+    if (part.empty()) continue;
+    cur /= part;
+    if (::mkdir(cur.c_str(), 0700) == 0) {
+      std::filesystem::path parent = cur.parent_path();
+      if (parent.empty()) parent = ".";
+      if (auto r = fsync_dir(parent.string()); !r) return r;
+      continue;
+    }
+    int err = errno;
+    struct stat st;
+    if (err != EEXIST) return std::unexpected(sys_error("cannot create", cur.string(), err));
+    if (::stat(cur.c_str(), &st) != 0) return std::unexpected(sys_error("cannot stat", cur.string(), errno));
+    if (!S_ISDIR(st.st_mode)) return std::unexpected(cur.string() + ": not a directory");
+  }
+  return {};
+}
+
+// Where a piece of a message's content lies: `length` bytes at `offset` of
+// segment `seq` (the content of one CHUNK record).
+struct Extent {
+  uint64_t seq = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// Calls f once for every segment a message occupies: those of its extents
+// (in increasing order) and that of its COMMIT record (unless kNoSeq).
+template <class F>
+void for_each_segment(const std::vector<Extent>& extents, uint64_t commit_seq, F f) {
+  uint64_t last = kNoSeq;
+  for (const Extent& e : extents)
+    if (e.seq != last) f(last = e.seq);
+  if (commit_seq != kNoSeq && commit_seq != last) f(commit_seq);
+}
+
+// A committed, live message.
+struct Entry {
+  Envelope env;
+  std::vector<Extent> extents;
+  uint64_t commit_seq = 0;
+};
+
+// A message whose chunks are being written (writer thread only).
+struct Pending {
+  std::vector<Extent> extents;
+  bool failed = false;  // a write or sync failed since its first chunk: its commit fails
+};
+
+// One unit of work for the writer.
+struct Item {
+  enum class Kind : uint8_t {
+    chunk,   // bytes = CHUNK record
+    commit,  // bytes = COMMIT record, env and done set
+    done,    // bytes = DONE record, done set
+    abort,   // nothing to write: forget the pending chunks of `id`
+    reject,  // nothing to write: done(false)
+  };
+  Kind kind = Kind::chunk;
+  bool ok = false;
+  uint64_t id = 0;
+  std::string bytes;
+  Envelope env;
+  Spool::CommitDone done;
+  uint64_t seq = 0;     // where the writer put it
+  uint64_t offset = 0;
+};
+
+}  // namespace
+
+struct Spool::Impl {
+  class IncomingImpl;
+
+  Options opt;
+  std::string seg_path;
+  Fd lock_fd;
+  Fd dir_fd;  // segments/, for openat, unlinkat and fsync
+  QueueIdGenerator ids;
+  std::vector<std::string> warnings;
+
+  // Handed-over records, guarded by q_mu.
+  std::mutex q_mu;
+  std::condition_variable q_cv;
+  std::vector<Item> queue;
+  bool stopping = false;
+
+  std::atomic<uint64_t> pending_bytes{0};
+  std::atomic<uint64_t> n_commits{0};
+  std::atomic<uint64_t> n_syncs{0};
+  std::atomic<uint64_t> n_bytes{0};
+
+  // Live messages by numeric id; written by the writer after a sync.
+  mutable std::mutex idx_mu;
+  std::map<uint64_t, Entry> index;
+
+  // Read-only descriptors for read_body, by segment; entries below
+  // first_seq are gone (reclaimed).
+  mutable std::mutex fd_mu;
+  mutable std::map<uint64_t, std::shared_ptr<Fd>> read_fds;
+  uint64_t first_seq = 0;
+
+  // The writer's state: touched by open() before the thread starts, then by
+  // the writer thread alone.
+  std::thread writer;
+  Fd cur_fd;
+  uint64_t cur_seq = 0;
+  uint64_t cur_size = 0;     // bytes placed in the current segment (written or in iov)
+  uint64_t cur_records = 0;
+  bool cur_dirty = false;    // written since its last fdatasync
+  bool dir_dirty = false;    // a segment was created since the last directory fsync
+  uint64_t batch_seq = kNoSeq;
+  uint64_t batch_start = 0;
+  uint64_t next_seq = 1;
+  std::map<uint64_t, uint64_t> seg_refs;  // every segment file, oldest first -> messages using it
+  std::unordered_map<uint64_t, Pending> pending;
+  std::vector<iovec> iov;
+
+  void enqueue(Item* items, size_t n);
+  void run();
+  void process(std::vector<Item>& batch);
+  bool place(Item& it);
+  bool flush();
+  bool rotate();
+  bool sync();
+  void fail(std::vector<Item>& batch);
+  void finish(std::vector<Item>& batch, bool ok);
+  void reclaim();
+  void pin(uint64_t seq) { ++seg_refs[seq]; }
+  void unpin(uint64_t seq) {
+    auto it = seg_refs.find(seq);
+    if (it != seg_refs.end() && it->second > 0) --it->second;
+  }
+
+  std::expected<void, std::string> recover();
+  std::expected<std::shared_ptr<Fd>, std::string> read_fd(uint64_t seq) const;
+};
+
+// ---------------------------------------------------------------------------
+// Incoming: buffers content into CHUNK records of chunk_size content bytes.
+// The buffer starts with room for the record header and the id, so a full
+// buffer is sealed in place and moved to the writer without a copy.
+
+class Spool::Impl::IncomingImpl final : public Spool::Incoming {
+ public:
+  explicit IncomingImpl(Impl& s) : s_(s), id_(s.ids.next()), num_(id_value(id_)) { start_buffer(); }
+
+  ~IncomingImpl() override {
+    if (committed_ || !sent_chunk_) return;  // nothing of it reached the writer
+    Item it;
+    it.kind = Item::Kind::abort;
+    it.id = num_;
+    s_.enqueue(&it, 1);
+  }
+
+  const std::string& id() const override { return id_; }
+  uint64_t size() const override { return size_; }
+
+  void append(std::string_view bytes) override {
+    if (committed_) std::abort();  // API misuse: content after commit()
+    const size_t chunk = s_.opt.chunk_size;
+    while (!bytes.empty()) {
+      size_t take = std::min(chunk - (buf_.size() - rec::kPrefixSize), bytes.size());
+      buf_.append(bytes.data(), take);
+      size_ += take;
+      bytes.remove_prefix(take);
+      if (buf_.size() - rec::kPrefixSize == chunk) send_chunk();
+    }
+  }
+
+  void commit(Envelope env, CommitDone done) override {
+    if (committed_) std::abort();  // API misuse: commit() twice
+    committed_ = true;
+    env.id = id_;
+    env.size = size_;
+    Item items[2];
+    size_t n = 0;
+    if (buf_.size() > rec::kPrefixSize) {
+      rec::seal(rec::Type::chunk, buf_.data(), buf_.size() - rec::kHeaderSize);
+      items[n].kind = Item::Kind::chunk;
+      items[n].id = num_;
+      items[n++].bytes = std::move(buf_);
+    }
+    Item& c = items[n++];
+    c.kind = Item::Kind::commit;
+    c.id = num_;
+    c.bytes.reserve(rec::kPrefixSize + 256);
+    c.bytes.append(rec::kHeaderSize, '\0');
+    c.bytes.append(id_);
+    encode_append(env, c.bytes);
+    rec::seal(rec::Type::commit, c.bytes.data(), c.bytes.size() - rec::kHeaderSize);
+    c.env = std::move(env);
+    c.done = std::move(done);
+    s_.enqueue(items, n);
+  }
+
+ private:
+  void start_buffer() {
+    buf_ = std::string();
+    // Small messages are the common case: grow to a full chunk only once
+    // the message has shown it needs one.
+    size_t first = sent_chunk_ ? s_.opt.chunk_size : std::min<size_t>(s_.opt.chunk_size, 4096);
+    buf_.reserve(rec::kPrefixSize + first);
+    buf_.append(rec::kHeaderSize, '\0');
+    buf_.append(id_);
+  }
+
+  void send_chunk() {
+    rec::seal(rec::Type::chunk, buf_.data(), buf_.size() - rec::kHeaderSize);
+    Item it;
+    it.kind = Item::Kind::chunk;
+    it.id = num_;
+    it.bytes = std::move(buf_);
+    sent_chunk_ = true;
+    s_.enqueue(&it, 1);
+    start_buffer();
+  }
+
+  Impl& s_;
+  std::string id_;
+  uint64_t num_;
+  std::string buf_;  // header space + id + content not yet handed over
+  uint64_t size_ = 0;
+  bool sent_chunk_ = false;
+  bool committed_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// The writer.
+
+void Spool::Impl::enqueue(Item* items, size_t n) {
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < n; ++i) bytes += items[i].bytes.size();
+  pending_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  bool wake;
+  {
+    std::lock_guard lk(q_mu);
+    wake = queue.empty();  // the writer only sleeps on an empty queue
+    for (size_t i = 0; i < n; ++i) queue.push_back(std::move(items[i]));
+  }
+  if (wake) q_cv.notify_one();
+}
+
+void Spool::Impl::run() {
+  // Signals are the event loop's business, never the writer's.
+  sigset_t all;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  std::vector<Item> batch;
+  for (;;) {
+    {
+      std::unique_lock lk(q_mu);
+      q_cv.wait(lk, [this] { return !queue.empty() || stopping; });
+      if (queue.empty()) break;  // stopping, and everything is written
+      batch.swap(queue);         // both vectors keep their capacity
+    }
+    process(batch);
+    batch.clear();
+  }
+}
+
+// Assigns the record its place in the current segment (rotating first if
+// the segment is full) and queues it for writev.
+bool Spool::Impl::place(Item& it) {
+  if (!cur_fd || (cur_records > 0 && cur_size >= opt.segment_size)) {
+    if (!flush() || !rotate()) return false;
+  }
+  it.seq = cur_seq;
+  it.offset = cur_size;
+  cur_size += it.bytes.size();
+  ++cur_records;
+  iov.push_back({it.bytes.data(), it.bytes.size()});
+  if (iov.size() == kIovMax) return flush();
+  return true;
+}
+
+bool Spool::Impl::flush() {
+  size_t i = 0;
+  while (i < iov.size()) {
+    ssize_t n = ::writev(cur_fd.get(), iov.data() + i, int(std::min(iov.size() - i, kIovMax)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    n_bytes.fetch_add(uint64_t(n), std::memory_order_relaxed);
+    cur_dirty = true;
+    size_t left = size_t(n);
+    while (left > 0) {  // skip what was written, also the part of a short write
+      if (left >= iov[i].iov_len) {
+        left -= iov[i].iov_len;
+        ++i;
+      } else {
+        iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
+        iov[i].iov_len -= left;
+        left = 0;
+      }
+    }
+  }
+  iov.clear();
+  return true;
+}
+
+// Closes the current segment (synced, so that the extents of messages still
+// being written stay valid) and starts a new one.
+bool Spool::Impl::rotate() {
+  if (cur_fd) {
+    if (cur_dirty) {
+      if (::fdatasync(cur_fd.get()) != 0) return false;
+      n_syncs.fetch_add(1, std::memory_order_relaxed);
+      cur_dirty = false;
+    }
+    cur_fd.reset();
+  }
+  uint64_t seq = next_seq++;
+  std::string name = segment_name(seq);
+  Fd fd(::openat(dir_fd.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!fd) return false;
+  dir_dirty = true;
+  if (!write_all(fd.get(), rec::kSegmentMagic)) {
+    // Leave no half-made file behind; if it cannot go, reclamation removes it later.
+    if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0) seg_refs.emplace(seq, 0);
+    return false;
+  }
+  seg_refs.emplace(seq, 0);
+  cur_fd = std::move(fd);
+  cur_seq = seq;
+  cur_size = rec::kSegmentMagic.size();
+  cur_records = 0;
+  cur_dirty = true;
+  return true;
+}
+
+bool Spool::Impl::sync() {
+  if (::fdatasync(cur_fd.get()) != 0) return false;
+  n_syncs.fetch_add(1, std::memory_order_relaxed);
+  cur_dirty = false;
+  if (dir_dirty) {
+    if (::fsync(dir_fd.get()) != 0) return false;
+    dir_dirty = false;
+  }
+  return true;
+}
+
+void Spool::Impl::process(std::vector<Item>& batch) {
+  bool ok = true;
+  bool need_sync = false;
+  uint64_t bytes = 0;
+  batch_seq = cur_fd ? cur_seq : kNoSeq;
+  batch_start = cur_size;
+  for (Item& it : batch) {
+    bytes += it.bytes.size();
+    if (!ok) continue;
+    switch (it.kind) {
+      case Item::Kind::chunk: {
+        Pending& p = pending[it.id];
+        if (p.failed) break;  // its commit fails anyway: spare the disk
+        if (!place(it)) {
+          ok = false;
+          break;
+        }
+        Extent e{it.seq, it.offset + rec::kPrefixSize, it.bytes.size() - rec::kPrefixSize};
+        if (p.extents.empty() || p.extents.back().seq != e.seq) pin(e.seq);
+        p.extents.push_back(e);
+        break;
+      }
+      case Item::Kind::commit: {
+        auto pit = pending.find(it.id);
+        if (pit != pending.end() && pit->second.failed) break;
+        if (!place(it)) ok = false;
+        need_sync = true;
+        break;
+      }
+      case Item::Kind::done:
+        if (!place(it)) ok = false;
+        need_sync = true;
+        break;
+      case Item::Kind::abort:
+      case Item::Kind::reject:
+        break;
+    }
+  }
+  if (ok) ok = flush();
+  if (ok && need_sync) ok = sync();
+  pending_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+  if (!ok) fail(batch);
+  finish(batch, ok);
+}
+
+// A write or sync failed: what the current segment holds beyond its last
+// good sync is unknown. Every message still being written fails its commit,
+// and the next record starts a new segment.
+void Spool::Impl::fail(std::vector<Item>& batch) {
+  iov.clear();
+  for (auto& [id, p] : pending) p.failed = true;
+  for (Item& it : batch)
+    if (it.kind == Item::Kind::chunk) pending[it.id].failed = true;
+  if (cur_fd) {
+    // Best effort: take this batch's records back out, so that a commit
+    // reported as failed does not come back after a restart.
+    uint64_t keep = batch_seq == cur_seq ? batch_start : rec::kSegmentMagic.size();
+    (void)!::ftruncate(cur_fd.get(), off_t(keep));
+    cur_fd.reset();
+  }
+  cur_dirty = false;
+}
+
+// After the batch is written (and synced when it had to be): update the
+// index, delete segments freed by DONE records, then report. Callbacks run
+// after the index lock is released.
+void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
+  bool any_done = false;
+  {
+    std::lock_guard lk(idx_mu);
+    for (Item& it : batch) {
+      switch (it.kind) {
+        case Item::Kind::chunk:
+          break;
+        case Item::Kind::commit: {
+          std::vector<Extent> extents;
+          bool good = ok;
+          if (auto pit = pending.find(it.id); pit != pending.end()) {
+            good = good && !pit->second.failed;
+            extents = std::move(pit->second.extents);
+            pending.erase(pit);
+          }
+          it.ok = good;
+          if (!good) {
+            for_each_segment(extents, kNoSeq, [this](uint64_t s) { unpin(s); });
+            break;
+          }
+          if (extents.empty() || extents.back().seq != it.seq) pin(it.seq);
+          auto [pos, fresh] = index.try_emplace(it.id);
+          if (!fresh)
+            for_each_segment(pos->second.extents, pos->second.commit_seq,
+                             [this](uint64_t s) { unpin(s); });
+          pos->second = Entry{std::move(it.env), std::move(extents), it.seq};
+          n_commits.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        case Item::Kind::done:
+          it.ok = ok;
+          if (!ok) break;
+          if (auto x = index.find(it.id); x != index.end()) {
+            for_each_segment(x->second.extents, x->second.commit_seq,
+                             [this](uint64_t s) { unpin(s); });
+            index.erase(x);
+          }
+          any_done = true;
+          break;
+        case Item::Kind::abort:
+          if (auto pit = pending.find(it.id); pit != pending.end()) {
+            for_each_segment(pit->second.extents, kNoSeq, [this](uint64_t s) { unpin(s); });
+            pending.erase(pit);
+          }
+          break;
+        case Item::Kind::reject:
+          it.ok = false;
+          break;
+      }
+    }
+  }
+  // Reclaim first: when a remove() is reported, the segments it freed are gone.
+  if (any_done) reclaim();
+  for (Item& it : batch)
+    if (it.done) it.done(it.ok);
+}
+
+// Deletes segments that no live or pending message uses, strictly from the
+// oldest on, and never the one being written. Each deletion is made durable
+// (directory fsync) before the next: a DONE record must never be deleted
+// while an older segment that may hold the message's COMMIT is still there.
+void Spool::Impl::reclaim() {
+  while (!seg_refs.empty()) {
+    auto it = seg_refs.begin();
+    if (it->second != 0 || (cur_fd && it->first == cur_seq)) break;
+    std::string name = segment_name(it->first);
+    if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0 && errno != ENOENT) break;
+    if (::fsync(dir_fd.get()) != 0) break;
+    {
+      std::lock_guard lk(fd_mu);
+      read_fds.erase(it->first);
+      first_seq = it->first + 1;
+    }
+    seg_refs.erase(it);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Recovery.
+
+std::expected<void, std::string> Spool::Impl::recover() {
+  std::vector<uint64_t> seqs;
+  {
+    DIR* d = ::opendir(seg_path.c_str());
+    if (!d) return std::unexpected(sys_error("cannot read", seg_path, errno));
+    while (dirent* e = ::readdir(d)) {
+      std::string_view name = e->d_name;
+      if (name == "." || name == "..") continue;
+      if (auto seq = parse_segment_name(name)) seqs.push_back(*seq);
+      else warnings.push_back(seg_path + "/" + std::string(name) + ": unexpected file, ignored");
+    }
+    ::closedir(d);
+  }
+  std::sort(seqs.begin(), seqs.end());
+  next_seq = seqs.empty() ? 1 : seqs.back() + 1;
+
+  struct Found {
+    std::vector<Extent> chunks;   // since its last COMMIT
+    std::vector<Extent> extents;  // content of the live version
+    Envelope env;
+    uint64_t commit_seq = 0;
+    bool live = false;
+  };
+  std::unordered_map<uint64_t, Found> found;
+
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const uint64_t seq = seqs[i];
+    const bool last = i + 1 == seqs.size();
+    const std::string name = segment_name(seq);
+    const std::string path = seg_path + "/" + name;
+    Fd fd(::openat(dir_fd.get(), name.c_str(), (last ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+    if (!fd) return std::unexpected(sys_error("cannot open", path, errno));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return std::unexpected(sys_error("cannot stat", path, errno));
+    const size_t size = size_t(st.st_size);
+    void* map = nullptr;
+    if (size > 0) {
+      map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
+      if (map == MAP_FAILED) return std::unexpected(sys_error("cannot map", path, errno));
+      ::madvise(map, size, MADV_SEQUENTIAL);
+    }
+    std::string_view data(static_cast<const char*>(map), map ? size : 0);
+    const size_t magic = rec::kSegmentMagic.size();
+
+    if (size < magic || data.substr(0, magic) != rec::kSegmentMagic) {
+      bool torn_creation = last && size < magic && rec::kSegmentMagic.starts_with(data);
+      if (map) ::munmap(map, size);
+      if (torn_creation) {  // crashed while creating it: it never held a record
+        if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0 || ::fsync(dir_fd.get()) != 0)
+          return std::unexpected(sys_error("cannot remove", path, errno));
+        continue;
+      }
+      warnings.push_back(path + ": not a segment file (bad header), skipped");
+      seg_refs.emplace(seq, 0);
+      continue;
+    }
+    seg_refs.emplace(seq, 0);
+
+    size_t off = magic;
+    std::optional<rec::Error> bad;
+    while (off < size) {
+      auto r = rec::parse(data.substr(off));
+      if (!r) {
+        bad = r.error();
+        break;
+      }
+      uint64_t id = id_value(r->id);
+      ids.observe(r->id);
+      switch (r->type) {
+        case rec::Type::chunk:
+          if (!r->body.empty())
+            found[id].chunks.push_back({seq, off + rec::kPrefixSize, r->body.size()});
+          break;
+        case rec::Type::commit: {
+          auto env = decode_envelope(r->body);
+          if (!env) {
+            warnings.push_back(path + ": offset " + std::to_string(off) + ": message " +
+                               std::string(r->id) + ": " + env.error() + "; record skipped");
+            break;
+          }
+          Found& m = found[id];
+          // A COMMIT takes the chunks written since the previous one; with
+          // none, it only replaces the envelope of a live message.
+          if (!m.chunks.empty() || !m.live) {
+            m.extents = std::move(m.chunks);
+            m.chunks.clear();
+          }
+          env->id = std::string(r->id);
+          m.env = std::move(*env);
+          m.commit_seq = seq;
+          m.live = true;
+          break;
+        }
+        case rec::Type::done:
+          found.erase(id);
+          break;
+      }
+      off += r->size;
+    }
+    if (map) ::munmap(map, size);
+    if (!bad) continue;
+    std::string where = path + ": " + std::string(rec::to_string(*bad)) + " at offset " +
+                        std::to_string(off) + "; ";
+    if (!last) {
+      warnings.push_back(where + "the remaining " + std::to_string(size - off) +
+                         " bytes of this segment are ignored");
+      continue;
+    }
+    // The end of the last segment: an append cut short by a crash.
+    warnings.push_back(where + "cut off the torn tail (" + std::to_string(size - off) + " bytes)");
+    if (::ftruncate(fd.get(), off_t(off)) != 0 || ::fsync(fd.get()) != 0)
+      return std::unexpected(sys_error("cannot truncate", path, errno));
+  }
+
+  for (auto& [id, m] : found) {
+    if (!m.live) continue;  // no COMMIT: an unfinished message
+    uint64_t have = 0;
+    for (const Extent& e : m.extents) have += e.length;
+    if (have != m.env.size) {
+      warnings.push_back("message " + m.env.id + ": content incomplete (" + std::to_string(have) +
+                         " of " + std::to_string(m.env.size) + " bytes), not recovered");
+      continue;
+    }
+    for_each_segment(m.extents, m.commit_seq, [this](uint64_t s) { pin(s); });
+    index.emplace(id, Entry{std::move(m.env), std::move(m.extents), m.commit_seq});
+  }
+  reclaim();
+  return {};
+}
+
+std::expected<std::shared_ptr<Fd>, std::string> Spool::Impl::read_fd(uint64_t seq) const {
+  std::lock_guard lk(fd_mu);
+  if (seq < first_seq) return std::unexpected(std::string("message removed while reading"));
+  if (auto it = read_fds.find(seq); it != read_fds.end()) return it->second;
+  std::string name = segment_name(seq);
+  int fd = ::openat(dir_fd.get(), name.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::unexpected(sys_error("cannot open", seg_path + "/" + name, errno));
+  auto p = std::make_shared<Fd>(fd);
+  read_fds.emplace(seq, p);
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// Spool.
+
+Spool::Spool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Spool::~Spool() {
+  if (!impl_ || !impl_->writer.joinable()) return;
+  {
+    std::lock_guard lk(impl_->q_mu);
+    impl_->stopping = true;
+  }
+  impl_->q_cv.notify_one();
+  impl_->writer.join();
+}
+
+std::expected<std::unique_ptr<Spool>, std::string> Spool::open(Options options) {
+  if (options.dir.empty()) return std::unexpected(std::string("spool directory not set"));
+  if (options.chunk_size == 0 || options.chunk_size > kMaxChunkSize)
+    return std::unexpected("chunk_size must be between 1 and " + std::to_string(kMaxChunkSize));
+  auto impl = std::make_unique<Impl>();
+  impl->opt = std::move(options);
+  std::filesystem::path root(impl->opt.dir);
+  impl->seg_path = (root / "segments").string();
+  if (auto r = make_dirs(root / "segments"); !r) return std::unexpected(r.error());
+
+  if (impl->opt.exclusive) {
+    std::string lock_path = (root / "lock").string();
+    impl->lock_fd.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!impl->lock_fd) return std::unexpected(sys_error("cannot open", lock_path, errno));
+    if (::flock(impl->lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK)
+        return std::unexpected("spool " + impl->opt.dir + " is in use by another process");
+      return std::unexpected(sys_error("cannot lock", lock_path, errno));
+    }
+  }
+  impl->dir_fd.reset(::open(impl->seg_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!impl->dir_fd) return std::unexpected(sys_error("cannot open", impl->seg_path, errno));
+
+  if (auto r = impl->recover(); !r) return std::unexpected(r.error());
+
+  try {
+    impl->writer = std::thread([p = impl.get()] { p->run(); });
+  } catch (const std::system_error& e) {
+    return std::unexpected(std::string("cannot start the spool writer: ") + e.what());
+  }
+  return std::unique_ptr<Spool>(new Spool(std::move(impl)));
+}
+
+std::unique_ptr<Spool::Incoming> Spool::begin() {
+  return std::make_unique<Impl::IncomingImpl>(*impl_);
+}
+
+void Spool::remove(std::string_view id, CommitDone done) {
+  Item it;
+  it.done = std::move(done);
+  if (!valid_queue_id(id)) {
+    it.kind = Item::Kind::reject;
+  } else {
+    it.kind = Item::Kind::done;
+    it.id = id_value(id);
+    it.bytes = rec::make(rec::Type::done, id, {});
+  }
+  impl_->enqueue(&it, 1);
+}
+
+std::vector<Envelope> Spool::messages() const {
+  std::lock_guard lk(impl_->idx_mu);
+  std::vector<Envelope> out;
+  out.reserve(impl_->index.size());
+  for (const auto& [id, e] : impl_->index) out.push_back(e.env);
+  return out;
+}
+
+size_t Spool::message_count() const {
+  std::lock_guard lk(impl_->idx_mu);
+  return impl_->index.size();
+}
+
+std::expected<void, std::string> Spool::read_body(
+    std::string_view id, const std::function<void(std::string_view)>& sink) const {
+  std::vector<Extent> extents;
+  {
+    std::lock_guard lk(impl_->idx_mu);
+    auto it = valid_queue_id(id) ? impl_->index.find(id_value(id)) : impl_->index.end();
+    if (it == impl_->index.end()) return std::unexpected("unknown message " + std::string(id));
+    extents = it->second.extents;
+  }
+  uint64_t largest = 0;
+  for (const Extent& e : extents) largest = std::max(largest, e.length);
+  auto buf = std::make_unique_for_overwrite<char[]>(size_t(std::min<uint64_t>(largest, kReadPiece)));
+  for (const Extent& e : extents) {
+    auto fd = impl_->read_fd(e.seq);
+    if (!fd) return std::unexpected(fd.error());
+    uint64_t off = e.offset;
+    uint64_t left = e.length;
+    while (left > 0) {
+      size_t want = size_t(std::min<uint64_t>(left, kReadPiece));
+      size_t got = 0;
+      while (got < want) {
+        ssize_t n = ::pread((*fd)->get(), buf.get() + got, want - got, off_t(off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0)
+          return std::unexpected(sys_error("cannot read", impl_->seg_path + "/" + segment_name(e.seq), errno));
+        if (n == 0)
+          return std::unexpected(impl_->seg_path + "/" + segment_name(e.seq) + ": ends early");
+        got += size_t(n);
+      }
+      sink(std::string_view(buf.get(), want));
+      off += want;
+      left -= want;
+    }
+  }
+  return {};
+}
+
+QueueIdGenerator& Spool::ids() { return impl_->ids; }
+
+uint64_t Spool::pending_bytes() const {
+  return impl_->pending_bytes.load(std::memory_order_relaxed);
+}
+
+Spool::Stats Spool::stats() const {
+  return Stats{impl_->n_commits.load(std::memory_order_relaxed),
+               impl_->n_syncs.load(std::memory_order_relaxed),
+               impl_->n_bytes.load(std::memory_order_relaxed)};
+}
+
+std::vector<std::string> Spool::recovery_warnings() const { return impl_->warnings; }
+
+}  // namespace sluice::queue

@@ -1,0 +1,115 @@
+// spool.hpp — the durable on-disk queue: a log of segment files with group commit.
+//
+// Every message is written as CHUNK records (its content, in pieces of at most
+// Options::chunk_size) followed by one COMMIT record carrying its envelope,
+// all appended to the current segment file under <spool_dir>/segments/. One
+// writer thread owns the segment file descriptors: it takes whatever records
+// are waiting, appends them with one writev, and if any COMMIT (or DONE) is
+// among them runs one fdatasync for the whole batch (a directory fsync follows whenever a
+// new segment file was created) before it reports those commits done. So many
+// concurrent messages share one flush, and a commit is reported only once
+// its content and envelope are on stable storage. The format and the
+// recovery rules are in docs/spool.md.
+//
+// Threads: begin()/Incoming are used from any one thread per message (the
+// event loop); completion callbacks run on the writer thread, in the order
+// the records were handed over, and must only hand the result over (e.g.
+// uv_async_send): they must not throw nor call back into the Spool in a way
+// that waits for the writer. Reading (read_body, messages) and remove() are
+// thread-safe. Every Incoming must be destroyed before the Spool.
+//
+// Failures: open() returns an error string; a failed write or sync is
+// reported as done(false) for every commit of that batch (the writer then
+// moves on to a fresh segment file). queue/ never logs.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "queue/envelope.hpp"
+#include "queue/queue_id.hpp"
+
+namespace sluice::queue {
+
+class Spool {
+ public:
+  struct Options {
+    std::string dir;                          // spool_dir
+    uint64_t segment_size = 64ull << 20;      // rotate after this many bytes
+    size_t chunk_size = 64 * 1024;            // content bytes per CHUNK record
+    // Take an exclusive lock on <dir>/lock so that a second process cannot
+    // open the same spool. Only tests turn it off.
+    bool exclusive = true;
+  };
+
+  // Called once per commit on the writer thread: true when durable.
+  using CommitDone = std::function<void(bool ok)>;
+
+  class Incoming {
+   public:
+    virtual ~Incoming() = default;  // destroying without commit() discards the message
+    virtual const std::string& id() const = 0;
+    // Appends content (already in stored form: CRLF line ends, not dot-stuffed).
+    virtual void append(std::string_view bytes) = 0;
+    virtual uint64_t size() const = 0;
+    // Hands the envelope over; env.id and env.size are filled in here. May be
+    // called once (append() or commit() after it abort the process); `done`
+    // runs later on the writer thread.
+    virtual void commit(Envelope env, CommitDone done) = 0;
+  };
+
+  // Creates the directory tree if needed, recovers every committed message
+  // (a torn tail of the last segment is cut off), and starts the writer.
+  static std::expected<std::unique_ptr<Spool>, std::string> open(Options options);
+  ~Spool();  // drains pending writes, stops the writer thread
+
+  std::unique_ptr<Incoming> begin();  // allocates the queue id
+
+  // Marks a message finished: appends a DONE record, group-committed like a
+  // commit, then drops the message from the index; `done` runs on the writer
+  // thread, true once the DONE record is durable. Idempotent: an id that is
+  // not (or no longer) live still gets its DONE record and true; an id that
+  // is not a valid queue id gets false. Segment files it leaves without
+  // anything live are deleted (strictly oldest first) before `done` runs.
+  void remove(std::string_view id, CommitDone done);
+
+  // The envelopes of all committed, live messages, ordered by queue id.
+  std::vector<Envelope> messages() const;
+  size_t message_count() const;
+  // Streams a message's stored content to `sink` in pieces; error if unknown.
+  std::expected<void, std::string> read_body(
+      std::string_view id, const std::function<void(std::string_view)>& sink) const;
+
+  QueueIdGenerator& ids();
+
+  // Bytes handed to the writer but not yet written; the SMTP glue stops
+  // reading from clients while this is large.
+  uint64_t pending_bytes() const;
+
+  struct Stats {
+    uint64_t commits = 0;    // messages committed
+    uint64_t syncs = 0;      // fdatasync calls (one per committing batch, one per rotation)
+    uint64_t bytes = 0;      // bytes appended
+  };
+  Stats stats() const;
+
+  // What open() had to repair or skip (torn tails cut off, corrupt records,
+  // messages whose content was incomplete), one line each; empty after a
+  // clean start. Never changes after open().
+  std::vector<std::string> recovery_warnings() const;
+
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+ private:
+  struct Impl;
+  explicit Spool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::queue

@@ -1,0 +1,748 @@
+// spool_test.cpp — the spool: record codec, write/read, recovery, removal,
+// reclamation order, group commit, durability before the callback.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "queue/record.hpp"
+#include "queue/spool.hpp"
+
+using namespace sluice::queue;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory under /tmp, removed afterwards.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/sluice-queue-test-XXXXXX";
+    char* p = ::mkdtemp(tmpl);
+    REQUIRE(p != nullptr);
+    path = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string spool() const { return path + "/spool"; }
+};
+
+std::unique_ptr<Spool> open_spool(const std::string& dir, uint64_t segment_size = 64ull << 20,
+                                  size_t chunk_size = 64 * 1024, bool exclusive = true) {
+  Spool::Options o;
+  o.dir = dir;
+  o.segment_size = segment_size;
+  o.chunk_size = chunk_size;
+  o.exclusive = exclusive;
+  auto s = Spool::open(o);
+  INFO((s ? std::string() : s.error()));
+  REQUIRE(s);
+  return std::move(*s);
+}
+
+// Deterministic content with CRLF line ends and every byte value.
+std::string content(size_t n, unsigned seed) {
+  std::string s;
+  s.reserve(n);
+  std::mt19937 rng(seed);
+  while (s.size() < n) {
+    if (s.size() % 78 == 76 && s.size() + 2 <= n) {
+      s += "\r\n";
+      continue;
+    }
+    s.push_back(char(rng() & 0xFF));
+  }
+  return s;
+}
+
+Envelope sample_envelope(int i) {
+  Envelope e;
+  e.arrival_us = 1'700'000'000'000'000 + i;
+  e.sender = i % 5 == 0 ? "" : "sender" + std::to_string(i) + "@example.org";
+  for (int r = 0; r <= i % 4; ++r)
+    e.recipients.push_back({"r" + std::to_string(r) + "@例え.jp", "", uint8_t(r), RcptStatus::pending, ""});
+  e.body = BodyType::eight_bit_mime;
+  e.smtputf8 = true;
+  e.helo = "client.example";
+  e.client_address = "192.0.2.1";
+  e.message_id = "<" + std::to_string(i) + "@example.org>";
+  return e;
+}
+
+// Writes one message in pieces of `piece` bytes and waits for its commit.
+std::string put(Spool& s, Envelope env, const std::string& body, size_t piece = 1000) {
+  auto in = s.begin();
+  for (size_t at = 0; at < body.size(); at += piece)
+    in->append(std::string_view(body).substr(at, piece));
+  CHECK(in->size() == body.size());
+  std::promise<bool> p;
+  auto f = p.get_future();
+  in->commit(std::move(env), [&p](bool ok) { p.set_value(ok); });
+  REQUIRE(f.get());
+  return in->id();
+}
+
+std::string body_of(const Spool& s, std::string_view id) {
+  std::string out;
+  auto r = s.read_body(id, [&](std::string_view piece) {
+    CHECK(piece.size() <= 64 * 1024);
+    out.append(piece);
+  });
+  INFO(id);
+  REQUIRE(r);
+  return out;
+}
+
+bool wait_remove(Spool& s, std::string_view id) {
+  std::promise<bool> p;
+  auto f = p.get_future();
+  s.remove(id, [&p](bool ok) { p.set_value(ok); });
+  return f.get();
+}
+
+std::vector<std::string> segment_files(const std::string& spool) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(spool + "/segments"))
+    out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_file(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+struct Parsed {
+  record::Type type;
+  std::string id;
+  size_t offset;
+  size_t size;
+};
+
+// Every record of a segment file (which must be well-formed).
+std::vector<Parsed> records_of(const std::string& bytes) {
+  std::vector<Parsed> out;
+  REQUIRE(bytes.substr(0, 8) == record::kSegmentMagic);
+  size_t off = 8;
+  while (off < bytes.size()) {
+    auto r = record::parse(std::string_view(bytes).substr(off));
+    REQUIRE(r);
+    out.push_back({r->type, std::string(r->id), off, r->size});
+    off += r->size;
+  }
+  return out;
+}
+
+// The committed messages a test expects: id -> (envelope, body).
+using Expected = std::map<std::string, std::pair<Envelope, std::string>>;
+
+void check_spool(const Spool& s, const Expected& want) {
+  auto msgs = s.messages();
+  REQUIRE(msgs.size() == want.size());
+  CHECK(s.message_count() == want.size());
+  auto it = want.begin();
+  for (const Envelope& e : msgs) {  // both ordered by id
+    REQUIRE(e.id == it->first);
+    CHECK(e == it->second.first);
+    CHECK(body_of(s, e.id) == it->second.second);
+    ++it;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Record codec.
+
+TEST_CASE("crc32c: known value, hardware and table paths agree") {
+  CHECK(record::crc32c("123456789") == 0xE3069283u);
+  CHECK(record::detail::crc32c_portable("123456789") == 0xE3069283u);
+  CHECK(record::crc32c("") == 0);
+  std::string data = content(5000, 7);
+  for (size_t start : {0u, 1u, 3u, 7u})
+    for (size_t len : {0u, 1u, 7u, 8u, 9u, 63u, 64u, 1000u, 4000u}) {
+      auto sv = std::string_view(data).substr(start, len);
+      CHECK(record::crc32c(sv) == record::detail::crc32c_portable(sv));
+      // Chaining.
+      CHECK(record::crc32c(sv.substr(len / 2), record::crc32c(sv.substr(0, len / 2))) ==
+            record::crc32c(sv));
+    }
+}
+
+TEST_CASE("record make/parse round trip and rejection of damage") {
+  const std::string id = "0123456789ABCDEF";
+  std::string body = content(300, 3);
+  std::string r = record::make(record::Type::chunk, id, body);
+  REQUIRE(r.size() == record::kPrefixSize + body.size());
+  const std::string followed = r + "trailing";
+  auto v = record::parse(followed);
+  REQUIRE(v);
+  CHECK(v->type == record::Type::chunk);
+  CHECK(v->id == id);
+  CHECK(v->body == body);
+  CHECK(v->size == r.size());
+
+  for (size_t n = 0; n < r.size(); ++n) {
+    auto t = record::parse(std::string_view(r).substr(0, n));
+    REQUIRE_FALSE(t);
+    CHECK(t.error() == record::Error::truncated);
+  }
+  for (size_t i = 0; i < r.size(); ++i) {
+    std::string d = r;
+    d[i] ^= 0x20;
+    CHECK_FALSE(record::parse(d));
+  }
+  std::string done = record::make(record::Type::done, id, "");
+  CHECK(record::parse(done));
+  CHECK(record::parse(done)->body.empty());
+  CHECK(record::parse(record::make(record::Type::done, id, "x")).error() == record::Error::bad_length);
+  CHECK(record::parse(record::make(record::Type::chunk, "0123456789abcdef", "x")).error() ==
+        record::Error::bad_id);
+  std::string bad_type = record::make(record::Type::chunk, id, "x");
+  bad_type[8] = 9;
+  record::seal(record::Type(9), bad_type.data(), bad_type.size() - record::kHeaderSize);
+  CHECK(record::parse(bad_type).error() == record::Error::bad_type);
+  CHECK(record::parse(std::string(9, '\0')).error() == record::Error::bad_crc);
+  std::string huge(16, '\xFF');
+  CHECK(record::parse(huge).error() == record::Error::bad_length);
+}
+
+// ---------------------------------------------------------------------------
+// Writing and reading.
+
+TEST_CASE("spool round trip: small, empty, multi-chunk, spanning segments; reopen") {
+  TempDir tmp;
+  Expected want;
+  {
+    auto s = open_spool(tmp.spool(), 4096, 1000);
+    CHECK(s->recovery_warnings().empty());
+    CHECK(s->message_count() == 0);
+    std::vector<std::string> bodies = {"Subject: hi\r\n\r\nHello\r\n", "", content(10'000, 1),
+                                       content(50'000, 2), content(999, 3), content(1000, 4),
+                                       content(1001, 5)};
+    int i = 0;
+    for (const auto& b : bodies) {
+      Envelope env = sample_envelope(i++);
+      std::string id = put(*s, env, b, 333);
+      env.id = id;
+      env.size = b.size();
+      want[id] = {env, b};
+    }
+    check_spool(*s, want);
+    CHECK(s->stats().commits == bodies.size());
+    CHECK(s->stats().bytes > 62'000);
+    CHECK(s->pending_bytes() == 0);
+    CHECK(segment_files(tmp.spool()).size() > 10);  // 4 KiB segments
+    CHECK_FALSE(s->read_body("0000000000000000", [](std::string_view) {}));
+    CHECK_FALSE(s->read_body("nonsense", [](std::string_view) {}));
+  }
+  auto s = open_spool(tmp.spool(), 4096, 1000);
+  CHECK(s->recovery_warnings().empty());
+  check_spool(*s, want);
+  // Ids keep increasing across the restart.
+  CHECK(s->begin()->id() > want.rbegin()->first);
+  // New messages go on; a third start sees old and new.
+  Envelope env = sample_envelope(99);
+  std::string b = content(7000, 99);
+  std::string id = put(*s, env, b);
+  env.id = id;
+  env.size = b.size();
+  want[id] = {env, b};
+  s.reset();
+  check_spool(*open_spool(tmp.spool(), 4096, 1000), want);
+}
+
+TEST_CASE("read_body hands out pieces of at most 64 KiB") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 64ull << 20, 1u << 20);
+  std::string b = content(300'000, 11);
+  std::string id = put(*s, sample_envelope(1), b, 100'000);
+  size_t pieces = 0;
+  std::string got;
+  REQUIRE(s->read_body(id, [&](std::string_view p) {
+    CHECK(p.size() <= 64 * 1024);
+    ++pieces;
+    got.append(p);
+  }));
+  CHECK(got == b);
+  CHECK(pieces >= 5);
+}
+
+TEST_CASE("an uncommitted message is gone after reopen") {
+  TempDir tmp;
+  Expected want;
+  {
+    auto s = open_spool(tmp.spool(), 64ull << 20, 100);
+    {
+      auto in = s->begin();
+      in->append(content(1000, 1));  // several chunks reach the writer
+    }
+    {
+      auto in = s->begin();
+      in->append("only buffered");
+    }
+    Envelope env = sample_envelope(2);
+    std::string b = content(555, 2);
+    std::string id = put(*s, env, b);
+    env.id = id;
+    env.size = b.size();
+    want[id] = {env, b};
+    auto in = s->begin();
+    in->append(content(777, 3));
+    check_spool(*s, want);
+    // `in` dies with the spool still open: nothing of it must survive either.
+  }
+  auto s = open_spool(tmp.spool(), 64ull << 20, 100);
+  check_spool(*s, want);
+}
+
+TEST_CASE("a second process cannot open the same spool") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool());
+  Spool::Options o;
+  o.dir = tmp.spool();
+  auto again = Spool::open(o);
+  REQUIRE_FALSE(again);
+  CHECK(again.error().find("in use") != std::string::npos);
+}
+
+TEST_CASE("bad options and unusable directories are errors") {
+  TempDir tmp;
+  Spool::Options o;
+  CHECK_FALSE(Spool::open(o));
+  o.dir = tmp.spool();
+  o.chunk_size = 0;
+  CHECK_FALSE(Spool::open(o));
+  write_file(tmp.path + "/file", "x");
+  o.chunk_size = 1000;
+  o.dir = tmp.path + "/file/spool";
+  CHECK_FALSE(Spool::open(o));
+}
+
+// ---------------------------------------------------------------------------
+// Recovery.
+
+TEST_CASE("a torn tail of the last segment is cut off; earlier commits survive") {
+  TempDir tmp;
+  Expected want;
+  std::string last_id, last_body;
+  {
+    auto s = open_spool(tmp.spool(), 64ull << 20, 1000);
+    for (int i = 0; i < 3; ++i) {
+      Envelope env = sample_envelope(i);
+      std::string b = content(1500 + size_t(i), unsigned(i));
+      std::string id = put(*s, env, b);
+      env.id = id;
+      env.size = b.size();
+      want[id] = {env, b};
+    }
+    last_body = content(3000, 42);
+    last_id = put(*s, sample_envelope(3), last_body);
+  }
+  auto files = segment_files(tmp.spool());
+  REQUIRE(files.size() == 1);
+  const std::string original = read_file(tmp.spool() + "/segments/" + files[0]);
+  auto recs = records_of(original);
+  // The last message: 3 CHUNK records, then its COMMIT.
+  REQUIRE(recs.size() >= 4);
+  REQUIRE(recs.back().type == record::Type::commit);
+  REQUIRE(recs.back().id == last_id);
+  size_t first_of_last = recs[recs.size() - 4].offset;
+  REQUIRE(recs[recs.size() - 4].id == last_id);
+
+  std::vector<size_t> cuts;
+  for (size_t c = recs.back().offset; c < original.size(); ++c) cuts.push_back(c);  // every byte
+  for (size_t c = first_of_last; c < recs.back().offset; c += 97) cuts.push_back(c);  // a sample
+  for (size_t cut : cuts) {
+    INFO("cut at " << cut << " of " << original.size());
+    TempDir t;
+    fs::create_directories(t.spool() + "/segments");
+    const std::string seg = t.spool() + "/segments/" + files[0];
+    write_file(seg, std::string_view(original).substr(0, cut));
+    {
+      auto s = open_spool(t.spool(), 64ull << 20, 1000);
+      check_spool(*s, want);
+      bool at_boundary = std::any_of(recs.begin(), recs.end(), [&](const Parsed& r) { return r.offset == cut; });
+      CHECK(s->recovery_warnings().size() == (at_boundary ? 0u : 1u));
+      CHECK(fs::file_size(seg) <= cut);
+      if (cut % 7 != 0) continue;
+      // New writes after a repaired tail; everything is there on the next start.
+      Expected more = want;
+      Envelope env = sample_envelope(7);
+      std::string b = content(2500, 7);
+      std::string id = put(*s, env, b);
+      env.id = id;
+      env.size = b.size();
+      more[id] = {env, b};
+      s.reset();
+      auto again = open_spool(t.spool(), 64ull << 20, 1000);
+      CHECK(again->recovery_warnings().empty());
+      check_spool(*again, more);
+    }
+  }
+  // Uncut, the last message is there.
+  Expected all = want;
+  Envelope env = sample_envelope(3);
+  env.id = last_id;
+  env.size = last_body.size();
+  all[last_id] = {env, last_body};
+  check_spool(*open_spool(tmp.spool(), 64ull << 20, 1000), all);
+}
+
+TEST_CASE("a segment file cut inside its header at the end is removed") {
+  TempDir tmp;
+  Expected want;
+  {
+    auto s = open_spool(tmp.spool());
+    Envelope env = sample_envelope(1);
+    std::string id = put(*s, env, "x\r\n");
+    env.id = id;
+    env.size = 3;
+    want[id] = {env, "x\r\n"};
+  }
+  write_file(tmp.spool() + "/segments/00000000000000ff.seg", "SLUI");
+  auto s = open_spool(tmp.spool());
+  CHECK(s->recovery_warnings().empty());
+  check_spool(*s, want);
+  CHECK_FALSE(fs::exists(tmp.spool() + "/segments/00000000000000ff.seg"));
+}
+
+TEST_CASE("a corrupt record in a middle segment: warning, the rest is kept") {
+  TempDir tmp;
+  Expected committed;
+  {
+    auto s = open_spool(tmp.spool(), 600, 64);
+    for (int i = 0; i < 30; ++i) {
+      Envelope env = sample_envelope(i);
+      std::string b = content(50 + size_t(i) * 17, unsigned(i));
+      std::string id = put(*s, env, b, 40);
+      env.id = id;
+      env.size = b.size();
+      committed[id] = {env, b};
+    }
+  }
+  auto files = segment_files(tmp.spool());
+  REQUIRE(files.size() >= 5);
+  const size_t k = files.size() / 2;
+  const std::string path = tmp.spool() + "/segments/" + files[k];
+  std::string bytes = read_file(path);
+  std::set<std::string> hit;  // every message with a record in segment k
+  for (const Parsed& r : records_of(bytes)) hit.insert(r.id);
+  REQUIRE_FALSE(hit.empty());
+  bytes[8 + record::kPrefixSize] ^= 0x01;  // first record's body: CRC mismatch
+  write_file(path, bytes);
+
+  Expected want;
+  for (const auto& [id, m] : committed)
+    if (!hit.contains(id)) want[id] = m;
+  REQUIRE(want.size() >= committed.size() - hit.size());
+  REQUIRE(want.size() > 10);
+  auto s = open_spool(tmp.spool(), 600, 64);
+  auto warnings = s->recovery_warnings();
+  REQUIRE_FALSE(warnings.empty());
+  CHECK(warnings[0].find(files[k]) != std::string::npos);
+  CHECK(warnings[0].find("checksum") != std::string::npos);
+  check_spool(*s, want);
+  // The damaged segment was not truncated (only a last segment is).
+  CHECK(fs::file_size(path) == bytes.size());
+}
+
+TEST_CASE("garbage files and headers never stop start-up") {
+  TempDir tmp;
+  Expected want;
+  {
+    auto s = open_spool(tmp.spool());
+    Envelope env = sample_envelope(1);
+    std::string id = put(*s, env, "body\r\n");
+    env.id = id;
+    env.size = 6;
+    want[id] = {env, "body\r\n"};
+  }
+  write_file(tmp.spool() + "/segments/0000000000000000.seg", "NOTASEGMENTFILE");
+  write_file(tmp.spool() + "/segments/README", "hello");
+  auto s = open_spool(tmp.spool());
+  CHECK(s->recovery_warnings().size() == 2);
+  check_spool(*s, want);
+}
+
+// ---------------------------------------------------------------------------
+// Removal and reclamation.
+
+TEST_CASE("remove() makes a message disappear, also after reopen") {
+  TempDir tmp;
+  Expected want;
+  std::string gone;
+  {
+    auto s = open_spool(tmp.spool());
+    for (int i = 0; i < 3; ++i) {
+      Envelope env = sample_envelope(i);
+      std::string b = content(100, unsigned(i));
+      std::string id = put(*s, env, b);
+      env.id = id;
+      env.size = b.size();
+      want[id] = {env, b};
+    }
+    gone = std::next(want.begin())->first;
+    CHECK(wait_remove(*s, gone));
+    want.erase(gone);
+    check_spool(*s, want);
+    CHECK_FALSE(s->read_body(gone, [](std::string_view) {}));
+    CHECK(wait_remove(*s, gone));                // idempotent
+    CHECK(wait_remove(*s, "0000000000000001"));  // never existed
+    CHECK_FALSE(wait_remove(*s, "not-an-id"));
+  }
+  auto s = open_spool(tmp.spool());
+  check_spool(*s, want);
+}
+
+TEST_CASE("segments are deleted oldest first, only when nothing older is live") {
+  TempDir tmp;
+  // segment_size 1: every record gets a segment of its own, so message i is
+  // CHUNK in segment 2i+1 and COMMIT in segment 2i+2.
+  auto names = [](std::initializer_list<int> seqs) {
+    std::vector<std::string> out;
+    for (int q : seqs) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%016x.seg", q);
+      out.push_back(buf);
+    }
+    return out;
+  };
+  auto range = [&](int from, int to) {
+    std::vector<std::string> out;
+    for (int q = from; q <= to; ++q) out.push_back(names({q})[0]);
+    return out;
+  };
+  std::vector<std::string> ids;
+  {
+    auto s = open_spool(tmp.spool(), 1);
+    for (int i = 0; i < 5; ++i) ids.push_back(put(*s, sample_envelope(i), "m" + std::to_string(i)));
+    CHECK(segment_files(tmp.spool()) == range(1, 10));
+
+    REQUIRE(wait_remove(*s, ids[2]));  // DONE in 11; segment 1 still holds message 0
+    CHECK(segment_files(tmp.spool()) == range(1, 11));
+    REQUIRE(wait_remove(*s, ids[0]));  // DONE in 12; 1-2 go, 3 holds message 1
+    CHECK(segment_files(tmp.spool()) == range(3, 12));
+    REQUIRE(wait_remove(*s, ids[1]));  // DONE in 13; 3-6 go (message 2 was already done)
+    CHECK(segment_files(tmp.spool()) == range(7, 13));
+  }
+  {
+    auto s = open_spool(tmp.spool(), 1);
+    CHECK(s->message_count() == 2);
+    CHECK(body_of(*s, ids[3]) == "m3");
+    REQUIRE(wait_remove(*s, ids[3]));  // DONE in 14
+    REQUIRE(wait_remove(*s, ids[4]));  // DONE in 15, the current segment stays
+    CHECK(segment_files(tmp.spool()) == range(15, 15));
+  }
+  auto s = open_spool(tmp.spool(), 1);
+  CHECK(s->message_count() == 0);
+  CHECK(segment_files(tmp.spool()).empty());  // not current any more: reclaimed at start
+  CHECK(s->recovery_warnings().empty());
+}
+
+TEST_CASE("a message being written pins its segments against reclamation") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 1, 10);
+  std::string a = put(*s, sample_envelope(0), "first");
+  auto in = s->begin();
+  in->append(content(35, 1));  // three chunks in segments 3-5, the rest buffered
+  REQUIRE(wait_remove(*s, a));  // 1-2 free, 3 pinned by the message in progress
+  auto files = segment_files(tmp.spool());
+  REQUIRE_FALSE(files.empty());
+  CHECK(files.front() == "0000000000000003.seg");
+  std::promise<bool> p;
+  Envelope env = sample_envelope(1);
+  in->commit(env, [&](bool ok) { p.set_value(ok); });
+  REQUIRE(p.get_future().get());
+  CHECK(body_of(*s, in->id()) == content(35, 1));
+}
+
+// ---------------------------------------------------------------------------
+// Group commit and durability.
+
+TEST_CASE("group commit: concurrent commits share fdatasyncs") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 64ull << 20, 4096);
+  constexpr int kThreads = 8, kEach = 25;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0, good = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto in = s->begin();
+        in->append(content(3000 + size_t(i), unsigned(t * 100 + i)));
+        in->commit(sample_envelope(i), [&](bool ok) {
+          std::lock_guard lk(mu);
+          ++done;
+          good += ok;
+          cv.notify_all();
+        });
+      }
+    });
+  for (auto& t : threads) t.join();
+  std::unique_lock lk(mu);
+  cv.wait(lk, [&] { return done == kThreads * kEach; });
+  CHECK(good == kThreads * kEach);
+  auto st = s->stats();
+  CHECK(st.commits == uint64_t(kThreads * kEach));
+  CHECK(st.syncs < uint64_t(kThreads * kEach) / 2);
+  CHECK(st.syncs >= 1);
+  CHECK(s->pending_bytes() == 0);
+  CHECK(s->message_count() == size_t(kThreads * kEach));
+}
+
+TEST_CASE("the done callback runs only once the message is on disk") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 8192, 1000);
+  for (int i = 0; i < 10; ++i) {
+    std::string b = content(size_t(i) * 1500, unsigned(i));
+    auto in = s->begin();
+    in->append(b);
+    std::string id = in->id();
+    // What the callback saw; checked on this thread (Catch2 is single-threaded).
+    struct Seen {
+      bool ok = false, opened = false, warnings = true, found = false;
+      size_t count = 0;
+    } seen;
+    std::promise<void> p;
+    // Inside the callback the writer waits for us: open the spool afresh
+    // (as a restarted daemon would) and look for the message.
+    in->commit(sample_envelope(i), [&](bool ok) {
+      seen.ok = ok;
+      Spool::Options o;
+      o.dir = tmp.spool();
+      o.segment_size = 8192;
+      o.chunk_size = 1000;
+      o.exclusive = false;
+      if (auto fresh = Spool::open(o)) {
+        seen.opened = true;
+        seen.warnings = !(*fresh)->recovery_warnings().empty();
+        seen.count = (*fresh)->message_count();
+        std::string got;
+        seen.found = (*fresh)->read_body(id, [&](std::string_view piece) { got.append(piece); }) &&
+                     got == b;
+      }
+      p.set_value();
+    });
+    p.get_future().get();
+    CHECK(seen.ok);
+    REQUIRE(seen.opened);
+    CHECK_FALSE(seen.warnings);
+    CHECK(seen.count == size_t(i) + 1);
+    CHECK(seen.found);
+  }
+}
+
+TEST_CASE("reading while writing") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 20'000, 700);
+  const int64_t base = sample_envelope(0).arrival_us;
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0}, wrong{0};
+  std::thread reader([&] {  // no Catch2 assertions off the main thread
+    while (!stop) {
+      for (const Envelope& e : s->messages()) {
+        std::string got;
+        auto r = s->read_body(e.id, [&](std::string_view p) { got.append(p); });
+        if (!r) continue;  // removed meanwhile
+        int i = int(e.arrival_us - base);
+        if (got != content(2000 + size_t(i), unsigned(i))) ++wrong;
+        ++reads;
+      }
+    }
+  });
+  std::vector<std::string> ids;
+  for (int i = 0; i < 60; ++i) {
+    ids.push_back(put(*s, sample_envelope(i), content(2000 + size_t(i), unsigned(i))));
+    if (i % 3 == 0) CHECK(wait_remove(*s, ids[size_t(i / 2)]));
+  }
+  stop = true;
+  reader.join();
+  CHECK(reads > 0);
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("a failed write fails the batch's commits; the spool carries on in a new segment") {
+  TempDir tmp;
+  // RLIMIT_FSIZE makes writes past the limit fail with EFBIG (SIGXFSZ ignored).
+  struct sigaction ign {}, old_sa {};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGXFSZ, &ign, &old_sa);
+  rlimit old_lim{};
+  ::getrlimit(RLIMIT_FSIZE, &old_lim);
+
+  Expected want;
+  std::string c_id;
+  {
+    auto s = open_spool(tmp.spool(), 64ull << 20, 1000);
+    Envelope env = sample_envelope(0);
+    std::string a = content(500, 1);
+    std::string a_id = put(*s, env, a);
+    env.id = a_id;
+    env.size = a.size();
+    want[a_id] = {env, a};
+
+    // C has chunks on disk (not yet synced) when the failure happens.
+    auto c = s->begin();
+    c_id = c->id();
+    c->append(content(2500, 2));
+    while (s->pending_bytes() != 0) std::this_thread::yield();
+
+    auto files = segment_files(tmp.spool());
+    REQUIRE(files.size() == 1);
+    uint64_t size = fs::file_size(tmp.spool() + "/segments/" + files[0]);
+    rlimit lim = old_lim;
+    lim.rlim_cur = size + 700;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    auto b = s->begin();
+    b->append(content(3000, 3));
+    std::promise<bool> pb;
+    b->commit(sample_envelope(1), [&](bool ok) { pb.set_value(ok); });
+    CHECK_FALSE(pb.get_future().get());
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &old_lim) == 0);
+    // The failed batch was taken back out of the old segment.
+    CHECK(fs::file_size(tmp.spool() + "/segments/" + files[0]) == size);
+
+    std::promise<bool> pc;
+    c->commit(sample_envelope(2), [&](bool ok) { pc.set_value(ok); });
+    CHECK_FALSE(pc.get_future().get());  // its chunks' durability is unknown
+
+    env = sample_envelope(3);
+    std::string d = content(4000, 4);
+    std::string d_id = put(*s, env, d);
+    env.id = d_id;
+    env.size = d.size();
+    want[d_id] = {env, d};
+    check_spool(*s, want);
+    CHECK(segment_files(tmp.spool()).size() >= 2);
+  }
+  ::sigaction(SIGXFSZ, &old_sa, nullptr);
+  auto s = open_spool(tmp.spool(), 64ull << 20, 1000);
+  CHECK(s->recovery_warnings().empty());
+  check_spool(*s, want);
+}

@@ -1,0 +1,34 @@
+// sluiced — the Sluice daemon. Thin: parse flags, load the configuration,
+// hand over to mta::run_daemon().
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "conf/config.hpp"
+#include "conf/log.hpp"
+#include "mta/daemon.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluiced: the Sluice mail server"};
+  std::string config_flag;
+  bool check = false;
+  app.add_option("-c,--config", config_flag, "configuration file (else $SLUICE_CONFIG, else /etc/sluice/sluice.toml)");
+  app.add_flag("--check", check, "validate the configuration, print each problem, and exit");
+  app.set_version_flag("--version", SLUICE_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  sluice::log::set_program("sluiced");
+  std::string path = sluice::conf::config_path(config_flag);
+  auto config = sluice::conf::load_file(path);
+  if (!config) {
+    for (const auto& p : config.error()) fmt::print(stderr, "{}\n", p.str(path));
+    if (!check) fmt::print(stderr, "sluiced: configuration has errors; not starting\n");
+    return 1;
+  }
+  if (check) {
+    fmt::print("{}: configuration ok\n", path);
+    return 0;
+  }
+  return sluice::mta::run_daemon(std::move(*config));
+}

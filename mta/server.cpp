@@ -1,0 +1,400 @@
+// server.cpp — see server.hpp.
+#include "mta/server.hpp"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "conf/log.hpp"
+#include "mta/smtp_session.hpp"
+
+namespace sluice::mta {
+
+namespace {
+
+constexpr size_t kReadBufferSize = 64 * 1024;
+// Stop reading from a client while this much of our output is unsent (a
+// client that pipelines commands but never reads replies).
+constexpr size_t kMaxUnsentOutput = 256 * 1024;
+
+Mode to_mode(conf::ListenerMode m) {
+  switch (m) {
+    case conf::ListenerMode::submission: return Mode::submission;
+    case conf::ListenerMode::submissions: return Mode::submissions;
+    case conf::ListenerMode::relay: return Mode::relay;
+  }
+  return Mode::relay;
+}
+
+int64_t wall_clock_us() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+struct WriteReq {
+  uv_write_t req;
+  std::string data;
+  Connection* conn;
+};
+
+}  // namespace
+
+// One client connection: the session's host.
+class Connection final : public SessionHost {
+ public:
+  Connection(Server& server, uint64_t id, const conf::Listener& listener)
+      : server_(server), id_(id), listener_(listener) {
+    uv_tcp_init(server.loop_, &tcp_);
+    uv_timer_init(server.loop_, &timer_);
+    tcp_.data = this;
+    timer_.data = this;
+  }
+
+  // After uv_accept: learn the peer and start the dialogue.
+  void start(std::shared_ptr<const conf::Config> cfg, bool over_limit, std::string_view why) {
+    config_ = std::move(cfg);
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      if (auto ip = net::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))) {
+        peer_ = *ip;
+        client_ = ip->str();
+      }
+    }
+    if (client_.empty()) client_ = "unknown";
+    uv_tcp_nodelay(&tcp_, 1);
+    log::info("conn={} connect from={} listener={} mode={}", id_, client_, listener_.address,
+              conf::to_string(listener_.mode));
+    if (over_limit) {
+      proto::Reply r{421, "4.7.0", fmt::format("Error: {}, try again later", why)};
+      rejected("connect", r);
+      send(r.wire());
+      close();
+      after_event();
+      return;
+    }
+    counted_ = true;
+    ++server_.per_client_[client_];
+
+    SessionConfig sc;
+    sc.hostname = config_->hostname;
+    sc.mode = to_mode(listener_.mode);
+    sc.client_address = client_;
+    sc.max_message_size = config_->limits.max_message_size;
+    sc.max_recipients = config_->limits.max_recipients;
+    sc.command_timeout = config_->limits.command_timeout;
+    sc.data_timeout = config_->limits.data_timeout;
+    for (const auto& net : config_->relay.trusted_networks)
+      if (peer_ && net.contains(*peer_)) sc.trusted = true;
+    session_ = std::make_unique<Session>(std::move(sc), *this);
+    session_->start();
+    after_event();
+  }
+
+  uint64_t id() const { return id_; }
+  uv_tcp_t* tcp() { return &tcp_; }
+  const std::string& client() const { return client_; }
+
+  void on_commit(bool ok) {
+    if (!session_) return;
+    incoming_.reset();  // committed: the spool needs nothing more from it
+    session_->on_commit(ok);
+    after_event();
+  }
+
+  void shutdown() {
+    if (session_) {
+      session_->shutdown();
+      after_event();
+    } else {
+      begin_close();
+    }
+  }
+
+  void begin_close() {
+    if (closing_) return;
+    closing_ = true;
+    server_.forget(*this);
+    if (incoming_) incoming_.reset();  // an unfinished message is discarded
+    uv_timer_stop(&timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+    log::info("conn={} disconnect from={} messages={} rejects={}", id_, client_, messages_,
+              rejects_);
+  }
+
+  bool counted() const { return counted_; }
+
+  // SessionHost
+  void send(std::string_view bytes) override { out_.append(bytes); }
+  void close() override { close_requested_ = true; }
+  int64_t now_us() override { return wall_clock_us(); }
+  std::string begin_message() override {
+    incoming_ = server_.spool_.begin();
+    return incoming_->id();
+  }
+  void message_data(std::string_view content) override {
+    if (incoming_) incoming_->append(content);
+  }
+  void commit_message(queue::Envelope env) override {
+    if (!incoming_) {
+      session_->on_commit(false);
+      return;
+    }
+    Server* server = &server_;
+    uint64_t id = id_;
+    incoming_->commit(std::move(env), [server, id](bool ok) { server->post_commit(id, ok); });
+  }
+  void abort_message() override { incoming_.reset(); }
+  void rejected(std::string_view what, const proto::Reply& r) override {
+    ++rejects_;
+    log::info("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
+              log::sanitize(what), r.code, r.enhanced, log::sanitize(r.text()));
+  }
+  void accepted(const queue::Envelope& env) override {
+    ++messages_;
+    log::info("{}: accept conn={} from=<{}> size={} nrcpt={} msgid={} client={}", env.id, id_,
+              log::sanitize(env.sender), env.size, env.recipients.size(),
+              env.message_id.empty() ? "-" : log::sanitize(env.message_id), client_);
+  }
+
+ private:
+  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    auto* c = static_cast<Connection*>(h->data);
+    if (!c->readbuf_) c->readbuf_ = std::make_unique<char[]>(kReadBufferSize);
+    *buf = uv_buf_init(c->readbuf_.get(), kReadBufferSize);
+  }
+
+  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+    auto* c = static_cast<Connection*>(s->data);
+    if (n == 0 || c->closing_) return;
+    if (n < 0) {  // EOF or error: the client is gone
+      c->begin_close();
+      return;
+    }
+    c->session_->feed(std::string_view(buf->base, static_cast<size_t>(n)));
+    c->after_event();
+  }
+
+  static void on_timer(uv_timer_t* t) {
+    auto* c = static_cast<Connection*>(t->data);
+    if (c->session_) {
+      c->session_->on_timeout();
+      c->after_event();
+    } else {
+      c->begin_close();
+    }
+  }
+
+  static void on_write(uv_write_t* req, int status) {
+    auto* w = reinterpret_cast<WriteReq*>(req);
+    Connection* c = w->conn;
+    delete w;
+    --c->writes_;
+    if (c->closing_) return;
+    if (status < 0) {
+      c->begin_close();
+      return;
+    }
+    c->after_event();
+  }
+
+  static void on_close(uv_handle_t* h) {
+    auto* c = static_cast<Connection*>(h->data);
+    if (++c->closed_handles_ == 2) delete c;
+  }
+
+  // Flushes output, then decides about reading, the timer and closing.
+  void after_event() {
+    if (closing_) return;
+    flush();
+    if (closing_) return;
+    if (close_requested_) {
+      if (writes_ == 0) begin_close();
+      return;
+    }
+    bool want = !session_->blocked() &&
+                uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&tcp_)) <
+                    kMaxUnsentOutput;
+    if (want && !reading_) {
+      uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
+      reading_ = true;
+    } else if (!want && reading_) {
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+      reading_ = false;
+    }
+    auto ms = static_cast<uint64_t>(session_->timeout().count());
+    uv_timer_start(&timer_, on_timer, ms, 0);
+  }
+
+  void flush() {
+    if (out_.empty()) return;
+    auto* w = new WriteReq;
+    w->data = std::move(out_);
+    out_.clear();
+    w->conn = this;
+    uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, on_write);
+    if (rc < 0) {
+      delete w;
+      begin_close();
+      return;
+    }
+    ++writes_;
+  }
+
+  Server& server_;
+  uint64_t id_;
+  conf::Listener listener_;
+  std::shared_ptr<const conf::Config> config_;
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<queue::Spool::Incoming> incoming_;
+  std::unique_ptr<char[]> readbuf_;
+  std::optional<net::IpAddress> peer_;
+  std::string client_;
+  std::string out_;
+  int writes_ = 0;
+  int closed_handles_ = 0;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool close_requested_ = false;
+  bool counted_ = false;
+  uint64_t messages_ = 0;
+  uint64_t rejects_ = 0;
+};
+
+Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool)
+    : loop_(loop), config_(std::move(config)), spool_(spool) {
+  uv_async_init(loop_, &async_, on_async);
+  async_.data = this;
+}
+
+Server::~Server() = default;
+
+std::expected<void, std::string> Server::listen() {
+  for (const auto& lc : config_->listeners) {
+    auto l = std::make_unique<Listener>();
+    l->server = this;
+    l->cfg = lc;
+    uv_tcp_init(loop_, &l->tcp);
+    l->tcp.data = l.get();
+    sockaddr_storage ss{};
+    lc.endpoint.to_sockaddr(&ss);
+    unsigned flags = lc.endpoint.ip.family == net::IpAddress::Family::v6 ? UV_TCP_IPV6ONLY : 0;
+    int rc = uv_tcp_bind(&l->tcp, reinterpret_cast<const sockaddr*>(&ss), flags);
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), 1024, on_connection);
+    Listener* raw = l.get();
+    listeners_.push_back(std::move(l));
+    if (rc < 0) return std::unexpected(fmt::format("listener {}: {}", lc.address, uv_strerror(rc)));
+    log::info("listening on {} mode={}", raw->cfg.address, conf::to_string(raw->cfg.mode));
+  }
+  return {};
+}
+
+void Server::reload(std::shared_ptr<const conf::Config> config) { config_ = std::move(config); }
+
+void Server::on_connection(uv_stream_t* s, int status) {
+  auto* l = static_cast<Listener*>(s->data);
+  if (status < 0) {
+    log::warning("listener {}: accept failed: {}", l->cfg.address, uv_strerror(status));
+    return;
+  }
+  l->server->accept_from(*l);
+}
+
+void Server::accept_from(Listener& l) {
+  auto* c = new Connection(*this, next_id_++, l.cfg);
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&l.tcp), reinterpret_cast<uv_stream_t*>(c->tcp())) <
+      0) {
+    conns_.emplace(c->id(), c);
+    c->begin_close();
+    return;
+  }
+  conns_.emplace(c->id(), c);
+  // Count this client's connections before deciding.
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  std::string client;
+  if (uv_tcp_getpeername(c->tcp(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+    if (auto ip = net::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss)))
+      client = ip->str();
+  const auto& lim = config_->limits;
+  std::string why;
+  if (conns_.size() > lim.max_connections) {
+    why = "too many connections";
+  } else if (auto it = per_client_.find(client);
+             it != per_client_.end() && it->second >= lim.max_connections_per_client) {
+    why = "too many connections from your address";
+  }
+  c->start(config_, !why.empty(), why);
+}
+
+void Server::forget(Connection& c) {
+  conns_.erase(c.id());
+  if (c.counted()) {
+    auto it = per_client_.find(c.client());
+    if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
+  }
+  check_drained();
+}
+
+void Server::post_commit(uint64_t conn, bool ok) {
+  {
+    std::lock_guard lock(results_mu_);
+    results_.push_back({conn, ok});
+  }
+  uv_async_send(&async_);
+}
+
+void Server::on_async(uv_async_t* a) {
+  auto* self = static_cast<Server*>(a->data);
+  std::vector<CommitResult> batch;
+  {
+    std::lock_guard lock(self->results_mu_);
+    batch.swap(self->results_);
+  }
+  for (const auto& r : batch) {
+    auto it = self->conns_.find(r.conn);
+    if (it != self->conns_.end()) it->second->on_commit(r.ok);
+  }
+}
+
+void Server::shutdown(std::function<void()> done) {
+  shutting_down_ = true;
+  drained_ = std::move(done);
+  for (auto& l : listeners_)
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&l->tcp)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), nullptr);
+  std::vector<Connection*> all;
+  for (auto& [id, c] : conns_) all.push_back(c);
+  for (auto* c : all) c->shutdown();
+  check_drained();
+}
+
+void Server::abort_all() {
+  std::vector<Connection*> all;
+  for (auto& [id, c] : conns_) all.push_back(c);
+  for (auto* c : all) c->begin_close();
+}
+
+void Server::check_drained() {
+  if (shutting_down_ && conns_.empty() && drained_) {
+    auto done = std::move(drained_);
+    drained_ = nullptr;
+    done();
+  }
+}
+
+void Server::close_handles() {
+  for (auto& l : listeners_)
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&l->tcp)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), nullptr);
+  on_async(&async_);  // results that raced in
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+}
+
+}  // namespace sluice::mta

@@ -1,0 +1,386 @@
+// smtp_session.cpp — see smtp_session.hpp. Reply texts follow Postfix where
+// an administrator would recognise them; every reply after the greeting and
+// EHLO carries an RFC 3463 enhanced status code (RFC 2034).
+#include "mta/smtp_session.hpp"
+
+#include <fmt/format.h>
+
+#include <ctime>
+
+#include "mta/proto/command.hpp"
+
+namespace sluice::mta {
+
+using proto::Reply;
+using proto::Verb;
+
+namespace {
+
+bool all_digits(std::string_view s) {
+  if (s.empty() || s.size() > 19) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// RFC 5322 date-time in UTC, e.g. "Thu, 26 Nov 2026 13:56:01 +0000".
+std::string rfc5322_date(int64_t us) {
+  static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  time_t t = static_cast<time_t>(us / 1000000);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  return fmt::format("{}, {:02} {} {} {:02}:{:02}:{:02} +0000", days[tm.tm_wday], tm.tm_mday,
+                     months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+const Reply kTimeout{421, "4.4.2", "Error: timeout exceeded"};
+const Reply kTooManyErrors{421, "4.7.0", "Error: too many errors"};
+const Reply kShutdown{421, "4.3.2", "Service shutting down, closing transmission channel"};
+
+}  // namespace
+
+Session::Session(SessionConfig cfg, SessionHost& host)
+    : cfg_(std::move(cfg)), host_(host), lines_(proto::Limits::command_line) {}
+
+std::string_view Session::to_string(State s) {
+  switch (s) {
+    case State::connected: return "connected";
+    case State::ready: return "ready";
+    case State::mail: return "mail";
+    case State::rcpt: return "rcpt";
+    case State::data: return "data";
+    case State::committing: return "committing";
+    case State::quitting: return "quitting";
+    case State::closed: return "closed";
+  }
+  return "?";
+}
+
+std::chrono::milliseconds Session::timeout() const {
+  return state_ == State::data ? cfg_.data_timeout : cfg_.command_timeout;
+}
+
+void Session::start() {
+  Reply greeting;
+  greeting.code = 220;
+  greeting.lines = {fmt::format("{} ESMTP Sluice", cfg_.hostname)};
+  reply(greeting);
+}
+
+void Session::reply(const Reply& r) {
+  std::string wire;
+  r.append_wire(wire);
+  host_.send(wire);
+}
+
+void Session::error(std::string_view what, const Reply& r) {
+  host_.rejected(what, r);
+  reply(r);
+  if (++errors_ >= cfg_.max_errors) close_with(kTooManyErrors);
+}
+
+void Session::close_with(const Reply& r) {
+  if (closed()) return;
+  if (state_ == State::data) host_.abort_message();
+  reply(r);
+  state_ = State::closed;
+  pending_.clear();
+  host_.close();
+}
+
+void Session::on_timeout() {
+  if (closed()) return;
+  host_.rejected("timeout", kTimeout);
+  close_with(kTimeout);
+}
+
+void Session::shutdown() {
+  if (closed()) return;
+  shutting_down_ = true;
+  if (state_ == State::data || state_ == State::committing) return;  // finish first
+  close_with(kShutdown);
+}
+
+void Session::feed(std::string_view bytes) {
+  if (closed()) return;
+  if (blocked() || !pending_.empty()) {
+    pending_.append(bytes);
+    if (!blocked()) process();
+    return;
+  }
+  // Fast path: work straight on the caller's buffer; keep only what is left
+  // over if we get blocked part-way.
+  std::string_view in = bytes;
+  while (!in.empty() && !closed() && !blocked()) {
+    if (state_ == State::data) {
+      out_.clear();
+      bool end = data_.feed(in, out_);
+      if (!out_.empty() && data_.error() == proto::DataReader::Error::none) host_.message_data(out_);
+      if (end) finish_data();
+      continue;
+    }
+    auto line = lines_.next(in);
+    if (!line) break;
+    if (line->too_long) {
+      error("command", Reply{500, "5.5.2", "Error: line too long"});
+      continue;
+    }
+    handle_line(line->text);
+  }
+  if (!in.empty() && blocked()) pending_.assign(in);
+}
+
+void Session::process() {
+  std::string buf = std::move(pending_);
+  pending_.clear();
+  feed(buf);
+}
+
+void Session::on_commit(bool ok) {
+  if (state_ != State::committing) return;
+  if (ok) {
+    host_.accepted(env_);
+    reply(Reply{250, "2.0.0", fmt::format("Ok: queued as {}", env_.id)});
+  } else {
+    Reply r{451, "4.3.0", "Error: local error in processing, try again later"};
+    host_.rejected("data", r);
+    reply(r);
+  }
+  reset_transaction();
+  state_ = State::ready;
+  if (shutting_down_) {
+    close_with(kShutdown);
+    return;
+  }
+  if (!pending_.empty()) process();
+}
+
+void Session::reset_transaction() {
+  env_ = queue::Envelope{};
+  rejected_rcpts_ = 0;
+  if (state_ == State::mail || state_ == State::rcpt) state_ = State::ready;
+}
+
+void Session::handle_line(std::string_view line) {
+  auto parsed = proto::parse_command(line);
+  if (!parsed) {
+    error("command", parsed.error());
+    return;
+  }
+  const proto::Command& c = *parsed;
+  switch (c.verb) {
+    case Verb::ehlo: cmd_ehlo(c.arg, true); return;
+    case Verb::helo: cmd_ehlo(c.arg, false); return;
+    case Verb::mail: cmd_mail(c); return;
+    case Verb::rcpt: cmd_rcpt(c); return;
+    case Verb::data: cmd_data(); return;
+    case Verb::rset:
+      reset_transaction();
+      reply(Reply{250, "2.0.0", "Ok"});
+      return;
+    case Verb::noop: reply(Reply{250, "2.0.0", "Ok"}); return;
+    case Verb::quit:
+      reply(Reply{221, "2.0.0", "Bye"});
+      state_ = State::quitting;
+      pending_.clear();
+      host_.close();
+      return;
+    case Verb::vrfy:
+      reply(Reply{252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"});
+      return;
+    case Verb::help:
+      reply(Reply{214, "2.0.0",
+                  "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; see RFC 5321"});
+      return;
+    case Verb::expn: error("EXPN", Reply{502, "5.5.1", "Error: command not implemented"}); return;
+    case Verb::bdat: error("BDAT", Reply{502, "5.5.1", "Error: command not implemented"}); return;
+    case Verb::starttls:
+      error("STARTTLS", Reply{502, "5.5.1", "Error: command not implemented"});
+      return;
+    case Verb::auth:
+      error("AUTH", Reply{503, "5.5.1", "Error: authentication not enabled"});
+      return;
+  }
+}
+
+void Session::cmd_ehlo(const std::string& arg, bool extended) {
+  reset_transaction();
+  helo_ = arg;
+  esmtp_ = extended;
+  state_ = State::ready;
+  Reply r;
+  r.code = 250;
+  if (!extended) {
+    r.lines = {cfg_.hostname};
+    reply(r);
+    return;
+  }
+  r.lines = {cfg_.hostname,
+             "PIPELINING",
+             fmt::format("SIZE {}", cfg_.max_message_size),
+             "ENHANCEDSTATUSCODES",
+             "8BITMIME",
+             "SMTPUTF8"};
+  reply(r);
+}
+
+void Session::cmd_mail(const proto::Command& c) {
+  if (state_ == State::connected) {
+    error("MAIL", Reply{503, "5.5.1", "Error: send HELO/EHLO first"});
+    return;
+  }
+  if (state_ != State::ready) {
+    error("MAIL", Reply{503, "5.5.1", "Error: nested MAIL command"});
+    return;
+  }
+  if (cfg_.mode != Mode::relay) {
+    // Submission ports: AUTH is required before MAIL (RFC 6409); AUTH is not
+    // offered yet, so nothing can be submitted here.
+    error("MAIL", Reply{530, "5.7.0", "Authentication required"});
+    return;
+  }
+  queue::Envelope env;
+  for (const auto& p : c.params) {
+    if (!esmtp_) {
+      error("MAIL", Reply{555, "5.5.4", "Error: parameters need EHLO"});
+      return;
+    }
+    if (p.keyword == "SIZE") {
+      if (!p.value || !all_digits(*p.value)) {
+        error("MAIL", Reply{501, "5.5.4", "Error: bad SIZE parameter"});
+        return;
+      }
+      if (std::stoull(*p.value) > cfg_.max_message_size) {
+        error("MAIL", Reply{552, "5.3.4", "Message size exceeds fixed limit"});
+        return;
+      }
+    } else if (p.keyword == "BODY") {
+      std::string v = p.value.value_or("");
+      for (auto& ch : v) ch = static_cast<char>(toupper(static_cast<unsigned char>(ch)));
+      if (v == "7BIT") {
+        env.body = queue::BodyType::seven_bit;
+      } else if (v == "8BITMIME") {
+        env.body = queue::BodyType::eight_bit_mime;
+      } else {
+        error("MAIL", Reply{501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME"});
+        return;
+      }
+    } else if (p.keyword == "SMTPUTF8") {
+      if (p.value) {
+        error("MAIL", Reply{501, "5.5.4", "Error: SMTPUTF8 takes no value"});
+        return;
+      }
+      env.smtputf8 = true;
+    } else {
+      error("MAIL", Reply{555, "5.5.4", fmt::format("Error: unsupported parameter {}", p.keyword)});
+      return;
+    }
+  }
+  if (!env.smtputf8 && c.path.utf8()) {
+    error("MAIL", Reply{553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"});
+    return;
+  }
+  env.sender = c.path.str();
+  env.client_address = cfg_.client_address;
+  env.helo = helo_;
+  env_ = std::move(env);
+  state_ = State::mail;
+  reply(Reply{250, "2.1.0", "Ok"});
+}
+
+void Session::cmd_rcpt(const proto::Command& c) {
+  if (state_ != State::mail && state_ != State::rcpt) {
+    error("RCPT", Reply{503, "5.5.1", "Error: need MAIL command"});
+    return;
+  }
+  if (!c.params.empty()) {
+    error("RCPT", Reply{555, "5.5.4",
+                        fmt::format("Error: unsupported parameter {}", c.params.front().keyword)});
+    return;
+  }
+  if (!env_.smtputf8 && c.path.utf8()) {
+    error("RCPT", Reply{553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"});
+    return;
+  }
+  if (!cfg_.trusted) {
+    ++rejected_rcpts_;
+    error(fmt::format("RCPT <{}>", c.path.str()),
+          Reply{554, "5.7.1", fmt::format("<{}>: Relay access denied", c.path.str())});
+    return;
+  }
+  if (env_.recipients.size() >= cfg_.max_recipients) {
+    Reply r{452, "4.5.3", "Error: too many recipients"};
+    host_.rejected("RCPT", r);
+    reply(r);  // not counted as an error: RFC 5321 §4.5.3.1.10 expects clients to retry
+    return;
+  }
+  queue::Recipient rcpt;
+  rcpt.address = c.path.str();
+  env_.recipients.push_back(std::move(rcpt));
+  state_ = State::rcpt;
+  reply(Reply{250, "2.1.5", "Ok"});
+}
+
+void Session::cmd_data() {
+  if (state_ == State::mail && rejected_rcpts_ > 0) {
+    error("DATA", Reply{554, "5.5.1", "Error: no valid recipients"});
+    return;
+  }
+  if (state_ != State::rcpt) {
+    error("DATA", Reply{503, "5.5.1",
+                        state_ == State::mail ? "Error: need RCPT command"
+                                              : "Error: need MAIL command"});
+    return;
+  }
+  env_.id = host_.begin_message();
+  env_.arrival_us = host_.now_us();
+  data_ = proto::DataReader(cfg_.max_message_size);
+  state_ = State::data;
+  reply(Reply{354, "", "End data with <CR><LF>.<CR><LF>"});
+  std::string received = received_header(env_.id);
+  received_size_ = received.size();
+  host_.message_data(received);
+}
+
+std::string Session::received_header(const std::string& qid) const {
+  // RFC 5321 §4.4 trace field; "for" names the recipient only when there is
+  // exactly one, so Bcc recipients are not disclosed to each other.
+  std::string h = fmt::format("Received: from {} ([{}])\r\n\tby {} (Sluice) with {} id {}",
+                              helo_, cfg_.client_address, cfg_.hostname,
+                              esmtp_ ? (env_.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP", qid);
+  if (env_.recipients.size() == 1)
+    h += fmt::format("\r\n\tfor <{}>", env_.recipients.front().address);
+  h += fmt::format("; {}\r\n", rfc5322_date(env_.arrival_us));
+  return h;
+}
+
+void Session::finish_data() {
+  using E = proto::DataReader::Error;
+  std::optional<Reply> bad;
+  switch (data_.error()) {
+    case E::none: break;
+    case E::too_big: bad = Reply{552, "5.3.4", "Error: message size exceeds fixed limit"}; break;
+    case E::bare_cr: bad = Reply{554, "5.6.0", "Error: bare CR in message content"}; break;
+    case E::nul: bad = Reply{554, "5.6.0", "Error: NUL in message content"}; break;
+    case E::line_too_long:
+      bad = Reply{500, "5.5.2", "Error: message line longer than 998 characters"};
+      break;
+  }
+  if (bad) {
+    std::string what = fmt::format("DATA {}", env_.id);
+    host_.abort_message();
+    reset_transaction();
+    state_ = State::ready;
+    error(what, *bad);
+    if (shutting_down_ && !closed()) close_with(kShutdown);
+    return;
+  }
+  env_.message_id = data_.message_id();
+  env_.size = received_size_ + data_.size();
+  state_ = State::committing;
+  host_.commit_message(env_);
+}
+
+}  // namespace sluice::mta

@@ -1,0 +1,115 @@
+// smtp_session.hpp — the SMTP server session as a state machine. Pure.
+//
+// Events in: start(), feed(bytes) from the client, on_commit(ok) when the
+// spool has made a message durable, on_timeout(). Actions out, through
+// SessionHost: send reply bytes, begin/stream/commit/abort a message, close,
+// and report events for the log. No sockets, clocks or logs in here: the
+// clock is the host's, so the whole dialogue is unit-tested without I/O.
+//
+// Replies are generated strictly in command order; while a commit is pending
+// the session is blocked() and keeps unprocessed input (at most one read's
+// worth: the glue stops reading) until on_commit() resumes it, which is what
+// keeps pipelined replies in order.
+//
+// States: connected -> (EHLO/HELO) ready -> (MAIL) mail -> (RCPT) rcpt ->
+// (DATA) data -> committing -> ready ... ; quitting/closed are final.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "mta/proto/command.hpp"
+#include "mta/proto/data_reader.hpp"
+#include "mta/proto/line_reader.hpp"
+#include "mta/proto/reply.hpp"
+#include "queue/envelope.hpp"
+
+namespace sluice::mta {
+
+enum class Mode { relay, submission, submissions };
+
+struct SessionConfig {
+  std::string hostname = "localhost";
+  Mode mode = Mode::relay;
+  bool trusted = false;          // client address is in relay.trusted_networks
+  std::string client_address;    // "127.0.0.1"
+  uint64_t max_message_size = 35ull << 20;
+  uint32_t max_recipients = 1000;
+  std::chrono::milliseconds command_timeout = std::chrono::minutes(5);
+  std::chrono::milliseconds data_timeout = std::chrono::minutes(10);
+  int max_errors = 10;           // errors before "421 4.7.0 Too many errors"
+};
+
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  virtual void send(std::string_view bytes) = 0;
+  // Close the connection once everything sent so far has been written.
+  virtual void close() = 0;
+  virtual int64_t now_us() = 0;
+  // Start storing a new message; returns its queue id.
+  virtual std::string begin_message() = 0;
+  virtual void message_data(std::string_view content) = 0;
+  // Asynchronous: the host later calls Session::on_commit(ok).
+  virtual void commit_message(queue::Envelope env) = 0;
+  virtual void abort_message() = 0;
+  // For the log.
+  virtual void rejected(std::string_view what, const proto::Reply& reply) = 0;
+  virtual void accepted(const queue::Envelope& env) = 0;
+};
+
+class Session {
+ public:
+  enum class State { connected, ready, mail, rcpt, data, committing, quitting, closed };
+
+  Session(SessionConfig cfg, SessionHost& host);
+
+  void start();
+  void feed(std::string_view bytes);
+  void on_commit(bool ok);
+  void on_timeout();
+  // Ask the client to go away ("421 4.3.2"), e.g. at shutdown. A message in
+  // DATA or being committed is finished first.
+  void shutdown();
+
+  State state() const { return state_; }
+  bool blocked() const { return state_ == State::committing; }
+  bool closed() const { return state_ == State::quitting || state_ == State::closed; }
+  std::chrono::milliseconds timeout() const;
+
+  static std::string_view to_string(State s);
+
+ private:
+  void process();
+  void handle_line(std::string_view line);
+  void reply(const proto::Reply& r);
+  void error(std::string_view what, const proto::Reply& r);  // counts towards max_errors
+  void reset_transaction();
+  void finish_data();
+  void close_with(const proto::Reply& r);
+  std::string received_header(const std::string& qid) const;
+
+  void cmd_ehlo(const std::string& arg, bool extended);
+  void cmd_mail(const proto::Command& c);
+  void cmd_rcpt(const proto::Command& c);
+  void cmd_data();
+
+  SessionConfig cfg_;
+  SessionHost& host_;
+  State state_ = State::connected;
+  proto::LineReader lines_;
+  proto::DataReader data_;
+  std::string pending_;     // input kept while blocked
+  std::string out_;         // decoded content, reused between feeds
+  int errors_ = 0;
+  bool esmtp_ = false;
+  bool shutting_down_ = false;
+  std::string helo_;
+  queue::Envelope env_;     // transaction being built
+  uint32_t rejected_rcpts_ = 0;
+  size_t received_size_ = 0;
+};
+
+}  // namespace sluice::mta

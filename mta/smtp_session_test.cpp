@@ -1,0 +1,279 @@
+// Session dialogues without sockets: a recording host stands in for the glue.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "mta/smtp_session.hpp"
+
+using sluice::mta::Mode;
+using sluice::mta::Session;
+using sluice::mta::SessionConfig;
+using sluice::mta::SessionHost;
+
+namespace {
+
+struct Host : SessionHost {
+  std::string out;
+  std::string content;
+  bool closed = false;
+  int begun = 0, committed = 0, aborted = 0, accepted_n = 0;
+  std::vector<std::string> rejects;
+  sluice::queue::Envelope last;
+
+  void send(std::string_view b) override { out.append(b); }
+  void close() override { closed = true; }
+  int64_t now_us() override { return 1'790'000'000'000'000; }
+  std::string begin_message() override {
+    ++begun;
+    content.clear();
+    return "0123456789ABCDEF";
+  }
+  void message_data(std::string_view c) override { content.append(c); }
+  void commit_message(sluice::queue::Envelope env) override {
+    ++committed;
+    last = std::move(env);
+  }
+  void abort_message() override { ++aborted; }
+  void rejected(std::string_view what, const sluice::proto::Reply& r) override {
+    rejects.push_back(std::string(what) + " " + std::to_string(r.code));
+  }
+  void accepted(const sluice::queue::Envelope&) override { ++accepted_n; }
+
+  // Reply codes in `out`, one per reply (continuation lines skipped).
+  std::vector<int> codes() const {
+    std::vector<int> v;
+    size_t pos = 0;
+    while (pos < out.size()) {
+      size_t e = out.find("\r\n", pos);
+      if (e == std::string::npos) break;
+      std::string line = out.substr(pos, e - pos);
+      if (line.size() >= 4 && line[3] == ' ') v.push_back(std::stoi(line.substr(0, 3)));
+      pos = e + 2;
+    }
+    return v;
+  }
+  std::string take() {
+    std::string s;
+    s.swap(out);
+    return s;
+  }
+};
+
+SessionConfig relay_cfg(bool trusted = true) {
+  SessionConfig c;
+  c.hostname = "mx.test";
+  c.mode = Mode::relay;
+  c.trusted = trusted;
+  c.client_address = "127.0.0.1";
+  c.max_message_size = 1000;
+  c.max_recipients = 3;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("greeting and EHLO advertise the extensions") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.start();
+  CHECK(h.take() == "220 mx.test ESMTP Sluice\r\n");
+  s.feed("EHLO client.test\r\n");
+  CHECK(h.take() ==
+        "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-ENHANCEDSTATUSCODES\r\n"
+        "250-8BITMIME\r\n250 SMTPUTF8\r\n");
+  s.feed("HELO client.test\r\n");
+  CHECK(h.take() == "250 mx.test\r\n");
+}
+
+TEST_CASE("a whole transaction in one pipelined write, replies in order") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.start();
+  h.take();
+  s.feed(
+      "EHLO c\r\nMAIL FROM:<a@x.test> SIZE=10\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+      "DATA\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 250, 250, 250, 354});
+  h.take();
+  s.feed("Subject: hi\r\nMessage-ID: <m1@x.test>\r\n\r\n..dot\r\n.\r\nNOOP\r\nQUIT\r\n");
+  // Blocked on the commit: NOOP and QUIT wait.
+  CHECK(s.blocked());
+  CHECK(h.out.empty());
+  CHECK(h.committed == 1);
+  CHECK(h.last.sender == "a@x.test");
+  REQUIRE(h.last.recipients.size() == 2);
+  CHECK(h.last.recipients[1].address == "c@y.test");
+  CHECK(h.last.message_id == "<m1@x.test>");
+  CHECK(h.content.starts_with("Received: from c ([127.0.0.1])\r\n\tby mx.test (Sluice) with ESMTP id 0123456789ABCDEF; "));
+  CHECK(h.content.ends_with("Subject: hi\r\nMessage-ID: <m1@x.test>\r\n\r\n.dot\r\n"));
+  CHECK(h.last.size == h.content.size());
+  s.on_commit(true);
+  CHECK(h.take() == "250 2.0.0 Ok: queued as 0123456789ABCDEF\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n");
+  CHECK(h.accepted_n == 1);
+  CHECK(h.closed);
+}
+
+TEST_CASE("content split across feeds byte by byte gives the same message") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.start();
+  std::string all = "EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nA: b\n\r\nbody\r\n.\r\nRSET\r\n";
+  for (char ch : all) s.feed(std::string_view(&ch, 1));
+  CHECK(h.committed == 1);
+  CHECK(h.content.ends_with("A: b\r\n\r\nbody\r\n"));
+  CHECK(h.content.find("\tfor <b@y.test>; ") != std::string::npos);
+  s.on_commit(true);
+  CHECK(h.codes() == std::vector<int>{220, 250, 250, 250, 354, 250, 250});
+}
+
+TEST_CASE("failed commit answers 451 and keeps the session") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("HELO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\n");
+  s.on_commit(false);
+  CHECK(h.codes() == std::vector<int>{250, 250, 250, 354, 451});
+  CHECK(s.state() == Session::State::ready);
+}
+
+TEST_CASE("sequence errors") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("MAIL FROM:<a@x.test>\r\n");
+  CHECK(h.take() == "503 5.5.1 Error: send HELO/EHLO first\r\n");
+  s.feed("EHLO c\r\nRCPT TO:<b@y.test>\r\nDATA\r\nMAIL FROM:<a@x.test>\r\nMAIL FROM:<a@x.test>\r\nDATA\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 503, 503, 250, 503, 503});
+  s.feed("RSET\r\nRCPT TO:<b@y.test>\r\n");
+  CHECK(h.codes().back() == 503);
+}
+
+TEST_CASE("untrusted client on the relay listener is refused at RCPT") {
+  Host h;
+  Session s(relay_cfg(false), h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 250, 554, 554});
+  CHECK(h.out.find("554 5.7.1 <b@y.test>: Relay access denied\r\n") != std::string::npos);
+  CHECK(h.out.find("554 5.5.1 Error: no valid recipients\r\n") != std::string::npos);
+  CHECK(h.begun == 0);
+}
+
+TEST_CASE("submission listener needs AUTH before MAIL") {
+  Host h;
+  auto cfg = relay_cfg(true);
+  cfg.mode = Mode::submission;
+  Session s(cfg, h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+  CHECK(h.out.ends_with("530 5.7.0 Authentication required\r\n"));
+}
+
+TEST_CASE("recipient limit answers 452 4.5.3 and keeps the earlier ones") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+  for (int i = 0; i < 5; ++i) s.feed("RCPT TO:<r" + std::to_string(i) + "@y.test>\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 250, 250, 250, 250, 452, 452});
+  CHECK(h.out.find("452 4.5.3 ") != std::string::npos);
+  s.feed("DATA\r\nx\r\n.\r\n");
+  CHECK(h.last.recipients.size() == 3);
+}
+
+TEST_CASE("message size: SIZE= and streamed content") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test> SIZE=1001\r\n");
+  CHECK(h.out.ends_with("552 5.3.4 Message size exceeds fixed limit\r\n"));
+  h.take();
+  s.feed("MAIL FROM:<a@x.test> SIZE=1000\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  std::string big(2000, 'x');
+  for (size_t i = 80; i < big.size(); i += 82) big.replace(i, 2, "\r\n");
+  s.feed(big + "\r\n.\r\nNOOP\r\n");
+  CHECK(h.committed == 0);
+  CHECK(h.aborted == 1);
+  CHECK(h.codes() == std::vector<int>{250, 250, 354, 552, 250});
+  CHECK(s.state() == Session::State::ready);
+}
+
+TEST_CASE("bare CR, NUL and long lines in DATA are rejected after the end") {
+  const std::pair<std::string, std::string> cases[] = {
+      {"a\rb\r\n.\r\n", "554 5.6.0 Error: bare CR in message content\r\n"},
+      {std::string("a\0b\r\n.\r\n", 8), "554 5.6.0 Error: NUL in message content\r\n"},
+      {std::string(999, 'l') + "\r\n.\r\n", "500 5.5.2 Error: message line longer than 998 characters\r\n"},
+  };
+  for (const auto& [body, want] : cases) {
+    Host h;
+    Session s(relay_cfg(), h);
+    s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+    h.take();
+    s.feed(body);
+    CHECK(h.out == want);
+    CHECK(h.committed == 0);
+  }
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  s.feed(std::string(998, 'l') + "\r\n.\r\n");
+  CHECK(h.committed == 1);
+}
+
+TEST_CASE("overlong command line: 500 5.5.2 and the session goes on") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("NOOP " + std::string(505, 'a') + "\r\n");  // 510 + CRLF = 512: fine
+  CHECK(h.take() == "250 2.0.0 Ok\r\n");
+  s.feed("NOOP " + std::string(506, 'a') + "\r\nNOOP\r\n");
+  CHECK(h.take() == "500 5.5.2 Error: line too long\r\n250 2.0.0 Ok\r\n");
+}
+
+TEST_CASE("a client that keeps erring is disconnected") {
+  Host h;
+  Session s(relay_cfg(), h);
+  for (int i = 0; i < 12; ++i) s.feed("BOGUS\r\n");
+  auto codes = h.codes();
+  REQUIRE(codes.size() == 11);
+  CHECK(codes.back() == 421);
+  CHECK(h.out.ends_with("421 4.7.0 Error: too many errors\r\n"));
+  CHECK(h.closed);
+  CHECK(s.closed());
+}
+
+TEST_CASE("timeout closes with 421 4.4.2, aborting a message in DATA") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\npartial");
+  CHECK(s.timeout() == std::chrono::minutes(10));
+  s.on_timeout();
+  CHECK(h.out.ends_with("421 4.4.2 Error: timeout exceeded\r\n"));
+  CHECK(h.aborted == 1);
+  CHECK(h.closed);
+}
+
+TEST_CASE("shutdown waits for the message in progress") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nx\r\n");
+  s.shutdown();
+  CHECK_FALSE(h.closed);
+  s.feed(".\r\n");
+  s.on_commit(true);
+  CHECK(h.out.ends_with("250 2.0.0 Ok: queued as 0123456789ABCDEF\r\n421 4.3.2 Service shutting down, closing transmission channel\r\n"));
+  CHECK(h.closed);
+}
+
+TEST_CASE("parameters: BODY, SMTPUTF8, unknown") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<ü@y.test>\r\nRSET\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 250, 250, 250});
+  h.take();
+  s.feed("MAIL FROM:<a@x.test> FOO=1\r\nMAIL FROM:<a@x.test> BODY=9BIT\r\nMAIL FROM:<ä@x.test>\r\n");
+  CHECK(h.take() ==
+        "555 5.5.4 Error: unsupported parameter FOO\r\n501 5.5.4 Error: BODY must be 7BIT or "
+        "8BITMIME\r\n553 5.6.7 Error: non-ASCII address needs SMTPUTF8\r\n");
+}
+
+TEST_CASE("VRFY, HELP, EXPN, AUTH, STARTTLS replies") {
+  Host h;
+  Session s(relay_cfg(), h);
+  s.feed("VRFY bob\r\nHELP\r\nEXPN list\r\nSTARTTLS\r\nAUTH PLAIN\r\n");
+  CHECK(h.codes() == std::vector<int>{252, 214, 502, 502, 503});
+}

@@ -1,0 +1,106 @@
+"""sluiced --check and start-up with bad configuration; SIGHUP reload."""
+import os
+import signal
+import subprocess
+import tempfile
+import unittest
+
+from harness import SLUICED, Sluiced, Client
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "../../conf/sluice.toml")
+
+
+def check(text):
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(text)
+    try:
+        return subprocess.run([SLUICED, "--check", "--config", f.name], capture_output=True, text=True, timeout=10)
+    finally:
+        os.unlink(f.name)
+
+
+class Check(unittest.TestCase):
+    def test_example_config_is_valid(self):
+        r = subprocess.run([SLUICED, "--check", "--config", EXAMPLE], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_minimal_config(self):
+        r = check('hostname = "mx.example.com"\n[[listener]]\naddress = "127.0.0.1:2525"\nmode = "relay"\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_each_problem_named_with_key_and_line(self):
+        r = check('hostname = "mx.example.com"\n'
+                  'bogus = 1\n'
+                  '[[listener]]\naddress = "127.0.0.1:99999"\nmode = "relay"\n'
+                  '[limits]\nmax_recipients = "many"\ncommand_timeout = "5 parsecs"\n'
+                  '[relay]\ntrusted_networks = ["10.0.0.1/8"]\n')
+        self.assertEqual(r.returncode, 1)
+        err = r.stdout + r.stderr
+        for key, line in (("bogus", 2), ("listener[1].address", 4), ("limits.max_recipients", 7),
+                          ("limits.command_timeout", 8), ("relay.trusted_networks", 10)):
+            self.assertRegex(err, r":%d: %s" % (line, key.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")), err)
+
+    def test_env_variable_locates_config(self):
+        d = Sluiced()
+        try:
+            env = dict(os.environ, SLUICE_CONFIG=d.config_path)
+            r = subprocess.run([SLUICED, "--check"], capture_output=True, text=True, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(d.config_path, r.stdout)
+        finally:
+            d.cleanup()
+
+    def test_bad_config_refuses_to_start(self):
+        d = Sluiced(extra="[limits]\nmax_message_size = \"huge\"\n")
+        try:
+            p = subprocess.run([SLUICED, "--config", d.config_path], capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("limits.max_message_size", p.stderr)
+        finally:
+            d.cleanup()
+
+    def test_port_in_use(self):
+        a = Sluiced().start()
+        b = Sluiced(listeners=a.listeners)
+        try:
+            b.start(wait=False)
+            self.assertEqual(b.proc.wait(10), 1)
+            self.assertIn("address already in use", b.log())
+        finally:
+            a.cleanup()
+            b.cleanup()
+
+
+class Reload(unittest.TestCase):
+    def test_sighup_applies_new_limits(self):
+        d = Sluiced(limits={"max_recipients": 1})
+        try:
+            d.start()
+            c = Client(d.port)
+            c.reply()
+            c.cmd("HELO c")
+            c.cmd("MAIL FROM:<a@example.org>")
+            c.cmd("RCPT TO:<b@example.net>")
+            self.assertEqual(c.cmd("RCPT TO:<c@example.net>")[:3], b"452")
+            text = open(d.config_path).read().replace("max_recipients = 1", "max_recipients = 2")
+            d.write_config(text)
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_log("reload: configuration re-read")
+            # The old session keeps its limits; a new one gets the new ones.
+            c2 = Client(d.port)
+            c2.reply()
+            c2.cmd("HELO c")
+            c2.cmd("MAIL FROM:<a@example.org>")
+            c2.cmd("RCPT TO:<b@example.net>")
+            self.assertEqual(c2.cmd("RCPT TO:<c@example.net>")[:3], b"250")
+            # A broken file is refused and the daemon keeps running.
+            d.write_config(text + "\nbroken = = =\n")
+            d.proc.send_signal(signal.SIGHUP)
+            d.wait_log("keeping the running one")
+            self.assertIsNone(d.proc.poll())
+        finally:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

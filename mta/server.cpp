@@ -148,6 +148,7 @@ class Connection final : public SessionHost {
     incoming_->commit(std::move(env), [server, id](bool ok) { server->post_commit(id, ok); });
   }
   void abort_message() override { incoming_.reset(); }
+  void start_tls() override { close(); }  // TLS is wired in with the submission listeners
   void rejected(std::string_view what, const proto::Reply& r) override {
     ++rejects_;
     log::info("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,

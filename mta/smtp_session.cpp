@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "mta/proto/command.hpp"
@@ -42,7 +43,11 @@ const Reply kShutdown{421, "4.3.2", "Service shutting down, closing transmission
 }  // namespace
 
 Session::Session(SessionConfig cfg, SessionHost& host)
-    : cfg_(std::move(cfg)), host_(host), lines_(proto::Limits::command_line) {}
+    : cfg_(std::move(cfg)),
+      host_(host),
+      lines_(proto::Limits::command_line),
+      in_tls_(cfg_.in_tls),
+      tls_info_(cfg_.tls_info) {}
 
 std::string_view Session::to_string(State s) {
   switch (s) {
@@ -52,6 +57,7 @@ std::string_view Session::to_string(State s) {
     case State::rcpt: return "rcpt";
     case State::data: return "data";
     case State::committing: return "committing";
+    case State::tls_handshake: return "tls_handshake";
     case State::quitting: return "quitting";
     case State::closed: return "closed";
   }
@@ -59,7 +65,10 @@ std::string_view Session::to_string(State s) {
 }
 
 std::chrono::milliseconds Session::timeout() const {
-  return state_ == State::data ? cfg_.data_timeout : cfg_.command_timeout;
+  if (state_ == State::data) return cfg_.data_timeout;
+  if (state_ == State::tls_handshake)
+    return std::min<std::chrono::milliseconds>(cfg_.command_timeout, std::chrono::seconds(30));
+  return cfg_.command_timeout;
 }
 
 void Session::start() {
@@ -92,6 +101,12 @@ void Session::close_with(const Reply& r) {
 
 void Session::on_timeout() {
   if (closed()) return;
+  if (state_ == State::tls_handshake) {  // no plaintext reply in the middle of TLS
+    host_.rejected("STARTTLS", Reply{421, "4.4.2", "TLS handshake timeout"});
+    state_ = State::closed;
+    host_.close();
+    return;
+  }
   host_.rejected("timeout", kTimeout);
   close_with(kTimeout);
 }
@@ -104,7 +119,7 @@ void Session::shutdown() {
 }
 
 void Session::feed(std::string_view bytes) {
-  if (closed()) return;
+  if (closed() || state_ == State::tls_handshake) return;
   if (blocked() || !pending_.empty()) {
     pending_.append(bytes);
     if (!blocked()) process();
@@ -113,11 +128,17 @@ void Session::feed(std::string_view bytes) {
   // Fast path: work straight on the caller's buffer; keep only what is left
   // over if we get blocked part-way.
   std::string_view in = bytes;
-  while (!in.empty() && !closed() && !blocked()) {
+  while (!in.empty() && !closed() && !blocked() && state_ != State::tls_handshake) {
     if (state_ == State::data) {
       out_.clear();
+      const uint64_t before = data_.size();
+      const bool was_in_headers = data_.in_headers();
       bool end = data_.feed(in, out_);
-      if (!out_.empty() && data_.error() == proto::DataReader::Error::none) host_.message_data(out_);
+      if (data_.error() == proto::DataReader::Error::none) {
+        if (fix_headers_ && was_in_headers && !data_.in_headers())
+          out_.insert(static_cast<size_t>(data_.header_end() - before), missing_headers());
+        if (!out_.empty()) host_.message_data(out_);
+      }
       if (end) finish_data();
       continue;
     }
@@ -196,9 +217,7 @@ void Session::handle_line(std::string_view line) {
       return;
     case Verb::expn: error("EXPN", Reply{502, "5.5.1", "Error: command not implemented"}); return;
     case Verb::bdat: error("BDAT", Reply{502, "5.5.1", "Error: command not implemented"}); return;
-    case Verb::starttls:
-      error("STARTTLS", Reply{502, "5.5.1", "Error: command not implemented"});
-      return;
+    case Verb::starttls: cmd_starttls(); return;
     case Verb::auth:
       error("AUTH", Reply{503, "5.5.1", "Error: authentication not enabled"});
       return;
@@ -223,6 +242,7 @@ void Session::cmd_ehlo(const std::string& arg, bool extended) {
              "ENHANCEDSTATUSCODES",
              "8BITMIME",
              "SMTPUTF8"};
+  if (cfg_.tls_offered && !in_tls_) r.lines.push_back("STARTTLS");
   reply(r);
 }
 
@@ -337,6 +357,8 @@ void Session::cmd_data() {
   env_.id = host_.begin_message();
   env_.arrival_us = host_.now_us();
   data_ = proto::DataReader(cfg_.max_message_size);
+  fix_headers_ = cfg_.mode != Mode::relay;  // RFC 6409 §8: submission adds what is missing
+  added_size_ = 0;
   state_ = State::data;
   reply(Reply{354, "", "End data with <CR><LF>.<CR><LF>"});
   std::string received = received_header(env_.id);
@@ -345,11 +367,15 @@ void Session::cmd_data() {
 }
 
 std::string Session::received_header(const std::string& qid) const {
-  // RFC 5321 §4.4 trace field; "for" names the recipient only when there is
-  // exactly one, so Bcc recipients are not disclosed to each other.
-  std::string h = fmt::format("Received: from {} ([{}])\r\n\tby {} (Sluice) with {} id {}",
-                              helo_, cfg_.client_address, cfg_.hostname,
-                              esmtp_ ? (env_.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP", qid);
+  // RFC 5321 §4.4 trace field; the protocol name is from RFC 3848 / 6531
+  // (ESMTP + S for TLS + A for AUTH). "for" names the recipient only when
+  // there is exactly one, so Bcc recipients are not disclosed to each other.
+  std::string with = esmtp_ ? (env_.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP";
+  if (esmtp_ && in_tls_) with += "S";
+  if (esmtp_ && !env_.auth_user.empty()) with += "A";
+  std::string h = fmt::format("Received: from {} ([{}])", helo_, cfg_.client_address);
+  if (in_tls_) h += fmt::format("\r\n\t(using {})", tls_info_);
+  h += fmt::format("\r\n\tby {} (Sluice) with {} id {}", cfg_.hostname, with, qid);
   if (env_.recipients.size() == 1)
     h += fmt::format("\r\n\tfor <{}>", env_.recipients.front().address);
   h += fmt::format("; {}\r\n", rfc5322_date(env_.arrival_us));
@@ -377,10 +403,67 @@ void Session::finish_data() {
     if (shutting_down_ && !closed()) close_with(kShutdown);
     return;
   }
-  env_.message_id = data_.message_id();
-  env_.size = received_size_ + data_.size();
+  if (fix_headers_ && data_.in_headers()) {  // no empty line: the headers run to the end
+    std::string add = missing_headers();
+    if (!add.empty()) host_.message_data(add);
+  }
+  if (env_.message_id.empty()) env_.message_id = data_.message_id();
+  env_.size = received_size_ + data_.size() + added_size_;
   state_ = State::committing;
   host_.commit_message(env_);
+}
+
+}  // namespace sluice::mta
+
+namespace sluice::mta {
+
+// Date and Message-ID for a submitted message that lacks them (RFC 6409 §8.2,
+// §8.3), placed at the end of its header section.
+std::string Session::missing_headers() {
+  std::string add;
+  if (!data_.has_date()) add += fmt::format("Date: {}\r\n", rfc5322_date(env_.arrival_us));
+  if (!data_.has_message_id()) {
+    time_t t = static_cast<time_t>(env_.arrival_us / 1000000);
+    struct tm tm {};
+    gmtime_r(&t, &tm);
+    env_.message_id = fmt::format("<{:04}{:02}{:02}{:02}{:02}{:02}.{}@{}>", tm.tm_year + 1900,
+                                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                                  env_.id, cfg_.hostname);
+    add += fmt::format("Message-ID: {}\r\n", env_.message_id);
+  }
+  added_size_ += add.size();
+  return add;
+}
+
+void Session::cmd_starttls() {
+  if (!cfg_.tls_offered) {
+    error("STARTTLS", Reply{502, "5.5.1", "Error: command not implemented"});
+    return;
+  }
+  if (in_tls_) {
+    error("STARTTLS", Reply{554, "5.5.1", "Error: TLS already active"});
+    return;
+  }
+  if (state_ == State::mail || state_ == State::rcpt) {
+    error("STARTTLS", Reply{503, "5.5.1", "Error: STARTTLS not allowed during a mail transaction"});
+    return;
+  }
+  reply(Reply{220, "2.0.0", "Ready to start TLS"});
+  state_ = State::tls_handshake;
+  lines_.reset();
+  pending_.clear();
+  host_.start_tls();
+}
+
+void Session::on_tls_started(std::string info) {
+  if (state_ != State::tls_handshake) return;
+  in_tls_ = true;
+  tls_info_ = std::move(info);
+  // RFC 3207 §4.2: forget everything learnt before TLS.
+  reset_transaction();
+  helo_.clear();
+  esmtp_ = false;
+  state_ = State::connected;
 }
 
 }  // namespace sluice::mta

@@ -12,7 +12,12 @@
 // keeps pipelined replies in order.
 //
 // States: connected -> (EHLO/HELO) ready -> (MAIL) mail -> (RCPT) rcpt ->
-// (DATA) data -> committing -> ready ... ; quitting/closed are final.
+// (DATA) data -> committing -> ready ... ; (STARTTLS) tls_handshake ->
+// connected; quitting/closed are final.
+//
+// STARTTLS safety (the CVE-2011-0411 class): once the STARTTLS line is
+// parsed, the rest of that input is dropped and nothing is read as a command
+// until on_tls_started(); the host feeds only decrypted bytes after that.
 #pragma once
 
 #include <chrono>
@@ -40,6 +45,9 @@ struct SessionConfig {
   std::chrono::milliseconds command_timeout = std::chrono::minutes(5);
   std::chrono::milliseconds data_timeout = std::chrono::minutes(10);
   int max_errors = 10;           // errors before "421 4.7.0 Too many errors"
+  bool tls_offered = false;      // a certificate is loaded: STARTTLS when not in TLS
+  bool in_tls = false;           // TLS is up from the start (submissions, port 465)
+  std::string tls_info;          // with in_tls: "TLSv1.3 with cipher ... (256/256 bits)"
 };
 
 class SessionHost {
@@ -55,6 +63,10 @@ class SessionHost {
   // Asynchronous: the host later calls Session::on_commit(ok).
   virtual void commit_message(queue::Envelope env) = 0;
   virtual void abort_message() = 0;
+  // STARTTLS was accepted: once the "220" is written, start the TLS handshake.
+  // Whatever the client sent after the STARTTLS line has been discarded.
+  // The host later calls on_tls_started() or closes the connection.
+  virtual void start_tls() = 0;
   // For the log.
   virtual void rejected(std::string_view what, const proto::Reply& reply) = 0;
   virtual void accepted(const queue::Envelope& env) = 0;
@@ -62,7 +74,9 @@ class SessionHost {
 
 class Session {
  public:
-  enum class State { connected, ready, mail, rcpt, data, committing, quitting, closed };
+  enum class State {
+    connected, ready, mail, rcpt, data, committing, tls_handshake, quitting, closed
+  };
 
   Session(SessionConfig cfg, SessionHost& host);
 
@@ -70,6 +84,9 @@ class Session {
   void feed(std::string_view bytes);
   void on_commit(bool ok);
   void on_timeout();
+  // The TLS handshake after STARTTLS finished; `info` as SessionConfig::tls_info.
+  // The dialogue restarts (RFC 3207 §4.2): the client must EHLO again.
+  void on_tls_started(std::string info);
   // Ask the client to go away ("421 4.3.2"), e.g. at shutdown. A message in
   // DATA or being committed is finished first.
   void shutdown();
@@ -90,6 +107,8 @@ class Session {
   void finish_data();
   void close_with(const proto::Reply& r);
   std::string received_header(const std::string& qid) const;
+  std::string missing_headers();
+  void cmd_starttls();
 
   void cmd_ehlo(const std::string& arg, bool extended);
   void cmd_mail(const proto::Command& c);
@@ -110,6 +129,10 @@ class Session {
   queue::Envelope env_;     // transaction being built
   uint32_t rejected_rcpts_ = 0;
   size_t received_size_ = 0;
+  size_t added_size_ = 0;   // Date / Message-ID added on submission
+  bool in_tls_ = false;
+  bool fix_headers_ = false;
+  std::string tls_info_;
 };
 
 }  // namespace sluice::mta

@@ -35,6 +35,8 @@ struct Host : SessionHost {
     last = std::move(env);
   }
   void abort_message() override { ++aborted; }
+  int tls_started = 0;
+  void start_tls() override { ++tls_started; }
   void rejected(std::string_view what, const sluice::proto::Reply& r) override {
     rejects.push_back(std::string(what) + " " + std::to_string(r.code));
   }
@@ -276,4 +278,48 @@ TEST_CASE("VRFY, HELP, EXPN, AUTH, STARTTLS replies") {
   Session s(relay_cfg(), h);
   s.feed("VRFY bob\r\nHELP\r\nEXPN list\r\nSTARTTLS\r\nAUTH PLAIN\r\n");
   CHECK(h.codes() == std::vector<int>{252, 214, 502, 502, 503});
+}
+
+TEST_CASE("STARTTLS: offered, plaintext after it discarded, session restarts") {
+  Host h;
+  auto cfg = relay_cfg();
+  cfg.tls_offered = true;
+  Session s(cfg, h);
+  s.feed("EHLO c\r\n");
+  CHECK(h.take().find("250 STARTTLS\r\n") != std::string::npos);
+  s.feed("MAIL FROM:<a@x.test>\r\nSTARTTLS\r\n");
+  CHECK(h.take() == "250 2.1.0 Ok\r\n503 5.5.1 Error: STARTTLS not allowed during a mail transaction\r\n");
+  s.feed("RSET\r\nSTARTTLS\r\nNOOP\r\nMAIL FROM:<evil@x.test>\r\n");
+  CHECK(h.take() == "250 2.0.0 Ok\r\n220 2.0.0 Ready to start TLS\r\n");
+  CHECK(h.tls_started == 1);
+  s.feed("NOOP\r\n");  // anything before the handshake completes is ignored
+  CHECK(h.out.empty());
+  s.on_tls_started("TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)");
+  s.feed("MAIL FROM:<a@x.test>\r\n");  // EHLO state forgotten
+  CHECK(h.take() == "503 5.5.1 Error: send HELO/EHLO first\r\n");
+  s.feed("EHLO c\r\n");
+  CHECK(h.out.find("STARTTLS") == std::string::npos);
+  h.take();
+  s.feed("STARTTLS\r\n");
+  CHECK(h.take() == "554 5.5.1 Error: TLS already active\r\n");
+  s.feed("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\n");
+  CHECK(h.content.starts_with("Received: from c ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits))\r\n\tby mx.test (Sluice) with ESMTPS id "));
+}
+
+TEST_CASE("STARTTLS not offered without a certificate; handshake timeout closes silently") {
+  Host h;
+  auto cfg = relay_cfg();
+  Session s(cfg, h);
+  s.feed("STARTTLS\r\n");
+  CHECK(h.take() == "502 5.5.1 Error: command not implemented\r\n");
+  cfg.tls_offered = true;
+  cfg.command_timeout = std::chrono::minutes(5);
+  Host h2;
+  Session s2(cfg, h2);
+  s2.feed("STARTTLS\r\n");
+  h2.take();
+  CHECK(s2.timeout() == std::chrono::seconds(30));
+  s2.on_timeout();
+  CHECK(h2.out.empty());
+  CHECK(h2.closed);
 }

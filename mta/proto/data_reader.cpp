@@ -271,6 +271,7 @@ void DataReader::header_eol() {
   if (header_bol_) {  // an empty line ends the header section
     header_field_end();
     in_headers_ = false;
+    header_end_ = size_ - 2;  // the empty line's CRLF is already counted
     return;
   }
   if (header_mode_ == HeaderMode::name) header_mode_ = HeaderMode::skip;  // no colon: not a field

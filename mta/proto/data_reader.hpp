@@ -65,6 +65,9 @@ class DataReader {
   bool has_message_id() const { return has_message_id_; }
   bool has_from() const { return has_from_; }
   bool in_headers() const { return in_headers_; }
+  // Output offset of the empty line that ended the header section (where
+  // headers can be added), or UINT64_MAX while still in the headers.
+  uint64_t header_end() const { return header_end_; }
 
  private:
   enum class State : uint8_t {
@@ -94,6 +97,7 @@ class DataReader {
   bool dot_after_crlf_ = false;  // in dot/dot_cr: may this line be the terminator?
   size_t line_len_ = 0;          // wire octets of the current line so far
   bool in_headers_ = true;
+  uint64_t header_end_ = UINT64_MAX;
   bool has_date_ = false;
   bool has_message_id_ = false;
   bool has_from_ = false;

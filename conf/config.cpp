@@ -720,6 +720,13 @@ void check(Reader& r, Config& cfg, bool hostname_set) {
   if (tls.certificate.empty() && !tls.private_key.empty())
     r.add("tls.certificate", r.line("tls.certificate", r.line("tls.private_key")),
           "required when tls.private_key is set");
+  // Implicit TLS cannot work without a certificate (587 can still answer
+  // in plaintext and refuse AUTH, so it is only a warning at start-up).
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    if (cfg.listeners[i].mode != ListenerMode::submissions || !tls.certificate.empty()) continue;
+    std::string key = fmt::format("listener[{}].mode", i + 1);
+    r.add(key, r.line(key), "\"submissions\" (implicit TLS) needs [tls] certificate and private_key");
+  }
 
   const Delivery& d = cfg.delivery;
   bool has_user = !d.relayhost_username.empty();

@@ -641,3 +641,16 @@ TEST_CASE("enum names") {
   CHECK(to_string(ListenerMode::submissions) == "submissions");
   CHECK(to_string(DeliveryTls::verify) == "verify");
 }
+
+TEST_CASE("a submissions listener needs a certificate") {
+  auto r = sluice::conf::parse(
+      "hostname = \"mx.example.com\"\n[[listener]]\naddress = \"127.0.0.1:465\"\nmode = \"submissions\"\n");
+  REQUIRE_FALSE(r);
+  REQUIRE(r.error().size() == 1);
+  CHECK(r.error()[0].key == "listener[1].mode");
+  CHECK(r.error()[0].line == 4);
+  auto ok = sluice::conf::parse(
+      "hostname = \"mx.example.com\"\n[[listener]]\naddress = \"127.0.0.1:465\"\nmode = \"submissions\"\n"
+      "[tls]\ncertificate = \"/etc/c.pem\"\nprivate_key = \"/etc/k.pem\"\n");
+  CHECK(ok);
+}

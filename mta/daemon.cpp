@@ -4,9 +4,12 @@
 #include <signal.h>
 #include <uv.h>
 
+#include <filesystem>
 #include <memory>
 
 #include "conf/log.hpp"
+#include "mta/auth/users.hpp"
+#include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
 #include "queue/spool.hpp"
 
@@ -15,6 +18,34 @@ namespace sluice::mta {
 namespace {
 
 constexpr uint64_t kShutdownGraceMs = 30'000;
+
+// The server certificate of [tls]; when neither file exists yet, a
+// self-signed one is made first (as Debian does for Postfix), so 587 and 465
+// work out of the box. Null without [tls].
+std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_tls(const conf::Config& c) {
+  if (c.tls.certificate.empty()) return nullptr;
+  std::error_code ec;
+  if (!std::filesystem::exists(c.tls.certificate, ec) && !std::filesystem::exists(c.tls.private_key, ec)) {
+    if (auto made = tls::make_self_signed(c.tls.certificate, c.tls.private_key, c.hostname); !made)
+      return std::unexpected("creating a self-signed certificate: " + made.error());
+    log::warning("tls: created a self-signed certificate for {} in {}; replace it with a real one "
+                 "(docs/tls.md)", c.hostname, c.tls.certificate);
+  }
+  auto ctx = tls::TlsContext::server(c.tls.certificate, c.tls.private_key);
+  if (!ctx) return std::unexpected(ctx.error());
+  log::info("tls: {}", (*ctx)->describe());
+  return std::shared_ptr<const tls::TlsContext>(std::move(*ctx));
+}
+
+// The accounts of [auth]; null without a users file.
+std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const conf::Config& c) {
+  if (c.auth.users_file.empty()) return nullptr;
+  auto db = auth::UserDb::load(c.auth.users_file);
+  if (!db) return std::unexpected(db.error());
+  for (const auto& w : (*db)->warnings()) log::warning("users: {}", w);
+  log::info("users: {} accounts from {}", (*db)->users().size(), c.auth.users_file);
+  return *db;
+}
 
 struct Daemon {
   uv_loop_t loop;
@@ -62,6 +93,15 @@ struct Daemon {
                           fresh->listeners[i].mode != config->listeners[i].mode;
     if (listeners_changed) log::warning("reload: listener changes need a restart");
     if (fresh->spool_dir != config->spool_dir) log::warning("reload: spool_dir changes need a restart");
+    // Certificate and users: a broken new one keeps the old one in force.
+    if (auto t = load_tls(*fresh); t)
+      server->set_tls(*t);
+    else
+      log::error("reload: tls: {}; keeping the running certificate", t.error());
+    if (auto u = load_users(*fresh); u)
+      server->set_users(*u);
+    else
+      log::error("reload: users: {}; keeping the running users", u.error());
     config = std::make_shared<const conf::Config>(std::move(*fresh));
     server->reload(config);
     log::info("reload: configuration re-read from {}", config->source);
@@ -76,12 +116,26 @@ int run_daemon(conf::Config cfg) {
   d->config = std::make_shared<const conf::Config>(std::move(cfg));
   const auto& c = *d->config;
 
-  for (const auto& l : c.listeners)
-    if (l.mode == conf::ListenerMode::submissions) {
-      log::error("listener {}: mode submissions needs TLS, which this build does not have yet",
-                 l.address);
-      return 1;
-    }
+  auto tls_ctx = load_tls(c);
+  if (!tls_ctx) {
+    log::error("tls: {}", tls_ctx.error());
+    return 1;
+  }
+  auto users = load_users(c);
+  if (!users) {
+    log::error("users: {}", users.error());
+    return 1;
+  }
+  for (const auto& l : c.listeners) {
+    if (l.mode == conf::ListenerMode::relay) continue;
+    // (submissions without [tls] is a configuration error, caught by conf.)
+    if (!*tls_ctx)
+      log::warning("listener {}: no [tls] certificate, so STARTTLS and AUTH are not offered and "
+                   "nobody can submit mail", l.address);
+    else if (!*users)
+      log::warning("listener {}: no [auth] users_file, so nobody can log in to submit mail",
+                   l.address);
+  }
 
   auto spool = queue::Spool::open({.dir = c.spool_dir});
   if (!spool) {
@@ -94,6 +148,8 @@ int run_daemon(conf::Config cfg) {
 
   uv_loop_init(&d->loop);
   d->server = std::make_unique<Server>(&d->loop, d->config, *d->spool);
+  d->server->set_tls(*tls_ctx);
+  d->server->set_users(*users);
   if (auto ok = d->server->listen(); !ok) {
     log::error("{}", ok.error());
     d->spool.reset();

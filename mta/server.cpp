@@ -4,11 +4,14 @@
 #include <fmt/format.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "conf/log.hpp"
+#include "mta/auth/users.hpp"
 #include "mta/smtp_session.hpp"
+#include "mta/tls/tls.hpp"
 
 namespace sluice::mta {
 
@@ -41,7 +44,9 @@ struct WriteReq {
 
 }  // namespace
 
-// One client connection: the session's host.
+// One client connection: the session's host. With TLS (STARTTLS or an
+// implicit-TLS listener) a TlsStream sits between the socket and the
+// session: reads go socket -> TLS -> session, replies session -> TLS -> socket.
 class Connection final : public SessionHost {
  public:
   Connection(Server& server, uint64_t id, const conf::Listener& listener)
@@ -67,29 +72,27 @@ class Connection final : public SessionHost {
     uv_tcp_nodelay(&tcp_, 1);
     log::info("conn={} connect from={} listener={} mode={}", id_, client_, listener_.address,
               conf::to_string(listener_.mode));
+    const bool implicit_tls = listener_.mode == conf::ListenerMode::submissions;
     if (over_limit) {
       proto::Reply r{421, "4.7.0", fmt::format("Error: {}, try again later", why)};
       rejected("connect", r);
-      send(r.wire());
+      if (!implicit_tls) send(r.wire());  // a TLS client could not read plaintext
       close();
       after_event();
       return;
     }
     counted_ = true;
     ++server_.per_client_[client_];
-
-    SessionConfig sc;
-    sc.hostname = config_->hostname;
-    sc.mode = to_mode(listener_.mode);
-    sc.client_address = client_;
-    sc.max_message_size = config_->limits.max_message_size;
-    sc.max_recipients = config_->limits.max_recipients;
-    sc.command_timeout = config_->limits.command_timeout;
-    sc.data_timeout = config_->limits.data_timeout;
-    for (const auto& net : config_->relay.trusted_networks)
-      if (peer_ && net.contains(*peer_)) sc.trusted = true;
-    session_ = std::make_unique<Session>(std::move(sc), *this);
-    session_->start();
+    tls_ctx_ = server_.tls_;
+    users_ = server_.users_;
+    if (implicit_tls) {
+      // RFC 8314: TLS first; the session (and its greeting) start once the
+      // handshake is done.
+      if (!begin_tls()) return;
+      after_event();
+      return;
+    }
+    make_session("");
     after_event();
   }
 
@@ -118,6 +121,7 @@ class Connection final : public SessionHost {
     closing_ = true;
     server_.forget(*this);
     if (incoming_) incoming_.reset();  // an unfinished message is discarded
+    auth_pending_.reset();             // a password check in flight is dropped
     uv_timer_stop(&timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
@@ -148,7 +152,30 @@ class Connection final : public SessionHost {
     incoming_->commit(std::move(env), [server, id](bool ok) { server->post_commit(id, ok); });
   }
   void abort_message() override { incoming_.reset(); }
-  void start_tls() override { close(); }  // TLS is wired in with the submission listeners
+  void start_tls() override { start_tls_after_flush_ = true; }
+  void check_password(auth::Credentials creds) override {
+    // The callback runs later on the loop, never inside verify(); destroying
+    // auth_pending_ (at close) cancels it, so capturing `this` is safe.
+    auto pending = server_.verifier_.verify(
+        users_, std::move(creds.login), std::move(creds.password),
+        [this](auth::Verifier::Result r) {
+          if (closing_ || !session_) return;
+          if (r.ok) {
+            user_ = r.user;
+            log::info("conn={} auth from={} login={}", id_, client_, log::sanitize(r.login));
+          }
+          session_->on_auth_result(r.ok, r.login);
+          after_event();
+        });
+    if (pending) {
+      auth_pending_ = std::move(*pending);
+    } else {
+      session_->on_auth_temporary();
+    }
+  }
+  bool sender_allowed(std::string_view, std::string_view sender) override {
+    return user_ && auth::may_send_as(*user_, sender);
+  }
   void rejected(std::string_view what, const proto::Reply& r) override {
     ++rejects_;
     log::info("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
@@ -156,12 +183,48 @@ class Connection final : public SessionHost {
   }
   void accepted(const queue::Envelope& env) override {
     ++messages_;
-    log::info("{}: accept conn={} from=<{}> size={} nrcpt={} msgid={} client={}", env.id, id_,
+    log::info("{}: accept conn={} from=<{}> size={} nrcpt={} msgid={} client={}{}{}", env.id, id_,
               log::sanitize(env.sender), env.size, env.recipients.size(),
-              env.message_id.empty() ? "-" : log::sanitize(env.message_id), client_);
+              env.message_id.empty() ? "-" : log::sanitize(env.message_id), client_,
+              env.auth_user.empty() ? "" : " login=", log::sanitize(env.auth_user));
   }
 
  private:
+  void make_session(std::string tls_info) {
+    SessionConfig sc;
+    sc.hostname = config_->hostname;
+    sc.mode = to_mode(listener_.mode);
+    sc.client_address = client_;
+    sc.max_message_size = config_->limits.max_message_size;
+    sc.max_recipients = config_->limits.max_recipients;
+    sc.command_timeout = config_->limits.command_timeout;
+    sc.data_timeout = config_->limits.data_timeout;
+    for (const auto& net : config_->relay.trusted_networks)
+      if (peer_ && net.contains(*peer_)) sc.trusted = true;
+    sc.tls_offered = tls_ctx_ != nullptr && listener_.mode != conf::ListenerMode::submissions;
+    sc.in_tls = !tls_info.empty();
+    sc.tls_info = std::move(tls_info);
+    sc.auth_offered = users_ != nullptr;
+    session_ = std::make_unique<Session>(std::move(sc), *this);
+    session_->start();
+  }
+
+  bool begin_tls() {
+    auto stream = tls::TlsStream::server(tls_ctx_);
+    if (!stream) {
+      log::error("conn={} tls: {}", id_, stream.error());
+      begin_close();
+      return false;
+    }
+    tls_ = std::move(*stream);
+    return true;
+  }
+
+  std::string tls_description() const {
+    return fmt::format("{} with cipher {} ({}/{} bits)", tls_->version(), tls_->cipher(),
+                       tls_->cipher_bits(), tls_->cipher_bits());
+  }
+
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* c = static_cast<Connection*>(h->data);
     if (!c->readbuf_) c->readbuf_ = std::make_unique<char[]>(kReadBufferSize);
@@ -175,8 +238,35 @@ class Connection final : public SessionHost {
       c->begin_close();
       return;
     }
-    c->session_->feed(std::string_view(buf->base, static_cast<size_t>(n)));
+    std::string_view bytes(buf->base, static_cast<size_t>(n));
+    if (c->tls_) {
+      c->read_tls(bytes);
+    } else if (c->session_) {
+      c->session_->feed(bytes);
+    }
     c->after_event();
+  }
+
+  void read_tls(std::string_view ciphertext) {
+    tls_->feed_ciphertext(ciphertext);
+    plain_.clear();
+    auto ev = tls_->process(plain_);
+    if (!ev) {
+      log::info("conn={} tls error from={}: {}", id_, client_, log::sanitize(ev.error()));
+      send_ciphertext();  // perhaps an alert
+      close_requested_ = true;
+      return;
+    }
+    if (ev->handshake_completed) {
+      std::string info = tls_description();
+      log::info("conn={} tls from={} {}", id_, client_, info);
+      if (session_)
+        session_->on_tls_started(std::move(info));  // after STARTTLS
+      else
+        make_session(std::move(info));  // implicit TLS: now the greeting
+    }
+    if (!plain_.empty() && session_) session_->feed(plain_);
+    if (ev->peer_closed) close_requested_ = true;
   }
 
   static void on_timer(uv_timer_t* t) {
@@ -185,6 +275,7 @@ class Connection final : public SessionHost {
       c->session_->on_timeout();
       c->after_event();
     } else {
+      log::info("conn={} tls handshake timeout from={}", c->id_, c->client_);
       c->begin_close();
     }
   }
@@ -207,16 +298,31 @@ class Connection final : public SessionHost {
     if (++c->closed_handles_ == 2) delete c;
   }
 
+  std::chrono::milliseconds timeout() const {
+    if (session_) return session_->timeout();
+    return std::min<std::chrono::milliseconds>(config_->limits.command_timeout,
+                                               std::chrono::seconds(30));
+  }
+
   // Flushes output, then decides about reading, the timer and closing.
   void after_event() {
     if (closing_) return;
+    if (close_requested_ && tls_ && tls_->handshake_done() && writes_ == 0 && !tls_closed_) {
+      tls_closed_ = true;
+      flush();
+      tls_->close_notify();
+    }
     flush();
+    if (start_tls_after_flush_) {  // the "220 Ready to start TLS" went out in plaintext
+      start_tls_after_flush_ = false;
+      if (!begin_tls()) return;
+    }
     if (closing_) return;
     if (close_requested_) {
       if (writes_ == 0) begin_close();
       return;
     }
-    bool want = !session_->blocked() &&
+    bool want = !(session_ && session_->blocked()) &&
                 uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&tcp_)) <
                     kMaxUnsentOutput;
     if (want && !reading_) {
@@ -226,15 +332,32 @@ class Connection final : public SessionHost {
       uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
       reading_ = false;
     }
-    auto ms = static_cast<uint64_t>(session_->timeout().count());
-    uv_timer_start(&timer_, on_timer, ms, 0);
+    uv_timer_start(&timer_, on_timer, static_cast<uint64_t>(timeout().count()), 0);
   }
 
   void flush() {
+    if (tls_) {
+      if (!out_.empty()) {
+        tls_->write_plaintext(out_);
+        out_.clear();
+      }
+      send_ciphertext();
+      return;
+    }
     if (out_.empty()) return;
-    auto* w = new WriteReq;
-    w->data = std::move(out_);
+    std::string data = std::move(out_);
     out_.clear();
+    write_raw(std::move(data));
+  }
+
+  void send_ciphertext() {
+    std::string data;
+    if (tls_->take_ciphertext(data)) write_raw(std::move(data));
+  }
+
+  void write_raw(std::string data) {
+    auto* w = new WriteReq;
+    w->data = std::move(data);
     w->conn = this;
     uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
     int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, on_write);
@@ -250,26 +373,34 @@ class Connection final : public SessionHost {
   uint64_t id_;
   conf::Listener listener_;
   std::shared_ptr<const conf::Config> config_;
+  std::shared_ptr<const tls::TlsContext> tls_ctx_;  // the one in force when we connected
+  std::shared_ptr<const auth::UserDb> users_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
   std::unique_ptr<Session> session_;
+  std::unique_ptr<tls::TlsStream> tls_;
   std::unique_ptr<queue::Spool::Incoming> incoming_;
+  std::optional<auth::Verifier::Pending> auth_pending_;
+  std::shared_ptr<const auth::User> user_;  // after a successful AUTH
   std::unique_ptr<char[]> readbuf_;
   std::optional<net::IpAddress> peer_;
   std::string client_;
-  std::string out_;
+  std::string out_;    // session output not yet handed to TLS / the socket
+  std::string plain_;  // decrypted input, reused
   int writes_ = 0;
   int closed_handles_ = 0;
   bool reading_ = false;
   bool closing_ = false;
   bool close_requested_ = false;
+  bool start_tls_after_flush_ = false;
+  bool tls_closed_ = false;
   bool counted_ = false;
   uint64_t messages_ = 0;
   uint64_t rejects_ = 0;
 };
 
 Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool)
-    : loop_(loop), config_(std::move(config)), spool_(spool) {
+    : loop_(loop), config_(std::move(config)), spool_(spool), verifier_(loop) {
   uv_async_init(loop_, &async_, on_async);
   async_.data = this;
 }
@@ -297,6 +428,10 @@ std::expected<void, std::string> Server::listen() {
 }
 
 void Server::reload(std::shared_ptr<const conf::Config> config) { config_ = std::move(config); }
+
+void Server::set_tls(std::shared_ptr<const tls::TlsContext> ctx) { tls_ = std::move(ctx); }
+
+void Server::set_users(std::shared_ptr<const auth::UserDb> users) { users_ = std::move(users); }
 
 void Server::on_connection(uv_stream_t* s, int status) {
   auto* l = static_cast<Listener*>(s->data);

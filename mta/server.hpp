@@ -9,6 +9,12 @@
 // writer thread and are handed to the loop through a uv_async_t, keyed by
 // connection id, so a connection that went away in between is simply not found.
 //
+// TLS: a connection on a submissions listener handshakes first; after
+// STARTTLS the "220" is written in plaintext, then a TlsStream is created and
+// every later byte goes through it (the session already dropped whatever
+// followed the STARTTLS line). Password checks run on libuv's thread pool
+// (auth::Verifier); a connection cancels its check when it closes.
+//
 // Single-threaded: every method runs on the loop thread.
 #pragma once
 
@@ -24,7 +30,15 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "mta/auth/verifier.hpp"
 #include "queue/spool.hpp"
+
+namespace sluice::tls {
+class TlsContext;
+}
+namespace sluice::auth {
+class UserDb;
+}
 
 namespace sluice::mta {
 
@@ -40,6 +54,11 @@ class Server {
   // New connections use the new configuration (limits, trusted networks);
   // listeners are not re-bound.
   void reload(std::shared_ptr<const conf::Config> config);
+  // The certificate for STARTTLS and implicit TLS (null: no TLS), and the
+  // users for AUTH (null: AUTH not offered). Connections keep the ones in
+  // force when they connected, so a reload never disturbs them.
+  void set_tls(std::shared_ptr<const tls::TlsContext> ctx);
+  void set_users(std::shared_ptr<const auth::UserDb> users);
   // Stops accepting, asks every session to finish; `done` runs once the last
   // connection has closed.
   void shutdown(std::function<void()> done);
@@ -74,6 +93,9 @@ class Server {
   uv_loop_t* loop_;
   std::shared_ptr<const conf::Config> config_;
   queue::Spool& spool_;
+  std::shared_ptr<const tls::TlsContext> tls_;
+  std::shared_ptr<const auth::UserDb> users_;
+  auth::Verifier verifier_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<uint64_t, Connection*> conns_;
   std::unordered_map<std::string, uint32_t> per_client_;

@@ -58,6 +58,8 @@ std::string_view Session::to_string(State s) {
     case State::data: return "data";
     case State::committing: return "committing";
     case State::tls_handshake: return "tls_handshake";
+    case State::auth: return "auth";
+    case State::auth_checking: return "auth_checking";
     case State::quitting: return "quitting";
     case State::closed: return "closed";
   }
@@ -93,6 +95,7 @@ void Session::error(std::string_view what, const Reply& r) {
 void Session::close_with(const Reply& r) {
   if (closed()) return;
   if (state_ == State::data) host_.abort_message();
+  sasl_.reset();
   reply(r);
   state_ = State::closed;
   pending_.clear();
@@ -144,6 +147,17 @@ void Session::feed(std::string_view bytes) {
     }
     auto line = lines_.next(in);
     if (!line) break;
+    if (state_ == State::auth) {  // a SASL response line, never logged
+      if (line->too_long) {
+        sasl_.reset();
+        lines_.set_max_line(proto::Limits::command_line);
+        state_ = State::ready;
+        error("AUTH", auth::reply_line_too_long());
+      } else {
+        auth_step(sasl_.step(line->text));
+      }
+      continue;
+    }
     if (line->too_long) {
       error("command", Reply{500, "5.5.2", "Error: line too long"});
       continue;
@@ -218,9 +232,7 @@ void Session::handle_line(std::string_view line) {
     case Verb::expn: error("EXPN", Reply{502, "5.5.1", "Error: command not implemented"}); return;
     case Verb::bdat: error("BDAT", Reply{502, "5.5.1", "Error: command not implemented"}); return;
     case Verb::starttls: cmd_starttls(); return;
-    case Verb::auth:
-      error("AUTH", Reply{503, "5.5.1", "Error: authentication not enabled"});
-      return;
+    case Verb::auth: cmd_auth(c); return;
   }
 }
 
@@ -243,6 +255,8 @@ void Session::cmd_ehlo(const std::string& arg, bool extended) {
              "8BITMIME",
              "SMTPUTF8"};
   if (cfg_.tls_offered && !in_tls_) r.lines.push_back("STARTTLS");
+  if (auth_allowed() && auth_login_.empty())
+    r.lines.push_back(fmt::format("AUTH {}", auth::kMechanisms));
   reply(r);
 }
 
@@ -255,9 +269,8 @@ void Session::cmd_mail(const proto::Command& c) {
     error("MAIL", Reply{503, "5.5.1", "Error: nested MAIL command"});
     return;
   }
-  if (cfg_.mode != Mode::relay) {
-    // Submission ports: AUTH is required before MAIL (RFC 6409); AUTH is not
-    // offered yet, so nothing can be submitted here.
+  if (cfg_.mode != Mode::relay && auth_login_.empty()) {
+    // Submission ports: AUTH is required before MAIL (RFC 6409 §4.3).
     error("MAIL", Reply{530, "5.7.0", "Authentication required"});
     return;
   }
@@ -303,6 +316,20 @@ void Session::cmd_mail(const proto::Command& c) {
     return;
   }
   env.sender = c.path.str();
+  if (!auth_login_.empty()) {
+    if (env.sender.empty() && cfg_.mode != Mode::relay) {
+      error("MAIL <>", Reply{553, "5.7.1", "<>: Sender address rejected: null sender not allowed on submission"});
+      return;
+    }
+    if (!env.sender.empty() && !host_.sender_allowed(auth_login_, env.sender)) {
+      error(fmt::format("MAIL <{}>", env.sender),
+            Reply{553, "5.7.1",
+                  fmt::format("<{}>: Sender address rejected: not owned by user {}", env.sender,
+                              auth_login_)});
+      return;
+    }
+    env.auth_user = auth_login_;
+  }
   env.client_address = cfg_.client_address;
   env.helo = helo_;
   env_ = std::move(env);
@@ -324,7 +351,7 @@ void Session::cmd_rcpt(const proto::Command& c) {
     error("RCPT", Reply{553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"});
     return;
   }
-  if (!cfg_.trusted) {
+  if (!cfg_.trusted && auth_login_.empty()) {
     ++rejected_rcpts_;
     error(fmt::format("RCPT <{}>", c.path.str()),
           Reply{554, "5.7.1", fmt::format("<{}>: Relay access denied", c.path.str())});
@@ -459,11 +486,99 @@ void Session::on_tls_started(std::string info) {
   if (state_ != State::tls_handshake) return;
   in_tls_ = true;
   tls_info_ = std::move(info);
-  // RFC 3207 §4.2: forget everything learnt before TLS.
+  // RFC 3207 §4.2: forget everything learnt before TLS, AUTH included.
   reset_transaction();
+  auth_login_.clear();
   helo_.clear();
   esmtp_ = false;
   state_ = State::connected;
+}
+
+}  // namespace sluice::mta
+
+namespace sluice::mta {
+
+// AUTH is offered inside TLS, or without TLS only to trusted clients of a
+// relay listener (local programs on a loopback relay port).
+bool Session::auth_allowed() const {
+  return cfg_.auth_offered && (in_tls_ || (cfg_.mode == Mode::relay && cfg_.trusted));
+}
+
+void Session::cmd_auth(const proto::Command& c) {
+  // Never log c.arg: it may hold a password (the initial response).
+  if (!cfg_.auth_offered) {
+    error("AUTH", Reply{503, "5.5.1", "Error: authentication not enabled"});
+    return;
+  }
+  if (!auth_allowed()) {
+    error("AUTH", Reply{538, "5.7.11", "Encryption required for requested authentication mechanism"});
+    return;
+  }
+  if (state_ == State::connected || !esmtp_) {
+    error("AUTH", Reply{503, "5.5.1", "Error: send EHLO first"});
+    return;
+  }
+  if (!auth_login_.empty()) {
+    error("AUTH", Reply{503, "5.5.1", "Error: already authenticated"});
+    return;
+  }
+  if (state_ != State::ready) {
+    error("AUTH", Reply{503, "5.5.1", "Error: MAIL transaction in progress"});
+    return;
+  }
+  auth_step(sasl_.start_command(c.arg));
+}
+
+void Session::auth_step(auth::Step step) {
+  if (auto* ch = std::get_if<auth::Challenge>(&step)) {
+    state_ = State::auth;
+    // RFC 4954 §4: responses may be up to 12288 octets.
+    lines_.set_max_line(12288);
+    host_.send(ch->wire());
+    return;
+  }
+  lines_.set_max_line(proto::Limits::command_line);
+  state_ = State::ready;
+  if (auto* creds = std::get_if<auth::Credentials>(&step)) {
+    state_ = State::auth_checking;
+    host_.check_password(std::move(*creds));
+    return;
+  }
+  error("AUTH", std::get<Reply>(step));
+}
+
+void Session::on_auth_temporary() {
+  if (state_ != State::auth_checking) return;
+  state_ = State::ready;
+  Reply r = auth::reply_temporary();
+  host_.rejected("AUTH", r);
+  reply(r);
+}
+
+void Session::on_auth_result(bool ok, const std::string& login) {
+  if (state_ != State::auth_checking) return;
+  state_ = State::ready;
+  if (ok) {
+    auth_login_ = login;
+    reply(auth::reply_success());
+  } else {
+    Reply r = auth::reply_failed();
+    host_.rejected(fmt::format("AUTH login={}", login), r);
+    reply(r);
+    if (++auth_failures_ >= cfg_.max_auth_failures) {
+      close_with(Reply{421, "4.7.0", "Error: too many authentication failures"});
+      return;
+    }
+    if (++errors_ >= cfg_.max_errors) {
+      close_with(Reply{421, "4.7.0", "Error: too many errors"});
+      return;
+    }
+  }
+  if (shutting_down_) {
+    close_with(Reply{421, "4.3.2", "Service shutting down, closing transmission channel"});
+    return;
+  }
+  if (!pending_.empty()) process();
 }
 
 }  // namespace sluice::mta

@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 
+#include "mta/auth/sasl.hpp"
 #include "mta/proto/command.hpp"
 #include "mta/proto/data_reader.hpp"
 #include "mta/proto/line_reader.hpp"
@@ -48,6 +49,8 @@ struct SessionConfig {
   bool tls_offered = false;      // a certificate is loaded: STARTTLS when not in TLS
   bool in_tls = false;           // TLS is up from the start (submissions, port 465)
   std::string tls_info;          // with in_tls: "TLSv1.3 with cipher ... (256/256 bits)"
+  bool auth_offered = false;     // a users file is loaded
+  int max_auth_failures = 3;     // failed AUTH attempts before "421 4.7.0"
 };
 
 class SessionHost {
@@ -67,6 +70,11 @@ class SessionHost {
   // Whatever the client sent after the STARTTLS line has been discarded.
   // The host later calls on_tls_started() or closes the connection.
   virtual void start_tls() = 0;
+  // Check a login and password off the event loop; the host later calls
+  // Session::on_auth_result(). The host must wipe the password after use.
+  virtual void check_password(auth::Credentials creds) = 0;
+  // May the login that authenticated on this connection use this MAIL FROM?
+  virtual bool sender_allowed(std::string_view login, std::string_view sender) = 0;
   // For the log.
   virtual void rejected(std::string_view what, const proto::Reply& reply) = 0;
   virtual void accepted(const queue::Envelope& env) = 0;
@@ -75,7 +83,8 @@ class SessionHost {
 class Session {
  public:
   enum class State {
-    connected, ready, mail, rcpt, data, committing, tls_handshake, quitting, closed
+    connected, ready, mail, rcpt, data, committing, tls_handshake, auth, auth_checking,
+    quitting, closed
   };
 
   Session(SessionConfig cfg, SessionHost& host);
@@ -87,12 +96,17 @@ class Session {
   // The TLS handshake after STARTTLS finished; `info` as SessionConfig::tls_info.
   // The dialogue restarts (RFC 3207 §4.2): the client must EHLO again.
   void on_tls_started(std::string info);
+  // Result of SessionHost::check_password().
+  void on_auth_result(bool ok, const std::string& login);
+  // check_password() could not be done now (too many checks queued): 454.
+  void on_auth_temporary();
+  const std::string& auth_login() const { return auth_login_; }
   // Ask the client to go away ("421 4.3.2"), e.g. at shutdown. A message in
   // DATA or being committed is finished first.
   void shutdown();
 
   State state() const { return state_; }
-  bool blocked() const { return state_ == State::committing; }
+  bool blocked() const { return state_ == State::committing || state_ == State::auth_checking; }
   bool closed() const { return state_ == State::quitting || state_ == State::closed; }
   std::chrono::milliseconds timeout() const;
 
@@ -109,6 +123,9 @@ class Session {
   std::string received_header(const std::string& qid) const;
   std::string missing_headers();
   void cmd_starttls();
+  void cmd_auth(const proto::Command& c);
+  void auth_step(auth::Step step);
+  bool auth_allowed() const;
 
   void cmd_ehlo(const std::string& arg, bool extended);
   void cmd_mail(const proto::Command& c);
@@ -133,6 +150,9 @@ class Session {
   bool in_tls_ = false;
   bool fix_headers_ = false;
   std::string tls_info_;
+  auth::SaslServer sasl_;
+  std::string auth_login_;  // empty until AUTH succeeded
+  int auth_failures_ = 0;
 };
 
 }  // namespace sluice::mta

@@ -37,6 +37,13 @@ struct Host : SessionHost {
   void abort_message() override { ++aborted; }
   int tls_started = 0;
   void start_tls() override { ++tls_started; }
+  std::vector<std::string> checked;  // "login:password"
+  void check_password(sluice::auth::Credentials c) override {
+    checked.push_back(c.login + ":" + c.password);
+  }
+  bool sender_allowed(std::string_view login, std::string_view sender) override {
+    return sender == std::string(login) || sender.ends_with("@allowed.test");
+  }
   void rejected(std::string_view what, const sluice::proto::Reply& r) override {
     rejects.push_back(std::string(what) + " " + std::to_string(r.code));
   }
@@ -322,4 +329,134 @@ TEST_CASE("STARTTLS not offered without a certificate; handshake timeout closes 
   s2.on_timeout();
   CHECK(h2.out.empty());
   CHECK(h2.closed);
+}
+
+namespace {
+SessionConfig submission_cfg(bool in_tls) {
+  SessionConfig c = relay_cfg(false);
+  c.mode = Mode::submission;
+  c.auth_offered = true;
+  c.tls_offered = true;
+  c.in_tls = in_tls;
+  c.tls_info = "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)";
+  return c;
+}
+}  // namespace
+
+TEST_CASE("AUTH is refused before TLS on submission (538) and MAIL needs AUTH (530)") {
+  Host h;
+  Session s(submission_cfg(false), h);
+  s.feed("EHLO c\r\n");
+  CHECK(h.out.find("AUTH") == std::string::npos);
+  h.take();
+  s.feed("AUTH PLAIN AGFAYg==\r\nMAIL FROM:<a@x.test>\r\n");
+  CHECK(h.take() ==
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+        "530 5.7.0 Authentication required\r\n");
+  CHECK(h.checked.empty());
+}
+
+TEST_CASE("AUTH PLAIN with initial response inside TLS, then sender policy") {
+  Host h;
+  Session s(submission_cfg(true), h);
+  s.feed("EHLO c\r\n");
+  CHECK(h.take().find("250 AUTH PLAIN LOGIN\r\n") != std::string::npos);
+  // \0alice@x.test\0secret
+  s.feed("AUTH PLAIN AGFsaWNlQHgudGVzdABzZWNyZXQ=\r\nMAIL FROM:<alice@x.test>\r\n");
+  CHECK(s.blocked());
+  REQUIRE(h.checked == std::vector<std::string>{"alice@x.test:secret"});
+  CHECK(h.out.empty());
+  s.on_auth_result(true, "alice@x.test");
+  CHECK(h.take() == "235 2.7.0 Authentication successful\r\n250 2.1.0 Ok\r\n");
+  s.feed("RSET\r\nMAIL FROM:<bob@x.test>\r\nMAIL FROM:<>\r\nMAIL FROM:<x@allowed.test>\r\n");
+  CHECK(h.take() ==
+        "250 2.0.0 Ok\r\n553 5.7.1 <bob@x.test>: Sender address rejected: not owned by user "
+        "alice@x.test\r\n553 5.7.1 <>: Sender address rejected: null sender not allowed on "
+        "submission\r\n250 2.1.0 Ok\r\n");
+  s.feed("RCPT TO:<anyone@far.test>\r\nDATA\r\nSubject: no date\r\n\r\nbody\r\n.\r\n");
+  REQUIRE(h.committed == 1);
+  CHECK(h.last.auth_user == "alice@x.test");
+  CHECK(h.content.find("with ESMTPSA id 0123456789ABCDEF") != std::string::npos);
+  CHECK(h.content.find("(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))") != std::string::npos);
+  // Date and Message-ID were added at the end of the header section.
+  auto hdr_end = h.content.find("\r\n\r\nbody\r\n");
+  REQUIRE(hdr_end != std::string::npos);
+  std::string headers = h.content.substr(0, hdr_end + 2);
+  CHECK(headers.find("Subject: no date\r\nDate: ") != std::string::npos);
+  CHECK(headers.find("\r\nMessage-ID: <") != std::string::npos);
+  CHECK(h.last.message_id.find(".0123456789ABCDEF@mx.test>") != std::string::npos);
+  CHECK(h.last.size == h.content.size());
+  s.feed("AUTH PLAIN AGFsaWNlQHgudGVzdABzZWNyZXQ=\r\n");
+}
+
+TEST_CASE("submission keeps Date and Message-ID the client sent; relay adds nothing") {
+  for (bool submission : {true, false}) {
+    Host h;
+    SessionConfig cfg = submission ? submission_cfg(true) : relay_cfg();
+    Session s(cfg, h);
+    s.feed("EHLO c\r\n");
+    if (submission) {
+      s.feed("AUTH PLAIN AGFsaWNlQHgudGVzdABzZWNyZXQ=\r\n");
+      s.on_auth_result(true, "alice@x.test");
+    }
+    s.feed("MAIL FROM:<alice@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+    s.feed("Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own@x.test>\r\n\r\nb\r\n.\r\n");
+    CHECK(h.content.find("Date: ") == h.content.rfind("Date: "));
+    CHECK(h.content.find("Message-ID: ") == h.content.rfind("Message-ID: "));
+    CHECK(h.last.message_id == "<own@x.test>");
+    // Relay: a message without them stays as sent.
+    h.content.clear();
+    s.on_commit(true);
+    s.feed("MAIL FROM:<alice@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nSubject: s\r\n.\r\n");
+    CHECK((h.content.find("Message-ID: ") != std::string::npos) == submission);
+    CHECK((h.content.find("\r\nDate: ") != std::string::npos) == submission);
+  }
+}
+
+TEST_CASE("AUTH LOGIN challenge dialogue, cancel, failures close the session") {
+  Host h;
+  auto cfg = submission_cfg(true);
+  Session s(cfg, h);
+  s.feed("EHLO c\r\n");
+  h.take();
+  s.feed("AUTH LOGIN\r\n");
+  CHECK(h.take() == "334 VXNlcm5hbWU6\r\n");
+  s.feed("*\r\n");
+  CHECK(h.take().starts_with("501 5.7.0 "));
+  s.feed("AUTH LOGIN\r\ndXNlcg==\r\n");
+  CHECK(h.take() == "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n");
+  s.feed("d3Jvbmc=\r\n");
+  CHECK(h.checked.back() == "user:wrong");
+  s.on_auth_result(false, "user");
+  CHECK(h.take() == "535 5.7.8 Authentication credentials invalid\r\n");
+  s.feed("AUTH PLAIN AHVzZXIAd3Jvbmc=\r\n");
+  s.on_auth_result(false, "user");
+  CHECK_FALSE(h.closed);
+  s.feed("AUTH PLAIN AHVzZXIAd3Jvbmc=\r\n");
+  s.on_auth_result(false, "user");
+  CHECK(h.out.ends_with("535 5.7.8 Authentication credentials invalid\r\n421 4.7.0 Error: too many authentication failures\r\n"));
+  CHECK(h.closed);
+  // The password never reaches the log.
+  for (const auto& r : h.rejects) CHECK(r.find("d3Jvbmc") == std::string::npos);
+}
+
+TEST_CASE("AUTH on a relay listener: trusted clients without TLS; authenticated may relay") {
+  Host h;
+  auto cfg = relay_cfg(true);
+  cfg.auth_offered = true;
+  Session s(cfg, h);
+  s.feed("EHLO c\r\n");
+  CHECK(h.take().find("250 AUTH PLAIN LOGIN\r\n") != std::string::npos);
+  Host h2;
+  cfg.trusted = false;
+  Session s2(cfg, h2);
+  s2.feed("EHLO c\r\nAUTH PLAIN AHVAeC50ZXN0AHB3\r\n");
+  CHECK(h2.out.ends_with("538 5.7.11 Encryption required for requested authentication mechanism\r\n"));
+  cfg.in_tls = true;
+  Host h3;
+  Session s3(cfg, h3);
+  s3.feed("EHLO c\r\nAUTH PLAIN AHVAeC50ZXN0AHB3\r\n");
+  s3.on_auth_result(true, "u@x.test");
+  s3.feed("MAIL FROM:<u@x.test>\r\nRCPT TO:<far@away.test>\r\n");
+  CHECK(h3.out.ends_with("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"));
 }

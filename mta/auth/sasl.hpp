@@ -22,6 +22,7 @@
 //              mechanism does not allow (PLAIN without exactly two NULs, an
 //              empty login or password, a NUL in a LOGIN field)
 //   501 5.5.4  AUTH argument syntax (more than mechanism + initial response)
+//   503 5.5.1  step() with no exchange active (a session bug)
 //   500 5.5.6  a response longer than the bounds below
 //   535 5.7.8  PLAIN with an authorization identity different from the login:
 //              Sluice lets nobody act for another user, so this is an

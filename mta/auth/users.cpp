@@ -1,5 +1,5 @@
-// users.cpp — parsing the users file, checking crypt(3) hashes, the sender
-// policy.
+// users.cpp — parsing the users file, checking crypt(3) hashes and
+// passwords.
 //
 // Hash checks at load time, so that a typo shows up in `sluiced --check` or
 // in the reload log, not as a user who can never log in:
@@ -52,13 +52,7 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ascii_lower(c);
-  return out;
-}
+std::string lower(std::string_view s) { return ascii_lower(s); }
 
 bool has_space_or_control(std::string_view s) {
   for (char c : s) {
@@ -202,11 +196,6 @@ bool parse_senders(std::string_view field, User& user, Parser& p) {
 }
 
 }  // namespace
-
-bool is_address(std::string_view s) {
-  const size_t at = s.rfind('@');
-  return at != std::string_view::npos && at > 0 && at + 1 < s.size();
-}
 
 std::expected<std::shared_ptr<const UserDb>, std::string> UserDb::parse(std::string_view text,
                                                                         std::string_view name) {
@@ -407,22 +396,6 @@ bool verify_hash(std::string_view hash, std::string_view password) {
   secure_zero(data.get(), sizeof *data);
   wipe(phrase);
   return ok;
-}
-
-bool may_send_as(const User& user, std::string_view mail_from) {
-  if (!is_address(mail_from)) return false;
-  const std::string from = lower(mail_from);
-  if (!user.has_sender_list) {
-    return is_address(user.login) && lower(user.login) == from;
-  }
-  for (const auto& a : user.sender_addresses) {
-    if (a == from) return true;
-  }
-  const std::string_view domain = std::string_view(from).substr(from.rfind('@') + 1);
-  for (const auto& d : user.sender_domains) {
-    if (d == domain) return true;
-  }
-  return false;
 }
 
 }  // namespace sluice::auth

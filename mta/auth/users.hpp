@@ -13,7 +13,7 @@
 // logs them.
 //
 // Threads: a loaded UserDb is immutable and shared through
-// std::shared_ptr<const UserDb>; find(), verify() and may_send_as() may run on
+// std::shared_ptr<const UserDb>; find() and verify() may run on
 // any thread at once. verify() is slow on purpose (a crypt(3) hash: a few ms
 // to a few hundred ms): never call it on the loop thread — Verifier runs it on
 // libuv's thread pool. A User* is valid as long as its UserDb is.
@@ -22,14 +22,8 @@
 // - Logins are matched ignoring ASCII case, as Dovecot's default does: phones
 //   capitalise the first letter of a typed user name. Two lines whose logins
 //   differ only in case are a duplicate.
-// - Sender addresses are compared ignoring ASCII case in both the local part
-//   and the domain, as Postfix's smtpd_sender_login_maps lookups do (its
-//   tables fold keys to lower case). "@domain" matches that domain exactly, not
-//   its subdomains.
-// - Without a sender list, a login that is an address may send as that address
-//   only; a login that is not an address may send as nobody (Postfix's
-//   reject_sender_login_mismatch would reject it too) — give it a list.
 // - An empty third field ("bob:HASH:") is the same as none.
+// - The sender policy (may_send_as) is in user.hpp.
 #pragma once
 
 #include <cstddef>
@@ -40,16 +34,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace sluice::auth {
+#include "mta/auth/user.hpp"
 
-struct User {
-  std::string login;                          // as written in the file
-  std::string hash;                           // the crypt(3) hash
-  bool has_sender_list = false;               // a non-empty third field
-  std::vector<std::string> sender_addresses;  // "local@domain", lower-cased
-  std::vector<std::string> sender_domains;    // "example.com" (from "@example.com"), lower-cased
-  size_t line = 0;                            // where in the file
-};
+namespace sluice::auth {
 
 class UserDb {
  public:
@@ -90,13 +77,5 @@ class UserDb {
 // one with a NUL (crypt would see only what comes before it) or one longer than
 // kMaxPassword. The copies it makes are wiped.
 bool verify_hash(std::string_view hash, std::string_view password);
-
-// "local@domain" with both parts non-empty (the last '@' splits them).
-bool is_address(std::string_view s);
-
-// Whether user may use mail_from (the reverse-path's mailbox, without <>) as
-// its envelope sender; see the rules above. The null sender is the session's
-// business: here "" is simply not allowed.
-bool may_send_as(const User& user, std::string_view mail_from);
 
 }  // namespace sluice::auth

@@ -334,12 +334,3 @@ TEST_CASE("may_send_as: without a list, an address login sends as itself only") 
   CHECK_FALSE(may_send_as(app, "app"));
   CHECK_FALSE(may_send_as(app, "app@example.com"));
 }
-
-TEST_CASE("is_address") {
-  CHECK(is_address("a@b"));
-  CHECK(is_address("\"a@b\"@c.d"));
-  CHECK_FALSE(is_address("a@"));
-  CHECK_FALSE(is_address("@b"));
-  CHECK_FALSE(is_address("ab"));
-  CHECK_FALSE(is_address(""));
-}

@@ -83,8 +83,6 @@ class Connection final : public SessionHost {
     }
     counted_ = true;
     ++server_.per_client_[client_];
-    tls_ctx_ = server_.tls_;
-    users_ = server_.users_;
     if (implicit_tls) {
       // RFC 8314: TLS first; the session (and its greeting) start once the
       // handshake is done.
@@ -157,7 +155,7 @@ class Connection final : public SessionHost {
     // The callback runs later on the loop, never inside verify(); destroying
     // auth_pending_ (at close) cancels it, so capturing `this` is safe.
     auto pending = server_.verifier_.verify(
-        users_, std::move(creds.login), std::move(creds.password),
+        server_.users_, std::move(creds.login), std::move(creds.password),
         [this](auth::Verifier::Result r) {
           if (closing_ || !session_) return;
           if (r.ok) {
@@ -201,16 +199,23 @@ class Connection final : public SessionHost {
     sc.data_timeout = config_->limits.data_timeout;
     for (const auto& net : config_->relay.trusted_networks)
       if (peer_ && net.contains(*peer_)) sc.trusted = true;
-    sc.tls_offered = tls_ctx_ != nullptr && listener_.mode != conf::ListenerMode::submissions;
+    sc.tls_offered = server_.tls_ != nullptr && listener_.mode != conf::ListenerMode::submissions;
     sc.in_tls = !tls_info.empty();
     sc.tls_info = std::move(tls_info);
-    sc.auth_offered = users_ != nullptr;
+    sc.auth_offered = server_.users_ != nullptr;
     session_ = std::make_unique<Session>(std::move(sc), *this);
     session_->start();
   }
 
   bool begin_tls() {
-    auto stream = tls::TlsStream::server(tls_ctx_);
+    // The certificate in force now: a SIGHUP reload reaches the next handshake,
+    // also on connections that were open before it.
+    if (!server_.tls_) {
+      log::error("conn={} tls: no certificate loaded", id_);
+      begin_close();
+      return false;
+    }
+    auto stream = tls::TlsStream::server(server_.tls_);
     if (!stream) {
       log::error("conn={} tls: {}", id_, stream.error());
       begin_close();
@@ -373,8 +378,6 @@ class Connection final : public SessionHost {
   uint64_t id_;
   conf::Listener listener_;
   std::shared_ptr<const conf::Config> config_;
-  std::shared_ptr<const tls::TlsContext> tls_ctx_;  // the one in force when we connected
-  std::shared_ptr<const auth::UserDb> users_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
   std::unique_ptr<Session> session_;

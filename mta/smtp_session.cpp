@@ -89,7 +89,10 @@ void Session::reply(const Reply& r) {
 void Session::error(std::string_view what, const Reply& r) {
   host_.rejected(what, r);
   reply(r);
-  if (++errors_ >= cfg_.max_errors) close_with(kTooManyErrors);
+  if (++errors_ >= cfg_.max_errors) {
+    host_.rejected("session", kTooManyErrors);
+    close_with(kTooManyErrors);
+  }
 }
 
 void Session::close_with(const Reply& r) {
@@ -566,11 +569,14 @@ void Session::on_auth_result(bool ok, const std::string& login) {
     host_.rejected(fmt::format("AUTH login={}", login), r);
     reply(r);
     if (++auth_failures_ >= cfg_.max_auth_failures) {
-      close_with(Reply{421, "4.7.0", "Error: too many authentication failures"});
+      Reply bye{421, "4.7.0", "Error: too many authentication failures"};
+      host_.rejected("session", bye);
+      close_with(bye);
       return;
     }
     if (++errors_ >= cfg_.max_errors) {
-      close_with(Reply{421, "4.7.0", "Error: too many errors"});
+      host_.rejected("session", kTooManyErrors);
+      close_with(kTooManyErrors);
       return;
     }
   }

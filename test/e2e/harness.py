@@ -211,3 +211,179 @@ class SluicedTest(unittest.TestCase):
         c = Client(self.d.port)
         self.assertEqual(c.code(), 220)
         return c
+
+
+# ---- submission: [tls], [auth] and the users file ------------------------
+
+def hash_password(password, method="yescrypt"):
+    """A crypt(3) hash made by the tools docs/users.md tells administrators to
+    use: mkpasswd (package whois) for yescrypt and bcrypt, openssl for SHA-512."""
+    if method == "yescrypt":
+        cmd = ["mkpasswd", "-m", "yescrypt", "--stdin"]
+    elif method == "bcrypt":
+        cmd = ["mkpasswd", "-m", "bcrypt", "-R", "5", "--stdin"]
+    elif method == "sha512":
+        cmd = ["openssl", "passwd", "-6", "-stdin"]
+    else:
+        raise ValueError(method)
+    out = subprocess.run(cmd, input=password.encode(), capture_output=True, check=True, timeout=30)
+    h = out.stdout.decode().strip()
+    if not h.startswith("$"):
+        raise RuntimeError("%s made no hash: %r %r" % (cmd, out.stdout, out.stderr))
+    return h
+
+
+_hash_cache = {}
+
+
+def user_line(login, password, method="yescrypt", senders=None):
+    """One users-file line; hashes are cached per (password, method) so a suite
+    pays for mkpasswd once."""
+    key = (password, method)
+    if key not in _hash_cache:
+        _hash_cache[key] = hash_password(password, method)
+    line = "%s:%s" % (login, _hash_cache[key])
+    if senders is not None:
+        line += ":" + senders
+    return line
+
+
+def write_file_atomically(path, text, mode=0o640):
+    """Replace path the way an administrator's tooling would (write + rename),
+    so a running daemon never reads a half-written file."""
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+class SubmissionSluiced(Sluiced):
+    """sluiced with a submission (STARTTLS) listener first, a submissions
+    (implicit TLS) listener and, with relay=True, a relay listener; [tls]
+    names certificate and key files that do not exist yet (so the daemon makes
+    a self-signed pair on first start) and [auth] a users file made from
+    `users`, a list of lines (see user_line)."""
+
+    def __init__(self, users=(), relay=False, limits=None, trusted=None, extra=""):
+        workdir = tempfile.mkdtemp(prefix="sluice-e2e-")
+        self.port587 = free_port()
+        self.port465 = free_port()
+        listeners = [("127.0.0.1:%d" % self.port587, "submission"),
+                     ("127.0.0.1:%d" % self.port465, "submissions")]
+        self.relay_port = None
+        if relay:
+            self.relay_port = free_port()
+            listeners.append(("127.0.0.1:%d" % self.relay_port, "relay"))
+        self.cert_path = os.path.join(workdir, "tls", "fullchain.pem")
+        self.key_path = os.path.join(workdir, "tls", "privkey.pem")
+        self.users_path = os.path.join(workdir, "users")
+        self.write_users(users)
+        tls_auth = ('[tls]\ncertificate = "%s"\nprivate_key = "%s"\n[auth]\nusers_file = "%s"\n'
+                    % (self.cert_path, self.key_path, self.users_path))
+        super().__init__(extra=tls_auth + extra, listeners=listeners, limits=limits,
+                         trusted=trusted, workdir=workdir)
+
+    def write_users(self, lines):
+        write_file_atomically(self.users_path, "".join(l + "\n" for l in lines))
+
+    def reload(self, timeout=10):
+        """SIGHUP, then wait until the daemon says it re-read its configuration."""
+        before = self.log().count("reload: configuration re-read")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.log().count("reload: configuration re-read") > before:
+                return
+            time.sleep(0.02)
+        raise AssertionError("no reload in the log:\n" + self.log())
+
+
+# ---- TLS clients -----------------------------------------------------------
+
+HOSTNAME = "mx.sluice.test"
+
+
+def tls_context(cafile, **versions):
+    """A client context that trusts only `cafile` and checks the host name
+    (the self-signed certificate the daemon made is its own CA). versions:
+    minimum_version= / maximum_version= (ssl.TLSVersion)."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    for k, v in versions.items():
+        setattr(ctx, k, v)
+    return ctx
+
+
+def cert_fingerprint(der):
+    import hashlib
+    return hashlib.sha256(der).hexdigest()
+
+
+def pem_fingerprint(path):
+    """SHA-256 of the first certificate in a PEM file."""
+    import ssl
+    with open(path) as f:
+        text = f.read()
+    end = text.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
+    return cert_fingerprint(ssl.PEM_cert_to_DER_cert(text[:end]))
+
+
+class TlsClient(Client):
+    """Client for exact bytes that can be in TLS: implicit (context given at
+    connect) or later with starttls(). source: a local address to bind."""
+
+    def __init__(self, port, context=None, host="127.0.0.1", timeout=10, source=None):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
+        self.buf = b""
+        if context is not None:
+            try:
+                self.starttls(context)
+            except BaseException:
+                self.sock.close()
+                raise
+
+    def starttls(self, context, server_hostname=HOSTNAME):
+        if self.buf:
+            raise AssertionError("plaintext received before the TLS handshake: %r" % self.buf)
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+
+    def peer_fingerprint(self):
+        return cert_fingerprint(self.sock.getpeercert(binary_form=True))
+
+    def closed(self, timeout=5):
+        import ssl
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+                self.buf += data
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False
+
+
+def smtp_starttls(port, context, timeout=10, local_hostname="mail.client.test"):
+    """smtplib.SMTP to 127.0.0.1 whose starttls() checks the certificate for
+    HOSTNAME (smtplib checks against the host it connected to)."""
+    import smtplib
+    s = smtplib.SMTP("127.0.0.1", port, timeout=timeout, local_hostname=local_hostname)
+    s._host = HOSTNAME
+    return s
+
+
+def smtp_ssl(port, context, timeout=10, local_hostname="mail.client.test"):
+    """smtplib.SMTP_SSL to 127.0.0.1 that checks the certificate for HOSTNAME."""
+    import smtplib
+
+    class _SMTP_SSL(smtplib.SMTP_SSL):
+        def _get_socket(self, host, port, timeout):
+            sock = socket.create_connection((host, port), timeout)
+            return self.context.wrap_socket(sock, server_hostname=HOSTNAME)
+
+    return _SMTP_SSL("127.0.0.1", port, timeout=timeout, context=context,
+                     local_hostname=local_hostname)

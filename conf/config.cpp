@@ -272,34 +272,12 @@ std::string join_key(std::string_view prefix, std::string_view name) {
 // "[name]:port", "name:port", "[addr]:port", "name" (port 25).
 std::expected<std::pair<std::string, uint16_t>, std::string> parse_relayhost(
     std::string_view text) {
-  std::string_view host = text;
-  std::string_view port;
-  bool bracketed = false;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos)
-      return std::unexpected(fmt::format("\"{}\": missing ']'", text));
-    host = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':')
-        return std::unexpected(fmt::format("\"{}\": expected ':' after ']'", text));
-      port = rest.substr(1);
-      if (port.empty()) return std::unexpected(fmt::format("\"{}\": empty port", text));
-    }
-    bracketed = true;
-  } else {
-    auto colon = text.find(':');
-    if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos)
-      return std::unexpected(
-          fmt::format("\"{}\": an IPv6 address needs brackets, e.g. \"[2001:db8::1]:587\"", text));
-    if (colon != std::string_view::npos) {
-      host = text.substr(0, colon);
-      port = text.substr(colon + 1);
-      if (port.empty()) return std::unexpected(fmt::format("\"{}\": empty port", text));
-    }
-  }
-
+  auto parts = net::split_host_port(text, ", e.g. \"[2001:db8::1]:587\"");
+  if (!parts) return std::unexpected(parts.error());
+  const std::string_view host = parts->host;
+  const bool bracketed = parts->bracketed;
+  if (parts->port && parts->port->empty())
+    return std::unexpected(fmt::format("\"{}\": empty port", text));
   bool is_ip = net::IpAddress::parse(host).has_value();
   if (!is_ip) {
     if (bracketed && host.find(':') != std::string_view::npos)
@@ -309,12 +287,10 @@ std::expected<std::pair<std::string, uint16_t>, std::string> parse_relayhost(
   }
 
   uint16_t port_number = 25;
-  if (!port.empty()) {
-    unsigned v = 0;
-    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
-    if (ec != std::errc{} || p != port.data() + port.size() || v == 0 || v > 65535)
-      return std::unexpected(fmt::format("\"{}\": bad port \"{}\": must be 1..65535", text, port));
-    port_number = static_cast<uint16_t>(v);
+  if (parts->port) {
+    auto p = net::parse_port(*parts->port);
+    if (!p) return std::unexpected(fmt::format("\"{}\": {}", text, p.error()));
+    port_number = *p;
   }
   return std::pair{std::string(host), port_number};
 }

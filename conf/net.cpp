@@ -74,13 +74,39 @@ std::optional<unsigned> parse_decimal(std::string_view text, unsigned max) {
   return static_cast<unsigned>(v);
 }
 
+}  // namespace
+
 std::expected<uint16_t, std::string> parse_port(std::string_view text) {
   auto v = parse_decimal(text, 65535);
   if (!v || *v == 0) return std::unexpected(fmt::format("bad port \"{}\": must be 1..65535", text));
   return static_cast<uint16_t>(*v);
 }
 
-}  // namespace
+std::expected<HostPort, std::string> split_host_port(std::string_view text,
+                                                     std::string_view ipv6_hint) {
+  HostPort hp;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos)
+      return std::unexpected(fmt::format("\"{}\": missing ']'", text));
+    hp.host = text.substr(1, close - 1);
+    hp.bracketed = true;
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':')
+        return std::unexpected(fmt::format("\"{}\": expected ':' after ']'", text));
+      hp.port = rest.substr(1);
+    }
+    return hp;
+  }
+  auto colon = text.find(':');
+  if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos)
+    return std::unexpected(
+        fmt::format("\"{}\": an IPv6 address needs brackets{}", text, ipv6_hint));
+  hp.host = text.substr(0, colon);
+  if (colon != std::string_view::npos) hp.port = text.substr(colon + 1);
+  return hp;
+}
 
 // ---- IpAddress -------------------------------------------------------------
 
@@ -177,34 +203,10 @@ std::expected<Endpoint, std::string> Endpoint::parse(std::string_view text,
   if (text.empty()) return std::unexpected(std::string("empty address"));
   const std::string_view form = default_port ? "ADDRESS or ADDRESS:PORT" : "ADDRESS:PORT";
 
-  std::string_view host;
-  std::string_view port;
-  bool has_port = false;
-  if (text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos)
-      return std::unexpected(fmt::format("\"{}\": missing ']'", text));
-    host = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':')
-        return std::unexpected(fmt::format("\"{}\": expected ':' after ']'", text));
-      port = rest.substr(1);
-      has_port = true;
-    }
-  } else {
-    auto colon = text.find(':');
-    if (colon != std::string_view::npos && text.find(':', colon + 1) != std::string_view::npos)
-      return std::unexpected(
-          fmt::format("\"{}\": an IPv6 address needs brackets: use [addr]:port{}", text,
-                      default_port ? " or [addr]" : ""));
-    host = text.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port = text.substr(colon + 1);
-      has_port = true;
-    }
-  }
-
+  auto parts = split_host_port(
+      text, default_port ? ": use [addr]:port or [addr]" : ": use [addr]:port");
+  if (!parts) return std::unexpected(parts.error());
+  std::string_view host = parts->host;
   Endpoint ep;
   auto ip = IpAddress::parse(host);
   if (!ip)
@@ -212,8 +214,8 @@ std::expected<Endpoint, std::string> Endpoint::parse(std::string_view text,
         "\"{}\": not an IP address (host names are not allowed here; expected {})", host, form));
   ep.ip = *ip;
 
-  if (has_port) {
-    auto p = parse_port(port);
+  if (parts->port) {
+    auto p = parse_port(*parts->port);
     if (!p) return std::unexpected(fmt::format("\"{}\": {}", text, p.error()));
     ep.port = *p;
   } else if (default_port) {

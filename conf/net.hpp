@@ -43,6 +43,21 @@ struct Cidr {
   std::string str() const;
 };
 
+// The parts of "host:port", "[host]:port", "host" or "[host]" (views into
+// the text). An unbracketed host holding more than one ':' is an error: an
+// IPv6 address needs brackets. `port` is set (possibly empty) when a ':'
+// introduced one; `bracketed` tells whether the host was in [ ].
+struct HostPort {
+  std::string_view host;
+  std::optional<std::string_view> port;
+  bool bracketed = false;
+};
+// `ipv6_hint` ends the message for an unbracketed IPv6 address.
+std::expected<HostPort, std::string> split_host_port(std::string_view text,
+                                                     std::string_view ipv6_hint);
+// "1".."65535"; the message names the text ("bad port \"x\": must be 1..65535").
+std::expected<uint16_t, std::string> parse_port(std::string_view text);
+
 struct Endpoint {
   IpAddress ip;
   uint16_t port = 0;

@@ -1,20 +1,31 @@
 // envelope.cpp — the binary form of an Envelope (format in docs/spool.md).
 //
-// Version 1, all integers little-endian, strings as u32 length + bytes:
-//   u8 version=1 | str id | i64 arrival_us | str sender
-//   | u32 count, count x (str address, str orcpt, u8 notify, u8 status, str last_reply)
+// Version 2, all integers little-endian, strings as u32 length + bytes:
+//   u8 version=2 | str id | i64 arrival_us | str sender
+//   | u32 count, count x (str address, str orcpt, u8 notify, u8 status, str last_reply,
+//                         u32 attempts, i64 last_attempt_us, str dsn_status, str remote_host)
 //   | u64 size | u8 body | u8 smtputf8 | str envid | u8 ret
 //   | str client_address | str helo | str auth_user | str message_id
+//   | u32 attempts | i64 next_attempt_us | u8 held
+//   | u32 history count, count x (i64 time_us, i32 recipient, str host, str reply)
+// Version 1 is the same without the per-recipient fields after last_reply and
+// without everything after message_id; it is still read (never written).
 // decode_envelope() checks every length against the bytes left, so hostile
 // input can neither crash it nor make it allocate more than its own size.
 #include "queue/envelope.hpp"
 
+#include <cstddef>
+
 namespace sluice::queue {
 namespace {
 
-constexpr uint8_t kVersion = 1;
-// address, orcpt and last_reply lengths, notify, status.
-constexpr size_t kMinRecipientBytes = 4 + 4 + 4 + 1 + 1;
+constexpr uint8_t kVersion = 2;
+// Version 1: address, orcpt and last_reply lengths, notify, status.
+constexpr size_t kMinRecipientBytesV1 = 4 + 4 + 4 + 1 + 1;
+// Version 2 adds attempts, last_attempt_us, dsn_status and remote_host lengths.
+constexpr size_t kMinRecipientBytesV2 = kMinRecipientBytesV1 + 4 + 8 + 4 + 4;
+// time_us, recipient, host and reply lengths.
+constexpr size_t kMinAttemptBytes = 8 + 4 + 4 + 4;
 
 void put_u8(std::string& out, uint8_t v) { out.push_back(char(v)); }
 
@@ -97,6 +108,13 @@ std::string_view to_string(RcptStatus s) {
   return "unknown";
 }
 
+void add_history(Envelope& env, Attempt a) {
+  env.history.push_back(std::move(a));
+  if (env.history.size() > kMaxHistory)
+    env.history.erase(env.history.begin(),
+                      env.history.begin() + std::ptrdiff_t(env.history.size() - kMaxHistory));
+}
+
 void encode_append(const Envelope& env, std::string& out) {
   put_u8(out, kVersion);
   put_str(out, env.id);
@@ -109,6 +127,10 @@ void encode_append(const Envelope& env, std::string& out) {
     put_u8(out, r.notify);
     put_u8(out, uint8_t(r.status));
     put_str(out, r.last_reply);
+    put_u32(out, r.attempts);
+    put_u64(out, uint64_t(r.last_attempt_us));
+    put_str(out, r.dsn_status);
+    put_str(out, r.remote_host);
   }
   put_u64(out, env.size);
   put_u8(out, uint8_t(env.body));
@@ -119,6 +141,16 @@ void encode_append(const Envelope& env, std::string& out) {
   put_str(out, env.helo);
   put_str(out, env.auth_user);
   put_str(out, env.message_id);
+  put_u32(out, env.attempts);
+  put_u64(out, uint64_t(env.next_attempt_us));
+  put_u8(out, env.held ? 1 : 0);
+  put_u32(out, uint32_t(env.history.size()));
+  for (const Attempt& a : env.history) {
+    put_u64(out, uint64_t(a.time_us));
+    put_u32(out, uint32_t(a.recipient));
+    put_str(out, a.host);
+    put_str(out, a.reply);
+  }
 }
 
 std::string encode(const Envelope& env) {
@@ -131,13 +163,15 @@ std::expected<Envelope, std::string> decode_envelope(std::string_view bytes) {
   Reader in(bytes);
   Envelope env;
   uint8_t version = in.u8("version");
-  if (in.ok() && version != kVersion)
+  if (in.ok() && version != 1 && version != 2)
     return std::unexpected("unknown envelope version " + std::to_string(version));
+  const bool v2 = version == 2;
+  const size_t min_recipient = v2 ? kMinRecipientBytesV2 : kMinRecipientBytesV1;
   in.str(env.id, "id");
   env.arrival_us = int64_t(in.u64("arrival_us"));
   in.str(env.sender, "sender");
   uint32_t count = in.u32("recipient count");
-  if (in.ok() && count > in.left() / kMinRecipientBytes)
+  if (in.ok() && count > in.left() / min_recipient)
     in.fail("recipient count " + std::to_string(count) + " exceeds the envelope");
   if (in.ok()) env.recipients.reserve(count);
   for (uint32_t i = 0; i < count && in.ok(); ++i) {
@@ -150,6 +184,11 @@ std::expected<Envelope, std::string> decode_envelope(std::string_view bytes) {
       in.fail("bad recipient status " + std::to_string(status));
     r.status = RcptStatus(status);
     in.str(r.last_reply, "recipient last_reply");
+    if (!v2) continue;
+    r.attempts = in.u32("recipient attempts");
+    r.last_attempt_us = int64_t(in.u64("recipient last_attempt_us"));
+    in.str(r.dsn_status, "recipient dsn_status");
+    in.str(r.remote_host, "recipient remote_host");
   }
   env.size = in.u64("size");
   uint8_t body = in.u8("body");
@@ -166,6 +205,26 @@ std::expected<Envelope, std::string> decode_envelope(std::string_view bytes) {
   in.str(env.helo, "helo");
   in.str(env.auth_user, "auth_user");
   in.str(env.message_id, "message_id");
+  if (v2) {
+    env.attempts = in.u32("attempts");
+    env.next_attempt_us = int64_t(in.u64("next_attempt_us"));
+    uint8_t held = in.u8("held");
+    if (in.ok() && held > 1) in.fail("bad held flag " + std::to_string(held));
+    env.held = held == 1;
+    uint32_t n = in.u32("history count");
+    if (in.ok() && n > in.left() / kMinAttemptBytes)
+      in.fail("history count " + std::to_string(n) + " exceeds the envelope");
+    if (in.ok()) env.history.reserve(n);
+    for (uint32_t i = 0; i < n && in.ok(); ++i) {
+      Attempt& a = env.history.emplace_back();
+      a.time_us = int64_t(in.u64("history time"));
+      a.recipient = int32_t(in.u32("history recipient"));
+      if (in.ok() && (a.recipient < -1 || int64_t(a.recipient) >= int64_t(env.recipients.size())))
+        in.fail("bad history recipient index " + std::to_string(a.recipient));
+      in.str(a.host, "history host");
+      in.str(a.reply, "history reply");
+    }
+  }
   if (in.ok() && in.left() != 0)
     in.fail(std::to_string(in.left()) + " trailing bytes after the envelope");
   if (!in.ok()) return std::unexpected(in.error());

@@ -2,7 +2,9 @@
 //
 // Plain values; encode()/decode() give the binary form stored in the spool's
 // commit records (format in docs/spool.md). decode() never trusts its input:
-// malformed bytes give an error, never a crash.
+// malformed bytes give an error, never a crash. encode() always writes the
+// newest version (2); decode_envelope() also reads version 1, giving the
+// delivery-state fields their defaults.
 #pragma once
 
 #include <cstdint>
@@ -23,9 +25,24 @@ struct Recipient {
   std::string orcpt;        // DSN ORCPT parameter, "" when absent
   uint8_t notify = 0;       // DSN NOTIFY flags (bit 0 success, 1 failure, 2 delay, 3 never)
   RcptStatus status = RcptStatus::pending;
-  std::string last_reply;   // last remote reply or local reason
+  std::string last_reply;   // last remote reply or local reason, e.g. "550 5.1.1 no such user"
+  // Delivery state (envelope version 2; 0 / "" when read from version 1).
+  uint32_t attempts = 0;         // delivery attempts that reached a verdict for this recipient
+  int64_t last_attempt_us = 0;   // when the last one ended; 0 never
+  std::string dsn_status;        // enhanced status of the last verdict ("4.4.1", "5.1.1"), "" none
+  std::string remote_host;       // the server whose reply last_reply is; "" when Sluice made it up
   bool operator==(const Recipient&) const = default;
 };
+
+// One entry of a message's attempt history (the newest kMaxHistory are kept).
+struct Attempt {
+  int64_t time_us = 0;
+  int32_t recipient = -1;   // index into Envelope::recipients; -1 the whole job / connection
+  std::string host;         // remote server, "" when none was reached
+  std::string reply;        // the reply or reason recorded
+  bool operator==(const Attempt&) const = default;
+};
+inline constexpr size_t kMaxHistory = 20;
 
 struct Envelope {
   std::string id;            // queue id
@@ -41,8 +58,16 @@ struct Envelope {
   std::string helo;
   std::string auth_user;
   std::string message_id;    // Message-ID header value, for logs
+  // Delivery state (envelope version 2; defaults when read from version 1).
+  uint32_t attempts = 0;        // delivery rounds made (see docs/delivery.md)
+  int64_t next_attempt_us = 0;  // when the next round is due; 0 as soon as possible
+  bool held = false;            // sluicectl queue hold: no delivery until released
+  std::vector<Attempt> history; // oldest first; add_history() keeps it bounded
   bool operator==(const Envelope&) const = default;
 };
+
+// Appends to env.history, dropping the oldest entries beyond kMaxHistory.
+void add_history(Envelope& env, Attempt a);
 
 std::string encode(const Envelope& env);
 // Appends the same bytes as encode() to `out` (the spool builds its commit

@@ -25,6 +25,72 @@ Envelope full_envelope() {
   e.recipients.push_back({"日本@例え.jp", "", 0, RcptStatus::sent, "250 2.0.0 ok"});
   e.recipients.push_back({"c@example.net", "", 8, RcptStatus::deferred, "451 4.7.1 try later"});
   e.recipients.push_back({"d@example.net", "", 2, RcptStatus::bounced, std::string("550\0x", 5)});
+  e.recipients[2].attempts = 7;
+  e.recipients[2].last_attempt_us = 1'700'000'123'000'000;
+  e.recipients[2].dsn_status = "4.7.1";
+  e.recipients[2].remote_host = "mx1.example.net[192.0.2.25]";
+  e.recipients[3].attempts = 1;
+  e.recipients[3].last_attempt_us = -1;
+  e.recipients[3].dsn_status = "5.1.1";
+  e.attempts = 8;
+  e.next_attempt_us = 1'700'000'456'000'000;
+  e.held = true;
+  e.history.push_back({1'700'000'001'000'000, -1, "", "451 4.4.1 connect to mx: refused"});
+  e.history.push_back({1'700'000'002'000'000, 2, "mx1.example.net[192.0.2.25]", "451 4.7.1 try later"});
+  e.history.push_back({1'700'000'003'000'000, 3, "mx", std::string("550\0y", 5)});
+  return e;
+}
+
+// Version 1, as written before delivery state existed (kept here byte for
+// byte, so that spools written by earlier builds stay readable).
+void v1_u32(std::string& o, uint32_t v) {
+  for (int i = 0; i < 4; ++i) o.push_back(char((v >> (8 * i)) & 0xFF));
+}
+void v1_u64(std::string& o, uint64_t v) {
+  for (int i = 0; i < 8; ++i) o.push_back(char((v >> (8 * i)) & 0xFF));
+}
+void v1_str(std::string& o, std::string_view s) {
+  v1_u32(o, uint32_t(s.size()));
+  o.append(s);
+}
+std::string encode_v1(const Envelope& e) {
+  std::string o;
+  o.push_back(1);
+  v1_str(o, e.id);
+  v1_u64(o, uint64_t(e.arrival_us));
+  v1_str(o, e.sender);
+  v1_u32(o, uint32_t(e.recipients.size()));
+  for (const Recipient& r : e.recipients) {
+    v1_str(o, r.address);
+    v1_str(o, r.orcpt);
+    o.push_back(char(r.notify));
+    o.push_back(char(r.status));
+    v1_str(o, r.last_reply);
+  }
+  v1_u64(o, e.size);
+  o.push_back(char(e.body));
+  o.push_back(e.smtputf8 ? 1 : 0);
+  v1_str(o, e.envid);
+  o.push_back(char(e.ret));
+  v1_str(o, e.client_address);
+  v1_str(o, e.helo);
+  v1_str(o, e.auth_user);
+  v1_str(o, e.message_id);
+  return o;
+}
+
+// The fields version 1 has, with the delivery state at its defaults.
+Envelope v1_part(Envelope e) {
+  for (Recipient& r : e.recipients) {
+    r.attempts = 0;
+    r.last_attempt_us = 0;
+    r.dsn_status.clear();
+    r.remote_host.clear();
+  }
+  e.attempts = 0;
+  e.next_attempt_us = 0;
+  e.held = false;
+  e.history.clear();
   return e;
 }
 
@@ -84,7 +150,7 @@ TEST_CASE("garbage is rejected") {
   std::string bytes = encode(full_envelope());
   SECTION("trailing bytes") { CHECK_FALSE(decode_envelope(bytes + "x")); }
   SECTION("unknown version") {
-    bytes[0] = 2;
+    bytes[0] = 3;
     auto d = decode_envelope(bytes);
     REQUIRE_FALSE(d);
     CHECK(d.error().find("version") != std::string::npos);
@@ -114,12 +180,103 @@ TEST_CASE("garbage is rejected") {
     b[status_at] = 9;
     CHECK_FALSE(decode_envelope(b));
   }
+  SECTION("bad held flag, bad history index, huge history count") {
+    Envelope e;
+    e.recipients.push_back({"a@b", "", 0, RcptStatus::pending, ""});
+    e.history.push_back({5, 0, "h", "r"});
+    std::string b = encode(e);
+    // From the end: history entry (8 + 4 + 4+1 + 4+1 = 22), count (4), held (1).
+    size_t entry_at = b.size() - 22, count_at = entry_at - 4, held_at = count_at - 1;
+    std::string c = b;
+    c[held_at] = 2;
+    auto d = decode_envelope(c);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().find("held") != std::string::npos);
+    for (uint32_t bad : {1u, 2u, 0xFFFFFFFEu, 0x80000000u}) {
+      c = b;
+      for (int i = 0; i < 4; ++i) c[entry_at + 8 + size_t(i)] = char((bad >> (8 * i)) & 0xFF);
+      d = decode_envelope(c);
+      REQUIRE_FALSE(d);
+      CHECK(d.error().find("history recipient") != std::string::npos);
+    }
+    c = b;
+    for (int i = 0; i < 4; ++i) c[count_at + size_t(i)] = char(0xFF);
+    d = decode_envelope(c);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().find("history count") != std::string::npos);
+  }
   SECTION("every single-byte change either decodes or fails, never crashes") {
     for (size_t i = 0; i < bytes.size(); ++i) {
       for (unsigned v : {0x00u, 0x01u, 0x7Fu, 0x80u, 0xFFu}) {
         std::string b = bytes;
         b[i] = char(v);
         (void)decode_envelope(b);
+      }
+    }
+  }
+}
+
+TEST_CASE("version 1 envelopes still decode, with default delivery state") {
+  Envelope e = full_envelope();
+  std::string v1 = encode_v1(e);
+  auto d = decode_envelope(v1);
+  REQUIRE(d);
+  CHECK(*d == v1_part(e));
+  CHECK(d->recipients[2].status == RcptStatus::deferred);
+  CHECK(d->recipients[2].last_reply == "451 4.7.1 try later");
+  // Re-encoding writes version 2 and keeps everything.
+  std::string v2 = encode(*d);
+  CHECK(v2[0] == 2);
+  auto again = decode_envelope(v2);
+  REQUIRE(again);
+  CHECK(*again == *d);
+
+  SECTION("an empty version 1 envelope") {
+    auto d0 = decode_envelope(encode_v1(Envelope{}));
+    REQUIRE(d0);
+    CHECK(*d0 == Envelope{});
+  }
+  SECTION("version 1 truncations and trailing bytes are rejected") {
+    for (size_t n = 0; n < v1.size(); ++n) CHECK_FALSE(decode_envelope(std::string_view(v1).substr(0, n)));
+    CHECK_FALSE(decode_envelope(v1 + "x"));
+  }
+  SECTION("version 1 bytes with the version byte changed to 2 do not decode") {
+    std::string b = v1;
+    b[0] = 2;
+    CHECK_FALSE(decode_envelope(b));
+  }
+}
+
+TEST_CASE("version 2 writes the delivery state") {
+  Envelope e = full_envelope();
+  std::string b = encode(e);
+  CHECK(b[0] == 2);
+  CHECK(b.size() > encode_v1(e).size());
+}
+
+TEST_CASE("add_history keeps the newest kMaxHistory entries") {
+  Envelope e;
+  for (int i = 0; i < 50; ++i) add_history(e, {i, -1, "", "r" + std::to_string(i)});
+  REQUIRE(e.history.size() == kMaxHistory);
+  CHECK(e.history.front().time_us == 50 - int64_t(kMaxHistory));
+  CHECK(e.history.back().time_us == 49);
+  auto d = decode_envelope(encode(e));
+  REQUIRE(d);
+  CHECK(*d == e);
+}
+
+TEST_CASE("decode(x) re-encodes to bytes that decode to the same envelope (fuzz invariant)") {
+  // Mutations of both versions: whatever decodes must round-trip.
+  for (const std::string& base : {encode(full_envelope()), encode_v1(full_envelope())}) {
+    for (size_t i = 0; i < base.size(); ++i) {
+      for (unsigned v : {0x00u, 0x01u, 0x02u, 0x7Fu, 0xFFu}) {
+        std::string b = base;
+        b[i] = char(v);
+        auto d = decode_envelope(b);
+        if (!d) continue;
+        auto again = decode_envelope(encode(*d));
+        REQUIRE(again);
+        CHECK(*again == *d);
       }
     }
   }

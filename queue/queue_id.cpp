@@ -11,15 +11,11 @@ constexpr char kHex[] = "0123456789ABCDEF";
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
 }
 
-// Assumes valid_queue_id(id).
-uint64_t id_value(std::string_view id) {
-  uint64_t v = 0;
-  for (char c : id) v = v << 4 | uint64_t(hex_value(c));
-  return v;
-}
+uint64_t id_value(std::string_view id) { return queue_id_value(id); }
 
 std::string format_id(uint64_t v) {
   std::string s(16, '0');
@@ -49,8 +45,16 @@ void QueueIdGenerator::observe(std::string_view id) {
   }
 }
 
+uint64_t queue_id_value(std::string_view hex16) {
+  uint64_t v = 0;
+  for (char c : hex16) v = v << 4 | uint64_t(hex_value(c));
+  return v;
+}
+
 bool valid_queue_id(std::string_view id) {
-  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) { return hex_value(c) >= 0; });
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+         });
 }
 
 int64_t queue_id_micros(std::string_view id) {

@@ -26,6 +26,9 @@ class QueueIdGenerator {
 };
 
 bool valid_queue_id(std::string_view id);
+// The number 16 hex digits stand for (either case; segment file names are
+// lower case). Ids sort as these numbers do. Expects 16 hex digits.
+uint64_t queue_id_value(std::string_view hex16);
 // The arrival time encoded in an id (microseconds since the epoch); 0 when
 // the id is not valid.
 int64_t queue_id_micros(std::string_view id);

@@ -80,19 +80,7 @@ std::string sys_error(std::string_view what, const std::string& path, int err) {
   return s;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// Queue ids are 16 hex digits, so they fit a uint64_t whose order is theirs.
-uint64_t id_value(std::string_view id) {
-  uint64_t v = 0;
-  for (char c : id) v = v << 4 | uint64_t(hex_value(c));
-  return v;
-}
+uint64_t id_value(std::string_view id) { return queue_id_value(id); }
 
 std::string segment_name(uint64_t seq) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -183,6 +171,7 @@ struct Item {
   enum class Kind : uint8_t {
     chunk,   // bytes = CHUNK record
     commit,  // bytes = COMMIT record, env and done set
+    update,  // bytes = COMMIT record without content for a live message, env and done set
     done,    // bytes = DONE record, done set
     abort,   // nothing to write: forget the pending chunks of `id`
     reject,  // nothing to write: done(false)
@@ -217,6 +206,7 @@ struct Spool::Impl {
 
   std::atomic<uint64_t> pending_bytes{0};
   std::atomic<uint64_t> n_commits{0};
+  std::atomic<uint64_t> n_updates{0};
   std::atomic<uint64_t> n_syncs{0};
   std::atomic<uint64_t> n_bytes{0};
 
@@ -245,6 +235,9 @@ struct Spool::Impl {
   std::map<uint64_t, uint64_t> seg_refs;  // every segment file, oldest first -> messages using it
   std::unordered_map<uint64_t, Pending> pending;
   std::vector<iovec> iov;
+  // Within one batch: ids whose liveness the batch's earlier records change
+  // (true: committed, false: removed), for checking updates against.
+  std::unordered_map<uint64_t, bool> batch_live;
 
   void enqueue(Item* items, size_t n);
   void run();
@@ -475,6 +468,7 @@ void Spool::Impl::process(std::vector<Item>& batch) {
   uint64_t bytes = 0;
   batch_seq = cur_fd ? cur_seq : kNoSeq;
   batch_start = cur_size;
+  batch_live.clear();
   for (Item& it : batch) {
     bytes += it.bytes.size();
     if (!ok) continue;
@@ -493,13 +487,30 @@ void Spool::Impl::process(std::vector<Item>& batch) {
       }
       case Item::Kind::commit: {
         auto pit = pending.find(it.id);
-        if (pit != pending.end() && pit->second.failed) break;
+        if (pit != pending.end() && pit->second.failed) {
+          batch_live[it.id] = false;
+          break;
+        }
+        if (!place(it)) ok = false;
+        batch_live[it.id] = true;
+        need_sync = true;
+        break;
+      }
+      case Item::Kind::update: {
+        // Only the writer changes the index, so it may read it unlocked.
+        auto bl = batch_live.find(it.id);
+        bool live = bl != batch_live.end() ? bl->second : index.contains(it.id);
+        if (!live) {  // never committed, or removed before this record: write nothing
+          it.kind = Item::Kind::reject;
+          break;
+        }
         if (!place(it)) ok = false;
         need_sync = true;
         break;
       }
       case Item::Kind::done:
         if (!place(it)) ok = false;
+        batch_live[it.id] = false;
         need_sync = true;
         break;
       case Item::Kind::abort:
@@ -563,6 +574,25 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
                              [this](uint64_t s) { unpin(s); });
           pos->second = Entry{std::move(it.env), std::move(extents), it.seq};
           n_commits.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+        case Item::Kind::update: {
+          it.ok = ok;
+          if (!ok) break;
+          auto x = index.find(it.id);
+          if (x == index.end()) {  // process() checked liveness in batch order
+            it.ok = false;
+            break;
+          }
+          Entry& e = x->second;
+          // Pin the new COMMIT's segment before unpinning the old one's, so
+          // that the content's segments never drop to zero in between.
+          for_each_segment(e.extents, it.seq, [this](uint64_t s) { pin(s); });
+          for_each_segment(e.extents, e.commit_seq, [this](uint64_t s) { unpin(s); });
+          e.commit_seq = it.seq;
+          e.env = std::move(it.env);
+          n_updates.fetch_add(1, std::memory_order_relaxed);
+          any_done = true;  // the old COMMIT's segment may be free now
           break;
         }
         case Item::Kind::done:
@@ -810,6 +840,29 @@ std::unique_ptr<Spool::Incoming> Spool::begin() {
   return std::make_unique<Impl::IncomingImpl>(*impl_);
 }
 
+void Spool::update(Envelope env, CommitDone done) {
+  Item it;
+  it.done = std::move(done);
+  it.kind = Item::Kind::reject;
+  if (valid_queue_id(env.id)) {
+    std::lock_guard lk(impl_->idx_mu);
+    if (auto x = impl_->index.find(id_value(env.id)); x != impl_->index.end()) {
+      env.size = x->second.env.size;  // recovery checks the content against it
+      it.kind = Item::Kind::update;
+    }
+  }
+  if (it.kind == Item::Kind::update) {
+    it.id = id_value(env.id);
+    it.bytes.reserve(rec::kPrefixSize + 256);
+    it.bytes.append(rec::kHeaderSize, '\0');
+    it.bytes.append(env.id);
+    encode_append(env, it.bytes);
+    rec::seal(rec::Type::commit, it.bytes.data(), it.bytes.size() - rec::kHeaderSize);
+    it.env = std::move(env);
+  }
+  impl_->enqueue(&it, 1);
+}
+
 void Spool::remove(std::string_view id, CommitDone done) {
   Item it;
   it.done = std::move(done);
@@ -837,13 +890,22 @@ size_t Spool::message_count() const {
 }
 
 std::expected<void, std::string> Spool::read_body(
-    std::string_view id, const std::function<void(std::string_view)>& sink) const {
+    std::string_view id, const std::function<void(std::string_view)>& sink,
+    uint64_t max_bytes) const {
   std::vector<Extent> extents;
   {
     std::lock_guard lk(impl_->idx_mu);
     auto it = valid_queue_id(id) ? impl_->index.find(id_value(id)) : impl_->index.end();
     if (it == impl_->index.end()) return std::unexpected("unknown message " + std::string(id));
     extents = it->second.extents;
+  }
+  for (size_t i = 0; i < extents.size(); ++i) {  // keep only the first max_bytes
+    if (extents[i].length >= max_bytes) {
+      extents[i].length = max_bytes;
+      extents.resize(i + (max_bytes > 0 ? 1 : 0));
+      break;
+    }
+    max_bytes -= extents[i].length;
   }
   uint64_t largest = 0;
   for (const Extent& e : extents) largest = std::max(largest, e.length);
@@ -881,6 +943,7 @@ uint64_t Spool::pending_bytes() const {
 
 Spool::Stats Spool::stats() const {
   return Stats{impl_->n_commits.load(std::memory_order_relaxed),
+               impl_->n_updates.load(std::memory_order_relaxed),
                impl_->n_syncs.load(std::memory_order_relaxed),
                impl_->n_bytes.load(std::memory_order_relaxed)};
 }

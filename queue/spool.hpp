@@ -15,8 +15,8 @@
 // event loop); completion callbacks run on the writer thread, in the order
 // the records were handed over, and must only hand the result over (e.g.
 // uv_async_send): they must not throw nor call back into the Spool in a way
-// that waits for the writer. Reading (read_body, messages) and remove() are
-// thread-safe. Every Incoming must be destroyed before the Spool.
+// that waits for the writer. Reading (read_body, messages), update() and
+// remove() are thread-safe. Every Incoming must be destroyed before the Spool.
 //
 // Failures: open() returns an error string; a failed write or sync is
 // reported as done(false) for every commit of that batch (the writer then
@@ -78,12 +78,29 @@ class Spool {
   // anything live are deleted (strictly oldest first) before `done` runs.
   void remove(std::string_view id, CommitDone done);
 
+  // Replaces the envelope of a live message (delivery state: recipient
+  // statuses, attempts, next attempt, hold): appends a COMMIT record with
+  // the new envelope and no content, group-committed like a commit; the
+  // content stays where it is. env.id names the message; env.size is taken
+  // from the live message (whatever the caller put there). `done` runs on
+  // the writer thread: true once the record is durable and the index holds
+  // the new envelope; false when the write or sync failed, or when the id is
+  // not a live message when the writer reaches the record (never committed,
+  // or removed by an earlier remove()) — then nothing is written. Updates of
+  // one message are applied in the order they were handed over. A crash
+  // before `done(true)` leaves the previous envelope (recovery keeps the last
+  // intact COMMIT of each message).
+  void update(Envelope env, CommitDone done);
+
   // The envelopes of all committed, live messages, ordered by queue id.
   std::vector<Envelope> messages() const;
   size_t message_count() const;
   // Streams a message's stored content to `sink` in pieces; error if unknown.
+  // At most `max_bytes` are read (the first ones): a bounce needs only the
+  // header section.
   std::expected<void, std::string> read_body(
-      std::string_view id, const std::function<void(std::string_view)>& sink) const;
+      std::string_view id, const std::function<void(std::string_view)>& sink,
+      uint64_t max_bytes = UINT64_MAX) const;
 
   QueueIdGenerator& ids();
 
@@ -93,6 +110,7 @@ class Spool {
 
   struct Stats {
     uint64_t commits = 0;    // messages committed
+    uint64_t updates = 0;    // envelope updates made durable
     uint64_t syncs = 0;      // fdatasync calls (one per committing batch, one per rotation)
     uint64_t bytes = 0;      // bytes appended
   };

@@ -746,3 +746,236 @@ TEST_CASE("a failed write fails the batch's commits; the spool carries on in a n
   CHECK(s->recovery_warnings().empty());
   check_spool(*s, want);
 }
+
+// ---------------------------------------------------------------------------
+// Envelope updates (delivery state).
+
+namespace {
+
+bool wait_update(Spool& s, Envelope env) {
+  std::promise<bool> p;
+  auto f = p.get_future();
+  s.update(std::move(env), [&p](bool ok) { p.set_value(ok); });
+  return f.get();
+}
+
+// The envelope with some delivery progress on it.
+Envelope progressed(Envelope env, int step) {
+  env.attempts = uint32_t(step);
+  env.next_attempt_us = 1'700'000'000'000'000 + step * 60'000'000LL;
+  env.held = step % 2 == 1;
+  for (Recipient& r : env.recipients) {
+    r.status = RcptStatus::deferred;
+    r.attempts = uint32_t(step);
+    r.last_attempt_us = 1'700'000'000'000'000 + step;
+    r.last_reply = "451 4.7.1 step " + std::to_string(step);
+    r.dsn_status = "4.7.1";
+    r.remote_host = "mx.example";
+  }
+  add_history(env, {step, -1, "mx.example", "451 4.7.1 step " + std::to_string(step)});
+  return env;
+}
+
+}  // namespace
+
+TEST_CASE("update replaces the envelope, keeps the content, survives reopen") {
+  TempDir tmp;
+  Expected want;
+  std::string id;
+  const std::string body = content(5000, 3);
+  {
+    auto s = open_spool(tmp.spool(), 64ull << 20, 1000);
+    Envelope env = sample_envelope(2);
+    id = put(*s, env, body);
+    env.id = id;
+    env.size = body.size();
+    Envelope next = progressed(env, 1);
+    next.size = 1;  // ignored: update() takes the size from the live message
+    REQUIRE(wait_update(*s, next));
+    next.size = body.size();
+    want[id] = {next, body};
+    check_spool(*s, want);
+    CHECK(s->stats().updates == 1);
+    CHECK(s->stats().commits == 1);
+  }
+  auto s = open_spool(tmp.spool(), 64ull << 20, 1000);
+  CHECK(s->recovery_warnings().empty());
+  check_spool(*s, want);
+  // And again after the reopen (the update goes to a new segment).
+  Envelope later = progressed(want[id].first, 2);
+  REQUIRE(wait_update(*s, later));
+  want[id].first = later;
+  s.reset();
+  s = open_spool(tmp.spool(), 64ull << 20, 1000);
+  check_spool(*s, want);
+}
+
+TEST_CASE("update of an unknown, invalid or removed id writes nothing and reports false") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool());
+  Envelope env = sample_envelope(1);
+  env.id = "0000000000000001";
+  CHECK_FALSE(wait_update(*s, env));
+  env.id = "not an id";
+  CHECK_FALSE(wait_update(*s, env));
+  std::string id = put(*s, sample_envelope(1), "hello\r\n");
+  REQUIRE(wait_remove(*s, id));
+  env.id = id;
+  CHECK_FALSE(wait_update(*s, env));
+  CHECK(s->stats().updates == 0);
+  s.reset();
+  s = open_spool(tmp.spool());
+  CHECK(s->message_count() == 0);
+  CHECK(s->recovery_warnings().empty());
+}
+
+TEST_CASE("an update queued behind a remove of the same message is refused") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool());
+  std::string id = put(*s, sample_envelope(1), "hello\r\n");
+  Envelope env = sample_envelope(1);
+  env.id = id;
+  // Both handed over before the writer can run the first: often one batch.
+  std::promise<bool> removed, updated;
+  s->remove(id, [&](bool ok) { removed.set_value(ok); });
+  s->update(env, [&](bool ok) { updated.set_value(ok); });
+  CHECK(removed.get_future().get());
+  CHECK_FALSE(updated.get_future().get());
+  s.reset();
+  s = open_spool(tmp.spool());
+  CHECK(s->message_count() == 0);
+  CHECK(s->recovery_warnings().empty());
+}
+
+TEST_CASE("many updates in order; the last one wins, also after reopen") {
+  TempDir tmp;
+  Expected want;
+  std::string id;
+  const std::string body = content(300, 9);
+  {
+    auto s = open_spool(tmp.spool(), 4096, 100);  // small segments: updates span several
+    Envelope env = sample_envelope(3);
+    id = put(*s, env, body);
+    env.id = id;
+    env.size = body.size();
+    std::vector<std::future<bool>> done;
+    std::vector<std::promise<bool>> ps(200);
+    for (int i = 0; i < 200; ++i) {
+      done.push_back(ps[size_t(i)].get_future());
+      env = progressed(env, i + 1);
+      s->update(env, [&ps, i](bool ok) { ps[size_t(i)].set_value(ok); });
+    }
+    for (auto& f : done) CHECK(f.get());
+    want[id] = {env, body};
+    check_spool(*s, want);
+    CHECK(s->stats().updates == 200);
+    CHECK(segment_files(tmp.spool()).size() > 3);
+  }
+  auto s = open_spool(tmp.spool(), 4096, 100);
+  CHECK(s->recovery_warnings().empty());
+  check_spool(*s, want);
+  // Once removed, every segment but the current one goes.
+  REQUIRE(wait_remove(*s, id));
+  CHECK(segment_files(tmp.spool()).size() <= 1);
+  s.reset();
+  s = open_spool(tmp.spool(), 4096, 100);
+  CHECK(s->message_count() == 0);
+}
+
+TEST_CASE("superseded update records let their segments go, the content's segment stays") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 1024, 512);
+  const std::string body = content(600, 5);  // 2 CHUNKs: fills segment 1
+  std::string id = put(*s, sample_envelope(1), body);
+  Envelope env = *s->messages().begin();
+  for (int i = 0; i < 40; ++i) {
+    env = progressed(env, i + 1);
+    REQUIRE(wait_update(*s, env));
+  }
+  auto files = segment_files(tmp.spool());
+  // The first segment (content) and the one with the newest COMMIT are
+  // needed; the ones in between hold only superseded envelopes, but are kept
+  // because deletion goes strictly oldest first.
+  CHECK(files.front() == "0000000000000001.seg");
+  CHECK(body_of(*s, id) == body);
+  REQUIRE(wait_remove(*s, id));
+  CHECK(segment_files(tmp.spool()).size() <= 1);
+}
+
+TEST_CASE("a torn update: the envelope before it stays") {
+  TempDir tmp;
+  Expected want;
+  std::string id;
+  const std::string body = content(2000, 11);
+  {
+    auto s = open_spool(tmp.spool(), 64ull << 20, 1000);
+    Envelope env = sample_envelope(4);
+    id = put(*s, env, body);
+    env.id = id;
+    env.size = body.size();
+    Envelope first = progressed(env, 1);
+    REQUIRE(wait_update(*s, first));
+    want[id] = {first, body};
+    REQUIRE(wait_update(*s, progressed(first, 2)));
+  }
+  auto files = segment_files(tmp.spool());
+  REQUIRE(files.size() == 1);
+  const std::string original = read_file(tmp.spool() + "/segments/" + files[0]);
+  auto recs = records_of(original);
+  REQUIRE(recs.size() >= 4);
+  REQUIRE(recs.back().type == record::Type::commit);
+  for (size_t cut = recs.back().offset + 1; cut < original.size(); ++cut) {
+    INFO("cut at " << cut << " of " << original.size());
+    TempDir t;
+    fs::create_directories(t.spool() + "/segments");
+    write_file(t.spool() + "/segments/" + files[0], std::string_view(original).substr(0, cut));
+    auto s = open_spool(t.spool(), 64ull << 20, 1000);
+    check_spool(*s, want);
+    CHECK(s->recovery_warnings().size() == 1);
+  }
+  // A damaged (not torn) update record: CRC mismatch in the last record is
+  // also cut off, and the earlier envelope stays.
+  std::string bad = original;
+  bad[recs.back().offset + 30] ^= 0x55;
+  TempDir t;
+  fs::create_directories(t.spool() + "/segments");
+  write_file(t.spool() + "/segments/" + files[0], bad);
+  auto s = open_spool(t.spool(), 64ull << 20, 1000);
+  check_spool(*s, want);
+}
+
+TEST_CASE("an update envelope that does not decode is skipped at recovery") {
+  TempDir tmp;
+  Expected want;
+  std::string id;
+  const std::string body = content(100, 12);
+  {
+    auto s = open_spool(tmp.spool());
+    Envelope env = sample_envelope(1);
+    id = put(*s, env, body);
+    env.id = id;
+    env.size = body.size();
+    want[id] = {env, body};
+  }
+  // Append a well-framed COMMIT whose envelope is garbage, by hand.
+  auto files = segment_files(tmp.spool());
+  std::string seg = tmp.spool() + "/segments/" + files.back();
+  std::string bytes = read_file(seg) + record::make(record::Type::commit, id, "\x07garbage");
+  write_file(seg, bytes);
+  auto s = open_spool(tmp.spool());
+  check_spool(*s, want);
+  REQUIRE(s->recovery_warnings().size() == 1);
+  CHECK(s->recovery_warnings()[0].find("record skipped") != std::string::npos);
+}
+
+TEST_CASE("read_body with max_bytes reads only the first bytes") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 64ull << 20, 1000);
+  const std::string body = content(5500, 13);
+  std::string id = put(*s, sample_envelope(1), body);
+  for (uint64_t n : {0ull, 1ull, 999ull, 1000ull, 1001ull, 5499ull, 5500ull, 9999ull}) {
+    std::string got;
+    REQUIRE(s->read_body(id, [&](std::string_view p) { got.append(p); }, n));
+    CHECK(got == body.substr(0, size_t(n)));
+  }
+}

@@ -1,0 +1,312 @@
+// policy_test.cpp — the delivery decisions, as tables: every input of
+// queue/policy.hpp and what it must lead to.
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "queue/policy.hpp"
+
+using namespace sluice::queue;
+using namespace sluice::queue::policy;
+
+namespace {
+
+const Context kMx{};
+const Context kRelay{.via_relayhost = true};
+
+Outcome reply(int code, std::string enhanced, std::string text) {
+  return Outcome{code, std::move(enhanced), std::move(text)};
+}
+
+SessionEvent ev(SessionFailure what, std::string host, Outcome r = {}, std::string detail = {},
+                bool data_sent = false) {
+  return SessionEvent{what, std::move(host), std::move(r), std::move(detail), data_sent};
+}
+
+}  // namespace
+
+TEST_CASE("Outcome renders as a reply line") {
+  CHECK(reply(550, "5.1.1", "<a@b>: no such user").str() == "550 5.1.1 <a@b>: no such user");
+  CHECK(reply(250, "", "ok").str() == "250 ok");
+  CHECK(reply(421, "", "").str() == "421");
+  CHECK(reply(250, "", "").positive());
+  CHECK(reply(451, "", "").transient());
+  CHECK(reply(554, "", "").permanent());
+  CHECK_FALSE(reply(354, "", "").positive());
+}
+
+TEST_CASE("enhanced status: validation and class forced to the reply's") {
+  struct Row {
+    int code;
+    const char* enhanced;
+    const char* fallback;
+    const char* want;
+  };
+  const std::vector<Row> rows = {
+      {550, "5.1.1", "0.0", "5.1.1"},
+      {550, "4.1.1", "0.0", "5.1.1"},   // class mismatch: the reply code wins
+      {451, "5.7.1", "0.0", "4.7.1"},
+      {250, "2.1.5", "0.0", "2.1.5"},
+      {550, "", "0.0", "5.0.0"},        // none sent
+      {451, "", "0.0", "4.0.0"},
+      {550, "5.1", "0.0", "5.0.0"},     // malformed
+      {550, "5.1.1000", "0.0", "5.0.0"},
+      {550, "6.1.1", "0.0", "5.0.0"},
+      {550, "5.a.1", "0.0", "5.0.0"},
+      {550, "5.123.456", "0.0", "5.123.456"},
+      {354, "", "5.0", "4.5.0"},        // unexpected codes are temporary protocol errors
+      {0, "", "0.0", "4.0.0"},
+  };
+  for (const Row& r : rows) {
+    INFO(r.code << " " << r.enhanced);
+    CHECK(status_of(reply(r.code, r.enhanced, "x"), r.fallback) == r.want);
+  }
+  CHECK(valid_status("2.0.0"));
+  CHECK(valid_status("5.1.10"));
+  CHECK_FALSE(valid_status("3.0.0"));
+  CHECK_FALSE(valid_status("5.0"));
+  CHECK_FALSE(valid_status("5..0"));
+  CHECK_FALSE(valid_status("5.0.0 "));
+  CHECK_FALSE(valid_status(""));
+}
+
+TEST_CASE("DNS failures") {
+  struct Row {
+    DnsFailure what;
+    Action action;
+    const char* status;
+    const char* reply_starts;
+  };
+  const std::vector<Row> rows = {
+      {DnsFailure::temporary, Action::defer, "4.4.3", "451 4.4.3 example.com MX: timed out"},
+      {DnsFailure::nxdomain, Action::bounce, "5.1.2", "550 5.1.2 example.com MX: timed out"},
+      {DnsFailure::no_route, Action::bounce, "5.4.4", "550 5.4.4 example.com MX: timed out"},
+      {DnsFailure::null_mx, Action::bounce, "5.1.10", "556 5.1.10 example.com does not accept mail (null MX)"},
+  };
+  for (const Row& r : rows) {
+    Verdict v = dns_failure(r.what, "example.com", "example.com MX: timed out", kMx);
+    INFO(v.reply);
+    CHECK(v.action == r.action);
+    CHECK(v.status == r.status);
+    CHECK(v.reply == r.reply_starts);
+    CHECK(v.remote_host.empty());  // made up by Sluice
+  }
+  SECTION("with a relayhost nothing DNS says bounces") {
+    for (DnsFailure f : {DnsFailure::temporary, DnsFailure::nxdomain, DnsFailure::no_route, DnsFailure::null_mx}) {
+      Verdict v = dns_failure(f, "relay.example", "relay.example: domain does not exist (NXDOMAIN)", kRelay);
+      CHECK(v.action == Action::defer);
+      CHECK(v.status == "4.4.3");
+      CHECK(v.reply == "451 4.4.3 relayhost lookup failed: relay.example: domain does not exist (NXDOMAIN)");
+    }
+  }
+  SECTION("an empty reason still says something") {
+    CHECK(dns_failure(DnsFailure::temporary, "x.example", "", kMx).reply == "451 4.4.3 x.example: DNS lookup failed");
+  }
+}
+
+TEST_CASE("session failures: next host or not, and the verdict on their own") {
+  const std::string h = "mx1.example.com[192.0.2.1]";
+  struct Row {
+    SessionEvent e;
+    bool next;
+    Action action;
+    const char* status;
+    const char* reply;
+    bool remote;  // the reply is the server's
+  };
+  const std::vector<Row> rows = {
+      {ev(SessionFailure::connect_failed, h, {}, "Connection refused"), true, Action::defer, "4.4.1",
+       "451 4.4.1 connect to mx1.example.com[192.0.2.1]: Connection refused", false},
+      {ev(SessionFailure::connect_failed, h), true, Action::defer, "4.4.1",
+       "451 4.4.1 connect to mx1.example.com[192.0.2.1]: connection failed", false},
+      {ev(SessionFailure::timeout, h, {}, "after RCPT TO"), true, Action::defer, "4.4.2",
+       "451 4.4.2 timeout talking to mx1.example.com[192.0.2.1] after RCPT TO", false},
+      {ev(SessionFailure::timeout, h, {}, "after end of data", true), false, Action::defer, "4.4.2",
+       "451 4.4.2 timeout talking to mx1.example.com[192.0.2.1] after end of data", false},
+      {ev(SessionFailure::connection_lost, h, {}, "while sending the data"), true, Action::defer, "4.4.2",
+       "451 4.4.2 lost connection with mx1.example.com[192.0.2.1] while sending the data", false},
+      {ev(SessionFailure::connection_lost, h, {}, "after end of data", true), false, Action::defer, "4.4.2",
+       "451 4.4.2 lost connection with mx1.example.com[192.0.2.1] after end of data", false},
+      {ev(SessionFailure::greeting, h, reply(421, "4.3.2", "busy")), true, Action::defer, "4.3.2",
+       "421 4.3.2 busy", true},
+      // On its own (one host) a 5xx greeting bounces; see the next test for several.
+      {ev(SessionFailure::greeting, h, reply(554, "5.7.1", "go away")), true, Action::bounce, "5.7.1",
+       "554 5.7.1 go away", true},
+      {ev(SessionFailure::greeting, h, reply(554, "", "go away")), true, Action::bounce, "5.0.0",
+       "554 go away", true},
+      {ev(SessionFailure::helo, h, reply(550, "5.7.1", "bad helo")), true, Action::bounce, "5.7.1",
+       "550 5.7.1 bad helo", true},
+      {ev(SessionFailure::helo, h, reply(451, "", "later")), true, Action::defer, "4.0.0", "451 later", true},
+      {ev(SessionFailure::greeting, h, {}, "garbage"), true, Action::defer, "4.5.0",
+       "451 4.5.0 no usable greeting from mx1.example.com[192.0.2.1]: garbage", false},
+      {ev(SessionFailure::tls_unavailable, h, {}, "no STARTTLS in EHLO"), true, Action::defer, "4.7.4",
+       "451 4.7.4 TLS is required, but mx1.example.com[192.0.2.1] does not offer it: no STARTTLS in EHLO", false},
+      {ev(SessionFailure::tls_failed, h, {}, "certificate verify failed"), true, Action::defer, "4.7.5",
+       "451 4.7.5 TLS with mx1.example.com[192.0.2.1] failed: certificate verify failed", false},
+      {ev(SessionFailure::tls_failed, h, reply(454, "4.7.0", "TLS not available")), true, Action::defer,
+       "4.7.0", "454 4.7.0 TLS not available", true},
+      {ev(SessionFailure::tls_failed, h, reply(554, "", "no TLS for you")), true, Action::defer, "4.7.0",
+       "554 no TLS for you", true},
+      {ev(SessionFailure::auth_failed, h, reply(535, "5.7.8", "Authentication credentials invalid")), false,
+       Action::defer, "4.7.8", "535 5.7.8 Authentication credentials invalid", true},
+      {ev(SessionFailure::auth_failed, h, reply(535, "", "no")), false, Action::defer, "4.7.8", "535 no", true},
+      {ev(SessionFailure::auth_failed, h, {}, "no common mechanism"), false, Action::defer, "4.7.8",
+       "451 4.7.8 authentication at mx1.example.com[192.0.2.1] failed: no common mechanism", false},
+      {ev(SessionFailure::mail_from, h, reply(451, "4.3.0", "try later")), true, Action::defer, "4.3.0",
+       "451 4.3.0 try later", true},
+      {ev(SessionFailure::mail_from, h, reply(553, "5.1.8", "bad sender domain")), false, Action::bounce,
+       "5.1.8", "553 5.1.8 bad sender domain", true},
+      {ev(SessionFailure::mail_from, h, reply(552, "5.3.4", "too big")), false, Action::bounce, "5.3.4",
+       "552 5.3.4 too big", true},
+      {ev(SessionFailure::mail_from, h, reply(354, "", "what")), true, Action::defer, "4.5.0", "354 what", true},
+      {ev(SessionFailure::too_big, h, {}, "size 40000000 over its limit 10240000"), false, Action::bounce,
+       "5.3.4", "552 5.3.4 message too big for mx1.example.com[192.0.2.1]: size 40000000 over its limit 10240000",
+       false},
+  };
+  for (const Row& r : rows) {
+    INFO(to_string(r.e.what) << " " << r.e.reply.str() << " " << r.e.detail);
+    CHECK(try_next_host(r.e, kMx) == r.next);
+    SessionEvent one[] = {r.e};
+    Verdict v = session_verdict(one, kMx);
+    CHECK(v.action == r.action);
+    CHECK(v.status == r.status);
+    CHECK(v.reply == r.reply);
+    CHECK(v.remote_host == (r.remote ? r.e.host : ""));
+  }
+}
+
+TEST_CASE("session verdict over several hosts: a 5xx greeting bounces only when every host said so") {
+  const SessionEvent g554a = ev(SessionFailure::greeting, "mx1", reply(554, "5.7.1", "blocked"));
+  const SessionEvent g554b = ev(SessionFailure::greeting, "mx2", reply(554, "5.7.1", "blocked too"));
+  const SessionEvent h550 = ev(SessionFailure::helo, "mx3", reply(550, "", "no"));
+  const SessionEvent refused = ev(SessionFailure::connect_failed, "mx2", {}, "Connection refused");
+  const SessionEvent g421 = ev(SessionFailure::greeting, "mx2", reply(421, "", "busy"));
+
+  SECTION("all refuse for good: bounce with the last reply") {
+    std::vector<SessionEvent> t = {g554a, g554b, h550};
+    Verdict v = session_verdict(t, kMx);
+    CHECK(v.action == Action::bounce);
+    CHECK(v.reply == "550 no");
+    CHECK(v.status == "5.0.0");
+    CHECK(v.remote_host == "mx3");
+  }
+  SECTION("one could not be reached: defer, the last host's reason") {
+    std::vector<SessionEvent> t = {g554a, refused};
+    Verdict v = session_verdict(t, kMx);
+    CHECK(v.action == Action::defer);
+    CHECK(v.status == "4.4.1");
+  }
+  SECTION("the last one refused for good, an earlier one only for now: defer with class 4") {
+    std::vector<SessionEvent> t = {g421, g554b};
+    Verdict v = session_verdict(t, kMx);
+    CHECK(v.action == Action::defer);
+    CHECK(v.status == "4.7.1");
+    CHECK(v.reply == "554 5.7.1 blocked too");
+    CHECK(v.remote_host == "mx2");
+  }
+  SECTION("with a relayhost a 5xx greeting defers") {
+    std::vector<SessionEvent> t = {g554a};
+    Verdict v = session_verdict(t, kRelay);
+    CHECK(v.action == Action::defer);
+    CHECK(v.status == "4.7.1");
+  }
+  SECTION("relayhost AUTH failure never bounces, and is never retried elsewhere") {
+    SessionEvent a = ev(SessionFailure::auth_failed, "relay[192.0.2.9]", reply(535, "5.7.8", "bad credentials"));
+    CHECK_FALSE(try_next_host(a, kRelay));
+    std::vector<SessionEvent> t = {refused, a};
+    Verdict v = session_verdict(t, kRelay);
+    CHECK(v.action == Action::defer);
+    CHECK(v.status == "4.7.8");
+  }
+  SECTION("a later MAIL FROM 5xx decides after earlier connection failures") {
+    std::vector<SessionEvent> t = {refused, ev(SessionFailure::mail_from, "mx3", reply(550, "5.7.1", "sender denied"))};
+    CHECK(session_verdict(t, kMx).action == Action::bounce);
+  }
+  SECTION("nothing tried: defer") {
+    CHECK(session_verdict({}, kMx).action == Action::defer);
+  }
+}
+
+TEST_CASE("RCPT TO replies") {
+  struct Row {
+    Outcome r;
+    bool accepted;
+    Action action;
+    const char* status;
+  };
+  const std::vector<Row> rows = {
+      {reply(250, "2.1.5", "ok"), true, Action::sent, ""},
+      {reply(251, "", "will forward"), true, Action::sent, ""},
+      {reply(450, "4.2.0", "greylisted"), false, Action::defer, "4.2.0"},
+      {reply(452, "4.5.3", "too many recipients"), false, Action::defer, "4.5.3"},
+      {reply(421, "", "closing"), false, Action::defer, "4.0.0"},
+      {reply(550, "5.1.1", "no such user"), false, Action::bounce, "5.1.1"},
+      {reply(553, "", "bad address"), false, Action::bounce, "5.0.0"},
+      {reply(554, "4.7.1", "relay denied"), false, Action::bounce, "5.7.1"},
+      {reply(354, "", "huh"), false, Action::defer, "4.5.0"},
+      {reply(199, "", "huh"), false, Action::defer, "4.5.0"},
+      {reply(0, "", ""), false, Action::defer, "4.5.0"},
+  };
+  for (const Row& row : rows) {
+    INFO(row.r.str());
+    auto v = rcpt_reply(row.r, "mx.example");
+    CHECK(v.has_value() == !row.accepted);
+    if (!v) continue;
+    CHECK(v->action == row.action);
+    CHECK(v->status == row.status);
+    CHECK(v->reply == row.r.str());
+    CHECK(v->remote_host == "mx.example");
+  }
+}
+
+TEST_CASE("DATA replies") {
+  struct Row {
+    Outcome r;
+    Action action;
+    const char* status;
+  };
+  const std::vector<Row> rows = {
+      {reply(250, "2.0.0", "Ok: queued as ABC"), Action::sent, "2.0.0"},
+      {reply(250, "", "ok"), Action::sent, "2.0.0"},
+      {reply(451, "4.3.0", "disk full"), Action::defer, "4.3.0"},
+      {reply(452, "", "insufficient storage"), Action::defer, "4.0.0"},
+      {reply(552, "5.3.4", "message too big"), Action::bounce, "5.3.4"},
+      {reply(554, "5.7.1", "spam"), Action::bounce, "5.7.1"},
+      {reply(354, "", "go ahead"), Action::defer, "4.5.0"},  // the glue must not pass 354
+  };
+  for (const Row& row : rows) {
+    INFO(row.r.str());
+    Verdict v = data_reply(row.r, "mx.example");
+    CHECK(v.action == row.action);
+    CHECK(v.status == row.status);
+    CHECK(v.reply == row.r.str());
+    CHECK(v.remote_host == "mx.example");
+  }
+}
+
+TEST_CASE("lifetime: a deferral after max_queue_lifetime bounces with 4.4.7 and the last reply") {
+  const int64_t day = 86'400'000'000;
+  CHECK_FALSE(expired(0, 5 * day, 5 * day - 1));
+  CHECK(expired(0, 5 * day, 5 * day));
+  CHECK(expired(100, 5 * day, 6 * day));
+  Verdict d = *rcpt_reply(reply(451, "4.7.1", "greylisted"), "mx.example");
+  Verdict b = expire(d);
+  CHECK(b.action == Action::bounce);
+  CHECK(b.status == "4.4.7");
+  CHECK(b.reply == "451 4.7.1 greylisted");
+  CHECK(b.remote_host == "mx.example");
+}
+
+TEST_CASE("administrator's bounce") {
+  Verdict v = cancelled_by_admin();
+  CHECK(v.action == Action::bounce);
+  CHECK(v.status == "5.0.0");
+  CHECK(v.remote_host.empty());
+}
+
+TEST_CASE("to_string of actions and failures") {
+  CHECK(to_string(Action::sent) == "sent");
+  CHECK(to_string(Action::defer) == "deferred");
+  CHECK(to_string(Action::bounce) == "bounced");
+  CHECK(to_string(SessionFailure::auth_failed) == "authentication failed");
+}

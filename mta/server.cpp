@@ -57,24 +57,20 @@ class Connection final : public SessionHost {
     timer_.data = this;
   }
 
-  // After uv_accept: learn the peer and start the dialogue.
-  void start(std::shared_ptr<const conf::Config> cfg, bool over_limit, std::string_view why) {
+  // After uv_accept: start the dialogue, or refuse it when `refuse_why`
+  // names a connection limit that was hit.
+  void start(std::shared_ptr<const conf::Config> cfg, std::optional<net::IpAddress> peer,
+             std::string_view refuse_why) {
     config_ = std::move(cfg);
-    sockaddr_storage ss{};
-    int len = sizeof ss;
-    if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-      if (auto ip = net::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))) {
-        peer_ = *ip;
-        client_ = ip->str();
-      }
-    }
-    if (client_.empty()) client_ = "unknown";
+    peer_ = peer;
+    client_ = peer ? peer->str() : "unknown";
+    const bool over_limit = !refuse_why.empty();
     uv_tcp_nodelay(&tcp_, 1);
     log::info("conn={} connect from={} listener={} mode={}", id_, client_, listener_.address,
               conf::to_string(listener_.mode));
     const bool implicit_tls = listener_.mode == conf::ListenerMode::submissions;
     if (over_limit) {
-      proto::Reply r{421, "4.7.0", fmt::format("Error: {}, try again later", why)};
+      proto::Reply r{421, "4.7.0", fmt::format("Error: {}, try again later", refuse_why)};
       rejected("connect", r);
       if (!implicit_tls) send(r.wire());  // a TLS client could not read plaintext
       close();
@@ -454,22 +450,20 @@ void Server::accept_from(Listener& l) {
     return;
   }
   conns_.emplace(c->id(), c);
-  // Count this client's connections before deciding.
+  std::optional<net::IpAddress> peer;
   sockaddr_storage ss{};
   int len = sizeof ss;
-  std::string client;
   if (uv_tcp_getpeername(c->tcp(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-    if (auto ip = net::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss)))
-      client = ip->str();
+    peer = net::IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
   const auto& lim = config_->limits;
-  std::string why;
+  std::string_view why;
   if (conns_.size() > lim.max_connections) {
     why = "too many connections";
-  } else if (auto it = per_client_.find(client);
+  } else if (auto it = per_client_.find(peer ? peer->str() : "unknown");
              it != per_client_.end() && it->second >= lim.max_connections_per_client) {
     why = "too many connections from your address";
   }
-  c->start(config_, !why.empty(), why);
+  c->start(config_, peer, why);
 }
 
 void Server::forget(Connection& c) {

@@ -121,6 +121,11 @@ void Session::shutdown() {
   if (closed()) return;
   shutting_down_ = true;
   if (state_ == State::data || state_ == State::committing) return;  // finish first
+  if (state_ == State::tls_handshake) {  // no plaintext in the middle of a handshake
+    state_ = State::closed;
+    host_.close();
+    return;
+  }
   close_with(kShutdown);
 }
 

@@ -1,0 +1,1014 @@
+// client_session.cpp — see client_session.hpp. Pure.
+//
+// References, as applied here:
+// RFC 5321 §3.1: a 554 greeting means no service; the client "SHOULD send
+//   QUIT" — we send QUIT after every failure that leaves the dialogue in step
+//   (a refusal), and just close after protocol errors, timeouts, 421 and EOF.
+// RFC 5321 §3.2 / §4.1.4: EHLO first; "if the server ... returns a 'command
+//   not recognized' ... the client SHOULD fall back to HELO" — any 5xx to EHLO
+//   gets HELO; a 4xx is a temporary failure of the server.
+// RFC 5321 §3.3, §4.1.1.2-4: MAIL, RCPT per recipient, DATA; 354; the reply
+//   to the final dot covers every accepted recipient.
+// RFC 5321 §3.8: "421 ... the client ... SHOULD close" — a 421 anywhere ends
+//   the connection and defers whatever is in flight.
+// RFC 5321 §4.1.1.5: RSET aborts a transaction; we use it only after a failed
+//   one. After the final dot's reply "the SMTP server MUST clear all buffers
+//   and state tables", so the next MAIL follows without RSET.
+// RFC 5321 §4.5.3.2: per-phase timeouts (Timeouts).
+// RFC 2920 §3.1: "the last command in a group ... DATA"; the client matches
+//   replies to commands in order; if no RCPT succeeded and the server still
+//   answers DATA with 354, the client sends "." alone (§3.1: "the client MUST
+//   ... send ... the terminating dot" — we send it and ignore the reply).
+// RFC 3207 §4.2: "the client MUST discard any knowledge obtained from the
+//   server ... which was not obtained from the TLS negotiation itself", and
+//   "SHOULD send an EHLO command as the first command after a successful TLS
+//   negotiation".
+// RFC 4954 §4: "AUTH mechanism [initial-response]"; the initial response is
+//   omitted when the command would exceed 512 octets (the server then sends
+//   "334 " and the client sends the response on its own line).
+// RFC 4616 (PLAIN): message = [authzid] NUL authcid NUL passwd.
+// RFC 1870 (SIZE): "SIZE=" the message size when the server offers SIZE; a
+//   message larger than the server's declared maximum is not sent (§6:
+//   "the client ... SHOULD NOT transmit" it) — we return 552 5.3.4.
+// RFC 6152 (8BITMIME): a server without 8BITMIME must not get 8-bit content;
+//   the client "MUST either ... return a non-delivery notification ... or
+//   convert" — Sluice does not convert: 554 5.6.3.
+// RFC 6531 §3.2 (SMTPUTF8): a message that needs SMTPUTF8 cannot go to a
+//   server without it: 553 5.6.7.
+// RFC 3461 (DSN): RET/ENVID on MAIL and NOTIFY/ORCPT on RCPT, only when the
+//   server offers DSN.
+#include "mta/client/client_session.hpp"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+#include "mta/auth/secret.hpp"
+
+namespace sluice::client {
+
+using proto::Reply;
+
+namespace {
+
+constexpr size_t kMaxCommandLine = 512;  // RFC 5321 §4.5.3.1.4, CRLF included
+
+bool has_control(std::string_view s) {
+  for (char c : s)
+    if (c == '\r' || c == '\n' || c == '\0') return true;
+  return false;
+}
+
+bool non_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return true;
+  return false;
+}
+
+// RFC 3461 §4: xtext = *( xchar / hexchar ); xchar is "!".."~" except "+"
+// and "="; hexchar is "+" 2HEXDIGIT. Values come from our own spool, so this
+// only keeps anything odd off the wire.
+bool valid_xtext(std::string_view s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (char c : s)
+    if (c < '!' || c > '~' || c == '=') return false;
+  return true;
+}
+
+char upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (upper(a[i]) != upper(b[i])) return false;
+  return true;
+}
+
+std::string_view first_word(std::string_view s) {
+  const size_t sp = s.find(' ');
+  return sp == std::string_view::npos ? s : s.substr(0, sp);
+}
+
+// "SIZE 35882577", "SIZE", "SIZE 0": 0 means no declared limit. Anything
+// unreadable (or beyond 64 bits) is taken as no limit too: refusing a message
+// locally on a garbled number would be worse than letting the server decide.
+uint64_t parse_size(std::string_view p) {
+  while (!p.empty() && p.front() == ' ') p.remove_prefix(1);
+  p = first_word(p);
+  if (p.empty() || p.size() > 19) return 0;
+  uint64_t v = 0;
+  for (char c : p) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+void add_mechanisms(Capabilities& c, std::string_view words) {
+  while (!words.empty()) {
+    const size_t sp = words.find(' ');
+    const std::string_view w = words.substr(0, sp);
+    if (iequals(w, "PLAIN")) c.auth_plain = true;
+    if (iequals(w, "LOGIN")) c.auth_login = true;
+    if (sp == std::string_view::npos) break;
+    words.remove_prefix(sp + 1);
+  }
+}
+
+// RFC 5321 §4.1.1.1: ehlo-ok-rsp = "250" SP Domain [ SP ehlo-greet ] CRLF /
+//   "250-" Domain [ SP ehlo-greet ] CRLF *( "250-" ehlo-line CRLF )
+//   "250" SP ehlo-line CRLF; ehlo-line = ehlo-keyword *( SP ehlo-param ).
+// Keywords are case-insensitive. "AUTH=PLAIN LOGIN" is the pre-RFC 4954 form
+// some servers still send.
+Capabilities parse_ehlo(const Reply& r) {
+  Capabilities c;
+  c.esmtp = true;
+  if (!r.lines.empty()) c.name = std::string(first_word(r.lines.front()));
+  for (size_t i = 1; i < r.lines.size(); ++i) {
+    std::string_view l = r.lines[i];
+    while (!l.empty() && l.front() == ' ') l.remove_prefix(1);
+    const std::string_view kw = first_word(l);
+    const std::string_view params = kw.size() < l.size() ? l.substr(kw.size() + 1) : "";
+    if (iequals(kw, "PIPELINING")) c.pipelining = true;
+    else if (iequals(kw, "STARTTLS")) c.starttls = true;
+    else if (iequals(kw, "8BITMIME")) c.eightbitmime = true;
+    else if (iequals(kw, "SMTPUTF8")) c.smtputf8 = true;
+    else if (iequals(kw, "DSN")) c.dsn = true;
+    else if (iequals(kw, "ENHANCEDSTATUSCODES")) c.enhanced = true;
+    else if (iequals(kw, "SIZE")) c.size = parse_size(params);
+    else if (iequals(kw, "AUTH")) add_mechanisms(c, params);
+    else if (kw.size() > 5 && iequals(kw.substr(0, 5), "AUTH=")) {
+      add_mechanisms(c, kw.substr(5));
+      add_mechanisms(c, params);
+    }
+  }
+  return c;
+}
+
+// "SUCCESS,FAILURE,DELAY" or "NEVER" from queue::Recipient::notify bits.
+std::string notify_value(uint8_t bits) {
+  if (bits & 8) return "NEVER";
+  std::string v;
+  for (auto [bit, name] : {std::pair<uint8_t, const char*>{1, "SUCCESS"}, {2, "FAILURE"},
+                           {4, "DELAY"}}) {
+    if (bits & bit) {
+      if (!v.empty()) v += ',';
+      v += name;
+    }
+  }
+  return v;
+}
+
+// A temporary form of a reply that is not 4xx (used where a server's refusal
+// must defer rather than bounce: AUTH, STARTTLS under a TLS requirement).
+Reply soften(const Reply& r, std::string_view what, std::string_view default_enhanced) {
+  std::string enh(default_enhanced);
+  if (r.enhanced.size() >= 5) enh = "4" + r.enhanced.substr(1);
+  return Reply(451, enh, fmt::format("{} (server said: {})", what, describe(r, 600)));
+}
+
+std::string_view soften_text(Failure f) {
+  switch (f) {
+    case Failure::auth_failed: return "Authentication failed";
+    case Failure::tls_refused: return "STARTTLS refused, but TLS is required";
+    default: return "Server refused";
+  }
+}
+
+Stage stage_of(ClientSession::State s) {
+  using S = ClientSession::State;
+  switch (s) {
+    case S::mail: return Stage::mail;
+    case S::rcpt: return Stage::rcpt;
+    case S::data: return Stage::data;
+    case S::body: return Stage::message;
+    case S::data_done: return Stage::end_of_data;
+    default: return Stage::local;
+  }
+}
+
+}  // namespace
+
+// ---- names ----
+
+std::string_view to_string(TlsPolicy p) {
+  switch (p) {
+    case TlsPolicy::none: return "none";
+    case TlsPolicy::opportunistic: return "opportunistic";
+    case TlsPolicy::required: return "required";
+    case TlsPolicy::verify: return "verify";
+  }
+  return "?";
+}
+
+std::string_view to_string(Outcome o) {
+  switch (o) {
+    case Outcome::sent: return "sent";
+    case Outcome::temporary: return "temporary";
+    case Outcome::permanent: return "permanent";
+  }
+  return "?";
+}
+
+std::string_view to_string(Stage s) {
+  switch (s) {
+    case Stage::local: return "local";
+    case Stage::mail: return "MAIL FROM";
+    case Stage::rcpt: return "RCPT TO";
+    case Stage::data: return "DATA";
+    case Stage::message: return "message content";
+    case Stage::end_of_data: return "end of DATA";
+  }
+  return "?";
+}
+
+std::string_view to_string(Failure f) {
+  switch (f) {
+    case Failure::greeting_refused: return "greeting_refused";
+    case Failure::helo_refused: return "helo_refused";
+    case Failure::tls_not_offered: return "tls_not_offered";
+    case Failure::tls_unavailable: return "tls_unavailable";
+    case Failure::tls_refused: return "tls_refused";
+    case Failure::tls_failed: return "tls_failed";
+    case Failure::auth_not_offered: return "auth_not_offered";
+    case Failure::auth_failed: return "auth_failed";
+    case Failure::protocol_error: return "protocol_error";
+    case Failure::timeout: return "timeout";
+    case Failure::connection_closed: return "connection_closed";
+    case Failure::service_closing: return "service_closing";
+  }
+  return "?";
+}
+
+size_t TransactionResult::count(Outcome o) const {
+  size_t n = 0;
+  for (const auto& r : recipients)
+    if (r.outcome == o) ++n;
+  return n;
+}
+
+std::string_view ClientSession::to_string(State s) {
+  switch (s) {
+    case State::connecting: return "connecting";
+    case State::greeting: return "greeting";
+    case State::ehlo: return "ehlo";
+    case State::helo: return "helo";
+    case State::starttls: return "starttls";
+    case State::tls_handshake: return "tls_handshake";
+    case State::auth: return "auth";
+    case State::ready: return "ready";
+    case State::mail: return "mail";
+    case State::rcpt: return "rcpt";
+    case State::data: return "data";
+    case State::body: return "body";
+    case State::data_done: return "data_done";
+    case State::rset: return "rset";
+    case State::closed: return "closed";
+  }
+  return "?";
+}
+
+std::string_view ClientSession::phase(State s) {
+  switch (s) {
+    case State::connecting: return "connecting";
+    case State::greeting: return "receiving the initial server greeting";
+    case State::ehlo: return "sending EHLO";
+    case State::helo: return "sending HELO";
+    case State::starttls: return "sending STARTTLS";
+    case State::tls_handshake: return "performing the TLS handshake";
+    case State::auth: return "authenticating";
+    case State::ready: return "idle";
+    case State::mail: return "sending MAIL FROM";
+    case State::rcpt: return "sending RCPT TO";
+    case State::data: return "sending DATA";
+    case State::body: return "sending the message content";
+    case State::data_done: return "sending end of data";
+    case State::rset: return "sending RSET";
+    case State::closed: return "closed";
+  }
+  return "?";
+}
+
+// ---- life cycle ----
+
+ClientSession::ClientSession(ClientConfig cfg, ClientHost& host)
+    : cfg_(std::move(cfg)), host_(host), in_tls_(cfg_.in_tls) {}
+
+std::chrono::milliseconds ClientSession::timeout() const {
+  const Timeouts& t = cfg_.timeouts;
+  switch (state_) {
+    case State::connecting: return t.connect;
+    case State::greeting: return t.greeting;
+    case State::ehlo:
+    case State::helo: return t.helo;
+    case State::starttls:
+    case State::tls_handshake: return t.starttls;
+    case State::auth: return t.auth;
+    case State::ready: return t.idle;
+    case State::mail: return t.mail;
+    case State::rcpt: return t.rcpt;
+    case State::data: return t.data_init;
+    case State::body: return t.data_block;
+    case State::data_done: return t.data_done;
+    case State::rset: return t.rset;
+    case State::closed: return t.idle;
+  }
+  return t.idle;
+}
+
+void ClientSession::on_connected() {
+  if (state_ == State::connecting) state_ = State::greeting;
+}
+
+void ClientSession::feed(std::string_view bytes) {
+  if (state_ == State::connecting) state_ = State::greeting;
+  std::string_view in = bytes;
+  const uint64_t tls_epoch = tls_epoch_;
+  while (!in.empty()) {
+    // STARTTLS accepted: whatever else came in the clear is dropped here —
+    // also when the host finished the handshake from inside start_tls().
+    if (state_ == State::closed || state_ == State::tls_handshake || tls_epoch != tls_epoch_)
+      return;
+    if (state_ == State::body) {
+      // The server should be silent until the final dot. Keep (bounded) what
+      // it says and read it as the reply to the dot, as a client that does
+      // not read while sending would.
+      if (held_.size() + in.size() > max_held) {
+        protocol_error("server sent too much while the message content was being sent");
+        return;
+      }
+      held_.append(in);
+      return;
+    }
+    auto r = parser_.next(in);
+    if (!r) {
+      protocol_error(fmt::format("bad reply from server: {}", client::to_string(r.error())));
+      return;
+    }
+    if (!r->has_value()) return;
+    handle(std::move(**r));
+  }
+}
+
+void ClientSession::handle(Reply r) {
+  if (r.code == 421 && state_ != State::greeting) {
+    if (state_ == State::ready) {  // an idle connection closed by the server: normal
+      state_ = State::closed;
+      host_.close();
+      return;
+    }
+    fail(Failure::service_closing, std::move(r), true, false);
+    return;
+  }
+  switch (state_) {
+    case State::greeting: on_greeting(r); return;
+    case State::ehlo: on_ehlo(r); return;
+    case State::helo: on_helo(r); return;
+    case State::starttls: on_starttls(r); return;
+    case State::auth: on_auth(r); return;
+    case State::mail:
+    case State::rcpt:
+    case State::data: on_tx_reply(r); return;
+    case State::data_done: on_final(r); return;
+    case State::rset: on_rset(r); return;
+    case State::ready:
+      protocol_error(fmt::format("unexpected reply while idle: {}", describe(r, 200)));
+      return;
+    case State::connecting:
+    case State::tls_handshake:
+    case State::body:
+    case State::closed:
+      return;  // not reached: feed() does not parse in these states
+  }
+}
+
+// ---- greeting, EHLO/HELO, STARTTLS, AUTH ----
+
+void ClientSession::on_greeting(const Reply& r) {
+  if (r.code / 100 == 2) {
+    send_ehlo();
+  } else if (r.transient() || r.permanent()) {
+    fail(Failure::greeting_refused, r, true, true);
+  } else {
+    protocol_error(fmt::format("unexpected greeting: {}", describe(r, 200)));
+  }
+}
+
+void ClientSession::send_ehlo() {
+  state_ = State::ehlo;
+  host_.send(fmt::format("EHLO {}\r\n", cfg_.helo_name));
+}
+
+void ClientSession::on_ehlo(const Reply& r) {
+  if (r.code / 100 == 2) {
+    caps_ = parse_ehlo(r);
+    after_hello();
+  } else if (r.permanent()) {
+    state_ = State::helo;
+    host_.send(fmt::format("HELO {}\r\n", cfg_.helo_name));
+  } else if (r.transient()) {
+    fail(Failure::helo_refused, r, true, true);
+  } else {
+    protocol_error(fmt::format("unexpected reply to EHLO: {}", describe(r, 200)));
+  }
+}
+
+void ClientSession::on_helo(const Reply& r) {
+  if (r.code / 100 == 2) {
+    caps_ = Capabilities{};
+    if (!r.lines.empty()) caps_.name = std::string(first_word(r.lines.front()));
+    after_hello();
+  } else if (r.transient() || r.permanent()) {
+    fail(Failure::helo_refused, r, true, true);
+  } else {
+    protocol_error(fmt::format("unexpected reply to HELO: {}", describe(r, 200)));
+  }
+}
+
+bool ClientSession::tls_required() const {
+  return cfg_.tls == TlsPolicy::required || cfg_.tls == TlsPolicy::verify ||
+         (cfg_.credentials.has_value() && !authenticated_);
+}
+
+void ClientSession::after_hello() {
+  const bool want_tls = cfg_.tls != TlsPolicy::none || cfg_.credentials.has_value();
+  if (!in_tls_ && want_tls) {
+    if (caps_.starttls && cfg_.tls_available) {
+      state_ = State::starttls;
+      host_.send("STARTTLS\r\n");
+      return;
+    }
+    if (tls_required()) {
+      const char* why = cfg_.credentials ? "TLS is required to send credentials"
+                                         : "TLS is required";
+      if (!caps_.starttls) {
+        fail(Failure::tls_not_offered,
+             Reply(451, "4.7.4", fmt::format("{}, but was not offered by the server", why)),
+             false, true);
+      } else {
+        fail(Failure::tls_unavailable,
+             Reply(451, "4.3.5", fmt::format("{}, but no TLS client context is configured", why)),
+             false, true);
+      }
+      return;
+    }
+  }
+  after_tls_choice();
+}
+
+void ClientSession::on_starttls(const Reply& r) {
+  if (r.code == 220) {
+    // Everything after this reply in the current read, and anything fed
+    // until on_tls_ready(), is dropped (feed() checks the state).
+    state_ = State::tls_handshake;
+    ++tls_epoch_;
+    parser_.reset();
+    host_.start_tls();
+    return;
+  }
+  if (!r.transient() && !r.permanent()) {
+    protocol_error(fmt::format("unexpected reply to STARTTLS: {}", describe(r, 200)));
+    return;
+  }
+  if (tls_required()) {
+    fail(Failure::tls_refused, r, true, true);
+    return;
+  }
+  after_tls_choice();  // opportunistic: carry on in plaintext
+}
+
+void ClientSession::on_tls_ready(bool peer_verified) {
+  if (state_ != State::tls_handshake) return;
+  in_tls_ = true;
+  if (cfg_.tls == TlsPolicy::verify && !peer_verified) {
+    fail(Failure::tls_failed, Reply(451, "4.7.5", "Server certificate not verified"), false, true);
+    return;
+  }
+  caps_ = Capabilities{};  // RFC 3207 §4.2: forget what plaintext said
+  parser_.reset();
+  send_ehlo();
+}
+
+void ClientSession::on_tls_failed(std::string_view reason) {
+  if (state_ != State::tls_handshake) return;
+  fail(Failure::tls_failed,
+       Reply(451, "4.7.5", fmt::format("TLS handshake failed: {}", sanitise(reason, 200))), false,
+       false);
+}
+
+void ClientSession::after_tls_choice() {
+  if (cfg_.credentials && !authenticated_) {
+    if (!in_tls_) {  // after_hello() already refused this; never send a password in the clear
+      fail(Failure::tls_not_offered,
+           Reply(451, "4.7.4", "TLS is required to send credentials, but is not active"), false,
+           true);
+      return;
+    }
+    if (!caps_.auth_plain && !caps_.auth_login) {
+      fail(Failure::auth_not_offered,
+           Reply(451, "4.7.0", "Authentication is required, but the server offers neither "
+                               "AUTH PLAIN nor AUTH LOGIN"),
+           false, true);
+      return;
+    }
+    start_auth();
+    return;
+  }
+  become_ready();
+}
+
+namespace {
+
+// base64(NUL login NUL password), in a buffer the caller wipes.
+std::string plain_response(const auth::Credentials& c) {
+  std::string msg;
+  auth::reserve_secret(msg, c.login.size() + c.password.size() + 2);
+  msg.push_back('\0');
+  msg += c.login;
+  msg.push_back('\0');
+  msg += c.password;
+  std::string b64 = auth::base64_encode(msg);
+  auth::wipe(msg);
+  return b64;
+}
+
+// Sends `prefix` + secret + CRLF and wipes every buffer that held the secret.
+void send_secret(ClientHost& host, std::string_view prefix, std::string& secret) {
+  std::string line;
+  auth::reserve_secret(line, prefix.size() + secret.size() + 2);
+  line += prefix;
+  line += secret;
+  line += "\r\n";
+  host.send(line);
+  auth::wipe(line);
+  auth::wipe(secret);
+}
+
+}  // namespace
+
+void ClientSession::start_auth() {
+  state_ = State::auth;
+  const auth::Credentials& c = *cfg_.credentials;
+  if (caps_.auth_plain) {
+    std::string b64 = plain_response(c);
+    if (b64.size() + 13 <= kMaxCommandLine) {  // "AUTH PLAIN " + CRLF
+      auth_step_ = AuthStep::plain_result;
+      send_secret(host_, "AUTH PLAIN ", b64);
+    } else {
+      auth::wipe(b64);
+      auth_step_ = AuthStep::plain_challenge;
+      host_.send("AUTH PLAIN\r\n");
+    }
+    return;
+  }
+  auth_step_ = AuthStep::login_user;
+  host_.send("AUTH LOGIN\r\n");
+}
+
+void ClientSession::on_auth(const Reply& r) {
+  if (!cfg_.credentials) {  // cannot happen: credentials live until AUTH ends
+    protocol_error("AUTH state without credentials");
+    return;
+  }
+  const auth::Credentials& c = *cfg_.credentials;
+  switch (auth_step_) {
+    case AuthStep::plain_challenge:
+      if (r.code == 334) {
+        std::string b64 = plain_response(c);
+        auth_step_ = AuthStep::plain_result;
+        send_secret(host_, "", b64);
+        return;
+      }
+      break;
+    case AuthStep::login_user:
+      if (r.code == 334) {
+        std::string b64 = auth::base64_encode(c.login);
+        auth_step_ = AuthStep::login_password;
+        send_secret(host_, "", b64);
+        return;
+      }
+      break;
+    case AuthStep::login_password:
+      if (r.code == 334) {
+        std::string b64 = auth::base64_encode(c.password);
+        auth_step_ = AuthStep::login_result;
+        send_secret(host_, "", b64);
+        return;
+      }
+      break;
+    case AuthStep::plain_result:
+    case AuthStep::login_result:
+      if (r.code / 100 == 2) {
+        auth_done();
+        return;
+      }
+      break;
+  }
+  if (r.transient() || r.permanent()) {
+    fail(Failure::auth_failed, r, true, true);
+    return;
+  }
+  protocol_error(fmt::format("unexpected reply to AUTH: {}", describe(r, 200)));
+}
+
+void ClientSession::auth_done() {
+  authenticated_ = true;
+  wipe_credentials();
+  become_ready();
+}
+
+void ClientSession::wipe_credentials() {
+  cfg_.credentials.reset();  // ~Credentials wipes the password
+}
+
+void ClientSession::become_ready() {
+  state_ = State::ready;
+  notify_idle();
+}
+
+void ClientSession::notify_idle() {
+  // Trampoline: a transaction started from idle() that ends at once (refused
+  // locally) asks for idle() again; that call happens here, in a loop, not
+  // nested inside the host's idle().
+  if (in_idle_) {
+    idle_pending_ = true;
+    return;
+  }
+  in_idle_ = true;
+  do {
+    idle_pending_ = false;
+    host_.idle();
+  } while (idle_pending_ && state_ == State::ready);
+  in_idle_ = false;
+}
+
+// ---- transactions ----
+
+void ClientSession::start_transaction(Transaction t) {
+  if (state_ != State::ready) {
+    settle_local(std::move(t), Outcome::temporary,
+                 Reply(451, "4.3.0",
+                       fmt::format("Delivery not started: connection is {}",
+                                   state_ == State::closed ? "closed" : "not ready")));
+    return;
+  }
+  begin(std::move(t));
+}
+
+void ClientSession::settle_local(Transaction t, Outcome o, const Reply& r) {
+  TransactionResult res;
+  res.recipients.reserve(t.recipients.size());
+  for (auto& rcpt : t.recipients) {
+    res.recipients.push_back(RecipientResult{std::move(rcpt.address), o, Stage::local, r, false});
+  }
+  host_.transaction_done(std::move(res));
+}
+
+void ClientSession::decide(size_t idx, Outcome o, Stage s, const Reply& r, bool remote) {
+  if (decided_[idx]) return;
+  decided_[idx] = 1;
+  RecipientResult& rr = result_.recipients[idx];
+  rr.outcome = o;
+  rr.stage = s;
+  rr.reply = r;
+  rr.remote = remote;
+}
+
+void ClientSession::decide_reply(size_t idx, Stage s, const Reply& r) {
+  const Outcome o = r.permanent() ? Outcome::permanent
+                    : r.transient() ? Outcome::temporary
+                                    : Outcome::sent;
+  decide(idx, o, s, r, true);
+}
+
+void ClientSession::begin(Transaction t) {
+  ++seq_;
+  tx_ = std::move(t);
+  tx_active_ = true;
+  const size_t n = tx_.recipients.size();
+  result_ = TransactionResult{};
+  result_.recipients.resize(n);
+  for (size_t i = 0; i < n; ++i) result_.recipients[i].address = tx_.recipients[i].address;
+  decided_.assign(n, 0);
+  accepted_flags_.assign(n, 0);
+  sendable_.clear();
+  step_ = 0;
+  mail_ok_ = false;
+  accepted_ = 0;
+  discard_final_ = false;
+  held_.clear();
+
+  auto refuse_all = [&](const Reply& r) {
+    for (size_t i = 0; i < n; ++i) decide(i, Outcome::permanent, Stage::local, r, false);
+    end_transaction(false);
+  };
+  if (n == 0) {
+    end_transaction(false);
+    return;
+  }
+  if (has_control(tx_.sender)) {
+    refuse_all(Reply(501, "5.1.7", "Invalid sender address"));
+    return;
+  }
+  bool utf8 = tx_.needs_smtputf8 || non_ascii(tx_.sender);
+  for (const auto& rc : tx_.recipients) utf8 = utf8 || non_ascii(rc.address);
+  if (utf8 && !caps_.smtputf8) {
+    refuse_all(Reply(553, "5.6.7",
+                     "Message needs SMTPUTF8, but the server does not support it"));
+    return;
+  }
+  if (tx_.needs_8bitmime && !caps_.eightbitmime) {
+    refuse_all(Reply(554, "5.6.3",
+                     "Message has 8-bit content, but the server does not support 8BITMIME"));
+    return;
+  }
+  if (caps_.size && *caps_.size > 0 && tx_.size > *caps_.size) {
+    refuse_all(Reply(552, "5.3.4",
+                     fmt::format("Message size {} exceeds fixed limit of server ({})", tx_.size,
+                                 *caps_.size)));
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& a = tx_.recipients[i].address;
+    if (a.empty() || has_control(a)) {
+      decide(i, Outcome::permanent, Stage::local, Reply(501, "5.1.3", "Invalid recipient address"),
+             false);
+    } else {
+      sendable_.push_back(i);
+    }
+  }
+  if (sendable_.empty()) {
+    end_transaction(false);
+    return;
+  }
+
+  std::string mail = fmt::format("MAIL FROM:<{}>", tx_.sender);
+  if (caps_.size) mail += fmt::format(" SIZE={}", tx_.size);
+  if (tx_.needs_8bitmime) mail += " BODY=8BITMIME";
+  if (utf8) mail += " SMTPUTF8";
+  if (caps_.dsn) {
+    if (tx_.ret == 1) mail += " RET=FULL";
+    if (tx_.ret == 2) mail += " RET=HDRS";
+    if (valid_xtext(tx_.envid, 100)) mail += " ENVID=" + tx_.envid;
+  }
+  mail += "\r\n";
+  state_ = State::mail;
+  if (caps_.pipelining) {
+    for (size_t k = 0; k < sendable_.size(); ++k) mail += rcpt_line(k);
+    mail += "DATA\r\n";
+  }
+  host_.send(mail);
+}
+
+std::string ClientSession::rcpt_line(size_t k) const {
+  const Recipient& rc = tx_.recipients[sendable_[k]];
+  std::string line = fmt::format("RCPT TO:<{}>", rc.address);
+  if (caps_.dsn) {
+    if (rc.notify) line += " NOTIFY=" + notify_value(rc.notify);
+    if (valid_xtext(rc.orcpt, 500)) line += " ORCPT=" + rc.orcpt;
+  }
+  line += "\r\n";
+  return line;
+}
+
+void ClientSession::send_rcpt(size_t k) {
+  state_ = State::rcpt;
+  host_.send(rcpt_line(k));
+}
+
+void ClientSession::on_tx_reply(const Reply& r) {
+  const size_t m = sendable_.size();
+  const bool refusal = r.transient() || r.permanent();
+  if (step_ == 0) {  // MAIL FROM
+    if (r.code / 100 == 2) {
+      mail_ok_ = true;
+    } else if (refusal) {
+      for (size_t idx : sendable_) decide_reply(idx, Stage::mail, r);
+    } else {
+      protocol_error(fmt::format("unexpected reply to MAIL FROM: {}", describe(r, 200)));
+      return;
+    }
+    step_ = 1;
+    if (!caps_.pipelining) {
+      if (!mail_ok_) {
+        end_transaction(true);
+        return;
+      }
+      send_rcpt(0);
+      return;
+    }
+    state_ = State::rcpt;
+    return;
+  }
+  if (step_ <= m) {  // RCPT TO
+    const size_t idx = sendable_[step_ - 1];
+    if (mail_ok_) {  // after a refused MAIL, the RCPT replies mean nothing
+      if (r.code / 100 == 2) {
+        accepted_flags_[idx] = 1;
+        ++accepted_;
+      } else if (refusal) {
+        decide_reply(idx, Stage::rcpt, r);
+      } else {
+        protocol_error(fmt::format("unexpected reply to RCPT TO: {}", describe(r, 200)));
+        return;
+      }
+    }
+    ++step_;
+    if (!caps_.pipelining) {
+      if (step_ <= m) {
+        send_rcpt(step_ - 1);
+        return;
+      }
+      if (accepted_ == 0) {
+        end_transaction(true);
+        return;
+      }
+      state_ = State::data;
+      host_.send("DATA\r\n");
+      return;
+    }
+    if (step_ > m) state_ = State::data;
+    return;
+  }
+  // DATA
+  if (r.code / 100 == 3) {
+    if (mail_ok_ && accepted_ > 0) {
+      state_ = State::body;
+      stuffer_.reset();
+      host_.need_body();
+      return;
+    }
+    // Pipelined, nobody accepted, and the server still wants the content:
+    // an empty message ends it; its reply is ignored.
+    discard_final_ = true;
+    state_ = State::data_done;
+    host_.send(".\r\n");
+    return;
+  }
+  if (refusal) {
+    for (size_t i = 0; i < accepted_flags_.size(); ++i)
+      if (accepted_flags_[i]) decide_reply(i, Stage::data, r);
+    end_transaction(true);
+    return;
+  }
+  protocol_error(fmt::format("unexpected reply to DATA: {}", describe(r, 200)));
+}
+
+void ClientSession::body(std::string_view chunk) {
+  if (state_ != State::body) return;
+  out_.clear();
+  stuffer_.feed(chunk, out_);
+  if (!out_.empty()) host_.send(out_);
+}
+
+void ClientSession::body_end() {
+  if (state_ != State::body) return;
+  out_.clear();
+  stuffer_.finish(out_);
+  state_ = State::data_done;
+  host_.send(out_);
+  if (!held_.empty() && state_ == State::data_done) {
+    std::string held = std::move(held_);
+    held_.clear();
+    feed(held);
+  }
+}
+
+void ClientSession::on_final(const Reply& r) {
+  const bool refusal = r.transient() || r.permanent();
+  if (r.code / 100 != 2 && !refusal) {
+    protocol_error(fmt::format("unexpected reply to end of data: {}", describe(r, 200)));
+    return;
+  }
+  if (!discard_final_) {
+    for (size_t i = 0; i < accepted_flags_.size(); ++i)
+      if (accepted_flags_[i]) decide_reply(i, Stage::end_of_data, r);
+  }
+  end_transaction(false);
+}
+
+void ClientSession::end_transaction(bool rset) {
+  TransactionResult res = std::move(result_);
+  result_ = TransactionResult{};
+  tx_active_ = false;
+  tx_ = Transaction{};
+  held_.clear();
+  ++transactions_;
+  const uint64_t seq = seq_;
+  if (rset) {
+    state_ = State::rset;
+    host_.send("RSET\r\n");
+  } else {
+    state_ = State::ready;
+  }
+  host_.transaction_done(std::move(res));
+  if (!rset && state_ == State::ready && seq_ == seq) notify_idle();
+}
+
+void ClientSession::on_rset(const Reply& r) {
+  if (r.code / 100 == 2) {
+    become_ready();
+    return;
+  }
+  protocol_error(fmt::format("RSET refused: {}", describe(r, 200)));
+}
+
+// ---- failures ----
+
+void ClientSession::fail(Failure kind, Reply reply, bool remote, bool polite) {
+  if (state_ == State::closed) return;
+  const State was = state_;
+  const bool data_sent = was == State::data_done && !discard_final_;
+  bool temporary = true;
+  if (kind == Failure::greeting_refused || kind == Failure::helo_refused)
+    temporary = !reply.permanent();
+  if (temporary && !reply.transient()) {
+    reply = soften(reply, soften_text(kind),
+                   kind == Failure::auth_failed || kind == Failure::tls_refused ? "4.7.0"
+                                                                                : "4.0.0");
+    remote = false;
+  }
+  state_ = State::closed;
+  wipe_credentials();
+  held_.clear();
+  if (polite) host_.send("QUIT\r\n");
+  if (tx_active_) {
+    const Stage st = stage_of(was);
+    for (size_t i = 0; i < decided_.size(); ++i) decide(i, Outcome::temporary, st, reply, remote);
+    tx_active_ = false;
+    ++transactions_;
+    TransactionResult res = std::move(result_);
+    result_ = TransactionResult{};
+    host_.transaction_done(std::move(res));
+  }
+  host_.connection_failed(ConnectionFailure{kind, temporary, std::move(reply), remote,
+                                            std::string(phase(was)), data_sent});
+  host_.close();
+}
+
+void ClientSession::protocol_error(std::string_view what) {
+  fail(Failure::protocol_error,
+       Reply(451, "4.5.0", fmt::format("Protocol error while {}: {}", phase(state_), what)), false,
+       false);
+}
+
+void ClientSession::on_eof() {
+  if (state_ == State::closed) return;
+  if (state_ == State::ready || state_ == State::connecting) {  // nothing lost
+    state_ = State::closed;
+    host_.close();
+    return;
+  }
+  if (state_ == State::body && tx_active_ && !held_.empty()) {
+    // The server refused the content early ("552 too big") and hung up:
+    // that refusal, not the lost connection, decides the recipients.
+    ReplyParser p;
+    std::string_view in = held_;
+    auto r = p.next(in);
+    if (r && r->has_value() && ((*r)->transient() || (*r)->permanent())) {
+      for (size_t i = 0; i < accepted_flags_.size(); ++i)
+        if (accepted_flags_[i]) decide_reply(i, Stage::message, **r);
+    }
+  }
+  fail(Failure::connection_closed,
+       Reply(451, "4.4.2", fmt::format("Lost connection with server while {}", phase(state_))),
+       false, false);
+}
+
+void ClientSession::on_timeout() {
+  if (state_ == State::closed) return;
+  if (state_ == State::ready) {  // idle limit of a reused connection
+    state_ = State::closed;
+    host_.send("QUIT\r\n");
+    host_.close();
+    return;
+  }
+  fail(Failure::timeout,
+       Reply(451, "4.4.2", fmt::format("Conversation timed out while {}", phase(state_))), false,
+       false);
+}
+
+void ClientSession::quit() {
+  if (state_ == State::closed) return;
+  const State was = state_;
+  state_ = State::closed;
+  wipe_credentials();
+  if (was == State::ready) {
+    host_.send("QUIT\r\n");
+    host_.close();
+    return;
+  }
+  if (tx_active_) {
+    const Reply r(451, "4.3.2", "Delivery aborted: connection closed locally");
+    const Stage st = stage_of(was);
+    for (size_t i = 0; i < decided_.size(); ++i) decide(i, Outcome::temporary, st, r, false);
+    tx_active_ = false;
+    ++transactions_;
+    TransactionResult res = std::move(result_);
+    result_ = TransactionResult{};
+    host_.transaction_done(std::move(res));
+  }
+  host_.close();
+}
+
+}  // namespace sluice::client

@@ -1,0 +1,1250 @@
+// client_session_test.cpp — client dialogues against scripted server replies:
+// a recording host stands in for the glue; the test plays the server.
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mta/auth/sasl.hpp"
+#include "mta/client/client_session.hpp"
+
+using namespace std::chrono_literals;
+using sluice::client::ClientConfig;
+using sluice::client::ClientHost;
+using sluice::client::ClientSession;
+using sluice::client::ConnectionFailure;
+using sluice::client::Failure;
+using sluice::client::Outcome;
+using sluice::client::Recipient;
+using sluice::client::Stage;
+using sluice::client::TlsPolicy;
+using sluice::client::Transaction;
+using sluice::client::TransactionResult;
+using State = ClientSession::State;
+
+namespace {
+
+struct Host : ClientHost {
+  std::string out;
+  int tls_started = 0, need_body_n = 0, idle_n = 0, closed_n = 0;
+  std::vector<TransactionResult> done;
+  std::vector<ConnectionFailure> failures;
+  std::function<void()> on_idle;       // called from idle()
+  std::function<void()> on_need_body;  // called from need_body()
+  std::function<void()> on_start_tls;  // called from start_tls()
+
+  void send(std::string_view b) override { out.append(b); }
+  void start_tls() override {
+    ++tls_started;
+    if (on_start_tls) on_start_tls();
+  }
+  void need_body() override {
+    ++need_body_n;
+    if (on_need_body) on_need_body();
+  }
+  void transaction_done(TransactionResult r) override { done.push_back(std::move(r)); }
+  void connection_failed(ConnectionFailure f) override { failures.push_back(std::move(f)); }
+  void idle() override {
+    ++idle_n;
+    if (on_idle) on_idle();
+  }
+  void close() override { ++closed_n; }
+
+  std::string take() {
+    std::string s;
+    s.swap(out);
+    return s;
+  }
+};
+
+ClientConfig config(TlsPolicy tls = TlsPolicy::none, bool tls_available = false) {
+  ClientConfig c;
+  c.helo_name = "client.test";
+  c.tls = tls;
+  c.tls_available = tls_available;
+  return c;
+}
+
+sluice::auth::Credentials creds(std::string login = "alice", std::string password = "secret") {
+  sluice::auth::Credentials c;
+  c.login = std::move(login);
+  c.password = std::move(password);
+  return c;
+}
+
+Transaction tx(std::vector<std::string> rcpts, uint64_t size = 100,
+               std::string sender = "a@x.test") {
+  Transaction t;
+  t.sender = std::move(sender);
+  for (auto& r : rcpts) t.recipients.push_back(Recipient{std::move(r), "", 0});
+  t.size = size;
+  return t;
+}
+
+constexpr std::string_view kEhloPlain = "250-mx.test\r\n250-SIZE 1000\r\n250 8BITMIME\r\n";
+constexpr std::string_view kEhloPipe =
+    "250-mx.test greets you\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n"
+    "250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n";
+constexpr std::string_view kEhloTls =
+    "250-mx.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 SIZE 1000\r\n";
+
+// Connect, greet, EHLO with `ehlo`. Leaves the output after EHLO in h.out.
+void connect(ClientSession& s, Host& h, std::string_view ehlo) {
+  CHECK(s.state() == State::connecting);
+  s.on_connected();
+  CHECK(s.state() == State::greeting);
+  s.feed("220 mx.test ESMTP\r\n");
+  REQUIRE(h.take() == "EHLO client.test\r\n");
+  s.feed(ehlo);
+}
+
+}  // namespace
+
+TEST_CASE("client: one transaction without PIPELINING, one command per reply") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPlain);
+  CHECK(s.ready());
+  CHECK(h.idle_n == 1);
+  CHECK(s.capabilities().esmtp);
+  CHECK(s.capabilities().name == "mx.test");
+  CHECK(s.capabilities().size == 1000u);
+  CHECK_FALSE(s.capabilities().pipelining);
+  CHECK(h.take().empty());
+
+  s.start_transaction(tx({"b@y.test", "c@y.test"}));
+  CHECK(h.take() == "MAIL FROM:<a@x.test> SIZE=100\r\n");
+  CHECK(s.timeout() == 5min);
+  s.feed("250 2.1.0 Ok\r\n");
+  CHECK(h.take() == "RCPT TO:<b@y.test>\r\n");
+  s.feed("250 2.1.5 Ok\r\n");
+  CHECK(h.take() == "RCPT TO:<c@y.test>\r\n");
+  s.feed("550 5.1.1 <c@y.test>: no such user\r\n");
+  CHECK(h.take() == "DATA\r\n");
+  CHECK(s.timeout() == 2min);
+  s.feed("354 End data with <CR><LF>.<CR><LF>\r\n");
+  CHECK(s.state() == State::body);
+  CHECK(h.need_body_n == 1);
+  CHECK(s.timeout() == 3min);
+  s.body("Subject: hi\r\n\r\n.hidden\r\n");
+  s.body("last line");
+  s.body_end();
+  CHECK(h.take() == "Subject: hi\r\n\r\n..hidden\r\nlast line\r\n.\r\n");
+  CHECK(s.timeout() == 10min);
+  CHECK(h.done.empty());
+  s.feed("250 2.0.0 Ok: queued as ABC\r\n");
+  REQUIRE(h.done.size() == 1);
+  const auto& r = h.done[0].recipients;
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].address == "b@y.test");
+  CHECK(r[0].outcome == Outcome::sent);
+  CHECK(r[0].stage == Stage::end_of_data);
+  CHECK(r[0].remote);
+  CHECK(r[0].reply.code == 250);
+  CHECK(r[0].reply.text() == "Ok: queued as ABC");
+  CHECK(r[1].outcome == Outcome::permanent);
+  CHECK(r[1].stage == Stage::rcpt);
+  CHECK(r[1].reply.enhanced == "5.1.1");
+  CHECK(s.ready());
+  CHECK(h.idle_n == 2);
+  CHECK(h.take().empty());  // no RSET after a completed transaction
+  CHECK(s.timeout() == 5s);
+  s.quit();
+  CHECK(h.take() == "QUIT\r\n");
+  CHECK(h.closed_n == 1);
+  CHECK(s.closed());
+  CHECK(h.failures.empty());
+}
+
+TEST_CASE("client: PIPELINING sends MAIL, RCPTs and DATA in one write") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPipe);
+  CHECK(s.capabilities().pipelining);
+  CHECK(s.capabilities().enhanced);
+  CHECK(s.capabilities().name == "mx.test");
+  h.on_need_body = [&] {
+    s.body("Hello\n.\nworld\r\n");
+    s.body_end();
+  };
+  s.start_transaction(tx({"b@y.test", "c@y.test", "d@y.test"}));
+  CHECK(h.take() ==
+        "MAIL FROM:<a@x.test> SIZE=100\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+        "RCPT TO:<d@y.test>\r\nDATA\r\n");
+  // All replies in one read.
+  s.feed("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n450 4.2.1 try later\r\n250 2.1.5 Ok\r\n354 go\r\n");
+  CHECK(h.take() == "Hello\r\n..\r\nworld\r\n.\r\n");
+  s.feed("250 2.0.0 queued\r\n");
+  REQUIRE(h.done.size() == 1);
+  const auto& r = h.done[0].recipients;
+  CHECK(r[0].outcome == Outcome::sent);
+  CHECK(r[1].outcome == Outcome::temporary);
+  CHECK(r[1].stage == Stage::rcpt);
+  CHECK(r[1].reply.code == 450);
+  CHECK(r[2].outcome == Outcome::sent);
+  CHECK(h.done[0].count(Outcome::sent) == 2);
+  CHECK(s.ready());
+}
+
+TEST_CASE("client: pipelined replies split at every byte give the same result") {
+  const std::string replies =
+      "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550-5.1.1 no\r\n550 5.1.1 such user\r\n354 go\r\n";
+  for (size_t step = 1; step <= 7; ++step) {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    h.on_need_body = [&] { s.body_end(); };
+    s.start_transaction(tx({"b@y.test", "c@y.test"}));
+    h.take();
+    for (size_t pos = 0; pos < replies.size(); pos += step)
+      s.feed(std::string_view(replies).substr(pos, step));
+    CHECK(h.take() == ".\r\n");
+    s.feed("250 ok\r\n");
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::sent);
+    CHECK(h.done[0].recipients[1].outcome == Outcome::permanent);
+    CHECK(h.done[0].recipients[1].reply.lines == std::vector<std::string>{"no", "such user"});
+  }
+}
+
+TEST_CASE("client: two transactions on one connection, the second without RSET") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPipe);
+  h.on_need_body = [&] {
+    s.body("x\r\n");
+    s.body_end();
+  };
+  int started = 0;
+  h.on_idle = [&] {
+    if (started < 2) {
+      ++started;
+      s.start_transaction(tx({"b@y.test"}, 10));
+    } else {
+      s.quit();
+    }
+  };
+  // connect() already had its idle(); the first transaction starts by hand,
+  // the second from idle() after the first, and idle() then quits.
+  ++started;
+  s.start_transaction(tx({"b@y.test"}, 10));
+  CHECK(h.take() == "MAIL FROM:<a@x.test> SIZE=10\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  s.feed("250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 one\r\n");
+  // Transaction 2 was started from idle() and is on the wire.
+  CHECK(h.take() ==
+        "x\r\n.\r\nMAIL FROM:<a@x.test> SIZE=10\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  s.feed("250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 two\r\n");
+  CHECK(h.take() == "x\r\n.\r\nQUIT\r\n");
+  REQUIRE(h.done.size() == 2);
+  CHECK(h.done[0].recipients[0].reply.text() == "one");
+  CHECK(h.done[1].recipients[0].reply.text() == "two");
+  CHECK(s.transactions() == 2);
+  CHECK(s.closed());
+  CHECK(h.closed_n == 1);
+}
+
+TEST_CASE("client: HELO fallback after 5xx to EHLO, no extensions then") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, "502 5.5.2 Error: command not recognized\r\n");
+  CHECK(h.take() == "HELO client.test\r\n");
+  CHECK(s.state() == State::helo);
+  s.feed("250 mx.test\r\n");
+  CHECK(s.ready());
+  CHECK_FALSE(s.capabilities().esmtp);
+  CHECK(s.capabilities().name == "mx.test");
+  s.start_transaction(tx({"b@y.test"}));
+  CHECK(h.take() == "MAIL FROM:<a@x.test>\r\n");  // no SIZE without EHLO
+
+  SECTION("8-bit content to a server without 8BITMIME bounces locally") {
+    Host h2;
+    ClientSession s2(config(), h2);
+    connect(s2, h2, "500 what\r\n");
+    s2.feed("250 mx.test\r\n");
+    Transaction t = tx({"b@y.test"});
+    t.needs_8bitmime = true;
+    s2.start_transaction(std::move(t));
+    CHECK(h2.take() == "HELO client.test\r\n");  // nothing else went out
+    REQUIRE(h2.done.size() == 1);
+    CHECK(h2.done[0].recipients[0].outcome == Outcome::permanent);
+    CHECK(h2.done[0].recipients[0].stage == Stage::local);
+    CHECK(h2.done[0].recipients[0].reply.code == 554);
+    CHECK(h2.done[0].recipients[0].reply.enhanced == "5.6.3");
+    CHECK_FALSE(h2.done[0].recipients[0].remote);
+    CHECK(s2.ready());
+    CHECK(h2.idle_n == 2);
+  }
+}
+
+TEST_CASE("client: EHLO and HELO refusals") {
+  SECTION("EHLO 4xx: temporary failure, QUIT") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, "421-4.3.2 going\r\n421 4.3.2 down\r\n");
+    // 421 is service_closing at any point after the greeting, without QUIT.
+    CHECK(h.take().empty());
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::service_closing);
+    CHECK(h.failures[0].temporary);
+    CHECK(h.closed_n == 1);
+  }
+  SECTION("EHLO 451") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, "451 4.3.0 busy\r\n");
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::helo_refused);
+    CHECK(h.failures[0].temporary);
+    CHECK(h.failures[0].remote);
+    CHECK(h.failures[0].reply.code == 451);
+    CHECK(h.failures[0].phase == "sending EHLO");
+  }
+  SECTION("EHLO 5xx, HELO 5xx: permanent") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, "550 no\r\n");
+    CHECK(h.take() == "HELO client.test\r\n");
+    s.feed("550 5.7.1 go away\r\n");
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::helo_refused);
+    CHECK_FALSE(h.failures[0].temporary);
+    CHECK(h.failures[0].reply.code == 550);
+    CHECK(s.closed());
+  }
+}
+
+TEST_CASE("client: greeting refusals") {
+  SECTION("4xx greeting: temporary, QUIT") {
+    Host h;
+    ClientSession s(config(), h);
+    s.on_connected();
+    s.feed("421 4.7.0 mx.test too many connections\r\n");
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::greeting_refused);
+    CHECK(h.failures[0].temporary);
+    CHECK(h.failures[0].phase == "receiving the initial server greeting");
+    CHECK(h.closed_n == 1);
+  }
+  SECTION("554 greeting: permanent") {
+    Host h;
+    ClientSession s(config(), h);
+    s.on_connected();
+    s.feed("554 5.7.1 you are listed\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::greeting_refused);
+    CHECK_FALSE(h.failures[0].temporary);
+  }
+  SECTION("garbage greeting: protocol error, no QUIT") {
+    Host h;
+    ClientSession s(config(), h);
+    s.on_connected();
+    s.feed("SSH-2.0-OpenSSH_9.2\r\n");
+    CHECK(h.take().empty());
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::protocol_error);
+    CHECK(h.failures[0].temporary);
+    CHECK(h.failures[0].reply.code == 451);
+    CHECK(h.failures[0].reply.enhanced == "4.5.0");
+    CHECK(h.failures[0].reply.text().find("malformed reply code") != std::string::npos);
+  }
+}
+
+TEST_CASE("client: STARTTLS opportunistic, with plaintext after the 220 discarded") {
+  Host h;
+  ClientSession s(config(TlsPolicy::opportunistic, true), h);
+  connect(s, h, kEhloTls);
+  CHECK(h.take() == "STARTTLS\r\n");
+  CHECK(s.state() == State::starttls);
+  // An attacker in the path appends a reply to the 220, hoping it is read
+  // as the first reply inside TLS.
+  s.feed("220 2.0.0 Ready to start TLS\r\n250-evil\r\n250 AUTH PLAIN\r\n");
+  CHECK(h.tls_started == 1);
+  CHECK(s.state() == State::tls_handshake);
+  s.feed("250 more plaintext before the handshake\r\n");
+  CHECK(h.take().empty());
+  CHECK(h.failures.empty());
+  s.on_tls_ready(false);  // opportunistic: unverified is fine
+  CHECK(s.in_tls());
+  CHECK(h.take() == "EHLO client.test\r\n");
+  CHECK_FALSE(s.capabilities().esmtp);  // forgotten until the new EHLO reply
+  s.feed("250-mx.test\r\n250 SIZE 500\r\n");
+  CHECK(s.ready());
+  CHECK_FALSE(s.capabilities().pipelining);  // the plaintext EHLO's PIPELINING is gone
+  CHECK(s.capabilities().size == 500u);
+  CHECK(h.idle_n == 1);
+}
+
+TEST_CASE("client: plaintext after the 220 is dropped even if TLS is up at once") {
+  Host h;
+  ClientSession s(config(TlsPolicy::opportunistic, true), h);
+  connect(s, h, kEhloTls);
+  CHECK(h.take() == "STARTTLS\r\n");
+  h.on_start_tls = [&] { s.on_tls_ready(false); };  // a host that finishes synchronously
+  s.feed("220 go\r\n250-injected\r\n250 PIPELINING\r\n");
+  CHECK(h.take() == "EHLO client.test\r\n");
+  CHECK(s.state() == State::ehlo);  // still waiting: the injected reply was not read
+  s.feed("250 mx.test\r\n");
+  CHECK(s.ready());
+  CHECK_FALSE(s.capabilities().pipelining);
+}
+
+TEST_CASE("client: STARTTLS opportunistic falls back to plaintext") {
+  SECTION("offered but no TLS context") {
+    Host h;
+    ClientSession s(config(TlsPolicy::opportunistic, false), h);
+    connect(s, h, kEhloTls);
+    CHECK(h.take().empty());
+    CHECK(s.ready());
+    CHECK_FALSE(s.in_tls());
+  }
+  SECTION("not offered") {
+    Host h;
+    ClientSession s(config(TlsPolicy::opportunistic, true), h);
+    connect(s, h, kEhloPipe);
+    CHECK(s.ready());
+  }
+  SECTION("refused with 454") {
+    Host h;
+    ClientSession s(config(TlsPolicy::opportunistic, true), h);
+    connect(s, h, kEhloTls);
+    CHECK(h.take() == "STARTTLS\r\n");
+    s.feed("454 4.7.0 TLS not available due to temporary reason\r\n");
+    CHECK(s.ready());
+    CHECK(h.tls_started == 0);
+  }
+  SECTION("policy none ignores STARTTLS") {
+    Host h;
+    ClientSession s(config(TlsPolicy::none, true), h);
+    connect(s, h, kEhloTls);
+    CHECK(h.take().empty());
+    CHECK(s.ready());
+  }
+}
+
+TEST_CASE("client: STARTTLS required") {
+  SECTION("not offered: temporary failure, QUIT") {
+    Host h;
+    ClientSession s(config(TlsPolicy::required, true), h);
+    connect(s, h, kEhloPipe);
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_not_offered);
+    CHECK(h.failures[0].temporary);
+    CHECK(h.failures[0].reply.code == 451);
+    CHECK(h.failures[0].reply.enhanced == "4.7.4");
+    CHECK(h.closed_n == 1);
+  }
+  SECTION("offered, no TLS context") {
+    Host h;
+    ClientSession s(config(TlsPolicy::required, false), h);
+    connect(s, h, kEhloTls);
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_unavailable);
+  }
+  SECTION("refused with 5xx: deferred, never bounced") {
+    Host h;
+    ClientSession s(config(TlsPolicy::required, true), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.feed("502 5.5.1 no\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_refused);
+    CHECK(h.failures[0].temporary);
+    CHECK(h.failures[0].reply.transient());
+    CHECK(h.failures[0].reply.enhanced == "4.5.1");
+    CHECK_FALSE(h.failures[0].remote);
+    CHECK(h.failures[0].reply.text().find("502 5.5.1 no") != std::string::npos);
+  }
+  SECTION("handshake fails") {
+    Host h;
+    ClientSession s(config(TlsPolicy::required, true), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.feed("220 go\r\n");
+    CHECK(s.timeout() == 5min);
+    s.on_tls_failed("alert from peer: handshake failure");
+    CHECK(h.take().empty());  // no plaintext QUIT after a failed handshake
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_failed);
+    CHECK(h.failures[0].reply.text() == "TLS handshake failed: alert from peer: handshake failure");
+    CHECK(h.closed_n == 1);
+  }
+  SECTION("implicit TLS: no STARTTLS") {
+    Host h;
+    ClientConfig c = config(TlsPolicy::required, true);
+    c.in_tls = true;
+    ClientSession s(std::move(c), h);
+    connect(s, h, kEhloTls);
+    CHECK(h.take().empty());
+    CHECK(s.ready());
+    CHECK(s.in_tls());
+  }
+}
+
+TEST_CASE("client: STARTTLS verify") {
+  SECTION("unverified peer fails") {
+    Host h;
+    ClientSession s(config(TlsPolicy::verify, true), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.feed("220 go\r\n");
+    s.on_tls_ready(false);
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_failed);
+    CHECK(h.failures[0].reply.enhanced == "4.7.5");
+  }
+  SECTION("verified peer goes on") {
+    Host h;
+    ClientSession s(config(TlsPolicy::verify, true), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.feed("220 go\r\n");
+    s.on_tls_ready(true);
+    CHECK(h.take() == "EHLO client.test\r\n");
+    s.feed(kEhloTls);  // STARTTLS offered again inside TLS: not used twice
+    CHECK(h.take().empty());
+    CHECK(s.ready());
+  }
+}
+
+namespace {
+
+// Through STARTTLS to the EHLO inside TLS; returns what was sent in between.
+void into_tls(ClientSession& s, Host& h) {
+  REQUIRE(h.take() == "STARTTLS\r\n");
+  s.feed("220 go ahead\r\n");
+  s.on_tls_ready(true);
+  REQUIRE(h.take() == "EHLO client.test\r\n");
+}
+
+}  // namespace
+
+TEST_CASE("client: relayhost AUTH PLAIN inside TLS") {
+  Host h;
+  ClientConfig c = config(TlsPolicy::opportunistic, true);
+  c.credentials = creds();
+  ClientSession s(std::move(c), h);
+  connect(s, h, kEhloTls);
+  into_tls(s, h);
+  s.feed("250-relay.test\r\n250-AUTH LOGIN PLAIN\r\n250 PIPELINING\r\n");
+  // base64("\0alice\0secret")
+  CHECK(h.take() == "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+  CHECK(s.state() == State::auth);
+  s.feed("235 2.7.0 Authentication successful\r\n");
+  CHECK(s.ready());
+  CHECK(s.authenticated());
+  CHECK(h.idle_n == 1);
+}
+
+TEST_CASE("client: relayhost AUTH LOGIN, old AUTH= form") {
+  Host h;
+  ClientConfig c = config(TlsPolicy::required, true);
+  c.credentials = creds();
+  ClientSession s(std::move(c), h);
+  connect(s, h, kEhloTls);
+  into_tls(s, h);
+  s.feed("250-relay.test\r\n250 AUTH=LOGIN\r\n");
+  CHECK(h.take() == "AUTH LOGIN\r\n");
+  s.feed("334 VXNlcm5hbWU6\r\n");
+  CHECK(h.take() == "YWxpY2U=\r\n");
+  s.feed("334 UGFzc3dvcmQ6\r\n");
+  CHECK(h.take() == "c2VjcmV0\r\n");
+  s.feed("235 2.7.0 ok\r\n");
+  CHECK(s.ready());
+}
+
+TEST_CASE("client: AUTH PLAIN without initial response when the line would be too long") {
+  Host h;
+  ClientConfig c = config(TlsPolicy::required, true);
+  c.credentials = creds("alice", std::string(600, 'p'));
+  ClientSession s(std::move(c), h);
+  connect(s, h, kEhloTls);
+  into_tls(s, h);
+  s.feed("250-relay.test\r\n250 AUTH PLAIN\r\n");
+  CHECK(h.take() == "AUTH PLAIN\r\n");
+  s.feed("334 \r\n");
+  const std::string resp = h.take();
+  CHECK(resp == sluice::auth::base64_encode(std::string("\0alice\0", 7) + std::string(600, 'p')) +
+                    "\r\n");
+  s.feed("235 ok\r\n");
+  CHECK(s.ready());
+}
+
+TEST_CASE("client: AUTH failure defers, never bounces") {
+  Host h;
+  ClientConfig c = config(TlsPolicy::required, true);
+  c.credentials = creds();
+  ClientSession s(std::move(c), h);
+  connect(s, h, kEhloTls);
+  into_tls(s, h);
+  s.feed("250-relay.test\r\n250 AUTH PLAIN LOGIN\r\n");
+  h.take();
+  s.feed("535 5.7.8 Authentication credentials invalid\r\n");
+  CHECK(h.take() == "QUIT\r\n");
+  REQUIRE(h.failures.size() == 1);
+  const auto& f = h.failures[0];
+  CHECK(f.kind == Failure::auth_failed);
+  CHECK(f.temporary);
+  CHECK(f.reply.transient());
+  CHECK(f.reply.enhanced == "4.7.8");
+  CHECK(f.reply.text().find("535 5.7.8 Authentication credentials invalid") != std::string::npos);
+  CHECK(h.closed_n == 1);
+}
+
+TEST_CASE("client: credentials are never sent without TLS") {
+  SECTION("STARTTLS not offered") {
+    Host h;
+    ClientConfig c = config(TlsPolicy::opportunistic, true);
+    c.credentials = creds();
+    ClientSession s(std::move(c), h);
+    connect(s, h, "250-relay.test\r\n250 AUTH PLAIN LOGIN\r\n");
+    const std::string sent = h.take();
+    CHECK(sent == "QUIT\r\n");
+    CHECK(sent.find("AUTH") == std::string::npos);
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_not_offered);
+    CHECK(h.failures[0].temporary);
+  }
+  SECTION("policy none with credentials still uses STARTTLS") {
+    Host h;
+    ClientConfig c = config(TlsPolicy::none, true);
+    c.credentials = creds();
+    ClientSession s(std::move(c), h);
+    connect(s, h, kEhloTls);
+    CHECK(h.out == "STARTTLS\r\n");
+  }
+  SECTION("STARTTLS refused") {
+    Host h;
+    ClientConfig c = config(TlsPolicy::opportunistic, true);
+    c.credentials = creds();
+    ClientSession s(std::move(c), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.feed("454 4.7.0 no TLS today\r\n");
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_refused);
+  }
+  SECTION("HELO only") {
+    Host h;
+    ClientConfig c = config(TlsPolicy::opportunistic, true);
+    c.credentials = creds();
+    ClientSession s(std::move(c), h);
+    connect(s, h, "502 no\r\n");
+    h.take();
+    s.feed("250 relay.test\r\n");
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_not_offered);
+  }
+  SECTION("AUTH not offered inside TLS") {
+    Host h;
+    ClientConfig c = config(TlsPolicy::opportunistic, true);
+    c.credentials = creds();
+    ClientSession s(std::move(c), h);
+    connect(s, h, kEhloTls);
+    into_tls(s, h);
+    s.feed("250-relay.test\r\n250 AUTH CRAM-MD5\r\n");
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::auth_not_offered);
+  }
+}
+
+TEST_CASE("client: SIZE over the server's limit is refused locally") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPipe);
+  s.start_transaction(tx({"b@y.test", "c@y.test"}, 1001));
+  CHECK(h.take().empty());
+  REQUIRE(h.done.size() == 1);
+  for (const auto& r : h.done[0].recipients) {
+    CHECK(r.outcome == Outcome::permanent);
+    CHECK(r.stage == Stage::local);
+    CHECK(r.reply.code == 552);
+    CHECK(r.reply.enhanced == "5.3.4");
+  }
+  CHECK(s.ready());
+  CHECK(h.idle_n == 2);
+  // Exactly at the limit goes out; "SIZE" without a number is no limit.
+  s.start_transaction(tx({"b@y.test"}, 1000));
+  CHECK(h.take().starts_with("MAIL FROM:<a@x.test> SIZE=1000\r\n"));
+
+  Host h2;
+  ClientSession s2(config(), h2);
+  connect(s2, h2, "250-mx\r\n250 SIZE\r\n");
+  CHECK(s2.capabilities().size == 0u);
+  s2.start_transaction(tx({"b@y.test"}, 1u << 30));
+  CHECK(h2.take() == "MAIL FROM:<a@x.test> SIZE=1073741824\r\n");
+}
+
+TEST_CASE("client: 8BITMIME and SMTPUTF8") {
+  SECTION("both needed and offered") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    Transaction t = tx({"b@y.test"});
+    t.needs_8bitmime = true;
+    t.needs_smtputf8 = true;
+    s.start_transaction(std::move(t));
+    CHECK(h.take().starts_with("MAIL FROM:<a@x.test> SIZE=100 BODY=8BITMIME SMTPUTF8\r\n"));
+  }
+  SECTION("8-bit needed, not offered") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, "250-mx\r\n250 PIPELINING\r\n");
+    Transaction t = tx({"b@y.test"});
+    t.needs_8bitmime = true;
+    s.start_transaction(std::move(t));
+    CHECK(h.take().empty());
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].reply.enhanced == "5.6.3");
+  }
+  SECTION("non-ASCII address implies SMTPUTF8; not offered: 553 5.6.7") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPlain);
+    s.start_transaction(tx({"b\xc3\xa9@y.test"}));
+    CHECK(h.take().empty());
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::permanent);
+    CHECK(h.done[0].recipients[0].reply.code == 553);
+    CHECK(h.done[0].recipients[0].reply.enhanced == "5.6.7");
+  }
+  SECTION("non-ASCII address, offered") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b\xc3\xa9@y.test"}));
+    CHECK(h.take().starts_with("MAIL FROM:<a@x.test> SIZE=100 SMTPUTF8\r\n"));
+  }
+  SECTION("8-bit not needed: no BODY parameter") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}, 5, ""));
+    CHECK(h.take().starts_with("MAIL FROM:<> SIZE=5\r\n"));
+  }
+}
+
+TEST_CASE("client: every RCPT refused") {
+  SECTION("without pipelining: no DATA, RSET, then idle") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPlain);
+    s.start_transaction(tx({"b@y.test", "c@y.test"}));
+    h.take();
+    s.feed("250 ok\r\n");
+    h.take();
+    s.feed("550 5.1.1 no\r\n");
+    h.take();
+    s.feed("450 4.1.1 later\r\n");
+    CHECK(h.take() == "RSET\r\n");
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::permanent);
+    CHECK(h.done[0].recipients[1].outcome == Outcome::temporary);
+    CHECK(s.state() == State::rset);
+    CHECK(h.idle_n == 1);
+    s.feed("250 2.0.0 Ok\r\n");
+    CHECK(s.ready());
+    CHECK(h.idle_n == 2);
+  }
+  SECTION("pipelined: DATA refused, RSET") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    h.take();
+    s.feed("250 ok\r\n550 5.1.1 no\r\n554 5.5.1 Error: no valid recipients\r\n");
+    CHECK(h.take() == "RSET\r\n");
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].stage == Stage::rcpt);
+    CHECK(h.done[0].recipients[0].reply.enhanced == "5.1.1");
+  }
+  SECTION("pipelined: the server still says 354 — a lone dot ends it") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    h.take();
+    s.feed("250 ok\r\n550 5.1.1 no\r\n354 go\r\n");
+    CHECK(h.need_body_n == 0);
+    CHECK(h.take() == ".\r\n");
+    CHECK(h.done.empty());
+    s.feed("554 5.5.1 no recipients\r\n");
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].reply.enhanced == "5.1.1");
+    CHECK(s.ready());
+  }
+}
+
+TEST_CASE("client: MAIL refused") {
+  SECTION("pipelined: RCPT/DATA replies ignored, every recipient gets MAIL's reply") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test", "c@y.test"}));
+    h.take();
+    s.feed("553 5.7.1 sender rejected\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"
+           "503 5.5.1 need RCPT\r\n");
+    CHECK(h.take() == "RSET\r\n");
+    REQUIRE(h.done.size() == 1);
+    for (const auto& r : h.done[0].recipients) {
+      CHECK(r.outcome == Outcome::permanent);
+      CHECK(r.stage == Stage::mail);
+      CHECK(r.reply.code == 553);
+    }
+  }
+  SECTION("without pipelining: stop at once") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPlain);
+    s.start_transaction(tx({"b@y.test"}));
+    h.take();
+    s.feed("451 4.3.0 try later\r\n");
+    CHECK(h.take() == "RSET\r\n");
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+  }
+}
+
+TEST_CASE("client: DATA and end-of-data refusals") {
+  auto run = [](std::string_view data_reply, std::string_view final_reply) {
+    auto h = std::make_unique<Host>();
+    auto s = std::make_unique<ClientSession>(config(), *h);
+    connect(*s, *h, kEhloPipe);
+    Host* hp = h.get();
+    ClientSession* sp = s.get();
+    hp->on_need_body = [sp] {
+      sp->body("x\r\n");
+      sp->body_end();
+    };
+    s->start_transaction(tx({"b@y.test", "c@y.test"}));
+    hp->take();
+    s->feed(std::string("250 ok\r\n250 ok\r\n550 5.1.1 no\r\n") + std::string(data_reply));
+    if (!final_reply.empty()) s->feed(final_reply);
+    return std::make_pair(std::move(h), std::move(s));
+  };
+  SECTION("DATA 451") {
+    auto [h, s] = run("451 4.3.0 later\r\n", "");
+    CHECK(h->take() == "RSET\r\n");
+    REQUIRE(h->done.size() == 1);
+    CHECK(h->done[0].recipients[0].outcome == Outcome::temporary);
+    CHECK(h->done[0].recipients[0].stage == Stage::data);
+    CHECK(h->done[0].recipients[1].outcome == Outcome::permanent);
+    CHECK(h->done[0].recipients[1].stage == Stage::rcpt);
+  }
+  SECTION("DATA 554") {
+    auto [h, s] = run("554 5.7.1 no\r\n", "");
+    REQUIRE(h->done.size() == 1);
+    CHECK(h->done[0].recipients[0].outcome == Outcome::permanent);
+  }
+  SECTION("final 452") {
+    auto [h, s] = run("354 go\r\n", "452 4.3.1 disk full\r\n");
+    CHECK(h->take() == "x\r\n.\r\n");  // no RSET after the final reply
+    REQUIRE(h->done.size() == 1);
+    CHECK(h->done[0].recipients[0].outcome == Outcome::temporary);
+    CHECK(h->done[0].recipients[0].stage == Stage::end_of_data);
+    CHECK(s->ready());
+  }
+  SECTION("final 554") {
+    auto [h, s] = run("354 go\r\n", "554 5.6.0 spam\r\n");
+    REQUIRE(h->done.size() == 1);
+    CHECK(h->done[0].recipients[0].outcome == Outcome::permanent);
+    CHECK(h->done[0].recipients[0].reply.enhanced == "5.6.0");
+  }
+}
+
+TEST_CASE("client: 421 in the middle of a transaction") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPlain);
+  s.start_transaction(tx({"b@y.test", "c@y.test", "d@y.test"}));
+  h.take();
+  s.feed("250 ok\r\n");
+  h.take();
+  s.feed("550 5.1.1 no\r\n");  // b refused
+  h.take();
+  s.feed("250 ok\r\n");        // c accepted
+  h.take();
+  s.feed("421 4.3.2 shutting down\r\n");  // at d's RCPT
+  CHECK(h.take().empty());  // no QUIT after 421
+  REQUIRE(h.done.size() == 1);
+  const auto& r = h.done[0].recipients;
+  CHECK(r[0].outcome == Outcome::permanent);
+  CHECK(r[1].outcome == Outcome::temporary);
+  CHECK(r[1].reply.code == 421);
+  CHECK(r[1].remote);
+  CHECK(r[2].outcome == Outcome::temporary);
+  CHECK(r[2].stage == Stage::rcpt);
+  REQUIRE(h.failures.size() == 1);
+  CHECK(h.failures[0].kind == Failure::service_closing);
+  CHECK(h.failures[0].phase == "sending RCPT TO");
+  CHECK_FALSE(h.failures[0].data_sent);
+  CHECK(h.closed_n == 1);
+  // Everything after close is ignored.
+  s.feed("250 ok\r\n");
+  s.on_timeout();
+  s.on_eof();
+  s.quit();
+  CHECK(h.closed_n == 1);
+  CHECK(h.failures.size() == 1);
+  // A transaction started now is settled at once.
+  s.start_transaction(tx({"e@y.test"}));
+  REQUIRE(h.done.size() == 2);
+  CHECK(h.done[1].recipients[0].outcome == Outcome::temporary);
+  CHECK(h.done[1].recipients[0].reply.code == 451);
+}
+
+TEST_CASE("client: an idle connection closed by the server is not a failure") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPipe);
+  s.feed("421 4.4.2 idle too long\r\n");
+  CHECK(s.closed());
+  CHECK(h.closed_n == 1);
+  CHECK(h.failures.empty());
+
+  Host h2;
+  ClientSession s2(config(), h2);
+  connect(s2, h2, kEhloPipe);
+  s2.on_eof();
+  CHECK(h2.closed_n == 1);
+  CHECK(h2.failures.empty());
+}
+
+TEST_CASE("client: timeouts per phase") {
+  Host h;
+  ClientConfig c = config();
+  c.timeouts.idle = 7s;
+  ClientSession s(std::move(c), h);
+  CHECK(s.timeout() == 30s);  // connect
+  s.on_connected();
+  CHECK(s.timeout() == 5min);  // greeting
+  s.feed("220 hi\r\n");
+  CHECK(s.timeout() == 5min);  // EHLO
+  s.feed(kEhloPipe);
+  CHECK(s.timeout() == 7s);  // idle
+  h.take();
+
+  SECTION("idle timeout: QUIT and close, no failure") {
+    s.on_timeout();
+    CHECK(h.take() == "QUIT\r\n");
+    CHECK(h.closed_n == 1);
+    CHECK(h.failures.empty());
+  }
+  SECTION("timeout while waiting for RCPT replies") {
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n");  // MAIL; now waiting for RCPT
+    CHECK(s.state() == State::rcpt);
+    CHECK(s.timeout() == 5min);
+    h.take();
+    s.on_timeout();
+    CHECK(h.take().empty());
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+    CHECK(h.done[0].recipients[0].reply.enhanced == "4.4.2");
+    CHECK(h.done[0].recipients[0].reply.text() ==
+          "Conversation timed out while sending RCPT TO");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::timeout);
+    CHECK(h.closed_n == 1);
+  }
+  SECTION("timeout after the final dot") {
+    h.on_need_body = [&] { s.body_end(); };
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    CHECK(s.state() == State::data_done);
+    CHECK(s.timeout() == 10min);
+    s.on_timeout();
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+    CHECK(h.done[0].recipients[0].stage == Stage::end_of_data);
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].data_sent);
+  }
+}
+
+TEST_CASE("client: the server talking during the content") {
+  SECTION("an early reply is read as the reply to the dot") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    CHECK(s.state() == State::body);
+    s.feed("552 5.3.4 too big\r\n");
+    CHECK(h.done.empty());
+    s.body("more");
+    s.body_end();
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::permanent);
+    CHECK(h.done[0].recipients[0].reply.code == 552);
+  }
+  SECTION("early reply then EOF: the reply decides") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n250 ok\r\n354 go\r\n552 5.3.4 too big\r\n");
+    s.on_eof();
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::permanent);
+    CHECK(h.done[0].recipients[0].stage == Stage::message);
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::connection_closed);
+    s.body("late chunk");  // ignored after close
+    s.body_end();
+  }
+  SECTION("EOF during the content: temporary") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    s.body("part");
+    s.on_eof();
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+    CHECK(h.done[0].recipients[0].reply.text() ==
+          "Lost connection with server while sending the message content");
+  }
+  SECTION("a flood during the content: protocol error") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    s.feed(std::string(ClientSession::max_held + 1, 'x'));
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::protocol_error);
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+  }
+}
+
+TEST_CASE("client: bad replies are protocol errors") {
+  const std::vector<std::string> bad = {
+      std::string("250 ok\0x\r\n", 10),
+      "250-a\r\n251 b\r\n",
+      "hello\r\n",
+      "250 a\rb\r\n",
+  };
+  for (const std::string& b : bad) {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    h.take();
+    s.feed(b);
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::protocol_error);
+    CHECK(h.failures[0].reply.text().starts_with("Protocol error while sending MAIL FROM: bad reply"));
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+    CHECK(h.done[0].recipients[0].stage == Stage::mail);
+    CHECK(h.take().empty());
+  }
+  SECTION("a reply nobody asked for") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.feed("250 surprise\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::protocol_error);
+  }
+  SECTION("354 to MAIL") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPlain);
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("354 what\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::protocol_error);
+  }
+  SECTION("an overlong line") {
+    Host h;
+    ClientSession s(config(), h);
+    s.on_connected();
+    s.feed("220 " + std::string(5000, 'a'));
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].reply.text().find("line too long") != std::string::npos);
+  }
+}
+
+TEST_CASE("client: re-entrancy — transactions started from idle()") {
+  SECTION("many local refusals in a row do not nest") {
+    Host h;
+    ClientSession s(config(), h);
+    int left = 100000;
+    h.on_idle = [&] {
+      if (left-- > 0) s.start_transaction(tx({"b@y.test"}, 5000));  // over SIZE 1000
+    };
+    connect(s, h, kEhloPipe);
+    CHECK(h.done.size() == 100000);
+    CHECK(s.ready());
+    CHECK(h.take().empty());
+  }
+  SECTION("quit from transaction_done's idle()") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    h.on_idle = [&] { s.quit(); };
+    h.on_need_body = [&] { s.body_end(); };
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n");
+    CHECK(h.out.ends_with(".\r\nQUIT\r\n"));
+    CHECK(s.closed());
+  }
+  SECTION("start_transaction when not ready") {
+    Host h;
+    ClientSession s(config(), h);
+    s.on_connected();
+    s.start_transaction(tx({"b@y.test", "c@y.test"}));
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients.size() == 2);
+    CHECK(h.done[0].recipients[1].outcome == Outcome::temporary);
+    CHECK(h.out.empty());
+  }
+  SECTION("no recipients") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({}));
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients.empty());
+    CHECK(h.idle_n == 2);
+  }
+}
+
+TEST_CASE("client: quit() in the middle of a transaction aborts it") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPipe);
+  s.start_transaction(tx({"b@y.test"}));
+  h.take();
+  s.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  s.body("part");
+  h.take();
+  s.quit();
+  CHECK(h.take().empty());  // no QUIT in the middle of DATA
+  REQUIRE(h.done.size() == 1);
+  CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+  CHECK(h.done[0].recipients[0].reply.enhanced == "4.3.2");
+  CHECK(h.failures.empty());
+  CHECK(h.closed_n == 1);
+}
+
+TEST_CASE("client: addresses with line breaks never reach the wire") {
+  Host h;
+  ClientSession s(config(), h);
+  connect(s, h, kEhloPipe);
+  s.start_transaction(tx({"b@y.test\r\nRCPT TO:<evil@z>", "c@y.test"}));
+  CHECK(h.take() == "MAIL FROM:<a@x.test> SIZE=100\r\nRCPT TO:<c@y.test>\r\nDATA\r\n");
+  s.feed("250 ok\r\n250 ok\r\n554 no\r\n");
+  REQUIRE(h.done.size() == 1);
+  CHECK(h.done[0].recipients[0].outcome == Outcome::permanent);
+  CHECK(h.done[0].recipients[0].stage == Stage::local);
+  CHECK(h.done[0].recipients[1].outcome == Outcome::permanent);
+  CHECK(h.done[0].recipients[1].stage == Stage::data);
+
+  Host h2;
+  ClientSession s2(config(), h2);
+  connect(s2, h2, kEhloPipe);
+  s2.start_transaction(tx({"c@y.test"}, 10, "a@x\nDATA"));
+  CHECK(h2.take().empty());
+  REQUIRE(h2.done.size() == 1);
+  CHECK(h2.done[0].recipients[0].reply.enhanced == "5.1.7");
+}
+
+TEST_CASE("client: DSN parameters only when the server offers DSN") {
+  Transaction t = tx({"b@y.test"});
+  t.recipients[0].notify = 1 | 2;
+  t.recipients[0].orcpt = "rfc822;b@y.test";
+  t.ret = 2;
+  t.envid = "QID123";
+  {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, "250-mx\r\n250-DSN\r\n250 PIPELINING\r\n");
+    Transaction copy = t;
+    s.start_transaction(std::move(copy));
+    CHECK(h.take() ==
+          "MAIL FROM:<a@x.test> RET=HDRS ENVID=QID123\r\n"
+          "RCPT TO:<b@y.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@y.test\r\nDATA\r\n");
+  }
+  {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, "250-mx\r\n250 PIPELINING\r\n");
+    s.start_transaction(std::move(t));
+    CHECK(h.take() == "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  }
+}
+
+TEST_CASE("client: odd corners") {
+  SECTION("every recipient invalid: nothing sent") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"x\r\n@y", ""}));
+    CHECK(h.take().empty());
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].count(Outcome::permanent) == 2);
+    CHECK(s.ready());
+  }
+  SECTION("AUTH LOGIN refused at the first step") {
+    Host h;
+    ClientConfig c = config(TlsPolicy::required, true);
+    c.credentials = creds();
+    ClientSession s(std::move(c), h);
+    connect(s, h, kEhloTls);
+    into_tls(s, h);
+    s.feed("250-relay.test\r\n250 AUTH LOGIN\r\n");
+    CHECK(h.take() == "AUTH LOGIN\r\n");
+    CHECK(s.timeout() == 5min);
+    s.feed("504 5.5.4 unrecognized mechanism\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::auth_failed);
+    CHECK(h.failures[0].reply.transient());
+    CHECK(h.failures[0].phase == "authenticating");
+  }
+  SECTION("RSET refused: the connection is not reused") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("451 4.3.0 later\r\n503 no\r\n503 no\r\n");
+    CHECK(s.state() == State::rset);
+    CHECK(s.timeout() == 2min);
+    s.feed("500 5.5.1 what\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::protocol_error);
+    CHECK(h.done.size() == 1);  // settled before RSET
+  }
+  SECTION("2xx to DATA") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    s.start_transaction(tx({"b@y.test"}));
+    s.feed("250 ok\r\n250 ok\r\n250 ok\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::protocol_error);
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].recipients[0].outcome == Outcome::temporary);
+    CHECK(h.done[0].recipients[0].stage == Stage::data);
+  }
+  SECTION("names") {
+    CHECK(sluice::client::to_string(TlsPolicy::verify) == "verify");
+    CHECK(sluice::client::to_string(Outcome::permanent) == "permanent");
+    CHECK(sluice::client::to_string(Stage::end_of_data) == "end of DATA");
+    CHECK(sluice::client::to_string(Failure::auth_failed) == "auth_failed");
+    CHECK(ClientSession::to_string(State::data_done) == "data_done");
+  }
+}

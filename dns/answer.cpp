@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <unordered_set>
 
 namespace sluice::dns {
@@ -119,10 +120,13 @@ Answer parse_mx(std::span<const unsigned char> reply, const ReplyTtls& ttls) {
   return a;
 }
 
-Answer parse_a(std::span<const unsigned char> reply, const ReplyTtls& ttls) {
-  ares_addrttl found[kMaxAddresses];
+// A and AAAA answers differ only in the c-ares parser and record type.
+template <typename Rec>
+Answer parse_addresses(std::span<const unsigned char> reply, const ReplyTtls& ttls,
+                       int (*parse)(const unsigned char*, int, hostent**, Rec*, int*)) {
+  Rec found[kMaxAddresses];
   int n = kMaxAddresses;
-  int rc = ares_parse_a_reply(reply.data(), static_cast<int>(reply.size()), nullptr, found, &n);
+  int rc = parse(reply.data(), static_cast<int>(reply.size()), nullptr, found, &n);
   if (rc == ARES_ENODATA || (rc == ARES_SUCCESS && n <= 0)) return negative(Answer::Kind::nodata, ttls);
   if (rc != ARES_SUCCESS) return malformed(rc);
   Answer a;
@@ -130,27 +134,13 @@ Answer parse_a(std::span<const unsigned char> reply, const ReplyTtls& ttls) {
   a.ttl = std::numeric_limits<uint32_t>::max();
   for (int i = 0; i < n; ++i) {
     net::IpAddress ip;
-    ip.family = net::IpAddress::Family::v4;
-    std::memcpy(ip.bytes.data(), &found[i].ipaddr, 4);
-    a.addresses.push_back(ip);
-    a.ttl = std::min(a.ttl, addr_ttl(found[i].ttl));
-  }
-  return a;
-}
-
-Answer parse_aaaa(std::span<const unsigned char> reply, const ReplyTtls& ttls) {
-  ares_addr6ttl found[kMaxAddresses];
-  int n = kMaxAddresses;
-  int rc = ares_parse_aaaa_reply(reply.data(), static_cast<int>(reply.size()), nullptr, found, &n);
-  if (rc == ARES_ENODATA || (rc == ARES_SUCCESS && n <= 0)) return negative(Answer::Kind::nodata, ttls);
-  if (rc != ARES_SUCCESS) return malformed(rc);
-  Answer a;
-  a.kind = Answer::Kind::records;
-  a.ttl = std::numeric_limits<uint32_t>::max();
-  for (int i = 0; i < n; ++i) {
-    net::IpAddress ip;
-    ip.family = net::IpAddress::Family::v6;
-    std::memcpy(ip.bytes.data(), &found[i].ip6addr, 16);
+    if constexpr (std::is_same_v<Rec, ares_addrttl>) {
+      ip.family = net::IpAddress::Family::v4;
+      std::memcpy(ip.bytes.data(), &found[i].ipaddr, 4);
+    } else {
+      ip.family = net::IpAddress::Family::v6;
+      std::memcpy(ip.bytes.data(), &found[i].ip6addr, 16);
+    }
     a.addresses.push_back(ip);
     a.ttl = std::min(a.ttl, addr_ttl(found[i].ttl));
   }
@@ -231,8 +221,9 @@ Answer interpret_reply(QueryType type, int status, std::span<const unsigned char
   if (!ttls) return temporary_answer("malformed reply");
   switch (type) {
     case QueryType::mx: return parse_mx(reply, *ttls);
-    case QueryType::a: return parse_a(reply, *ttls);
-    case QueryType::aaaa: return parse_aaaa(reply, *ttls);
+    case QueryType::a: return parse_addresses<ares_addrttl>(reply, *ttls, ares_parse_a_reply);
+    case QueryType::aaaa:
+      return parse_addresses<ares_addr6ttl>(reply, *ttls, ares_parse_aaaa_reply);
   }
   return temporary_answer("unexpected query type");
 }

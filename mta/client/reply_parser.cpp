@@ -118,20 +118,17 @@ ReplyParser::Result ReplyParser::next(std::string_view& in) {
   size_t i = 0;
   while (i < in.size()) {
     const char c = in[i];
-    if (cr_) {
-      if (c != '\n') {
-        in.remove_prefix(i);
-        return std::unexpected(fail(ReplyError::bare_cr));
-      }
+    if (cr_ && c != '\n') {
+      in.remove_prefix(i);
+      return std::unexpected(fail(ReplyError::bare_cr));
+    }
+    if (c == '\n') {  // CRLF, or a bare LF, which is taken as a line end too
       cr_ = false;
       ++i;
       auto r = end_line();
-      if (!r) {
+      if (!r || *r) {  // an error, or a whole reply
         in.remove_prefix(i);
-        return std::unexpected(r.error());
-      }
-      if (*r) {
-        in.remove_prefix(i);
+        if (!r) return std::unexpected(r.error());
         return std::move(*r);
       }
       continue;
@@ -139,19 +136,6 @@ ReplyParser::Result ReplyParser::next(std::string_view& in) {
     if (c == '\r') {
       cr_ = true;
       ++i;
-      continue;
-    }
-    if (c == '\n') {
-      ++i;
-      auto r = end_line();
-      if (!r) {
-        in.remove_prefix(i);
-        return std::unexpected(r.error());
-      }
-      if (*r) {
-        in.remove_prefix(i);
-        return std::move(*r);
-      }
       continue;
     }
     if (c == '\0') {

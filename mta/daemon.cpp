@@ -9,6 +9,7 @@
 
 #include "conf/log.hpp"
 #include "mta/auth/users.hpp"
+#include "mta/delivery.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
 #include "queue/spool.hpp"
@@ -52,6 +53,8 @@ struct Daemon {
   std::shared_ptr<const conf::Config> config;
   std::unique_ptr<queue::Spool> spool;
   std::unique_ptr<Server> server;
+  std::unique_ptr<Delivery> delivery;
+  bool server_done = false, delivery_done = false;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t grace;
   bool stopping = false;
@@ -65,14 +68,26 @@ struct Daemon {
       log::warning("shutdown grace period over; closing {} connections", d->server->connections());
       d->server->abort_all();
     }, kShutdownGraceMs, 0);
-    server->shutdown([this] { finish(); });
+    // Incoming sessions finish their message while delivery stops (its
+    // connections are aborted, their jobs deferred); the spool closes only
+    // when both are done.
+    server->shutdown([this] {
+      server_done = true;
+      if (delivery_done) finish();
+    });
+    delivery->shutdown([this] {
+      delivery_done = true;
+      if (server_done) finish();
+    });
   }
 
   void finish() {
     // No connection is left; let the writer finish, then close our handles.
     auto st = spool->stats();
-    log::info("spool: commits={} syncs={} bytes={}", st.commits, st.syncs, st.bytes);
+    log::info("spool: commits={} updates={} syncs={} bytes={}", st.commits, st.updates, st.syncs,
+              st.bytes);
     spool.reset();
+    delivery->close_handles();
     server->close_handles();
     uv_timer_stop(&grace);
     uv_close(reinterpret_cast<uv_handle_t*>(&grace), nullptr);
@@ -150,9 +165,23 @@ int run_daemon(conf::Config cfg) {
   d->server = std::make_unique<Server>(&d->loop, d->config, *d->spool);
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);
+  auto delivery = Delivery::create(&d->loop, d->config, *d->spool);
+  if (!delivery) {
+    log::error("delivery: {}", delivery.error());
+    d->spool.reset();
+    d->server->close_handles();
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
+    return 1;
+  }
+  d->delivery = std::move(*delivery);
+  d->server->on_committed([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
   if (auto ok = d->server->listen(); !ok) {
     log::error("{}", ok.error());
+    d->delivery->shutdown([] {});
+    uv_run(&d->loop, UV_RUN_NOWAIT);
     d->spool.reset();
+    d->delivery->close_handles();
     d->server->close_handles();
     d->server->abort_all();
     uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -178,8 +207,10 @@ int run_daemon(conf::Config cfg) {
 
   log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
             c.listeners.size());
+  d->delivery->start();
   uv_run(&d->loop, UV_RUN_DEFAULT);
   d->server.reset();
+  d->delivery.reset();
   int rc = uv_loop_close(&d->loop);
   if (rc != 0) log::warning("event loop closed with handles still open: {}", uv_strerror(rc));
   log::info("sluiced stopped");

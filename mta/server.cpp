@@ -181,6 +181,7 @@ class Connection final : public SessionHost {
               log::sanitize(env.sender), env.size, env.recipients.size(),
               env.message_id.empty() ? "-" : log::sanitize(env.message_id), client_,
               env.auth_user.empty() ? "" : " login=", log::sanitize(env.auth_user));
+    if (server_.committed_) server_.committed_(env);
   }
 
  private:

@@ -59,6 +59,9 @@ class Server {
   // force when they connected, so a reload never disturbs them.
   void set_tls(std::shared_ptr<const tls::TlsContext> ctx);
   void set_users(std::shared_ptr<const auth::UserDb> users);
+  // Called on the loop for every message whose commit is durable (after the
+  // client got its 250): delivery takes it from there.
+  void on_committed(std::function<void(const queue::Envelope&)> cb) { committed_ = std::move(cb); }
   // Stops accepting, asks every session to finish; `done` runs once the last
   // connection has closed.
   void shutdown(std::function<void()> done);
@@ -105,6 +108,7 @@ class Server {
   std::vector<CommitResult> results_;
   bool shutting_down_ = false;
   std::function<void()> drained_;
+  std::function<void(const queue::Envelope&)> committed_;
 };
 
 }  // namespace sluice::mta

@@ -28,7 +28,8 @@ def free_port(host="127.0.0.1"):
 class Sluiced:
     """One sluiced process with its own directory, config and log file."""
 
-    def __init__(self, extra="", listeners=None, limits=None, trusted=None, workdir=None):
+    def __init__(self, extra="", listeners=None, limits=None, trusted=None, workdir=None,
+                 dns_servers=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="sluice-e2e-")
         self.spool = os.path.join(self.dir, "spool")
         self.port = free_port()
@@ -40,6 +41,12 @@ class Sluiced:
             'spool_dir = "%s"' % self.spool,
             'control_socket = "%s"' % os.path.join(self.dir, "control.sock"),
         ]
+        # Delivery runs in every test. By default its DNS server is a closed
+        # loopback port: lookups fail at once (temporary), so accepted mail
+        # stays in the spool, deferred, for the suites that inspect it.
+        if dns_servers is None:
+            dns_servers = ["127.0.0.1:9"]
+        lines += ["[dns]", "servers = [%s]" % ", ".join('"%s"' % s for s in dns_servers)]
         for addr, mode in self.listeners:
             lines += ["[[listener]]", 'address = "%s"' % addr, 'mode = "%s"' % mode]
         if trusted is not None:

@@ -45,7 +45,10 @@ class Durability(unittest.TestCase):
             i = ids[m["id"]]
             self.assertEqual(m["sender"], "s%d@example.org" % i)
             self.assertEqual([r["address"] for r in m["recipients"]], ["r%d@example.net" % i, "x%d@example.com" % i])
-            self.assertEqual([r["status"] for r in m["recipients"]], ["pending", "pending"])
+            # Delivery runs, but the harness's DNS server is a closed port:
+            # each recipient is still pending or already deferred (4.4.3).
+            for r in m["recipients"]:
+                self.assertIn(r["status"], ("pending", "deferred"))
             self.assertEqual(m["message_id"], "<tok%d@example.org>" % i)
             self.assertTrue(m["body"].endswith(message(i).encode()))
         # Restart: the daemon loads everything and keeps accepting.

@@ -1,0 +1,105 @@
+// delivery.hpp — the libuv glue that delivers queued mail (docs/delivery.md).
+//
+// One Delivery lives on the daemon's loop. It owns the queue::Scheduler, a
+// dns::Resolver, the client TLS context, ONE uv_timer_t armed from
+// Scheduler::next_wakeup() (never polling) and the outbound connections. For
+// each job it resolves the destination (the relayhost's addresses, or the
+// domain's MX hosts), connects to each address in turn (30 s connect
+// timeout), drives a client::ClientSession over the socket (through a client
+// TlsStream after STARTTLS, or from the start on relayhost port 465), turns
+// what happened into queue::Verdicts with queue/policy, and completes the job:
+// bounce first (a new spool message with the null sender), then the envelope
+// update or removal. After a job a connection takes the destination's next
+// job (take_job_for) or says QUIT; idle connections are not kept.
+//
+// Memory rules as in server.cpp: an outbound connection is freed in the close
+// callback of its last handle; write requests own their buffers; bounce
+// commits finish on the spool's writer thread and come back through a
+// uv_async_t. Single-threaded otherwise: every method runs on the loop.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "conf/config.hpp"
+#include "dns/resolver.hpp"
+#include "queue/scheduler.hpp"
+#include "queue/spool.hpp"
+
+namespace sluice::tls {
+class TlsContext;
+}
+
+namespace sluice::mta {
+
+class Outbound;
+struct JobRun;
+
+class Delivery {
+ public:
+  static std::expected<std::unique_ptr<Delivery>, std::string> create(
+      uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool);
+  ~Delivery();
+
+  // Adds every message of the spool to the scheduler and starts what is due.
+  void start();
+  // A message whose commit is durable.
+  void add(queue::Envelope env);
+  // Stops starting jobs, aborts the outbound connections (their jobs are
+  // deferred) and closes the resolver; `done` runs once all of that is closed.
+  // The spool must still be open until then.
+  void shutdown(std::function<void()> done);
+  // After shutdown's done and after the spool is gone: closes the timer and
+  // the async handle. The loop can end afterwards.
+  void close_handles();
+
+  size_t connections() const { return conns_.size(); }
+
+ private:
+  friend class Outbound;
+  friend struct JobRun;
+  Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool);
+
+  void run();  // take_jobs, start them, re-arm the timer
+  void arm_timer();
+  JobRun* make_run(queue::Job job);  // null when the job was finished at once
+  void start_job(queue::Job job);
+  void resolve(JobRun* run);
+  void try_next(JobRun* run);  // next address / host, or finish
+  void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
+  void handle_completion(queue::Completion c);
+  void store_bounce(const queue::Completion& c);
+  void forget(Outbound& o);
+  void check_drained();
+  static void on_timer(uv_timer_t* t);
+  static void on_async(uv_async_t* a);
+
+  uv_loop_t* loop_;
+  std::shared_ptr<const conf::Config> config_;
+  queue::Spool& spool_;
+  queue::Scheduler scheduler_;
+  std::unique_ptr<dns::Resolver> resolver_;
+  std::shared_ptr<const tls::TlsContext> tls_;
+  std::string relay_login_, relay_password_;
+  uv_timer_t timer_;
+  uv_async_t async_;
+  std::mutex mu_;
+  std::vector<queue::Envelope> bounces_;  // committed bounces, handed over by the writer thread
+  std::unordered_map<uint64_t, Outbound*> conns_;
+  std::unordered_map<uint64_t, std::unique_ptr<JobRun>> runs_;  // jobs in flight, by serial
+  uint64_t next_conn_ = 1;
+  bool stopping_ = false;
+  bool resolver_closed_ = false;
+  bool closed_ = false;
+  std::function<void()> drained_;
+};
+
+}  // namespace sluice::mta

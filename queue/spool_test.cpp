@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -681,6 +682,10 @@ TEST_CASE("reading while writing") {
     ids.push_back(put(*s, sample_envelope(i), content(2000 + size_t(i), unsigned(i))));
     if (i % 3 == 0) CHECK(wait_remove(*s, ids[size_t(i / 2)]));
   }
+  // On a loaded machine the reader may not have run yet: give it a moment
+  // over the messages that are left (40 stay in the spool).
+  for (int waited = 0; reads == 0 && waited < 5000; waited += 10)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   stop = true;
   reader.join();
   CHECK(reads > 0);

@@ -38,10 +38,10 @@ dead.backup.test.  300 IN A 127.0.0.4
 
 
 class FakeDns:
-    def __init__(self, workdir):
+    def __init__(self, workdir, zone_text=ZONE):
         zone = os.path.join(workdir, "zone.txt")
         with open(zone, "w") as f:
-            f.write(ZONE)
+            f.write(zone_text)
         self.proc = subprocess.Popen(["/usr/bin/python3", FAKE_DNS, zone, os.path.join(workdir, "queries.log")],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.port = int(self.proc.stdout.readline())
@@ -115,11 +115,12 @@ class Delivery(unittest.TestCase):
     sink_tls = False  # the sinks offer (and require) STARTTLS with a self-signed certificate
     sink_auth = None  # (login, password): the sinks require AUTH inside TLS
     use_smtp_sink = False  # smtp-sink instead of aiosmtpd on 127.0.0.2
+    zone = ZONE  # what the fake DNS serves
 
     def setUp(self):
         self._problems_before = self._problems()
         self.work = tempfile.mkdtemp(prefix="sluice-dlv-")
-        self.dns = FakeDns(self.work)
+        self.dns = FakeDns(self.work, self.zone)
         self.port = sink_port()
         self.mx = SinkHandler()
         self.bounce_mx = SinkHandler()

@@ -467,7 +467,7 @@ class Outbound final : public client::ClientHost {
         ev.reply = to_outcome(f.reply);  // "451 4.7.8 Authentication failed (server said ...)"
         break;
       case client::Failure::timeout: ev.what = SF::timeout; break;
-      case client::Failure::protocol_error:
+      case client::Failure::protocol_error: ev.what = SF::protocol_error; break;
       case client::Failure::connection_closed:
       case client::Failure::service_closing: ev.what = SF::connection_lost; break;
     }

@@ -94,6 +94,10 @@ Verdict verdict_for(const SessionEvent& e, const Context& ctx) {
     case SessionFailure::connection_lost:
       return made_up(Action::defer, 451, "4.4.2",
                      with_detail("lost connection with " + host, e.detail, " "));
+    case SessionFailure::protocol_error:
+      // The client's detail already reads "Protocol error while sending ...".
+      return made_up(Action::defer, 451, "4.5.0",
+                     with_detail(e.detail.empty() ? "Protocol error" : e.detail, host, " at "));
     case SessionFailure::greeting:
     case SessionFailure::helo:
       if (e.reply.code == 0)
@@ -134,6 +138,7 @@ std::string_view to_string(SessionFailure f) {
     case SessionFailure::connect_failed: return "connect failed";
     case SessionFailure::timeout: return "timeout";
     case SessionFailure::connection_lost: return "connection lost";
+    case SessionFailure::protocol_error: return "protocol error";
     case SessionFailure::greeting: return "greeting refused";
     case SessionFailure::helo: return "EHLO refused";
     case SessionFailure::tls_unavailable: return "TLS unavailable";
@@ -189,6 +194,7 @@ bool try_next_host(const SessionEvent& e, const Context& ctx) {
       return true;
     case SessionFailure::timeout:
     case SessionFailure::connection_lost:
+    case SessionFailure::protocol_error:
       // After the final dot the server may have the message: trying another
       // host now would make a duplicate likely; wait for the next attempt.
       return !e.data_sent;

@@ -93,6 +93,7 @@ enum class SessionFailure : uint8_t {
   connect_failed,   // refused, unreachable, reset before the greeting         (detail)
   timeout,          // no answer in time: connect, greeting or any command     (detail)
   connection_lost,  // the server closed or reset the connection mid-session   (detail)
+  protocol_error,   // a reply that cannot be read: too long, NUL, bad code...  (detail)
   greeting,         // the greeting was not 2xx                                (reply)
   helo,             // EHLO and HELO refused                                   (reply)
   tls_unavailable,  // TLS is required (delivery.tls or credentials), not offered (detail)

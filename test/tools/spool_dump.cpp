@@ -31,9 +31,14 @@ int main(int argc, char** argv) {
     j["helo"] = env.helo;
     j["smtputf8"] = env.smtputf8;
     j["body_type"] = static_cast<int>(env.body);
+    j["attempts"] = env.attempts;
+    j["next_attempt_us"] = env.next_attempt_us;
     auto& rs = j["recipients"] = nlohmann::json::array();
     for (const auto& r : env.recipients)
-      rs.push_back({{"address", r.address}, {"status", std::string(sluice::queue::to_string(r.status))}});
+      rs.push_back({{"address", r.address},
+                    {"status", std::string(sluice::queue::to_string(r.status))},
+                    {"attempts", r.attempts},
+                    {"last_reply", r.last_reply}});
     if (body) {
       std::string content;
       auto ok = (*spool)->read_body(env.id, [&](std::string_view piece) { content.append(piece); });

@@ -272,7 +272,7 @@ class SubmissionSluiced(Sluiced):
     a self-signed pair on first start) and [auth] a users file made from
     `users`, a list of lines (see user_line)."""
 
-    def __init__(self, users=(), relay=False, limits=None, trusted=None, extra=""):
+    def __init__(self, users=(), relay=False, limits=None, trusted=None, extra="", dns_servers=None):
         workdir = tempfile.mkdtemp(prefix="sluice-e2e-")
         self.port587 = free_port()
         self.port465 = free_port()
@@ -289,7 +289,7 @@ class SubmissionSluiced(Sluiced):
         tls_auth = ('[tls]\ncertificate = "%s"\nprivate_key = "%s"\n[auth]\nusers_file = "%s"\n'
                     % (self.cert_path, self.key_path, self.users_path))
         super().__init__(extra=tls_auth + extra, listeners=listeners, limits=limits,
-                         trusted=trusted, workdir=workdir)
+                         trusted=trusted, workdir=workdir, dns_servers=dns_servers)
 
     def write_users(self, lines):
         write_file_atomically(self.users_path, "".join(l + "\n" for l in lines))

@@ -166,8 +166,11 @@ class Delivery(unittest.TestCase):
             with open(pw, "w") as f:
                 f.write("  %s  \nsecond line ignored\n" % self.sink_auth[1])
             extra += 'relayhost_username = "%s"\nrelayhost_password_file = "%s"\n' % (self.sink_auth[0], pw)
-        self.d = Sluiced(extra=extra, dns_servers=["127.0.0.1:%d" % self.dns.port])
+        self.d = self.make_daemon(extra, ["127.0.0.1:%d" % self.dns.port])
         self.d.start()
+
+    def make_daemon(self, extra, dns_servers):
+        return Sluiced(extra=extra, dns_servers=dns_servers)
 
     def tearDown(self):
         failed = self._failed()
@@ -311,6 +314,33 @@ class MxDelivery(Delivery):
         self.mx.data_delay = 0
         self.d.start()
         wait_for(lambda: len(self.mx.messages) == 1, what="delivery after the restart")
+        self.assert_spool_empty()
+
+
+class SubmittedMailIsDelivered(Delivery):
+    """Mail from a mail client on the submission port (STARTTLS + AUTH) takes
+    the same way out as relayed mail."""
+
+    def make_daemon(self, extra, dns_servers):
+        from harness import SubmissionSluiced, user_line
+        return SubmissionSluiced(users=[user_line("alice@sender.test", "pw1", "sha512")],
+                                 extra=extra, dns_servers=dns_servers)
+
+    def test_submission_reaches_the_mx(self):
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", self.d.port587, timeout=10) as s:
+            s.starttls(context=ctx)
+            s.login("alice@sender.test", "pw1")
+            s.sendmail("alice@sender.test", ["bob@example.test"], "Subject: from a client\r\n\r\nhi\r\n")
+        wait_for(lambda: self.mx.messages, what="the message at the MX")
+        mail_from, rcpt_tos, content = self.mx.messages[0]
+        self.assertEqual(mail_from, "alice@sender.test")
+        self.assertEqual(rcpt_tos, ["bob@example.test"])
+        self.assertIn(b"with ESMTPSA id", content)
+        self.assertIn(b"\r\nMessage-ID: <", content)  # added on submission
         self.assert_spool_empty()
 
 

@@ -12,6 +12,7 @@
 #include "conf/log.hpp"
 #include "mta/client/client_session.hpp"
 #include "mta/tls/tls.hpp"
+#include "mta/uv_util.hpp"
 #include "queue/dsn.hpp"
 #include "queue/policy.hpp"
 
@@ -22,20 +23,9 @@ namespace {
 constexpr size_t kReadBufferSize = 64 * 1024;
 constexpr size_t kBodyChunk = 64 * 1024;
 
-int64_t wall_clock_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 struct Target {
   std::string host;  // MX (or relayhost) name
   net::IpAddress ip;
-};
-
-struct OutWrite {
-  uv_write_t req;
-  std::string data;
-  Outbound* conn;
 };
 
 queue::Outcome to_outcome(const proto::Reply& r) {
@@ -325,10 +315,8 @@ class Outbound final : public client::ClientHost {
     o->after_event();
   }
 
-  static void on_write(uv_write_t* req, int status) {
-    auto* w = reinterpret_cast<OutWrite*>(req);
-    Outbound* o = w->conn;
-    delete w;
+  static void on_write(void* ctx, int status) {
+    auto* o = static_cast<Outbound*>(ctx);
     --o->writes_;
     if (o->closing_) return;
     if (status < 0) {
@@ -367,13 +355,7 @@ class Outbound final : public client::ClientHost {
 
   void write_raw(std::string data) {
     if (closing_ || data.empty()) return;
-    auto* w = new OutWrite;
-    w->data = std::move(data);
-    w->conn = this;
-    uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, on_write);
-    if (rc < 0) {
-      delete w;
+    if (write_owned(reinterpret_cast<uv_stream_t*>(&tcp_), std::move(data), on_write, this) < 0) {
       close_requested_ = true;
       return;
     }

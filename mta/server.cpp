@@ -12,6 +12,7 @@
 #include "mta/auth/users.hpp"
 #include "mta/smtp_session.hpp"
 #include "mta/tls/tls.hpp"
+#include "mta/uv_util.hpp"
 
 namespace sluice::mta {
 
@@ -30,17 +31,6 @@ Mode to_mode(conf::ListenerMode m) {
   }
   return Mode::relay;
 }
-
-int64_t wall_clock_us() {
-  using namespace std::chrono;
-  return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
-}
-
-struct WriteReq {
-  uv_write_t req;
-  std::string data;
-  Connection* conn;
-};
 
 }  // namespace
 
@@ -282,10 +272,8 @@ class Connection final : public SessionHost {
     }
   }
 
-  static void on_write(uv_write_t* req, int status) {
-    auto* w = reinterpret_cast<WriteReq*>(req);
-    Connection* c = w->conn;
-    delete w;
+  static void on_write(void* ctx, int status) {
+    auto* c = static_cast<Connection*>(ctx);
     --c->writes_;
     if (c->closing_) return;
     if (status < 0) {
@@ -358,13 +346,7 @@ class Connection final : public SessionHost {
   }
 
   void write_raw(std::string data) {
-    auto* w = new WriteReq;
-    w->data = std::move(data);
-    w->conn = this;
-    uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, on_write);
-    if (rc < 0) {
-      delete w;
+    if (write_owned(reinterpret_cast<uv_stream_t*>(&tcp_), std::move(data), on_write, this) < 0) {
       begin_close();
       return;
     }

@@ -1,0 +1,929 @@
+#!/usr/bin/python3
+"""bench.py — Sluice against Postfix, side by side, on this machine
+(test/bench/run.sh is the one command; docs/performance.md is the method).
+
+What one run does, in a private temporary directory, all on loopback:
+
+  1. direct: smtp-source straight into smtp-sink, no MTA (the ceiling).
+  2. rounds: for R rounds, A B A B: a fresh private Postfix (127.0.0.20,
+     relayhost = an smtp-sink on 127.0.0.22), then a fresh sluiced (127.0.0.21,
+     relayhost = an smtp-sink on 127.0.0.23), each loaded with the same
+     `smtp-source -s S -m N -l L`. Per round: end-to-end messages/s (first
+     message sent until the sink has received all N), accept messages/s
+     (smtp-source's wall time), peak RSS and PSS, CPU seconds per 1,000
+     messages, and for sluiced its own count of spool fdatasyncs.
+  3. fsync: a smaller separate run of each MTA under `strace -f -c`, counting
+     fsync and fdatasync calls per message (proof that both still sync).
+  4. latency: sluice_loadgen offers half of each MTA's peak accept rate
+     (the median of its rounds) over persistent connections and reports the
+     accept latency (final "." -> 250) p50/p90/p99/max.
+  5. idle: sluiced's RSS with K idle connections (sluice_loadgen --idle K).
+
+Prints a table per round and the medians, the Sluice / Postfix ratios, and
+writes PREFIX.json and PREFIX.md. Exit status: 0 when everything ran and
+every figure is a positive number; 1 otherwise; 77 (CTest's skip) when not
+root, because a private Postfix needs root. Nothing here turns fsync off.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SKIP = 77
+
+POSTFIX = "/usr/sbin/postfix"
+POSTCONF = "/usr/sbin/postconf"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SMTP_SINK = "/usr/sbin/smtp-sink"
+STRACE = "/usr/bin/strace"
+
+PF_HOST, SL_HOST, PF_SINK_HOST, SL_SINK_HOST = "127.0.0.20", "127.0.0.21", "127.0.0.22", "127.0.0.23"
+DIRECT_SINK_HOST = "127.0.0.24"
+IDLE_SOURCES = ["127.0.0.31", "127.0.0.32", "127.0.0.33", "127.0.0.34"]
+SENDER, RECIPIENT, HELO = "bench@source.test", "sink@dest.test", "source.test"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ---- /proc -------------------------------------------------------------------
+
+def listening(host, port):
+    """True when something listens on host:port (IPv4), read from /proc so
+    that no test connection disturbs the counting sinks."""
+    want = "%08X:%04X" % (struct.unpack("<I", socket.inet_aton(host))[0], port)
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if parts[1] == want and parts[3] == "0A":
+                return True
+    return False
+
+
+def wait_listening(host, port, timeout, what, alive=lambda: True):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if listening(host, port):
+            return
+        if not alive():
+            raise BenchError("%s exited before listening on %s:%d" % (what, host, port))
+        time.sleep(0.02)
+    raise BenchError("%s is not listening on %s:%d after %ds" % (what, host, port, timeout))
+
+
+def free_port(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def proc_stat(pid):
+    """(ppid, utime+stime+cutime+cstime in seconds) or None when gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    # the command name is in parentheses and may hold spaces
+    fields = data[data.rindex(")") + 2:].split()
+    ppid = int(fields[1])
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ppid, ticks / CLK_TCK
+
+
+def proc_status_kib(pid, key):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def proc_pss_kib(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children_of(ppid):
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st and st[0] == ppid:
+                out.append(int(name))
+    return out
+
+
+class Sampler:
+    """Every `interval` seconds, sums VmRSS and Pss over the MTA's processes
+    (mta.pids()) and keeps the largest sums seen."""
+
+    def __init__(self, mta, interval=0.1):
+        self.mta, self.interval = mta, interval
+        self.peak_rss_kib = self.peak_pss_kib = self.peak_procs = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self):
+        pids = self.mta.pids()
+        rss = sum(proc_status_kib(p, "VmRSS") for p in pids)
+        pss = sum(proc_pss_kib(p) for p in pids)
+        self.peak_rss_kib = max(self.peak_rss_kib, rss)
+        self.peak_pss_kib = max(self.peak_pss_kib, pss)
+        self.peak_procs = max(self.peak_procs, len(pids))
+        self.samples += 1
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+# ---- peers -------------------------------------------------------------------
+
+class Sink:
+    """smtp-sink on host:port. With `expect`, it exits on receiving that many
+    messages (-M); a watcher thread notes the moment (waitpid, exact). -c
+    writes its running counters to a file, for diagnostics."""
+
+    def __init__(self, workdir, name, host, expect=None):
+        self.host, self.port = host, free_port(host)
+        self.counter_path = os.path.join(workdir, "%s.counters" % name)
+        self.expect = expect
+        self.exited_at = None
+        args = [SMTP_SINK, "-u", "postfix", "-c"]
+        if expect:
+            args += ["-M", str(expect)]
+        args += ["%s:%d" % (host, self.port), "1024"]
+        self._out = open(self.counter_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT)
+        self._done = threading.Event()
+        threading.Thread(target=self._watch, daemon=True).start()
+        wait_listening(host, self.port, 10, "smtp-sink", lambda: not self._done.is_set())
+
+    def _watch(self):
+        self.proc.wait()
+        self.exited_at = time.monotonic()
+        self._done.set()
+
+    def wait(self, timeout):
+        """The time the sink exited (all messages in), or None on timeout."""
+        self._done.wait(timeout)
+        return self.exited_at
+
+    def received(self):
+        with open(self.counter_path, "rb") as f:
+            counts = re.findall(rb"mesg=(\d+)", f.read())
+        return int(counts[-1]) if counts else 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self._done.wait(10)
+        self._out.close()
+
+
+def smtp_source(host, port, messages, sessions, size, timeout):
+    """Runs smtp-source; returns its wall time in seconds."""
+    args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-l", str(size),
+            "-f", SENDER, "-t", RECIPIENT, "-M", HELO, "%s:%d" % (host, port)]
+    t0 = time.monotonic()
+    r = subprocess.run(args, capture_output=True, timeout=timeout)
+    t = time.monotonic() - t0
+    if r.returncode != 0:
+        raise BenchError("smtp-source to %s:%d failed (%d): %s" % (
+            host, port, r.returncode, (r.stdout + r.stderr).decode(errors="replace")[-2000:]))
+    return t0, t
+
+
+# ---- the two MTAs ------------------------------------------------------------
+
+class PostfixMta:
+    """A private Postfix instance: config, queue and data directories under
+    `workdir`, smtpd on host:port only, relayhost = the sink, no local
+    delivery. Postfix's defaults otherwise (its queue files are fsynced)."""
+
+    name = "postfix"
+
+    def __init__(self, workdir, host, relay):
+        self.dir = os.path.join(workdir, "postfix")
+        self.host, self.port = host, free_port(host)
+        self.conf, self.queue, self.data = (os.path.join(self.dir, d) for d in ("conf", "queue", "data"))
+        for d in (self.conf, self.queue, self.data):
+            os.makedirs(d)
+        for d in (workdir, self.dir):
+            os.chmod(d, 0o755)
+        shutil.chown(self.data, "postfix")
+        self.maillog = os.path.join(self.dir, "maillog")
+        main_cf = "\n".join([
+            "compatibility_level = 3.6",
+            "queue_directory = " + self.queue,
+            "data_directory = " + self.data,
+            "maillog_file = " + self.maillog,
+            "maillog_file_prefixes = " + self.dir,
+            "myhostname = bench-postfix.test",
+            "mydomain = bench.test",
+            # an address of a real interface (127.0.0.20 is routed to lo but
+            # not configured on it); master.cf binds smtpd to host:port
+            "inet_interfaces = loopback-only",
+            "inet_protocols = ipv4",
+            "mydestination =",
+            "local_recipient_maps =",
+            "local_transport = error:5.1.1 local delivery is disabled",
+            "alias_maps =",
+            "alias_database =",
+            "mynetworks = 127.0.0.0/8",
+            "relayhost = [%s]:%d" % relay,
+            "smtpd_recipient_restrictions = permit_mynetworks, reject",
+            "",
+        ])
+        services = [
+            "%s:%d inet n - n - - smtpd" % (host, self.port),
+            "pickup unix n - n 60 1 pickup", "cleanup unix n - n - 0 cleanup",
+            "qmgr unix n - n 300 1 qmgr", "tlsmgr unix - - n 1000? 1 tlsmgr",
+            "rewrite unix - - n - - trivial-rewrite", "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce", "trace unix - - n - 0 bounce",
+            "verify unix - - n - 1 verify", "flush unix n - n 1000? 0 flush",
+            "proxymap unix - - n - - proxymap", "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp", "showq unix n - n - - showq",
+            "error unix - - n - - error", "retry unix - - n - - error",
+            "discard unix - - n - - discard", "local unix - n n - - local",
+            "anvil unix - - n - 1 anvil", "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+        ]
+        with open(os.path.join(self.conf, "main.cf"), "w") as f:
+            f.write(main_cf)
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write("\n".join(services) + "\n")
+        self.master = None
+
+    def start(self):
+        r = subprocess.run([POSTFIX, "-c", self.conf, "start"], capture_output=True, timeout=120)
+        if r.returncode != 0:
+            raise BenchError("postfix did not start (%d): %s\n%s" % (
+                r.returncode, (r.stdout + r.stderr).decode(errors="replace"), self.log_tail()))
+        pidfile = os.path.join(self.queue, "pid", "master.pid")
+        deadline = time.monotonic() + 20
+        while self.master is None and time.monotonic() < deadline:
+            try:
+                with open(pidfile) as f:
+                    self.master = int(f.read().strip())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+        if self.master is None:
+            raise BenchError("postfix wrote no %s\n%s" % (pidfile, self.log_tail()))
+        wait_listening(self.host, self.port, 20, "postfix smtpd",
+                       lambda: proc_stat(self.master) is not None)
+
+    def pids(self):
+        if self.master is None or proc_stat(self.master) is None:
+            return []
+        return [self.master] + children_of(self.master)
+
+    def cpu_seconds(self):
+        """master's own and reaped children's CPU (cutime/cstime), plus every
+        live child's: monotone, since an exiting child moves into master's
+        cutime when master reaps it."""
+        return sum((proc_stat(p) or (0, 0))[1] for p in self.pids())
+
+    def stop(self):
+        subprocess.run([POSTFIX, "-c", self.conf, "stop"], capture_output=True, timeout=60)
+        deadline = time.monotonic() + 20
+        while self.master and proc_stat(self.master) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.master and proc_stat(self.master) is not None:
+            subprocess.run([POSTFIX, "-c", self.conf, "abort"], capture_output=True, timeout=60)
+        return {}
+
+    def log_tail(self, n=4000):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+
+class SluiceMta:
+    """sluiced with one relay listener on host:port, relayhost = the sink,
+    its spool under `workdir`. Its defaults otherwise (every message
+    fdatasynced, in groups, before its 250)."""
+
+    name = "sluice"
+
+    def __init__(self, workdir, host, relay, binary, limits=None):
+        self.dir = os.path.join(workdir, "sluice")
+        os.makedirs(self.dir)
+        self.binary = binary
+        self.host, self.port = host, free_port(host)
+        self.log_path = os.path.join(self.dir, "sluiced.log")
+        self.config_path = os.path.join(self.dir, "sluice.toml")
+        lines = [
+            'hostname = "bench-sluice.test"',
+            'spool_dir = "%s"' % os.path.join(self.dir, "spool"),
+            'control_socket = "%s"' % os.path.join(self.dir, "control.sock"),
+            "[[listener]]",
+            'address = "%s:%d"' % (host, self.port),
+            'mode = "relay"',
+            "[delivery]",
+            'relayhost = "[%s]:%d"' % relay,
+        ]
+        if limits:
+            lines.append("[limits]")
+            lines += ["%s = %s" % (k, json.dumps(v)) for k, v in limits.items()]
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = None
+        self.nofile = None
+
+    def start(self):
+        nofile = self.nofile
+
+        def raise_limit():
+            # Runs in the child before exec: never raise. Root may lift the
+            # hard limit (CAP_SYS_RESOURCE); otherwise go up to it.
+            if not nofile:
+                return
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft >= nofile:
+                return
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, max(hard, nofile)))
+            except (ValueError, OSError):
+                try:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
+                except (ValueError, OSError):
+                    pass
+
+        self._logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, "--config", self.config_path], stdout=self._logf,
+                                     stderr=subprocess.STDOUT, preexec_fn=raise_limit)
+        wait_listening(self.host, self.port, 20, "sluiced", lambda: self.proc.poll() is None)
+
+    def pids(self):
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def cpu_seconds(self):
+        return (proc_stat(self.proc.pid) or (0, 0))[1]
+
+    def hwm_kib(self):
+        return proc_status_kib(self.proc.pid, "VmHWM")
+
+    def stop(self):
+        """SIGTERM; returns the spool counters sluiced logs as it exits."""
+        if self.proc is None:
+            return {}
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._logf.close()
+        m = re.search(r"spool: commits=(\d+) updates=(\d+) syncs=(\d+)", self.log_tail(20000))
+        if not m:
+            return {}
+        return {"commits": int(m.group(1)), "updates": int(m.group(2)), "syncs": int(m.group(3))}
+
+    def log_tail(self, n=4000):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+
+# ---- the phases --------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.work = args.workdir or tempfile.mkdtemp(prefix="sluice-bench-")
+        os.makedirs(self.work, exist_ok=True)
+        os.chmod(self.work, 0o755)
+        self.serial = 0
+
+    def subdir(self, name):
+        self.serial += 1
+        d = os.path.join(self.work, "%02d-%s" % (self.serial, name))
+        os.makedirs(d)
+        os.chmod(d, 0o755)
+        return d
+
+    def make_mta(self, kind, d, relay, limits=None):
+        if kind == "postfix":
+            return PostfixMta(d, PF_HOST, relay)
+        return SluiceMta(d, SL_HOST, relay, self.a.sluiced, limits)
+
+    def round_timeout(self):
+        # generous: 20 messages/s is far below anything either MTA does
+        return 60 + self.a.messages / 20
+
+    def direct(self):
+        d = self.subdir("direct")
+        sink = Sink(d, "sink", DIRECT_SINK_HOST)
+        try:
+            _, t = smtp_source(sink.host, sink.port, self.a.messages, self.a.sessions, self.a.size,
+                               self.round_timeout())
+        finally:
+            sink.stop()
+        return {"messages": self.a.messages, "seconds": t, "rate": self.a.messages / t}
+
+    def one_round(self, kind, n):
+        d = self.subdir("%s-round%d" % (kind, n))
+        N = self.a.messages
+        sink = Sink(d, "sink", PF_SINK_HOST if kind == "postfix" else SL_SINK_HOST, expect=N)
+        mta = self.make_mta(kind, d, (sink.host, sink.port))
+        stats = {}
+        try:
+            mta.start()
+            time.sleep(self.a.settle)
+            load1 = os.getloadavg()[0]
+            sampler = Sampler(mta).start()
+            cpu0 = mta.cpu_seconds()
+            t0, accept_s = smtp_source(mta.host, mta.port, N, self.a.sessions, self.a.size,
+                                       self.round_timeout())
+            done_at = sink.wait(self.round_timeout())
+            cpu1 = mta.cpu_seconds()
+            sampler.stop()
+            hwm = mta.hwm_kib() if kind == "sluice" else 0
+            if done_at is None:
+                raise BenchError("%s round %d: the sink received %d of %d messages in time\n%s" % (
+                    kind, n, sink.received(), N, mta.log_tail()))
+            stats = mta.stop()
+        except BaseException:
+            log("---- %s log ----\n%s" % (kind, mta.log_tail()))
+            mta.stop()
+            raise
+        finally:
+            sink.stop()
+        e2e_s = done_at - t0
+        row = {
+            "mta": kind, "round": n, "messages": N,
+            "e2e_seconds": e2e_s, "e2e_rate": N / e2e_s,
+            "accept_seconds": accept_s, "accept_rate": N / accept_s,
+            "cpu_seconds": cpu1 - cpu0, "cpu_per_1000": (cpu1 - cpu0) / N * 1000,
+            "peak_rss_mib": max(sampler.peak_rss_kib, hwm) / 1024,
+            "peak_rss_sampled_mib": sampler.peak_rss_kib / 1024,
+            "peak_pss_mib": sampler.peak_pss_kib / 1024,
+            "peak_processes": sampler.peak_procs,
+            "rss_samples": sampler.samples,
+            "loadavg_1m_before": load1,
+        }
+        if kind == "sluice":
+            row["vm_hwm_mib"] = hwm / 1024
+            row["spool"] = stats
+            if stats.get("commits"):
+                row["syncs_per_message"] = stats["syncs"] / stats["commits"]
+        return row
+
+    def fsync_count(self, kind):
+        """A separate small run under strace -f -c: fsync and fdatasync calls
+        per message accepted (strace slows the MTA, so no timing here)."""
+        d = self.subdir("%s-fsync" % kind)
+        M = self.a.fsync_messages
+        sink = Sink(d, "sink", PF_SINK_HOST if kind == "postfix" else SL_SINK_HOST, expect=M)
+        mta = self.make_mta(kind, d, (sink.host, sink.port))
+        out = os.path.join(d, "strace.txt")
+        tracer = None
+        try:
+            mta.start()
+            pid = mta.master if kind == "postfix" else mta.proc.pid
+            with open(os.path.join(d, "strace.err"), "wb") as errf:
+                tracer = subprocess.Popen([STRACE, "-f", "-c", "-e", "trace=fsync,fdatasync,sync_file_range,sync,syncfs",
+                                           "-o", out, "-p", str(pid)], stdout=errf, stderr=errf)
+            # strace reports each attached thread; sluiced has its loop and
+            # spool writer threads, Postfix's master forks the rest later.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with open(os.path.join(d, "strace.err"), "rb") as f:
+                    if b"attached" in f.read():
+                        break
+                time.sleep(0.05)
+            time.sleep(0.3)
+            smtp_source(mta.host, mta.port, M, min(self.a.sessions, M), self.a.size, self.round_timeout() * 5)
+            if sink.wait(self.round_timeout() * 5) is None:
+                raise BenchError("%s fsync run: the sink received %d of %d" % (kind, sink.received(), M))
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(30)
+            tracer = None
+            mta.stop()
+        except BaseException:
+            if tracer:
+                tracer.kill()
+            mta.stop()
+            raise
+        finally:
+            sink.stop()
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 5 and parts[-1] in ("fsync", "fdatasync", "sync_file_range", "sync", "syncfs"):
+                    calls[parts[-1]] = int(parts[3])
+        total = calls.get("fsync", 0) + calls.get("fdatasync", 0)
+        return {"mta": kind, "messages": M, "calls": calls, "syncs_per_message": total / M}
+
+    def latency(self, kind, rate):
+        d = self.subdir("%s-latency" % kind)
+        n = max(self.a.latency_min_messages, int(rate * self.a.latency_seconds))
+        sink = Sink(d, "sink", PF_SINK_HOST if kind == "postfix" else SL_SINK_HOST)
+        mta = self.make_mta(kind, d, (sink.host, sink.port))
+        try:
+            mta.start()
+            time.sleep(self.a.settle)
+            args = [self.a.loadgen, "--host", mta.host, "--port", str(mta.port),
+                    "--connections", str(self.a.sessions), "--rate", "%.3f" % rate,
+                    "--messages", str(n), "--warmup", str(n // 10), "--size", str(self.a.size),
+                    "--from", SENDER, "--to", RECIPIENT, "--helo", HELO,
+                    "--timeout", str(60 + 4 * n / rate), "--json"]
+            r = subprocess.run(args, capture_output=True, timeout=120 + 4 * n / rate)
+            try:
+                res = json.loads(r.stdout.decode().strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                raise BenchError("sluice_loadgen printed no result (%d): %r" % (r.returncode, r.stdout + r.stderr))
+            if r.returncode != 0:
+                raise BenchError("sluice_loadgen against %s failed: %s" % (kind, json.dumps(res)))
+            mta.stop()
+        except BaseException:
+            log("---- %s log ----\n%s" % (kind, mta.log_tail()))
+            mta.stop()
+            raise
+        finally:
+            sink.stop()
+        res["mta"] = kind
+        return res
+
+    def idle(self):
+        """sluiced's RSS before and with K idle connections."""
+        K = self.a.idle_connections
+        d = self.subdir("sluice-idle")
+        sink = Sink(d, "sink", SL_SINK_HOST)
+        limits = {"max_connections": K + 1000, "max_connections_per_client": K + 1000}
+        mta = SluiceMta(d, SL_HOST, (sink.host, sink.port), self.a.sluiced, limits)
+        mta.nofile = 2 * K + 1024
+        gen = None
+        try:
+            mta.start()
+            time.sleep(self.a.settle)
+            before = proc_status_kib(mta.proc.pid, "VmRSS")
+            before_pss = proc_pss_kib(mta.proc.pid)
+            gen = subprocess.Popen([self.a.loadgen, "--host", mta.host, "--port", str(mta.port),
+                                    "--idle", str(K), "--source", ",".join(IDLE_SOURCES),
+                                    "--timeout", "300", "--json"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            first = json.loads(gen.stdout.readline().decode() or "{}")
+            if first.get("open") != K:
+                raise BenchError("sluice_loadgen opened %s of %d idle connections: %s" % (
+                    first.get("open"), K, json.dumps(first)))
+            time.sleep(1.0)  # every session has sent its greeting and is waiting
+            with_idle = proc_status_kib(mta.proc.pid, "VmRSS")
+            with_idle_pss = proc_pss_kib(mta.proc.pid)
+            hwm = proc_status_kib(mta.proc.pid, "VmHWM")
+            gen.send_signal(signal.SIGTERM)
+            end = json.loads(gen.stdout.readline().decode() or "{}")
+            gen.wait(60)
+            gen = None
+            if end.get("still_open") != K:
+                raise BenchError("idle connections were dropped: %s" % json.dumps(end))
+            mta.stop()
+        except BaseException:
+            if gen:
+                gen.kill()
+            log("---- sluice log ----\n%s" % mta.log_tail())
+            mta.stop()
+            raise
+        finally:
+            sink.stop()
+        return {"connections": K, "open_seconds": first.get("seconds"),
+                "rss_before_mib": before / 1024, "rss_idle_mib": with_idle / 1024,
+                "pss_before_mib": before_pss / 1024, "pss_idle_mib": with_idle_pss / 1024,
+                "vm_hwm_mib": hwm / 1024,
+                "kib_per_connection": (with_idle - before) / K}
+
+
+# ---- report ------------------------------------------------------------------
+
+COLUMNS = [
+    ("e2e_rate", "e2e msg/s", "%.0f"),
+    ("accept_rate", "accept msg/s", "%.0f"),
+    ("peak_rss_mib", "peak RSS MiB", "%.1f"),
+    ("peak_pss_mib", "peak PSS MiB", "%.1f"),
+    ("cpu_per_1000", "CPU s/1k msg", "%.3f"),
+]
+
+
+def median_row(rows):
+    out = {}
+    for key, _, _ in COLUMNS:
+        vals = [r[key] for r in rows if key in r]
+        out[key] = statistics.median(vals) if vals else float("nan")
+    return out
+
+
+def machine_info(workdir):
+    info = {"nproc": os.cpu_count(), "kernel": platform.release()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, timeout=10).stdout.decode()
+        m = re.search(r"Model name:\s*(.+)", lscpu)
+        info["cpu_model"] = m.group(1).strip() if m else "?"
+        m = re.search(r"Hypervisor vendor:\s*(.+)", lscpu)
+        if m:
+            info["hypervisor"] = m.group(1).strip()
+    except OSError:
+        info["cpu_model"] = "?"
+    try:
+        fm = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", workdir],
+                            capture_output=True, timeout=10).stdout.decode().split()
+        info["disk"] = {"device": fm[0], "fstype": fm[1], "options": fm[2]}
+        dev = os.path.basename(fm[0])
+        rota = "/sys/block/%s/queue/rotational" % dev
+        if os.path.exists(rota):
+            info["disk"]["rotational"] = open(rota).read().strip() == "1"
+    except (OSError, IndexError):
+        pass
+    with open("/proc/meminfo") as f:
+        info["mem_total_mib"] = int(f.readline().split()[1]) // 1024
+    try:
+        r = subprocess.run([POSTCONF, "-d", "-h", "mail_version"], capture_output=True, timeout=10)
+        info["postfix_version"] = r.stdout.decode().strip()
+    except OSError:
+        pass
+    return info
+
+
+def fmt_table(header, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header)] + [line(r) for r in rows])
+
+
+def md_table(header, rows):
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
+                     ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def render(result):
+    """(text for the terminal, markdown)"""
+    header = ["round", "mta"] + [c[1] for c in COLUMNS] + ["syncs/msg"]
+    rows = []
+    for r in result["rounds"]:
+        rows.append([str(r["round"]), r["mta"]] + [f % r[k] for k, _, f in COLUMNS] +
+                    ["%.3f" % r["syncs_per_message"] if "syncs_per_message" in r else "-"])
+    for kind in ("postfix", "sluice"):
+        m = result["median"][kind]
+        rows.append(["median", kind] + [f % m[k] for k, _, f in COLUMNS] + [""])
+    ratio = result["ratio"]
+    rows.append(["ratio", "sluice/postfix"] + ["%.2fx" % ratio[k] for k, _, _ in COLUMNS] + [""])
+    d = result["direct"]
+    m = result["machine"]
+    intro = [
+        "Sluice vs Postfix %s, %s" % (m.get("postfix_version", "?"), result["started"]),
+        "machine: %s CPUs (%s), %d MiB, disk %s %s, kernel %s" % (
+            m["nproc"], m["cpu_model"], m["mem_total_mib"], m.get("disk", {}).get("device", "?"),
+            m.get("disk", {}).get("fstype", "?"), m["kernel"]),
+        "load: smtp-source -s %d -m %d -l %d, %d round(s) each, alternating postfix, sluice" % (
+            result["sessions"], result["messages"], result["size"], result["rounds_each"]),
+        "direct (smtp-source -> smtp-sink, no MTA): %.0f msg/s" % d["rate"],
+    ]
+    fs = ["fsync proof (strace -f -c over %d messages): %s" % (
+        result["fsync"][0]["messages"], ", ".join("%s %.3f fsync+fdatasync calls/msg (%s)" % (
+            f["mta"], f["syncs_per_message"],
+            " ".join("%s=%d" % kv for kv in sorted(f["calls"].items())) or "none")
+            for f in result["fsync"]))]
+    lat = []
+    for l in result["latency"]:
+        lat.append("%s at %.0f msg/s offered (half its peak accept rate; %d connections, %d measured): "
+                   "achieved %.0f msg/s, accept latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms"
+                   % (l["mta"], l["offered_rate"], l["connections"], l["measured"], l["achieved_rate"],
+                      l["latency_ms"]["p50"], l["latency_ms"]["p90"], l["latency_ms"]["p99"],
+                      l["latency_ms"]["max"]))
+    i = result["idle"]
+    idle = ["sluiced with %d idle connections: RSS %.1f MiB (%.1f MiB before; %.1f KiB per connection), "
+            "PSS %.1f MiB" % (i["connections"], i["rss_idle_mib"], i["rss_before_mib"],
+                              i["kib_per_connection"], i["pss_idle_mib"])]
+    text = "\n".join(intro + ["", fmt_table(header, rows), ""] + fs + lat + idle)
+    md = "\n".join(["# Sluice vs Postfix benchmark", ""] + ["- " + x for x in intro] + ["",
+                    md_table(header, rows), ""] + ["- " + x for x in fs + lat + idle]) + "\n"
+    return text, md
+
+
+def check_figures(result):
+    """Every figure is a positive finite number: the run measured something."""
+    problems = []
+
+    def pos(where, v):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            problems.append("%s = %r" % (where, v))
+
+    pos("direct.rate", result["direct"]["rate"])
+    for r in result["rounds"]:
+        for k, _, _ in COLUMNS:
+            pos("%s round %d %s" % (r["mta"], r["round"], k), r[k])
+        if r["mta"] == "sluice":
+            pos("sluice round %d syncs_per_message" % r["round"], r.get("syncs_per_message"))
+    for kind in ("postfix", "sluice"):
+        for k, _, _ in COLUMNS:
+            pos("median %s %s" % (kind, k), result["median"][kind][k])
+    for k, _, _ in COLUMNS:
+        pos("ratio %s" % k, result["ratio"][k])
+    for f in result["fsync"]:
+        pos("%s fsync syncs_per_message" % f["mta"], f["syncs_per_message"])
+    for l in result["latency"]:
+        for q in ("p50", "p99"):
+            pos("%s latency %s" % (l["mta"], q), l["latency_ms"][q])
+        pos("%s achieved_rate" % l["mta"], l["achieved_rate"])
+    pos("idle rss", result["idle"]["rss_idle_mib"])
+    return problems
+
+
+# ---- main --------------------------------------------------------------------
+
+def default_binary(env, path):
+    return os.environ.get(env) or os.path.join(REPO, path)
+
+
+def ensure_built(args):
+    """Build sluiced / sluice_loadgen in the default build tree only when one
+    of the default binaries is missing."""
+    missing = [(p, t) for p, t, dflt in ((args.sluiced, "sluiced", os.path.join(REPO, "build/exe/sluiced")),
+                                          (args.loadgen, "sluice_loadgen",
+                                           os.path.join(REPO, "build/test/bench/sluice_loadgen")))
+               if not os.path.exists(p) and p == dflt]
+    if missing and os.path.isdir(os.path.join(REPO, "build")):
+        log("building %s in %s/build" % (" ".join(t for _, t in missing), REPO))
+        subprocess.run(["cmake", "--build", os.path.join(REPO, "build"), "--target"] + [t for _, t in missing],
+                       check=True)
+    for p in (args.sluiced, args.loadgen):
+        if not os.path.exists(p):
+            raise BenchError("no binary at %s (build it, or set SLUICED / LOADGEN)" % p)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Sluice against Postfix, side by side (docs/performance.md)")
+    p.add_argument("--messages", type=int, default=20000, help="messages per round (default 20000)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds per MTA, alternating (default 3)")
+    p.add_argument("--sessions", type=int, default=20, help="smtp-source -s and loadgen connections (20)")
+    p.add_argument("--size", type=int, default=2048, help="smtp-source -l payload octets (2048)")
+    p.add_argument("--fsync-messages", type=int, default=1000, help="messages in the strace run (1000)")
+    p.add_argument("--latency-seconds", type=float, default=10, help="length of the latency run (10)")
+    p.add_argument("--latency-min-messages", type=int, default=200, help="at least this many (200)")
+    p.add_argument("--latency-rate", type=float, default=0,
+                   help="offer this rate to both MTAs instead of half of each one's peak")
+    p.add_argument("--idle-connections", type=int, default=10000, help="idle connections (10000)")
+    p.add_argument("--settle", type=float, default=0.5, help="seconds between an MTA's start and its load")
+    p.add_argument("--sluiced", default=default_binary("SLUICED", "build/exe/sluiced"))
+    p.add_argument("--loadgen", default=default_binary("LOADGEN", "build/test/bench/sluice_loadgen"))
+    p.add_argument("--out", help="write OUT.json and OUT.md (default ./sluice-bench-DATE)")
+    p.add_argument("--workdir", help="work here instead of a new temporary directory")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, queues)")
+    a = p.parse_args(argv)
+
+    if os.geteuid() != 0:
+        log("bench: skipped: a private Postfix instance needs root")
+        return SKIP
+    for tool in (POSTFIX, POSTCONF, SMTP_SOURCE, SMTP_SINK, STRACE):
+        if not os.path.exists(tool):
+            log("bench: %s is missing (packages postfix and strace)" % tool)
+            return 1
+    started = datetime.datetime.now().astimezone()
+    out = a.out or os.path.abspath("sluice-bench-%s" % started.strftime("%Y%m%d-%H%M%S"))
+    try:
+        ensure_built(a)
+    except (BenchError, subprocess.CalledProcessError) as e:
+        log("bench: %s" % e)
+        return 1
+
+    # CTest's timeout and a plain `kill` send SIGTERM: unwind like Ctrl-C so
+    # that the private Postfix, sluiced and the sinks are stopped on the way.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt()
+
+    signal.signal(signal.SIGTERM, on_term)
+    b = Bench(a)
+    result = {"started": started.isoformat(timespec="seconds"), "messages": a.messages,
+              "rounds_each": a.rounds, "sessions": a.sessions, "size": a.size,
+              "sluiced": os.path.realpath(a.sluiced), "machine": machine_info(b.work)}
+    try:
+        r = subprocess.run([a.sluiced, "--version"], capture_output=True, timeout=10)
+        result["sluice_version"] = r.stdout.decode().strip()
+        log("bench: work directory %s" % b.work)
+        load = os.getloadavg()[0]
+        if load > 0.5:
+            log("bench: warning: load average %.2f before the run: other work shares the CPUs" % load)
+        result["loadavg_1m_start"] = load
+
+        log("direct: smtp-source -> smtp-sink, %d messages" % a.messages)
+        result["direct"] = b.direct()
+        log("  %.0f msg/s" % result["direct"]["rate"])
+
+        rows = []
+        for n in range(1, a.rounds + 1):
+            for kind in ("postfix", "sluice"):
+                log("round %d %s: %d messages" % (n, kind, a.messages))
+                row = b.one_round(kind, n)
+                rows.append(row)
+                log("  e2e %.0f msg/s, accept %.0f msg/s, peak RSS %.1f MiB, CPU %.3f s/1k%s" % (
+                    row["e2e_rate"], row["accept_rate"], row["peak_rss_mib"], row["cpu_per_1000"],
+                    ", syncs/msg %.3f" % row["syncs_per_message"] if "syncs_per_message" in row else ""))
+        result["rounds"] = rows
+        med = {k: median_row([r for r in rows if r["mta"] == k]) for k in ("postfix", "sluice")}
+        result["median"] = med
+        result["ratio"] = {k: med["sluice"][k] / med["postfix"][k] if med["postfix"][k] else float("nan")
+                           for k, _, _ in COLUMNS}
+
+        result["fsync"] = []
+        for kind in ("postfix", "sluice"):
+            log("fsync: %s under strace, %d messages" % (kind, a.fsync_messages))
+            f = b.fsync_count(kind)
+            result["fsync"].append(f)
+            log("  %.3f fsync+fdatasync per message %s" % (f["syncs_per_message"], f["calls"]))
+
+        result["latency"] = []
+        for kind in ("postfix", "sluice"):
+            rate = a.latency_rate or med[kind]["accept_rate"] / 2
+            log("latency: %s at %.0f msg/s" % (kind, rate))
+            l = b.latency(kind, rate)
+            result["latency"].append(l)
+            log("  p50 %.2f ms, p99 %.2f ms, achieved %.0f msg/s" % (
+                l["latency_ms"]["p50"], l["latency_ms"]["p99"], l["achieved_rate"]))
+
+        log("idle: sluiced with %d idle connections" % a.idle_connections)
+        result["idle"] = b.idle()
+        log("  RSS %.1f MiB" % result["idle"]["rss_idle_mib"])
+    except (BenchError, subprocess.SubprocessError, OSError, ValueError) as e:
+        log("bench: FAILED: %s: %s" % (type(e).__name__, e))
+        log("bench: work directory kept: %s" % b.work)
+        return 1
+    except KeyboardInterrupt:
+        log("bench: interrupted; work directory kept: %s" % b.work)
+        return 1
+
+    text, md = render(result)
+    with open(out + ".json", "w") as f:
+        json.dump(result, f, indent=2)
+    with open(out + ".md", "w") as f:
+        f.write(md)
+    log("")
+    log(text)
+    log("")
+    log("wrote %s.json and %s.md" % (out, out))
+
+    # The summary as written must parse back and hold real figures.
+    with open(out + ".json") as f:
+        problems = check_figures(json.load(f))
+    if problems:
+        log("bench: FAILED: figures missing or not positive: %s" % "; ".join(problems))
+        log("bench: work directory kept: %s" % b.work)
+        return 1
+    if a.keep:
+        log("bench: work directory kept: %s" % b.work)
+    else:
+        shutil.rmtree(b.work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

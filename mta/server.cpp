@@ -22,6 +22,16 @@ constexpr size_t kReadBufferSize = 64 * 1024;
 // Stop reading from a client while this much of our output is unsent (a
 // client that pipelines commands but never reads replies).
 constexpr size_t kMaxUnsentOutput = 256 * 1024;
+// While the spool writer has more than this waiting (a slow or hung disk),
+// no connection reads: clients wait in their TCP window, not in our memory.
+constexpr uint64_t kSpoolBacklog = 8ull << 20;
+constexpr uint64_t kBacklogPollMs = 20;
+// Slow clients: a command line or a DATA phase must be complete within
+// command_timeout / data_timeout of its start; bytes arriving meanwhile buy
+// extra time only at this rate (Postfix's smtpd_min_data_rate), never more
+// than a fresh timeout. And no session lasts longer than kSessionDeadlineMs.
+constexpr uint64_t kMinDataRate = 500;  // bytes per second
+constexpr uint64_t kSessionDeadlineMs = 3'600'000;
 
 Mode to_mode(conf::ListenerMode m) {
   switch (m) {
@@ -69,6 +79,7 @@ class Connection final : public SessionHost {
     }
     counted_ = true;
     ++server_.per_client_[client_];
+    started_ = uv_now(server_.loop_);
     if (implicit_tls) {
       // RFC 8314: TLS first; the session (and its greeting) start once the
       // handshake is done.
@@ -115,8 +126,18 @@ class Connection final : public SessionHost {
 
   bool counted() const { return counted_; }
 
+  // The spool caught up (Server::on_backlog).
+  void spool_caught_up() {
+    backlogged_ = false;
+    after_event();
+  }
+
+
   // SessionHost
-  void send(std::string_view bytes) override { out_.append(bytes); }
+  void send(std::string_view bytes) override {
+    progress_ = true;  // a reply: the client gets a fresh timeout
+    out_.append(bytes);
+  }
   void close() override { close_requested_ = true; }
   int64_t now_us() override { return wall_clock_us(); }
   std::string begin_message() override {
@@ -231,6 +252,7 @@ class Connection final : public SessionHost {
       return;
     }
     std::string_view bytes(buf->base, static_cast<size_t>(n));
+    c->fresh_bytes_ += bytes.size();
     if (c->tls_) {
       c->read_tls(bytes);
     } else if (c->session_) {
@@ -250,6 +272,7 @@ class Connection final : public SessionHost {
       return;
     }
     if (ev->handshake_completed) {
+      progress_ = true;
       std::string info = tls_description();
       log::info("conn={} tls from={} {}", id_, client_, info);
       if (session_)
@@ -264,6 +287,9 @@ class Connection final : public SessionHost {
   static void on_timer(uv_timer_t* t) {
     auto* c = static_cast<Connection*>(t->data);
     if (c->session_) {
+      if (uv_now(c->server_.loop_) >= c->started_ + kSessionDeadlineMs)
+        log::info("conn={} session deadline of {} s reached from={}", c->id_,
+                  kSessionDeadlineMs / 1000, c->client_);
       c->session_->on_timeout();
       c->after_event();
     } else {
@@ -312,7 +338,12 @@ class Connection final : public SessionHost {
       if (writes_ == 0) begin_close();
       return;
     }
-    bool want = !(session_ && session_->blocked()) &&
+    const bool spool_ok = server_.spool_.pending_bytes() < kSpoolBacklog;
+    if (!spool_ok && !backlogged_) {
+      backlogged_ = true;
+      server_.wait_for_spool(id_);
+    }
+    bool want = spool_ok && !(session_ && session_->blocked()) &&
                 uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&tcp_)) <
                     kMaxUnsentOutput;
     if (want && !reading_) {
@@ -322,7 +353,25 @@ class Connection final : public SessionHost {
       uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
       reading_ = false;
     }
-    uv_timer_start(&timer_, on_timer, static_cast<uint64_t>(timeout().count()), 0);
+    arm_deadline();
+  }
+
+  // One timer per connection, armed for the earliest of: the deadline of
+  // what the client is sending now (a command line, the DATA phase), and
+  // the session deadline. A reply resets the first; bytes without a reply
+  // extend it by their size at kMinDataRate, up to a fresh timeout.
+  void arm_deadline() {
+    const uint64_t now = uv_now(server_.loop_);
+    const auto t = static_cast<uint64_t>(timeout().count());
+    if (progress_ || deadline_ == 0)
+      deadline_ = now + t;
+    else if (fresh_bytes_ > 0)
+      deadline_ = std::min(now + t, deadline_ + fresh_bytes_ * 1000 / kMinDataRate);
+    progress_ = false;
+    fresh_bytes_ = 0;
+    uint64_t until = deadline_;
+    if (session_) until = std::min(until, started_ + kSessionDeadlineMs);
+    uv_timer_start(&timer_, on_timer, until > now ? until - now : 0, 0);
   }
 
   void flush() {
@@ -377,6 +426,11 @@ class Connection final : public SessionHost {
   bool start_tls_after_flush_ = false;
   bool tls_closed_ = false;
   bool counted_ = false;
+  bool backlogged_ = false;  // waiting in Server::backlogged_ for the spool
+  bool progress_ = false;    // the session replied since the timer was armed
+  size_t fresh_bytes_ = 0;   // bytes read since the timer was armed
+  uint64_t deadline_ = 0;    // uv_now() by which the current command / DATA must be complete
+  uint64_t started_ = 0;     // uv_now() at accept
   uint64_t messages_ = 0;
   uint64_t rejects_ = 0;
 };
@@ -385,6 +439,8 @@ Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queu
     : loop_(loop), config_(std::move(config)), spool_(spool), verifier_(loop) {
   uv_async_init(loop_, &async_, on_async);
   async_.data = this;
+  uv_timer_init(loop_, &backlog_timer_);
+  backlog_timer_.data = this;
 }
 
 Server::~Server() = default;
@@ -451,11 +507,32 @@ void Server::accept_from(Listener& l) {
 
 void Server::forget(Connection& c) {
   conns_.erase(c.id());
+  backlogged_.erase(c.id());
   if (c.counted()) {
     auto it = per_client_.find(c.client());
     if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
   }
   check_drained();
+}
+
+void Server::wait_for_spool(uint64_t conn) {
+  backlogged_.insert(conn);
+  if (backlog_waiting_) return;
+  backlog_waiting_ = true;
+  log::warning("spool: writer {} MB behind; clients wait until it catches up",
+               spool_.pending_bytes() >> 20);
+  uv_timer_start(&backlog_timer_, on_backlog, kBacklogPollMs, kBacklogPollMs);
+}
+
+void Server::on_backlog(uv_timer_t* t) {
+  auto* self = static_cast<Server*>(t->data);
+  if (self->spool_.pending_bytes() >= kSpoolBacklog) return;
+  uv_timer_stop(&self->backlog_timer_);
+  self->backlog_waiting_ = false;
+  auto waiting = std::move(self->backlogged_);
+  self->backlogged_.clear();
+  for (uint64_t id : waiting)
+    if (auto it = self->conns_.find(id); it != self->conns_.end()) it->second->spool_caught_up();
 }
 
 void Server::post_commit(uint64_t conn, bool ok) {
@@ -511,6 +588,8 @@ void Server::close_handles() {
       uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), nullptr);
   on_async(&async_);  // results that raced in
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_timer_stop(&backlog_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&backlog_timer_), nullptr);
 }
 
 }  // namespace sluice::mta

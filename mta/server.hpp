@@ -27,6 +27,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "conf/config.hpp"
@@ -88,6 +89,8 @@ class Server {
 
   static void on_connection(uv_stream_t* s, int status);
   static void on_async(uv_async_t* a);
+  static void on_backlog(uv_timer_t* t);
+  void wait_for_spool(uint64_t conn);  // the connection stopped reading for the spool
   void accept_from(Listener& l);
   void post_commit(uint64_t conn, bool ok);  // any thread
   void forget(Connection& c);                // connection is closing
@@ -102,6 +105,9 @@ class Server {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<uint64_t, Connection*> conns_;
   std::unordered_map<std::string, uint32_t> per_client_;
+  std::unordered_set<uint64_t> backlogged_;  // connections waiting for the spool writer
+  uv_timer_t backlog_timer_;                 // polls the writer while any wait
+  bool backlog_waiting_ = false;
   uint64_t next_id_ = 1;
   uv_async_t async_;
   std::mutex results_mu_;

@@ -203,6 +203,7 @@ void Session::on_commit(bool ok) {
 void Session::reset_transaction() {
   env_ = queue::Envelope{};
   rejected_rcpts_ = 0;
+  overshoot_ = 0;
   if (state_ == State::mail || state_ == State::rcpt) state_ = State::ready;
 }
 
@@ -366,9 +367,17 @@ void Session::cmd_rcpt(const proto::Command& c) {
     return;
   }
   if (env_.recipients.size() >= cfg_.max_recipients) {
+    // Not an error at first: RFC 5321 §4.5.3.1.10 expects clients to send
+    // the rest in a later transaction. Logged once per transaction; beyond
+    // kRecipientOvershoot more (Postfix's smtpd_recipient_overshoot_limit)
+    // each one counts towards max_errors, so a flood ends in 421.
     Reply r{452, "4.5.3", "Error: too many recipients"};
-    host_.rejected("RCPT", r);
-    reply(r);  // not counted as an error: RFC 5321 §4.5.3.1.10 expects clients to retry
+    if (++overshoot_ > kRecipientOvershoot) {
+      error("RCPT", r);
+      return;
+    }
+    if (overshoot_ == 1) host_.rejected("RCPT (and any further ones in this transaction)", r);
+    reply(r);
     return;
   }
   queue::Recipient rcpt;

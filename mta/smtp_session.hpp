@@ -145,6 +145,8 @@ class Session {
   std::string helo_;
   queue::Envelope env_;     // transaction being built
   uint32_t rejected_rcpts_ = 0;
+  uint32_t overshoot_ = 0;  // RCPTs refused with 452 for max_recipients in this transaction
+  static constexpr uint32_t kRecipientOvershoot = 1000;
   size_t received_size_ = 0;
   size_t added_size_ = 0;   // Date / Message-ID added on submission
   bool in_tls_ = false;

@@ -369,6 +369,7 @@ void Spool::Impl::run() {
   sigset_t all;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  ::pthread_setname_np(::pthread_self(), "spool-writer");  // for top -H, perf and the tests
   std::vector<Item> batch;
   for (;;) {
     {

@@ -415,7 +415,10 @@ class MillionRcpts(HostileTest):
                 n += 1
             peak = max(peak, vm_rss(pid))
         t.join(30)
-        c.send(b"QUIT\r\n")
+        try:
+            c.send(b"QUIT\r\n")  # the session may have ended with 421 already
+        except OSError:
+            pass
         c.close()
         return {"rss0": rss0, "peak": peak, "stuck_at": stuck_at, "replies": n, "counts": counts,
                 "order_ok": order_ok, "other": other, "other_latency": other_latency,
@@ -439,16 +442,6 @@ class MillionRcpts(HostileTest):
         if b"421" not in r["counts"]:
             self.assertEqual(r["replies"], self.N)
 
-    # BUG: a 452 for too many recipients is logged as a reject and does not
-    # count towards the error limit (docs/smtp.md), so a client can make
-    # sluiced write one log line per excess RCPT without end: 1,000,000
-    # pipelined RCPTs cost ~130 MB of log and ~4 s of CPU in one session.
-    # Postfix counts recipients beyond smtpd_recipient_limit +
-    # smtpd_recipient_overshoot_limit (1000) as errors, so such a session
-    # ends at the hard error limit. Proposal: count each 452 beyond an
-    # overshoot (e.g. max_recipients more) as an error, or log only the first
-    # 452 of a transaction and a count at its end.
-    @unittest.expectedFailure
     def test_excess_recipients_do_not_flood_the_log(self):
         self.assertLess(self.result["log_growth"], 2 << 20)
 
@@ -456,8 +449,9 @@ class MillionRcpts(HostileTest):
 # ---- slow clients ------------------------------------------------------------------
 
 class SlowClients(HostileTest):
-    """A client that sends one byte at a time, often enough that the idle
-    timer never fires, holds a connection (and a per-client slot) forever."""
+    """A client that sends one byte at a time, often enough that an idle
+    timer would never fire, must still be cut off: a command line and a DATA
+    phase have deadlines, extended only at a minimum data rate."""
 
     def config(self):
         return {"limits": {"command_timeout": "1s", "data_timeout": "1s"}}
@@ -488,21 +482,6 @@ class SlowClients(HostileTest):
                 return True, time.time() - start, got
         return False, time.time() - start, got
 
-    def test_idle_timer_alone_is_beaten_by_a_trickle(self):
-        """What the daemon does today: a trickle of bytes resets the
-        command timer; the connection is still open after 3 timeouts."""
-        c = self.client()
-        closed, _, got = self.trickle(c, b"NOOP" + b"x" * 400, give_up=3.2)
-        if closed:
-            self.skipTest("the daemon now enforces a deadline (see the expected failures below)")
-        self.assertEqual(got, b"")
-
-    # BUG: only idle timers exist. A command line that arrives one byte every
-    # 0.25 s never completes and never trips command_timeout (1 s here), so
-    # one client can hold max_connections_per_client slots indefinitely.
-    # Proposal: a command line must be complete within command_timeout of
-    # its first byte (Postfix's smtpd_per_record_deadline).
-    @unittest.expectedFailure
     def test_a_command_line_must_complete_within_command_timeout(self):
         c = self.client()
         closed, took, got = self.trickle(c, b"NOOP" + b"x" * 400, give_up=4)
@@ -510,12 +489,6 @@ class SlowClients(HostileTest):
         self.assertLess(took, 3.5)
         self.assertTrue(got.startswith(b"421 4.4.2 "), got)
 
-    # BUG: the DATA phase has no deadline or minimum rate either: a message
-    # dripped at 4 bytes/s keeps the session (and an open spool file) alive
-    # forever although data_timeout is 1 s. Proposal: the whole DATA phase
-    # must finish within data_timeout, or a minimum rate (Postfix 3.7's
-    # smtpd_min_data_rate, 500 bytes/s) is enforced after data_timeout.
-    @unittest.expectedFailure
     def test_data_must_arrive_within_data_timeout(self):
         c = self.client()
         c.cmd("EHLO slow.test")

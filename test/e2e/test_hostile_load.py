@@ -262,18 +262,13 @@ class SlowSpool(SluicedTest):
     def _outcome_failed(self):
         return failed(self)
 
-    # BUG: Spool::pending_bytes() exists (queue/spool.hpp) but mta/server.cpp
-    # never looks at it: while the writer thread is stalled (a slow or hung
-    # disk) the whole message is read into the writer's queue: 23 MB sent,
-    # ~24 MB more RSS, per connection, up to max_message_size each. Proposal:
-    # in Connection::after_event, stop reading while pending_bytes() is above
-    # a bound (a few MB) and start again when the writer reports progress.
-    @unittest.expectedFailure
     def test_reading_stops_while_the_spool_writer_lags(self):
         pid = self.d.proc.pid
-        others = [int(t) for t in os.listdir("/proc/%d/task" % pid) if int(t) != pid]
-        if len(others) != 1:
-            self.skipTest("expected the loop and the spool writer only, found threads %r" % others)
+        def comm(t):
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                return f.read().strip()
+        others = [int(t) for t in os.listdir("/proc/%d/task" % pid) if comm(t) == "spool-writer"]
+        self.assertEqual(len(others), 1, "one thread named spool-writer")
         try:
             stall = StalledWriter(others[0])
         except OSError as e:

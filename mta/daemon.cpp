@@ -1,7 +1,10 @@
 // daemon.cpp — see daemon.hpp.
 #include "mta/daemon.hpp"
 
+#include <pwd.h>
+#include <sys/resource.h>
 #include <signal.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <filesystem>
@@ -9,7 +12,11 @@
 
 #include "conf/log.hpp"
 #include "mta/auth/users.hpp"
+#include "mta/control/admin.hpp"
+#include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
+#include "mta/pickup.hpp"
+#include "mta/uv_util.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
 #include "queue/spool.hpp"
@@ -48,16 +55,63 @@ std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const
   return *db;
 }
 
+// Who owns what the daemon creates for others (the control socket, the
+// maildrop): the configured `user` when started as root and that account
+// exists, else whoever runs sluiced.
+struct Owner {
+  uid_t uid;
+  gid_t gid;
+};
+Owner daemon_owner(const conf::Config& c) {
+  if (geteuid() == 0 && !c.user.empty()) {
+    std::vector<char> buf(16384);
+    struct passwd pw, *found = nullptr;
+    if (getpwnam_r(c.user.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found)
+      return {pw.pw_uid, pw.pw_gid};
+    log::warning("user {}: no such account; files for the control socket and the maildrop stay "
+                 "owned by root", c.user);
+  }
+  return {geteuid(), getegid()};
+}
+
+struct Daemon;
+
+// What sluicectl sees and steers, over the running Delivery and Server.
+class DaemonAdmin final : public control::QueueAdmin {
+ public:
+  explicit DaemonAdmin(Daemon& d) : d_(d) {}
+  int64_t now_us() const override { return wall_clock_us(); }
+  std::vector<std::string> ids() const override;
+  const queue::Envelope* find(std::string_view id) const override;
+  std::expected<std::string, std::string> read_body(std::string_view id,
+                                                    uint64_t max_bytes) const override;
+  bool hold(std::string_view id) override;
+  bool release(std::string_view id) override;
+  bool flush(std::string_view id) override;
+  size_t flush_all() override;
+  bool bounce(std::string_view id) override;
+  bool remove(std::string_view id) override;
+  control::DaemonStatus status() const override;
+
+ private:
+  Daemon& d_;
+};
+
 struct Daemon {
   uv_loop_t loop;
   std::shared_ptr<const conf::Config> config;
   std::unique_ptr<queue::Spool> spool;
   std::unique_ptr<Server> server;
   std::unique_ptr<Delivery> delivery;
-  bool server_done = false, delivery_done = false;
+  std::unique_ptr<Pickup> pickup;
+  std::unique_ptr<ControlServer> control;
+  DaemonAdmin admin{*this};
+  int64_t started_us = wall_clock_us();
+  bool server_done = false, delivery_done = false, pickup_done = false, control_done = false;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t grace;
   bool stopping = false;
+  int exit_code = 0;  // 1 when a start-up step failed after the loop began
 
   void stop(const char* why) {
     if (stopping) return;
@@ -73,12 +127,24 @@ struct Daemon {
     // when both are done.
     server->shutdown([this] {
       server_done = true;
-      if (delivery_done) finish();
+      maybe_finish();
     });
     delivery->shutdown([this] {
       delivery_done = true;
-      if (server_done) finish();
+      maybe_finish();
     });
+    pickup->close([this] {
+      pickup_done = true;
+      maybe_finish();
+    });
+    control->close([this] {
+      control_done = true;
+      maybe_finish();
+    });
+  }
+
+  void maybe_finish() {
+    if (server_done && delivery_done && pickup_done && control_done) finish();
   }
 
   void finish() {
@@ -119,14 +185,67 @@ struct Daemon {
       log::error("reload: users: {}; keeping the running users", u.error());
     config = std::make_shared<const conf::Config>(std::move(*fresh));
     server->reload(config);
+    pickup->reload(config);
     log::info("reload: configuration re-read from {}", config->source);
   }
 };
+
+std::vector<std::string> DaemonAdmin::ids() const { return d_.delivery->scheduler().ids(); }
+
+const queue::Envelope* DaemonAdmin::find(std::string_view id) const {
+  return d_.delivery->scheduler().find(id);
+}
+
+std::expected<std::string, std::string> DaemonAdmin::read_body(std::string_view id,
+                                                               uint64_t max_bytes) const {
+  std::string out;
+  auto r = d_.spool->read_body(id, [&out](std::string_view s) { out.append(s); }, max_bytes);
+  if (!r) return std::unexpected(r.error());
+  return out;
+}
+
+bool DaemonAdmin::hold(std::string_view id) { return d_.delivery->hold(id); }
+bool DaemonAdmin::release(std::string_view id) { return d_.delivery->release(id); }
+bool DaemonAdmin::flush(std::string_view id) { return d_.delivery->flush(id); }
+size_t DaemonAdmin::flush_all() { return d_.delivery->flush_all(); }
+bool DaemonAdmin::bounce(std::string_view id) { return d_.delivery->bounce(id); }
+bool DaemonAdmin::remove(std::string_view id) { return d_.delivery->remove(id); }
+
+control::DaemonStatus DaemonAdmin::status() const {
+  control::DaemonStatus s;
+  s.version = SLUICE_VERSION;
+  s.started_us = d_.started_us;
+  s.connections_in = d_.server->connections();
+  s.connections_in_total = d_.server->connections_total();
+  s.connections_out = d_.delivery->connections();
+  s.counts = d_.delivery->scheduler().counts();
+  s.spool = d_.spool->stats();
+  return s;
+}
+
+
+// Connections need descriptors: take the whole hard limit (systemd's unit
+// sets it), and say so when it cannot hold limits.max_connections.
+void raise_fd_limit(const conf::Config& c) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  const uint64_t want = uint64_t{c.limits.max_connections} + c.delivery.max_connections + 64;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+    log::warning("file descriptors: the limit is {}, fewer than limits.max_connections + "
+                 "delivery.max_connections need ({}); raise LimitNOFILE / ulimit -n",
+                 rl.rlim_cur, want);
+}
 
 }  // namespace
 
 int run_daemon(conf::Config cfg) {
   signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit(cfg);
   auto d = std::make_unique<Daemon>();
   d->config = std::make_shared<const conf::Config>(std::move(cfg));
   const auto& c = *d->config;
@@ -176,6 +295,9 @@ int run_daemon(conf::Config cfg) {
   }
   d->delivery = std::move(*delivery);
   d->server->on_committed([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
+  const Owner owner = daemon_owner(c);
+  d->pickup = std::make_unique<Pickup>(&d->loop, d->config, *d->spool,
+                                       [dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
   if (auto ok = d->server->listen(); !ok) {
     log::error("{}", ok.error());
     d->delivery->shutdown([] {});
@@ -208,13 +330,29 @@ int run_daemon(conf::Config cfg) {
   log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
             c.listeners.size());
   d->delivery->start();
+  ControlOptions copt;
+  if (geteuid() == 0) {
+    copt.owner = owner.uid;
+    copt.group = owner.gid;
+  }
+  d->control = std::make_unique<ControlServer>(&d->loop, c.control_socket, d->admin, copt);
+  if (auto ok = d->control->listen(); !ok) {
+    log::error("control socket: {}", ok.error());
+    d->exit_code = 1;
+    d->stop("control socket");
+  } else if (auto ok = d->pickup->start(owner.uid); !ok) {
+    log::error("{}", ok.error());
+    d->exit_code = 1;
+    d->stop("maildrop");
+  }
   uv_run(&d->loop, UV_RUN_DEFAULT);
+  const int d_exit = d->exit_code;
   d->server.reset();
   d->delivery.reset();
   int rc = uv_loop_close(&d->loop);
   if (rc != 0) log::warning("event loop closed with handles still open: {}", uv_strerror(rc));
   log::info("sluiced stopped");
-  return 0;
+  return d_exit;
 }
 
 }  // namespace sluice::mta

@@ -588,6 +588,50 @@ void Delivery::add(queue::Envelope env) {
   run();
 }
 
+bool Delivery::hold(std::string_view id) {
+  auto c = scheduler_.hold(id, wall_clock_us());
+  if (!c) return false;
+  handle_completion(std::move(*c));
+  run();
+  return true;
+}
+
+bool Delivery::release(std::string_view id) {
+  auto c = scheduler_.release(id);
+  if (!c) return false;
+  handle_completion(std::move(*c));
+  run();
+  return true;
+}
+
+bool Delivery::flush(std::string_view id) {
+  if (!scheduler_.flush(id, wall_clock_us())) return false;
+  run();
+  return true;
+}
+
+size_t Delivery::flush_all() {
+  size_t n = scheduler_.flush_all(wall_clock_us());
+  run();
+  return n;
+}
+
+bool Delivery::bounce(std::string_view id) {
+  auto c = scheduler_.bounce_now(id, wall_clock_us());
+  if (!c) return false;
+  handle_completion(std::move(*c));
+  run();
+  return true;
+}
+
+bool Delivery::remove(std::string_view id) {
+  auto c = scheduler_.remove(id);
+  if (!c) return false;
+  handle_completion(std::move(*c));
+  run();
+  return true;
+}
+
 void Delivery::run() {
   if (stopping_) return;
   for (auto& job : scheduler_.take_jobs(wall_clock_us())) start_job(std::move(job));

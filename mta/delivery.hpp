@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -62,6 +63,19 @@ class Delivery {
   void close_handles();
 
   size_t connections() const { return conns_.size(); }
+
+  // --- sluicectl (through the control socket) -----------------------------
+  // The scheduler holds every live message: for listing and showing.
+  const queue::Scheduler& scheduler() const { return scheduler_; }
+  // Each applies the scheduler's admin call, persists what it changed (the
+  // held flag, a removal, a bounce) and starts whatever is now due. False for
+  // an unknown id, which changes nothing. The control socket logs who did it.
+  bool hold(std::string_view id);
+  bool release(std::string_view id);
+  bool flush(std::string_view id);
+  size_t flush_all();
+  bool bounce(std::string_view id);
+  bool remove(std::string_view id);
 
  private:
   friend class Outbound;

@@ -1,0 +1,58 @@
+// admin.hpp — what the control socket may see and do in the running daemon.
+//
+// The control dispatcher (mta/control/dispatcher.hpp) turns one request into
+// calls on a QueueAdmin; the daemon implements it over its Delivery (the
+// scheduler holds every live message) and its Server. Every call runs on the
+// event loop thread and returns at once: the actions only change the
+// scheduler and hand the new envelope to the spool's writer (group-committed
+// like any other update), so an admin command never stalls mail flow.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "queue/envelope.hpp"
+#include "queue/scheduler.hpp"
+#include "queue/spool.hpp"
+
+namespace sluice::control {
+
+struct DaemonStatus {
+  std::string version;
+  int64_t started_us = 0;            // when sluiced started (microseconds since the epoch)
+  size_t connections_in = 0;         // SMTP clients connected now
+  uint64_t connections_in_total = 0; // accepted since start
+  size_t connections_out = 0;        // delivery connections open now
+  queue::SchedulerCounts counts;     // messages by state, jobs in flight
+  queue::Spool::Stats spool;         // commits, updates, syncs, bytes since start
+};
+
+class QueueAdmin {
+ public:
+  virtual ~QueueAdmin() = default;
+
+  virtual int64_t now_us() const = 0;  // wall clock, microseconds since the epoch
+  // Every live message, ordered by queue id (arrival).
+  virtual std::vector<std::string> ids() const = 0;
+  // The live envelope (state: queue::state_of(*env)); null for an unknown id.
+  // Valid until the next action call.
+  virtual const queue::Envelope* find(std::string_view id) const = 0;
+  // The stored content (CRLF line ends), at most max_bytes of it.
+  virtual std::expected<std::string, std::string> read_body(std::string_view id,
+                                                            uint64_t max_bytes) const = 0;
+
+  // Actions. Each returns false for an unknown id and then changes nothing.
+  virtual bool hold(std::string_view id) = 0;     // no attempts until release
+  virtual bool release(std::string_view id) = 0;  // back to its schedule
+  virtual bool flush(std::string_view id) = 0;    // attempt now (held stays held)
+  virtual size_t flush_all() = 0;                 // flush every waiting message
+  virtual bool bounce(std::string_view id) = 0;   // give up: DSN to the sender, then removed
+  virtual bool remove(std::string_view id) = 0;   // delete without notice
+
+  virtual DaemonStatus status() const = 0;
+};
+
+}  // namespace sluice::control

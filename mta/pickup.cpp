@@ -1,0 +1,367 @@
+// pickup.cpp — see pickup.hpp.
+#include "mta/pickup.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+#include <cerrno>
+#include <cstring>
+#include <future>
+
+#include "conf/log.hpp"
+#include "mta/proto/command.hpp"
+#include "mta/sendmail/maildrop.hpp"
+#include "mta/uv_util.hpp"
+#include "queue/dsn.hpp"
+
+namespace sluice::mta {
+
+namespace {
+
+constexpr uint64_t kRescanMs = 60'000;
+// A .tmp file this old belongs to a sluice-sendmail that died mid-write.
+constexpr int64_t kStaleTmpSeconds = 24 * 3600;
+// Envelope lines on top of the message (10,000 recipients of 256 octets).
+constexpr uint64_t kEnvelopeAllowance = 4ull << 20;
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+bool is_candidate(std::string_view name) { return sendmail::valid_maildrop_file_name(name); }
+
+void fsync_path(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// The value of the first Message-ID header field, "" if none.
+std::string find_message_id(std::string_view content) {
+  size_t pos = 0;
+  while (pos < content.size()) {
+    size_t eol = content.find("\r\n", pos);
+    if (eol == std::string_view::npos || eol == pos) break;  // end of the header section
+    std::string_view line = content.substr(pos, eol - pos);
+    constexpr std::string_view key = "message-id:";
+    if (line.size() > key.size() &&
+        std::equal(key.begin(), key.end(), line.begin(),
+                   [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? b + 32 : b); })) {
+      std::string_view v = line.substr(key.size());
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      return std::string(v.substr(0, 200));
+    }
+    pos = eol + 2;
+  }
+  return {};
+}
+
+struct Picked {
+  bool ok = false;
+  bool retry = false;
+  std::string error;
+  uid_t uid = 0;
+  queue::Envelope env;
+};
+
+// Reads, checks and commits one maildrop file. Runs on the thread pool.
+Picked take_file(const std::string& dir, const std::string& name, const conf::Config& cfg,
+                 queue::Spool& spool) {
+  Picked p;
+  const std::string path = dir + "/" + name;
+  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    p.error = "cannot open: " + errno_text(errno);
+    p.retry = errno != ELOOP;  // a symlink is never accepted
+    return p;
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    p.error = "cannot stat: " + errno_text(errno);
+    p.retry = true;
+    ::close(fd);
+    return p;
+  }
+  p.uid = st.st_uid;
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+    ::close(fd);
+    p.error = "not a regular file with one link";
+    return p;
+  }
+  const uint64_t cap = cfg.limits.max_message_size + kEnvelopeAllowance;
+  if (static_cast<uint64_t>(st.st_size) > cap) {
+    ::close(fd);
+    p.error = fmt::format("file of {} bytes exceeds the message size limit", st.st_size);
+    return p;
+  }
+  std::string raw;
+  raw.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < raw.size()) {
+    ssize_t n = ::read(fd, raw.data() + got, raw.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  raw.resize(got);
+
+  auto drop = sendmail::decode_maildrop(raw);
+  if (!drop) {
+    p.error = "malformed maildrop file: " + drop.error();
+    return p;
+  }
+  queue::Envelope env;
+  if (!drop->sender.empty()) {
+    auto s = proto::parse_path("<" + drop->sender + ">", true);
+    if (!s) {
+      p.error = "bad sender address <" + log::sanitize(drop->sender) + ">";
+      return p;
+    }
+    env.sender = s->str();
+    env.smtputf8 = env.smtputf8 || s->utf8();
+  }
+  for (const auto& r : drop->recipients) {
+    auto m = proto::parse_path("<" + r + ">", false);
+    if (!m || m->domain.empty()) {
+      p.error = "bad recipient address <" + log::sanitize(r) + ">";
+      return p;
+    }
+    env.smtputf8 = env.smtputf8 || m->utf8();
+    queue::Recipient rcpt;
+    rcpt.address = m->str();
+    env.recipients.push_back(std::move(rcpt));
+  }
+  if (env.recipients.empty()) {
+    p.error = "no recipients";
+    return p;
+  }
+  // decode_maildrop() guarantees what the SMTP path does: CRLF lines of at
+  // most 998 octets, no NUL, no bare CR or LF.
+  const std::string& content = drop->message;
+  if (content.size() > cfg.limits.max_message_size) {
+    p.error = fmt::format("message of {} bytes exceeds limits.max_message_size", content.size());
+    return p;
+  }
+  if (std::any_of(content.begin(), content.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
+    env.body = queue::BodyType::eight_bit_mime;
+  env.message_id = find_message_id(content);
+  env.client_address = "local";
+
+  const int64_t now = wall_clock_us();
+  env.arrival_us = now;
+  auto in = spool.begin();
+  in->append(fmt::format("Received: by {} (Sluice, from userid {})\r\n\tid {}; {}\r\n", cfg.hostname,
+                         p.uid, in->id(), queue::rfc5322_date(now)));
+  in->append(content);
+  std::promise<bool> durable;
+  auto result = durable.get_future();
+  env.id = in->id();
+  p.env = env;
+  p.env.size = in->size();
+  in->commit(std::move(env), [&durable](bool ok) { durable.set_value(ok); });
+  in.reset();
+  if (!result.get()) {
+    p.error = "the spool could not store it";
+    p.retry = true;
+    return p;
+  }
+  if (::unlink(path.c_str()) != 0)
+    p.error = "committed but could not remove the file: " + errno_text(errno);
+  p.ok = true;
+  return p;
+}
+
+// A file that can never be accepted goes to <spool_dir>/corrupt/ for the
+// administrator; it is never silently dropped.
+void set_aside(const std::string& spool_dir, const std::string& dir, const std::string& name) {
+  const std::string corrupt = spool_dir + "/corrupt";
+  ::mkdir(corrupt.c_str(), 0700);
+  if (::rename((dir + "/" + name).c_str(), (corrupt + "/" + name).c_str()) != 0)
+    ::unlink((dir + "/" + name).c_str());
+  fsync_path(corrupt);
+}
+
+}  // namespace
+
+struct Pickup::Scan {
+  uv_work_t req;
+  Pickup* self;
+  std::string dir;
+  std::string spool_dir;
+  std::shared_ptr<const conf::Config> config;
+  queue::Spool* spool;
+  std::vector<Result> results;
+};
+
+Pickup::Pickup(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+               Committed committed)
+    : loop_(loop), config_(std::move(config)), spool_(spool), committed_(std::move(committed)) {
+  dir_ = config_->spool_dir + "/maildrop";
+}
+
+Pickup::~Pickup() = default;
+
+std::expected<void, std::string> Pickup::start(uid_t uid) {
+  const std::string& spool_dir = config_->spool_dir;
+  struct stat st;
+  if (::stat(spool_dir.c_str(), &st) == 0 && (st.st_mode & 0111) != 0111)
+    ::chmod(spool_dir.c_str(), (st.st_mode & 07777) | 0111);
+  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
+    return std::unexpected(dir_ + ": cannot create: " + errno_text(errno));
+  if (::lstat(dir_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return std::unexpected(dir_ + ": not a directory");
+  fsync_path(spool_dir);
+
+  gid_t gid = static_cast<gid_t>(-1);
+  std::vector<char> buf(16384);
+  struct group gr, *found = nullptr;
+  if (getgrnam_r(kMaildropGroup, &gr, buf.data(), buf.size(), &found) == 0 && found) gid = gr.gr_gid;
+  bool shared = false;
+  if (gid != static_cast<gid_t>(-1)) {
+    if (::chown(dir_.c_str(), geteuid() == 0 ? uid : static_cast<uid_t>(-1), gid) == 0)
+      shared = true;
+    else
+      log::warning("maildrop {}: cannot give it to group {}: {}", dir_, kMaildropGroup,
+                   errno_text(errno));
+  } else if (geteuid() == 0 && st.st_uid != uid) {
+    if (::chown(dir_.c_str(), uid, static_cast<gid_t>(-1)) != 0)
+      log::warning("maildrop {}: cannot change its owner: {}", dir_, errno_text(errno));
+  }
+  ::chmod(dir_.c_str(), shared ? 01730 : 0700);
+  if (shared)
+    log::info("maildrop {}: open to group {} (sluice-sendmail)", dir_, kMaildropGroup);
+  else
+    log::info("maildrop {}: no group {}, so only the daemon's user and root can use "
+              "sluice-sendmail (docs/sendmail.md)", dir_, kMaildropGroup);
+
+  uv_fs_event_init(loop_, &watch_);
+  watch_.data = this;
+  uv_timer_init(loop_, &timer_);
+  timer_.data = this;
+  open_handles_ = 2;
+  int rc = uv_fs_event_start(&watch_, [](uv_fs_event_t* h, const char*, int, int status) {
+    if (status == 0) static_cast<Pickup*>(h->data)->scan();
+  }, dir_.c_str(), 0);
+  watching_ = rc == 0;
+  if (!watching_)
+    log::warning("maildrop {}: cannot watch it ({}); checking once a minute", dir_, uv_strerror(rc));
+  uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Pickup*>(t->data)->scan(); }, kRescanMs,
+                 kRescanMs);
+  scan();
+  return {};
+}
+
+void Pickup::scan() {
+  if (closing_) return;
+  if (scanning_) {
+    rescan_ = true;
+    return;
+  }
+  scanning_ = true;
+  rescan_ = false;
+  auto* s = new Scan{};
+  s->req.data = s;
+  s->self = this;
+  s->dir = dir_;
+  s->spool_dir = config_->spool_dir;
+  s->config = config_;
+  s->spool = &spool_;
+  uv_queue_work(
+      loop_, &s->req,
+      [](uv_work_t* req) {
+        auto* s = static_cast<Scan*>(req->data);
+        DIR* d = ::opendir(s->dir.c_str());
+        if (!d) return;
+        std::vector<std::string> names, stale;
+        const time_t now = ::time(nullptr);
+        while (dirent* e = ::readdir(d)) {
+          std::string name = e->d_name;
+          if (is_candidate(name)) {
+            names.push_back(std::move(name));
+          } else if (name.ends_with(".tmp") && name.front() != '.') {
+            struct stat st;
+            if (::fstatat(dirfd(d), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                now - st.st_mtime > kStaleTmpSeconds)
+              stale.push_back(std::move(name));
+          }
+        }
+        ::closedir(d);
+        // Names begin with the drop time in hex: oldest first.
+        std::sort(names.begin(), names.end());
+        bool removed = false;
+        for (const auto& name : names) {
+          Picked p = take_file(s->dir, name, *s->config, *s->spool);
+          if (!p.ok && !p.retry) set_aside(s->spool_dir, s->dir, name);
+          removed = removed || p.ok;
+          s->results.push_back(Result{name, p.ok, p.retry, std::move(p.error), p.uid, std::move(p.env)});
+        }
+        for (const auto& name : stale) {
+          ::unlink((s->dir + "/" + name).c_str());
+          s->results.push_back(Result{name, false, false, "stale temporary file removed", 0, {}});
+        }
+        if (removed || !stale.empty()) fsync_path(s->dir);
+      },
+      [](uv_work_t* req, int) {
+        std::unique_ptr<Scan> s(static_cast<Scan*>(req->data));
+        s->self->after_scan(std::move(s->results));
+      });
+}
+
+void Pickup::after_scan(std::vector<Result> results) {
+  scanning_ = false;
+  for (auto& r : results) {
+    if (r.ok) {
+      ++picked_up_;
+      const auto& env = r.env;
+      log::info("{}: accept maildrop={} uid={} from=<{}> size={} nrcpt={} msgid={}", env.id, r.file,
+                r.uid, log::sanitize(env.sender), env.size, env.recipients.size(),
+                env.message_id.empty() ? "-" : log::sanitize(env.message_id));
+      if (!r.error.empty()) log::warning("{}: maildrop {}: {}", env.id, r.file, r.error);
+      if (committed_ && !closing_) committed_(env);
+    } else if (r.retry) {
+      log::warning("maildrop {}: {}; trying again later", r.file, log::sanitize(r.error));
+    } else {
+      log::error("maildrop {}: uid={} {}; moved to {}/corrupt", r.file, r.uid, log::sanitize(r.error),
+                 config_->spool_dir);
+    }
+  }
+  if (closing_) {
+    maybe_done();
+    return;
+  }
+  if (rescan_) scan();
+}
+
+void Pickup::close(std::function<void()> done) {
+  done_ = std::move(done);
+  if (closing_) return;
+  closing_ = true;
+  if (open_handles_ == 0) {
+    maybe_done();
+    return;
+  }
+  auto closed = [](uv_handle_t* h) {
+    auto* self = static_cast<Pickup*>(h->data);
+    --self->open_handles_;
+    self->maybe_done();
+  };
+  if (watching_) uv_fs_event_stop(&watch_);
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&watch_), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), closed);
+}
+
+void Pickup::maybe_done() {
+  if (!closing_ || scanning_ || open_handles_ > 0 || !done_) return;
+  auto done = std::move(done_);
+  done_ = nullptr;
+  done();
+}
+
+}  // namespace sluice::mta

@@ -1,0 +1,57 @@
+// submit.hpp — turns sluice-sendmail's options and the message it read into
+// the maildrop file's content: envelope sender, recipients (arguments and,
+// with -t, the header), the headers added, the final size check. Pure: what
+// it needs from the system (host name, login, clock, pid, randomness, size
+// limit) comes in a Context, so every rule is unit-tested. No I/O, no logs.
+//
+// Failures carry the sysexits.h code sluice-sendmail exits with:
+//   EX_USAGE    no recipients at all; a bad -f address; -F over 256 octets
+//   EX_DATAERR  an invalid recipient (on the command line or, with -t, in
+//               the header; every bad one is named), more than
+//               kMaxRecipients recipients, the message over the size limit
+//               once the added headers are counted
+// Rules (docs/sendmail.md):
+//   - each recipient argument is an address list ("a@b", "<a@b>",
+//     "Bob <b@c>, d@e"); with -t the header's recipients are added to them
+//     (as Postfix does), duplicates dropped, argument order first;
+//   - an address without "@domain" gets "@hostname" (Postfix appends
+//     $myorigin), in arguments, headers and -f alike;
+//   - envelope sender: -f/-r when given ("" and "<>" are the null sender),
+//     else LOGIN@hostname; the From header added when the message has none
+//     uses the sender, or LOGIN@hostname for the null sender.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <vector>
+
+#include "mta/sendmail/maildrop.hpp"
+#include "mta/sendmail/message.hpp"
+#include "mta/sendmail/options.hpp"
+
+namespace sluice::sendmail {
+
+inline constexpr size_t kMaxFullName = 256;
+
+struct Failure {
+  int exit_code;
+  std::string message;  // one line (addresses named), without the program name
+};
+
+struct Context {
+  std::string login;               // the real user's login name ("uid<N>" without one)
+  uint64_t max_message_size = 0;   // limits.max_message_size
+  Stamp stamp;                     // clock, pid, random, hostname
+};
+
+// The envelope sender as stored ("" = null sender).
+std::expected<std::string, Failure> envelope_sender(const Options& o, const Context& c);
+// The recipients named by the command line arguments.
+std::expected<std::vector<Mailbox>, Failure> argument_recipients(const Options& o,
+                                                                 const Context& c);
+// Everything: `content` is InputReader's output.
+std::expected<Maildrop, Failure> build_maildrop(const Options& o, std::string_view content,
+                                                const Context& c);
+
+}  // namespace sluice::sendmail

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# check_install.sh BUILD_DIR — stages `cmake --install` into a temporary
+# DESTDIR and checks the layout docs/install.md promises: the three binaries,
+# the commented configuration (and that a second install keeps an edited
+# one), the systemd unit with its sandboxing, and that the installed
+# configuration passes `sluiced --check` once pointed at writable paths.
+set -euo pipefail
+build="$1"
+stage="$(mktemp -d "${TMPDIR:-/tmp}/sluice-install.XXXXXX")"
+trap 'rm -rf "$stage"' EXIT
+fail() { echo "check_install: $*" >&2; exit 1; }
+
+DESTDIR="$stage" cmake --install "$build" --prefix /usr/local >"$stage.log" 2>&1 || { cat "$stage.log"; fail "install failed"; }
+rm -f "$stage.log"
+for b in sluiced sluicectl sluice-sendmail; do
+  [ -x "$stage/usr/local/sbin/$b" ] || fail "missing sbin/$b"
+done
+cfg="$stage/etc/sluice/sluice.toml"
+[ -f "$cfg" ] || fail "missing /etc/sluice/sluice.toml"
+[ -f "$stage/etc/sluice/sluice.toml.example" ] || fail "missing sluice.toml.example"
+grep -q '^#' "$cfg" || fail "the installed configuration has no comments"
+unit="$stage/usr/local/lib/systemd/system/sluiced.service"
+[ -f "$unit" ] || fail "missing the systemd unit"
+for key in "ExecStart=/usr/local/sbin/sluiced --config /etc/sluice/sluice.toml" "ProtectSystem=strict" \
+           "NoNewPrivileges=yes" "ReadWritePaths=/var/spool/sluice" "ExecReload=/bin/kill -HUP \$MAINPID"; do
+  grep -qF "$key" "$unit" || fail "the unit lacks: $key"
+done
+[ -f "$stage/usr/local/share/doc/sluice/operations.md" ] || fail "missing docs/operations.md"
+
+# A second install keeps the admin's edits.
+echo '# edited by the admin' >> "$cfg"
+DESTDIR="$stage" cmake --install "$build" --prefix /usr/local >/dev/null 2>&1 || fail "second install failed"
+grep -q 'edited by the admin' "$cfg" || fail "a second install overwrote sluice.toml"
+
+# The shipped configuration is valid (paths moved into the stage).
+sed -e "s|/var/spool/sluice|$stage/spool|; s|/run/sluice|$stage/run|; s|/etc/sluice|$stage/etc/sluice|g" \
+  "$cfg" > "$stage/check.toml"
+"$stage/usr/local/sbin/sluiced" --check --config "$stage/check.toml" || fail "sluiced --check refuses the installed configuration"
+echo "check_install: ok"

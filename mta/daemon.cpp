@@ -1,12 +1,16 @@
 // daemon.cpp — see daemon.hpp.
 #include "mta/daemon.hpp"
 
+#include <fmt/format.h>
+#include <grp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <signal.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include <cstring>
 #include <filesystem>
 #include <memory>
 
@@ -55,23 +59,61 @@ std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const
   return *db;
 }
 
-// Who owns what the daemon creates for others (the control socket, the
-// maildrop): the configured `user` when started as root and that account
-// exists, else whoever runs sluiced.
+// Who sluiced runs as once its ports are bound: the configured `user` when
+// started as root and that account exists (drop = true), else whoever runs
+// it. A missing account is a warning, not an error, so that a development
+// machine can run it as root; `user = "root"` says so on purpose.
 struct Owner {
   uid_t uid;
   gid_t gid;
+  bool drop = false;
+  std::string name;
 };
 Owner daemon_owner(const conf::Config& c) {
-  if (geteuid() == 0 && !c.user.empty()) {
+  if (geteuid() == 0 && !c.user.empty() && c.user != "root") {
     std::vector<char> buf(16384);
     struct passwd pw, *found = nullptr;
     if (getpwnam_r(c.user.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found)
-      return {pw.pw_uid, pw.pw_gid};
-    log::warning("user {}: no such account; files for the control socket and the maildrop stay "
-                 "owned by root", c.user);
+      return {pw.pw_uid, pw.pw_gid, pw.pw_uid != 0, c.user};
+    log::warning("user {}: no such account; sluiced keeps running as root (create it, e.g. with "
+                 "packaging/postinst, or set user = \"root\" to mean it)", c.user);
   }
-  return {geteuid(), getegid()};
+  return {geteuid(), getegid(), false, ""};
+}
+
+// Before the drop: the spool tree becomes the user's (it may have been made
+// by root, or by an earlier run as root). The maildrop keeps its group, and
+// the files in it keep their owners: they say who submitted them.
+std::expected<void, std::string> give_spool_to(const std::string& dir, const Owner& o) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto own = [&](const fs::path& p, bool keep_group) -> std::expected<void, std::string> {
+    if (::lchown(p.c_str(), o.uid, keep_group ? static_cast<gid_t>(-1) : o.gid) != 0)
+      return std::unexpected(fmt::format("{}: cannot give it to {}: {}", p.string(), o.name,
+                                         std::strerror(errno)));
+    return {};
+  };
+  if (auto r = own(dir, false); !r) return r;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    const fs::path& p = it->path();
+    const bool maildrop = p.filename() == "maildrop" && p.parent_path() == fs::path(dir);
+    if (auto r = own(p, maildrop); !r) return r;
+    if (maildrop) it.disable_recursion_pending();
+  }
+  if (ec) return std::unexpected(dir + ": " + ec.message());
+  return {};
+}
+
+// setgroups, setgid, setuid — for every thread of the process (glibc applies
+// set*id to all of them). Checked: root cannot come back. (no_new_privs is
+// set at the very start, before any thread exists, since it is per thread.)
+std::expected<void, std::string> drop_privileges(const Owner& o) {
+  if (::setgroups(0, nullptr) != 0) return std::unexpected(std::string("setgroups: ") + std::strerror(errno));
+  if (::setgid(o.gid) != 0) return std::unexpected(std::string("setgid: ") + std::strerror(errno));
+  if (::setuid(o.uid) != 0) return std::unexpected(std::string("setuid: ") + std::strerror(errno));
+  if (::setuid(0) == 0 || ::geteuid() == 0) return std::unexpected("root privileges could be regained");
+  return {};
 }
 
 struct Daemon;
@@ -245,6 +287,10 @@ void raise_fd_limit(const conf::Config& c) {
 
 int run_daemon(conf::Config cfg) {
   signal(SIGPIPE, SIG_IGN);
+  // sluiced never runs another program; no thread may gain privileges
+  // through one (per thread and inherited, so before any thread starts).
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    log::warning("no_new_privs: {}", std::strerror(errno));
   raise_fd_limit(cfg);
   auto d = std::make_unique<Daemon>();
   d->config = std::make_shared<const conf::Config>(std::move(cfg));
@@ -277,6 +323,13 @@ int run_daemon(conf::Config cfg) {
     return 1;
   }
   d->spool = std::move(*spool);
+  const Owner owner = daemon_owner(c);
+  if (owner.drop) {
+    if (auto r = give_spool_to(c.spool_dir, owner); !r) {
+      log::error("spool {}", r.error());
+      return 1;
+    }
+  }
   for (const auto& w : d->spool->recovery_warnings()) log::warning("spool recovery: {}", w);
   log::info("spool {}: {} messages waiting", c.spool_dir, d->spool->message_count());
 
@@ -295,7 +348,6 @@ int run_daemon(conf::Config cfg) {
   }
   d->delivery = std::move(*delivery);
   d->server->on_committed([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
-  const Owner owner = daemon_owner(c);
   d->pickup = std::make_unique<Pickup>(&d->loop, d->config, *d->spool,
                                        [dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
   if (auto ok = d->server->listen(); !ok) {
@@ -327,23 +379,34 @@ int run_daemon(conf::Config cfg) {
     static_cast<Daemon*>(s->data)->reload();
   }, SIGHUP);
 
-  log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
-            c.listeners.size());
-  d->delivery->start();
+  // Still root (when started so): the control socket and the maildrop are
+  // made and handed over, then the privileges go, then the work starts.
   ControlOptions copt;
   if (geteuid() == 0) {
     copt.owner = owner.uid;
     copt.group = owner.gid;
   }
   d->control = std::make_unique<ControlServer>(&d->loop, c.control_socket, d->admin, copt);
+  auto fail = [&d](std::string_view what, const std::string& why) {
+    log::error("{}: {}", what, why);
+    d->exit_code = 1;
+    d->stop("start-up failed");
+  };
   if (auto ok = d->control->listen(); !ok) {
-    log::error("control socket: {}", ok.error());
-    d->exit_code = 1;
-    d->stop("control socket");
-  } else if (auto ok = d->pickup->start(owner.uid); !ok) {
-    log::error("{}", ok.error());
-    d->exit_code = 1;
-    d->stop("maildrop");
+    fail("control socket", ok.error());
+  } else if (auto ok = d->pickup->prepare(owner.uid); !ok) {
+    fail("maildrop", ok.error());
+  } else if (owner.drop) {
+    if (auto ok = drop_privileges(owner); !ok)
+      fail("dropping privileges", ok.error());
+    else
+      log::info("running as {} (uid {}, gid {}); ports bound as root", owner.name, owner.uid, owner.gid);
+  }
+  if (!d->stopping) {
+    log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
+              c.listeners.size());
+    d->delivery->start();
+    d->pickup->start();
   }
   uv_run(&d->loop, UV_RUN_DEFAULT);
   const int d_exit = d->exit_code;

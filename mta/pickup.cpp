@@ -207,7 +207,7 @@ Pickup::Pickup(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queu
 
 Pickup::~Pickup() = default;
 
-std::expected<void, std::string> Pickup::start(uid_t uid) {
+std::expected<void, std::string> Pickup::prepare(uid_t uid) {
   const std::string& spool_dir = config_->spool_dir;
   struct stat st;
   if (::stat(spool_dir.c_str(), &st) == 0 && (st.st_mode & 0111) != 0111)
@@ -239,7 +239,11 @@ std::expected<void, std::string> Pickup::start(uid_t uid) {
   else
     log::info("maildrop {}: no group {}, so only the daemon's user and root can use "
               "sluice-sendmail (docs/sendmail.md)", dir_, kMaildropGroup);
+  return {};
+}
 
+void Pickup::start() {
+  if (closing_ || open_handles_ > 0) return;
   uv_fs_event_init(loop_, &watch_);
   watch_.data = this;
   uv_timer_init(loop_, &timer_);
@@ -254,7 +258,6 @@ std::expected<void, std::string> Pickup::start(uid_t uid) {
   uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Pickup*>(t->data)->scan(); }, kRescanMs,
                  kRescanMs);
   scan();
-  return {};
 }
 
 void Pickup::scan() {

@@ -50,9 +50,12 @@ class Pickup {
   // owner `uid`, group sluicedrop, mode 1730 when that group exists (any
   // user may drop through the setgid sluice-sendmail; nobody can read or
   // remove another's file), else owner only, mode 0700. Makes spool_dir
-  // itself traversable (at least 0711). Then starts watching and picks up
-  // what is waiting.
-  std::expected<void, std::string> start(uid_t uid);
+  // itself traversable (at least 0711). Runs before privileges are dropped:
+  // only root may hand the directory to a group the daemon is not in.
+  std::expected<void, std::string> prepare(uid_t uid);
+  // Starts watching and picks up what is waiting. Call after delivery has
+  // loaded the spool: every pickup is handed to `committed` at once.
+  void start();
   void reload(std::shared_ptr<const conf::Config> config) { config_ = std::move(config); }
   // Stops watching; `done` runs once a scan under way has finished and every
   // handle is closed. Call before the spool closes.

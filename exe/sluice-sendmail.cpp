@@ -32,11 +32,8 @@
 #include "mta/sendmail/options.hpp"
 #include "mta/sendmail/submit.hpp"
 
-#if __has_include("mta/control/client.hpp")
 #include "mta/control/client.hpp"
 #include "mta/control/format.hpp"
-#define SLUICE_HAVE_CONTROL_CLIENT 1
-#endif
 
 namespace sm = sluice::sendmail;
 
@@ -76,7 +73,6 @@ int read_message(sm::InputReader& reader) {
 }
 
 int run_mailq(const sluice::conf::Config& config) {
-#ifdef SLUICE_HAVE_CONTROL_CLIENT
   // sluicectl's exit codes, translated to sysexits.h like the rest of sendmail.
   switch (sluice::control::list_queue(config.control_socket, false, std::cout, std::cerr)) {
     case sluice::control::kExitOk:
@@ -86,10 +82,6 @@ int run_mailq(const sluice::conf::Config& config) {
     default:  // no daemon, or it refused: "mail system is down"
       return EX_UNAVAILABLE;
   }
-#else
-  (void)config;
-  return fail(EX_UNAVAILABLE, "mailq is not available in this build");
-#endif
 }
 
 }  // namespace

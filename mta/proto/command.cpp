@@ -110,7 +110,7 @@ constexpr bool is_atext_ascii(uchar c) {
 // RFC 5321 §4.1.2:  Dot-string = Atom *("."  Atom)
 //                   Atom       = 1*atext
 // RFC 6531 §3.3:    atext     =/ UTF8-non-ascii
-bool valid_dot_string(std::string_view s) {
+bool dot_string(std::string_view s) {
   if (s.empty() || s.front() == '.' || s.back() == '.') return false;
   for (size_t i = 0; i < s.size();) {
     const uchar c = static_cast<uchar>(s[i]);
@@ -392,6 +392,8 @@ bool valid_domain(std::string_view d, bool allow_utf8) {
 //   General-address-literal = Standardized-tag ":" 1*dcontent
 // The IP forms are checked with inet_pton; general literals are refused
 // (no tag is standardized for mail).
+bool valid_dot_string(std::string_view s) { return dot_string(s); }
+
 bool valid_address_literal(std::string_view lit) {
   if (lit.size() < 3 || lit.front() != '[' || lit.back() != ']') return false;
   std::string_view inner = lit.substr(1, lit.size() - 2);
@@ -470,7 +472,7 @@ std::expected<Mailbox, Reply> parse_path(std::string_view text, bool allow_null)
   } else {
     local_len = inner.find('@');
     if (local_len == std::string_view::npos) return fail(501, enh, bad);
-    if (!valid_dot_string(inner.substr(0, local_len))) return fail(501, enh, bad);
+    if (!dot_string(inner.substr(0, local_len))) return fail(501, enh, bad);
   }
   if (local_len >= inner.size() || inner[local_len] != '@') return fail(501, enh, bad);
   const std::string_view local = inner.substr(0, local_len);

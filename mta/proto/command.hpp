@@ -75,6 +75,7 @@ std::expected<Command, Reply> parse_command(std::string_view line);
 // Grammar checks usable on their own (also for sender policy and config).
 bool valid_domain(std::string_view d, bool allow_utf8 = true);
 bool valid_address_literal(std::string_view lit);  // "[1.2.3.4]" / "[IPv6:...]"
+bool valid_dot_string(std::string_view s);         // a local part that needs no quotes
 // Parses "<...>" (with optional source route, which is dropped).
 std::expected<Mailbox, Reply> parse_path(std::string_view text, bool allow_null);
 

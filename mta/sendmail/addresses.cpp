@@ -20,6 +20,8 @@
 // group). Comments nest with a counter, so nothing recurses on the input.
 #include "mta/sendmail/addresses.hpp"
 
+#include "mta/proto/command.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -81,96 +83,6 @@ constexpr bool is_atext(uchar c) {
     default:
       return false;
   }
-}
-
-// RFC 5321 Dot-string with RFC 6531 UTF-8 atext.
-bool is_dot_string(std::string_view s) {
-  if (s.empty() || s.front() == '.' || s.back() == '.') return false;
-  for (size_t i = 0; i < s.size();) {
-    const uchar c = static_cast<uchar>(s[i]);
-    if (c == '.') {
-      if (s[i - 1] == '.') return false;
-      ++i;
-    } else if (c < 0x80) {
-      if (!is_atext(c)) return false;
-      ++i;
-    } else {
-      const size_t n = utf8_sequence_length(s, i);
-      if (n == 0) return false;
-      i += n;
-    }
-  }
-  return true;
-}
-
-// RFC 5321 Quoted-string (qtextSMTP, quoted-pairSMTP, RFC 6531 UTF-8), the
-// whole of s.
-bool is_quoted_string(std::string_view s) {
-  if (s.size() < 2 || s.front() != '"' || s.back() != '"') return false;
-  for (size_t i = 1; i + 1 < s.size();) {
-    const uchar c = static_cast<uchar>(s[i]);
-    if (c == '\\') {
-      if (i + 2 >= s.size()) return false;  // the closing quote cannot be escaped
-      const uchar q = static_cast<uchar>(s[i + 1]);
-      if (q < 32 || q > 126) return false;
-      i += 2;
-    } else if (c == '"') {
-      return false;
-    } else if (c >= 32 && c <= 126) {
-      ++i;
-    } else if (c >= 0x80) {
-      const size_t n = utf8_sequence_length(s, i);
-      if (n == 0) return false;
-      i += n;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Host-name label: letters, digits, hyphens (not at either end), or UTF-8
-// (a U-label; its 63-octet limit applies to the A-label we do not compute).
-bool valid_label(std::string_view l) {
-  if (l.empty() || l.front() == '-' || l.back() == '-') return false;
-  bool ascii = true;
-  for (size_t i = 0; i < l.size();) {
-    const uchar c = static_cast<uchar>(l[i]);
-    if (is_alpha(c) || is_digit(c) || c == '-') {
-      ++i;
-    } else if (c >= 0x80) {
-      const size_t n = utf8_sequence_length(l, i);
-      if (n == 0) return false;
-      ascii = false;
-      i += n;
-    } else {
-      return false;
-    }
-  }
-  return !ascii || l.size() <= 63;
-}
-
-// "[1.2.3.4]" or "[IPv6:...]".
-bool valid_address_literal(std::string_view lit) {
-  if (lit.size() < 3 || lit.front() != '[' || lit.back() != ']') return false;
-  std::string_view inner = lit.substr(1, lit.size() - 2);
-  int family = AF_INET;
-  if (inner.size() >= 5 && iequals(inner.substr(0, 5), "IPv6:")) {
-    family = AF_INET6;
-    inner.remove_prefix(5);
-  }
-  if (inner.empty() || inner.size() > 45) return false;
-  for (char c : inner) {
-    const uchar u = static_cast<uchar>(c);
-    const bool hex = is_digit(u) || (lower(c) >= 'a' && lower(c) <= 'f');
-    if (!(family == AF_INET ? (is_digit(u) || c == '.') : (hex || c == ':' || c == '.')))
-      return false;
-  }
-  char buf[48];
-  inner.copy(buf, inner.size());
-  buf[inner.size()] = '\0';
-  unsigned char addr[sizeof(in6_addr)];
-  return inet_pton(family, buf, addr) == 1;
 }
 
 // "a\x01b" -> "a?b", capped for error messages.
@@ -601,7 +513,7 @@ void append_unique(std::vector<Mailbox>& into, const std::vector<Mailbox>& more)
 
 std::string canonical_local_part(std::string_view decoded) {
   if (decoded.empty()) return "";
-  if (is_dot_string(decoded)) return decoded.size() <= kMaxLocal ? std::string(decoded) : "";
+  if (proto::valid_dot_string(decoded)) return decoded.size() <= kMaxLocal ? std::string(decoded) : "";
   std::string q = "\"";
   for (size_t i = 0; i < decoded.size();) {
     const uchar c = static_cast<uchar>(decoded[i]);
@@ -621,25 +533,18 @@ std::string canonical_local_part(std::string_view decoded) {
   return q.size() <= kMaxLocal ? q : "";
 }
 
+// The envelope grammar is the SMTP server's (mta/proto/command.hpp): what
+// sendmail accepts is exactly what RCPT TO would.
 bool valid_domain(std::string_view d) {
   if (d.empty() || d.size() > kMaxDomain) return false;
-  if (d.front() == '[') return valid_address_literal(d);
-  for (;;) {
-    const size_t dot = d.find('.');
-    if (!valid_label(d.substr(0, dot))) return false;
-    if (dot == std::string_view::npos) return true;
-    d.remove_prefix(dot + 1);
-  }
+  return d.front() == '[' ? proto::valid_address_literal(d) : proto::valid_domain(d);
 }
 
 bool valid_address(std::string_view a) {
   if (a.size() > kMaxAddress) return false;
-  const size_t at = a.rfind('@');
-  if (at == std::string_view::npos || at == 0) return false;
-  const std::string_view local = a.substr(0, at);
-  if (local.size() > kMaxLocal) return false;
-  if (!(is_dot_string(local) || is_quoted_string(local))) return false;
-  return valid_domain(a.substr(at + 1));
+  auto m = proto::parse_path("<" + std::string(a) + ">", false);
+  // (parse_path drops a source route: then str() differs and it is refused)
+  return m && !m->domain.empty() && m->str() == a;
 }
 
 }  // namespace sluice::sendmail

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <fstream>
 #include <optional>
+#include <utility>
 
 #include "conf/log.hpp"
 #include "mta/client/client_session.hpp"
@@ -21,7 +22,15 @@ namespace sluice::mta {
 namespace {
 
 constexpr size_t kReadBufferSize = 64 * 1024;
+// The content goes out in pieces of this size, read from the spool as the
+// socket takes them: at most kBodyQueued bytes wait in a connection's output.
 constexpr size_t kBodyChunk = 64 * 1024;
+constexpr size_t kBodyQueued = 4 * kBodyChunk;
+// A connection with nothing to do stays open this long for the destination's
+// next message (Postfix: smtp_connection_cache_time_limit), and is not
+// reused once it is this old (smtp_connection_reuse_time_limit).
+constexpr std::chrono::milliseconds kIdleCacheTime{2000};
+constexpr uint64_t kReuseTimeLimitMs = 300'000;
 
 struct Target {
   std::string host;  // MX (or relayhost) name
@@ -56,10 +65,41 @@ struct JobRun {
   std::vector<std::string> relay;  // per recipient, for the log
   std::string last_relay = "none";
   Outbound* conn = nullptr;
+  // Running on a connection that an earlier job opened: if it turns out to
+  // be unusable before the end of the data went out, the job starts afresh
+  // (lookup, first host) rather than counting that as a host's failure.
+  bool reused = false;
+  // The job recipients (indexes, ascending) in the transaction in flight:
+  // those without a verdict when it started. A recipient an earlier host
+  // already answered for (a RCPT refusal) is not offered to the next one.
+  std::vector<size_t> sent;
+
+  client::Transaction undecided_tx() {
+    client::Transaction t;
+    t.sender = tx.sender;
+    t.size = tx.size;
+    t.needs_8bitmime = tx.needs_8bitmime;
+    t.needs_smtputf8 = tx.needs_smtputf8;
+    t.envid = tx.envid;
+    t.ret = tx.ret;
+    sent.clear();
+    for (size_t i = 0; i < tx.recipients.size(); ++i) {
+      if (verdicts[i]) continue;
+      t.recipients.push_back(tx.recipients[i]);
+      sent.push_back(i);
+    }
+    return t;
+  }
 };
 
 // One outgoing TCP connection driving a ClientSession; it carries one job at
-// a time and may carry several in turn (take_job_for).
+// a time and may carry several in turn: the destination's next waiting job
+// (take_job_for) or, after waiting idle in Delivery's cache, a new one.
+//
+// Output: whatever the session sends while one event is handled is gathered
+// in `out_` (or, in TLS, in the stream) and written with one uv_write at the
+// end of the event (after_event), so e.g. the content and the final dot
+// leave in one write.
 class Outbound final : public client::ClientHost {
  public:
   Outbound(Delivery& d, uint64_t id, Target target, uint16_t port, std::string destination)
@@ -75,6 +115,7 @@ class Outbound final : public client::ClientHost {
 
   uint64_t id() const { return id_; }
   const std::string& relay() const { return relay_; }
+  const std::string& destination() const { return destination_; }
 
   void attach(JobRun* run) {
     run_ = run;
@@ -82,7 +123,37 @@ class Outbound final : public client::ClientHost {
     run->last_relay = relay_;
     result_.reset();
     tx_started_ = false;
+    body_active_ = false;
   }
+
+  // May carry another job: ready, not closing, and not too old.
+  bool reusable() const {
+    return connected_ && !closing_ && !close_requested_ && session_->ready() &&
+           uv_now(d_.loop_) - connected_at_ < kReuseTimeLimitMs;
+  }
+
+  // Starts a job on this ready connection (it came out of the idle cache or
+  // the previous job just ended here).
+  void reuse(JobRun* run) {
+    attach(run);
+    run->reused = true;
+    tx_started_ = true;
+    ++transactions_;
+    session_->start_transaction(run->undecided_tx());
+  }
+
+  // The same from outside an event (Delivery::start_job): then flush.
+  void reuse_now(JobRun* run) {
+    idle_since_ = 0;
+    reuse(run);
+    after_event();
+  }
+
+  // Parked in the idle cache: at most kIdleCacheTime.
+  void park() {
+    idle_since_ = uv_now(d_.loop_);
+  }
+  uint64_t idle_since() const { return idle_since_; }
 
   void connect() {
     const auto& dc = d_.config_->delivery;
@@ -92,6 +163,7 @@ class Outbound final : public client::ClientHost {
     cc.tls_available = d_.tls_ != nullptr;
     implicit_tls_ = !dc.relayhost.empty() && port_ == 465 && d_.tls_ != nullptr;
     cc.in_tls = implicit_tls_;
+    cc.timeouts.idle = kIdleCacheTime;
     if (!dc.relayhost.empty() && !d_.relay_login_.empty()) {
       auth::Credentials cr;
       cr.login = d_.relay_login_;
@@ -127,15 +199,17 @@ class Outbound final : public client::ClientHost {
 
   // --- ClientHost ----------------------------------------------------------
   void send(std::string_view bytes) override {
+    if (closing_) return;
     if (tls_) {
       tls_->write_plaintext(bytes);
-      send_ciphertext();
+      tls_pending_ += bytes.size();
     } else {
-      write_raw(std::string(bytes));
+      out_.append(bytes);
     }
   }
 
   void start_tls() override {
+    flush_output();  // plaintext before the handshake goes first
     auto s = tls::TlsStream::client(d_.tls_, target_.host);
     if (!s) {
       tls_fail_ = s.error();
@@ -152,23 +226,12 @@ class Outbound final : public client::ClientHost {
       session_->body_end();
       return;
     }
-    // First version: the whole content is read into memory, then handed over
-    // in 64 KiB pieces (docs/delivery.md "Connections").
-    std::string content;
-    auto r = d_.spool_.read_body(run_->job.message_id,
-                                 [&content](std::string_view s) { content.append(s); });
-    if (!r) {
-      log::error("{}: cannot read the message: {}", run_->job.message_id, r.error());
-      body_failed_ = true;
-      session_->on_eof();  // abort the transaction (temporary for everyone)
-      return;
-    }
-    uint64_t seq = ++body_seq_;
-    for (size_t off = 0; off < content.size(); off += kBodyChunk) {
-      session_->body(std::string_view(content).substr(off, kBodyChunk));
-      if (seq != body_seq_ || closing_ || session_->closed()) return;
-    }
-    session_->body_end();
+    // The content is streamed: read from the spool a piece at a time while
+    // the output holds less than kBodyQueued; each finished write reads on.
+    body_active_ = true;
+    body_off_ = 0;
+    ++body_seq_;
+    pump_body();
   }
 
   void transaction_done(client::TransactionResult result) override { result_ = std::move(result); }
@@ -184,23 +247,30 @@ class Outbound final : public client::ClientHost {
         return;
       }
       // Reuse: the destination's next message over the same connection.
-      if (auto job = d_.scheduler_.take_job_for(destination_, wall_clock_us())) {
-        JobRun* next = d_.make_run(std::move(*job));
-        if (next) {
-          attach(next);
-          tx_started_ = true;
-          session_->start_transaction(next->tx);
-          d_.run();
-          return;
+      if (reusable()) {
+        if (auto job = d_.scheduler_.take_job_for(destination_, wall_clock_us())) {
+          JobRun* next = d_.make_run(std::move(*job));
+          if (next) {
+            reuse(next);
+            d_.run();
+            return;
+          }
         }
       }
       d_.run();
+      if (run_ || closing_ || session_->closed()) return;
+      // Nothing waiting: keep it for the destination's next message.
+      if (reusable()) {
+        d_.park(*this);
+        return;
+      }
       session_->quit();
       return;
     }
     if (run_ && !tx_started_) {
       tx_started_ = true;
-      session_->start_transaction(run_->tx);
+      ++transactions_;
+      session_->start_transaction(run_->undecided_tx());
       return;
     }
     session_->quit();
@@ -221,6 +291,7 @@ class Outbound final : public client::ClientHost {
       return;
     }
     o->connected_ = true;
+    o->connected_at_ = uv_now(o->d_.loop_);
     uv_tcp_nodelay(&o->tcp_, 1);
     uv_read_start(reinterpret_cast<uv_stream_t*>(&o->tcp_), on_alloc, on_read);
     if (o->implicit_tls_) {
@@ -235,10 +306,12 @@ class Outbound final : public client::ClientHost {
     o->after_event();
   }
 
+  // One read buffer for every connection: libuv fills it and calls on_read
+  // at once, and on_read keeps nothing pointing into it.
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* o = static_cast<Outbound*>(h->data);
-    if (!o->readbuf_) o->readbuf_ = std::make_unique<char[]>(kReadBufferSize);
-    *buf = uv_buf_init(o->readbuf_.get(), kReadBufferSize);
+    std::span<char> b = o->d_.read_buffer();
+    *buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
   }
 
   static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
@@ -320,7 +393,10 @@ class Outbound final : public client::ClientHost {
     --o->writes_;
     if (o->closing_) return;
     if (status < 0) {
+      o->body_active_ = false;
       o->session_->on_eof();
+    } else if (o->body_active_) {
+      o->pump_body();
     }
     o->after_event();
   }
@@ -338,6 +414,7 @@ class Outbound final : public client::ClientHost {
       session_->on_tls_failed(why);
     }
     if (closing_) return;
+    flush_output();
     if (close_requested_) {
       if (writes_ == 0) begin_close();
       return;
@@ -349,8 +426,52 @@ class Outbound final : public client::ClientHost {
   }
 
   void send_ciphertext() {
+    tls_pending_ = 0;
     std::string data;
     if (tls_->take_ciphertext(data)) write_raw(std::move(data));
+  }
+
+  // What the session sent during this event, in one write.
+  void flush_output() {
+    if (!out_.empty()) write_raw(std::exchange(out_, std::string()));
+    if (tls_ && tls_pending_ > 0) send_ciphertext();
+  }
+
+  // Bytes given to this connection and not yet taken by the kernel.
+  size_t queued_output() const {
+    return out_.size() + tls_pending_ +
+           uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
+  }
+
+  // Reads and hands over content while the output is short of kBodyQueued;
+  // body_end() after the last piece. A failed read aborts the transaction
+  // (temporary for everyone).
+  void pump_body() {
+    const uint64_t seq = body_seq_;
+    while (body_active_) {
+      if (seq != body_seq_ || closing_ || !run_ ||
+          session_->state() != client::ClientSession::State::body) {
+        body_active_ = false;
+        return;
+      }
+      if (body_off_ >= run_->tx.size) {
+        body_active_ = false;
+        session_->body_end();
+        return;
+      }
+      if (queued_output() >= kBodyQueued) return;  // on_write reads on
+      auto n = d_.spool_.read_at(run_->job.message_id, body_off_, d_.body_buffer());
+      if (!n || *n == 0) {
+        body_active_ = false;
+        log::error("{}: cannot read the message: {}", run_->job.message_id,
+                   n ? std::string("content ends early") : n.error());
+        body_failed_ = true;
+        session_->on_eof();
+        return;
+      }
+      body_off_ += *n;
+      session_->body(std::string_view(d_.body_buffer().data(), *n));
+    }
   }
 
   void write_raw(std::string data) {
@@ -372,13 +493,16 @@ class Outbound final : public client::ClientHost {
     const size_t n = run->job.recipients.size();
     bool undecided = false;
     std::optional<queue::policy::SessionEvent> mail_ev;
+    size_t k = 0;  // result_->recipients[k] is job recipient run->sent[k]
     for (size_t i = 0; i < n; ++i) {
       if (run->verdicts[i]) continue;
-      if (!result_ || i >= result_->recipients.size()) {
+      while (k < run->sent.size() && run->sent[k] < i) ++k;
+      if (!result_ || k >= run->sent.size() || run->sent[k] != i ||
+          k >= result_->recipients.size()) {
         undecided = true;
         continue;
       }
-      const auto& r = result_->recipients[i];
+      const auto& r = result_->recipients[k];
       queue::Outcome o = to_outcome(r.reply);
       const std::string remote_host = r.remote ? host_ : std::string();
       if (r.outcome == client::Outcome::sent) {
@@ -411,21 +535,35 @@ class Outbound final : public client::ClientHost {
       d_.finish(run, false);
       return false;
     }
+    queue::policy::SessionEvent ev;
     if (failure_) {
-      run->events.push_back(event_of(*failure_));
+      ev = event_of(*failure_);
       failure_.reset();
     } else if (local_event_) {
-      run->events.push_back(*local_event_);
+      ev = *local_event_;
       local_event_.reset();
     } else if (mail_ev) {
-      run->events.push_back(*mail_ev);
+      ev = *mail_ev;
     } else if (!connect_error_.empty()) {
-      run->events.push_back(queue::policy::SessionEvent{queue::policy::SessionFailure::connect_failed, host_, {},
-                                                connect_error_, false});
+      ev = queue::policy::SessionEvent{queue::policy::SessionFailure::connect_failed, host_, {},
+                                       connect_error_, false};
     } else {
-      run->events.push_back(queue::policy::SessionEvent{queue::policy::SessionFailure::connection_lost, host_, {},
-                                                "(delivery aborted)", false});
+      ev = queue::policy::SessionEvent{queue::policy::SessionFailure::connection_lost, host_, {},
+                                       "(delivery aborted)", false};
     }
+    if (run->reused) {
+      // A kept connection failed (the server may have dropped it while it
+      // was idle): that says nothing about the host yet. Start the job over
+      // like a new one, unless the end of the data went out (the server may
+      // have the message) or the failure must not be retried elsewhere.
+      run->reused = false;
+      queue::policy::Context ctx{!d_.config_->delivery.relayhost.empty()};
+      if (!d_.stopping_ && queue::policy::try_next_host(ev, ctx)) {
+        d_.resolve(run);
+        return true;
+      }
+    }
+    run->events.push_back(std::move(ev));
     d_.try_next(run);
     return true;
   }
@@ -465,7 +603,11 @@ class Outbound final : public client::ClientHost {
   void begin_close() {
     if (closing_) return;
     closing_ = true;
+    body_active_ = false;
     uv_timer_stop(&timer_);
+    if (connected_)
+      log::info("delivery: conn={} relay={} closed transactions={} age={:.1f}s", id_, relay_,
+                transactions_, static_cast<double>(uv_now(d_.loop_) - connected_at_) / 1e3);
     if (run_ && !settle()) d_.run();
     d_.forget(*this);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
@@ -484,13 +626,19 @@ class Outbound final : public client::ClientHost {
   uv_connect_t connect_;
   std::unique_ptr<client::ClientSession> session_;
   std::unique_ptr<tls::TlsStream> tls_;
-  std::unique_ptr<char[]> readbuf_;
   JobRun* run_ = nullptr;
   std::optional<client::TransactionResult> result_;
   std::optional<client::ConnectionFailure> failure_;
   std::optional<queue::policy::SessionEvent> local_event_;
   std::string connect_error_;
   std::string tls_fail_;
+  std::string out_;          // sent by the session during this event, not yet written
+  size_t tls_pending_ = 0;   // plaintext given to the TLS stream since its last flush
+  uint64_t body_off_ = 0;    // next content byte to read from the spool
+  bool body_active_ = false; // streaming the content
+  uint64_t connected_at_ = 0;  // uv_now() when the connection came up
+  uint64_t idle_since_ = 0;    // uv_now() when parked; 0 while busy
+  uint64_t transactions_ = 0;  // started on this connection
   uint64_t body_seq_ = 0;
   int writes_ = 0;
   int closed_handles_ = 0;
@@ -683,7 +831,68 @@ JobRun* Delivery::make_run(queue::Job job) {
 
 void Delivery::start_job(queue::Job job) {
   JobRun* run = make_run(std::move(job));
-  if (run) resolve(run);
+  if (!run) return;
+  if (Outbound* o = take_idle(run->job.destination)) {
+    o->reuse_now(run);
+    return;
+  }
+  resolve(run);
+}
+
+void Delivery::park(Outbound& o) {
+  o.park();
+  idle_[o.destination()].push_back(&o);
+}
+
+// The most recently parked connection to `destination` that can still carry
+// a job (LIFO: the others reach their idle limit and close).
+Outbound* Delivery::take_idle(const std::string& destination) {
+  auto it = idle_.find(destination);
+  if (it == idle_.end()) return nullptr;
+  Outbound* found = nullptr;
+  auto& v = it->second;
+  std::vector<Outbound*> spent;  // too old to reuse: they say QUIT now
+  while (!v.empty() && !found) {
+    Outbound* o = v.back();
+    v.pop_back();
+    if (o->reusable())
+      found = o;
+    else
+      spent.push_back(o);
+  }
+  if (v.empty()) idle_.erase(it);
+  for (Outbound* o : spent) o->abort();
+  return found;
+}
+
+void Delivery::unpark(Outbound& o) {
+  auto it = idle_.find(o.destination());
+  if (it == idle_.end()) return;
+  auto& v = it->second;
+  v.erase(std::remove(v.begin(), v.end(), &o), v.end());
+  if (v.empty()) idle_.erase(it);
+}
+
+// At delivery.max_connections: the connection idle the longest says QUIT to
+// make room.
+void Delivery::evict_idle() {
+  Outbound* oldest = nullptr;
+  for (auto& [dest, v] : idle_)
+    for (Outbound* o : v)
+      if (!oldest || o->idle_since() < oldest->idle_since()) oldest = o;
+  if (!oldest) return;
+  unpark(*oldest);
+  oldest->abort();
+}
+
+std::span<char> Delivery::body_buffer() {
+  if (!body_buf_) body_buf_ = std::make_unique_for_overwrite<char[]>(kBodyChunk);
+  return {body_buf_.get(), kBodyChunk};
+}
+
+std::span<char> Delivery::read_buffer() {
+  if (!read_buf_) read_buf_ = std::make_unique_for_overwrite<char[]>(kReadBufferSize);
+  return {read_buf_.get(), kReadBufferSize};
 }
 
 void Delivery::resolve(JobRun* run) {
@@ -745,6 +954,7 @@ void Delivery::try_next(JobRun* run) {
   const Target& t = run->targets[run->next++];
   const auto& dc = config_->delivery;
   uint16_t port = dc.relayhost.empty() ? dc.port : dc.relayhost_port;
+  if (conns_.size() >= dc.max_connections) evict_idle();
   auto* o = new Outbound(*this, next_conn_++, t, port, run->job.destination);
   conns_.emplace(o->id(), o);
   o->attach(run);
@@ -871,6 +1081,7 @@ void Delivery::on_async(uv_async_t* a) {
 }
 
 void Delivery::forget(Outbound& o) {
+  unpark(o);
   conns_.erase(o.id());
   check_drained();
 }

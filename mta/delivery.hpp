@@ -10,7 +10,9 @@
 // what happened into queue::Verdicts with queue/policy, and completes the job:
 // bounce first (a new spool message with the null sender), then the envelope
 // update or removal. After a job a connection takes the destination's next
-// job (take_job_for) or says QUIT; idle connections are not kept.
+// job (take_job_for), or waits idle (at most 2 s) in a per-destination cache
+// that new jobs take connections from before they open new ones. The
+// content is streamed from the spool paced by the socket writes.
 //
 // Memory rules as in server.cpp: an outbound connection is freed in the close
 // callback of its last handle; write requests own their buffers; bounce
@@ -25,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -62,7 +65,7 @@ class Delivery {
   // the async handle. The loop can end afterwards.
   void close_handles();
 
-  size_t connections() const { return conns_.size(); }
+  size_t connections() const { return conns_.size(); }  // busy and idle
 
   // --- sluicectl (through the control socket) -----------------------------
   // The scheduler holds every live message: for listing and showing.
@@ -85,7 +88,13 @@ class Delivery {
   void run();  // take_jobs, start them, re-arm the timer
   void arm_timer();
   JobRun* make_run(queue::Job job);  // null when the job was finished at once
-  void start_job(queue::Job job);
+  void start_job(queue::Job job);  // on an idle connection, or resolve()
+  void park(Outbound& o);          // into the idle cache
+  Outbound* take_idle(const std::string& destination);
+  void unpark(Outbound& o);
+  void evict_idle();
+  std::span<char> body_buffer();   // scratch for reading content (loop only)
+  std::span<char> read_buffer();   // every outbound connection's socket reads (loop only)
   void resolve(JobRun* run);
   void try_next(JobRun* run);  // next address / host, or finish
   void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
@@ -107,7 +116,11 @@ class Delivery {
   uv_async_t async_;
   std::mutex mu_;
   std::vector<queue::Envelope> bounces_;  // committed bounces, handed over by the writer thread
-  std::unordered_map<uint64_t, Outbound*> conns_;
+  std::unordered_map<uint64_t, Outbound*> conns_;  // every open one, busy or idle
+  // Idle connections by destination, most recently parked last.
+  std::unordered_map<std::string, std::vector<Outbound*>> idle_;
+  std::unique_ptr<char[]> body_buf_;
+  std::unique_ptr<char[]> read_buf_;
   std::unordered_map<uint64_t, std::unique_ptr<JobRun>> runs_;  // jobs in flight, by serial
   uint64_t next_conn_ = 1;
   bool stopping_ = false;

@@ -4,9 +4,12 @@
 // Format, durability and recovery rules: docs/spool.md. In short: producers
 // build finished records (header, id, body, CRC) and queue them; the writer
 // takes all queued records at once, appends them with writev, fdatasyncs once
-// when a COMMIT or DONE is among them, updates the index and only then runs
-// the callbacks. Failures come back as done(false) or open() errors; nothing
-// here logs.
+// when a COMMIT is among them, updates the index and only then runs the
+// callbacks. DONE records are lazy: they do not wake the writer (they wait in
+// the queue for the next other record), and once written without a COMMIT
+// they wait (in `unsynced`) for the next flush; either way at most
+// Options::done_sync_delay after they were handed over.
+// Failures come back as done(false) or open() errors; nothing here logs.
 #include "queue/spool.hpp"
 
 #include <dirent.h>
@@ -32,6 +35,7 @@
 #include <system_error>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "queue/record.hpp"
@@ -198,10 +202,16 @@ struct Spool::Impl {
   QueueIdGenerator ids;
   std::vector<std::string> warnings;
 
-  // Handed-over records, guarded by q_mu.
+  // Handed-over records, guarded by q_mu. DONE records are *lazy*: they do
+  // not wake the writer, which takes them with the next other record or at
+  // q_lazy_deadline, whichever comes first.
   std::mutex q_mu;
   std::condition_variable q_cv;
   std::vector<Item> queue;
+  bool q_urgent = false;         // the queue holds a record that is not lazy
+  bool q_lazy = false;           // the queue holds a lazy record, since q_lazy_deadline - delay
+  std::chrono::steady_clock::time_point q_lazy_deadline;
+  bool writer_sleeping = false;  // waiting with no deadline at all
   bool stopping = false;
 
   std::atomic<uint64_t> pending_bytes{0};
@@ -238,14 +248,21 @@ struct Spool::Impl {
   // Within one batch: ids whose liveness the batch's earlier records change
   // (true: committed, false: removed), for checking updates against.
   std::unordered_map<uint64_t, bool> batch_live;
+  // DONE records written but not yet synced, with the callbacks handed over
+  // after them (kept in order), their ids, and when they must be synced.
+  std::vector<Item> unsynced;
+  std::unordered_set<uint64_t> unsynced_ids;
+  std::chrono::steady_clock::time_point unsynced_deadline;
+  std::chrono::steady_clock::time_point batch_deadline;  // of the batch's lazy records
 
-  void enqueue(Item* items, size_t n);
+  void enqueue(Item* items, size_t n, bool lazy = false);
   void run();
   void process(std::vector<Item>& batch);
   bool place(Item& it);
   bool flush();
   bool rotate();
   bool sync();
+  void sync_unsynced();
   void fail(std::vector<Item>& batch);
   void finish(std::vector<Item>& batch, bool ok);
   void reclaim();
@@ -351,14 +368,21 @@ class Spool::Impl::IncomingImpl final : public Spool::Incoming {
 // ---------------------------------------------------------------------------
 // The writer.
 
-void Spool::Impl::enqueue(Item* items, size_t n) {
+void Spool::Impl::enqueue(Item* items, size_t n, bool lazy) {
   uint64_t bytes = 0;
   for (size_t i = 0; i < n; ++i) bytes += items[i].bytes.size();
   pending_bytes.fetch_add(bytes, std::memory_order_relaxed);
-  bool wake;
+  bool wake = false;
   {
     std::lock_guard lk(q_mu);
-    wake = queue.empty();  // the writer only sleeps on an empty queue
+    if (!lazy) {
+      wake = !q_urgent;  // the writer sleeps only while nothing urgent waits
+      q_urgent = true;
+    } else if (!q_lazy) {
+      q_lazy = true;
+      q_lazy_deadline = std::chrono::steady_clock::now() + opt.done_sync_delay;
+      wake = writer_sleeping;  // it must learn the deadline
+    }
     for (size_t i = 0; i < n; ++i) queue.push_back(std::move(items[i]));
   }
   if (wake) q_cv.notify_one();
@@ -370,16 +394,45 @@ void Spool::Impl::run() {
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
   ::pthread_setname_np(::pthread_self(), "spool-writer");  // for top -H, perf and the tests
+  using Clock = std::chrono::steady_clock;
   std::vector<Item> batch;
   for (;;) {
+    bool lazy_due = false;  // took only lazy records, because their time had come
     {
       std::unique_lock lk(q_mu);
-      q_cv.wait(lk, [this] { return !queue.empty() || stopping; });
-      if (queue.empty()) break;  // stopping, and everything is written
-      batch.swap(queue);         // both vectors keep their capacity
+      // Sleep until something urgent comes, or lazy records (queued, or
+      // written and waiting for a sync) reach their deadline.
+      for (;;) {
+        if (stopping || q_urgent) break;
+        auto deadline = Clock::time_point::max();
+        if (q_lazy) deadline = q_lazy_deadline;
+        if (!unsynced.empty()) deadline = std::min(deadline, unsynced_deadline);
+        if (deadline == Clock::time_point::max()) {
+          writer_sleeping = true;
+          q_cv.wait(lk);
+          writer_sleeping = false;
+          continue;
+        }
+        if (Clock::now() >= deadline) break;
+        q_cv.wait_until(lk, deadline);
+      }
+      if (queue.empty()) {
+        if (!unsynced.empty()) {
+          lk.unlock();
+          sync_unsynced();  // nothing came to flush them in time (or stopping)
+          continue;
+        }
+        if (stopping) break;  // everything is written and synced
+        continue;
+      }
+      lazy_due = !q_urgent;
+      batch_deadline = q_lazy ? q_lazy_deadline : Clock::now() + opt.done_sync_delay;
+      batch.swap(queue);  // both vectors keep their capacity
+      q_urgent = q_lazy = false;
     }
     process(batch);
     batch.clear();
+    if (lazy_due && !unsynced.empty()) sync_unsynced();  // they waited long enough
   }
 }
 
@@ -466,6 +519,7 @@ bool Spool::Impl::sync() {
 void Spool::Impl::process(std::vector<Item>& batch) {
   bool ok = true;
   bool need_sync = false;
+  bool any_done = false;
   uint64_t bytes = 0;
   batch_seq = cur_fd ? cur_seq : kNoSeq;
   batch_start = cur_size;
@@ -498,9 +552,13 @@ void Spool::Impl::process(std::vector<Item>& batch) {
         break;
       }
       case Item::Kind::update: {
-        // Only the writer changes the index, so it may read it unlocked.
+        // Only the writer changes the index, so it may read it unlocked. A
+        // DONE written in an earlier batch but not yet synced is still in the
+        // index: it counts as removed.
         auto bl = batch_live.find(it.id);
-        bool live = bl != batch_live.end() ? bl->second : index.contains(it.id);
+        bool live = bl != batch_live.end()
+                        ? bl->second
+                        : index.contains(it.id) && !unsynced_ids.contains(it.id);
         if (!live) {  // never committed, or removed before this record: write nothing
           it.kind = Item::Kind::reject;
           break;
@@ -512,7 +570,8 @@ void Spool::Impl::process(std::vector<Item>& batch) {
       case Item::Kind::done:
         if (!place(it)) ok = false;
         batch_live[it.id] = false;
-        need_sync = true;
+        any_done = true;
+        if (opt.done_sync_delay.count() <= 0) need_sync = true;
         break;
       case Item::Kind::abort:
       case Item::Kind::reject:
@@ -522,8 +581,50 @@ void Spool::Impl::process(std::vector<Item>& batch) {
   if (ok) ok = flush();
   if (ok && need_sync) ok = sync();
   pending_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-  if (!ok) fail(batch);
-  finish(batch, ok);
+  if (!ok) {
+    // Whatever was written and not yet synced is unknown now, earlier DONEs too.
+    fail(batch);
+    finish(unsynced, false);
+    unsynced.clear();
+    unsynced_ids.clear();
+    finish(batch, false);
+    return;
+  }
+  if (need_sync) {
+    // This flush covered the DONEs waiting from earlier batches: report them
+    // first, they were handed over first.
+    finish(unsynced, true);
+    unsynced.clear();
+    unsynced_ids.clear();
+    finish(batch, true);
+    return;
+  }
+  if (any_done || !unsynced.empty()) {
+    // Not synced: the DONEs wait, and so does every later callback (rejected
+    // updates and removes), to keep the callbacks in order.
+    if (unsynced.empty()) unsynced_deadline = batch_deadline;
+    for (Item& it : batch) {
+      if (it.kind != Item::Kind::done && it.kind != Item::Kind::reject) continue;
+      if (it.kind == Item::Kind::done) unsynced_ids.insert(it.id);
+      unsynced.push_back(std::move(it));
+      it.kind = Item::Kind::chunk;  // the moved-from slot: nothing left to do
+      it.done = nullptr;
+    }
+  }
+  finish(batch, true);
+}
+
+// The DONE records waiting since done_sync_delay: flush them on their own.
+void Spool::Impl::sync_unsynced() {
+  bool ok = !cur_fd || !cur_dirty || sync();
+  if (!ok) {
+    std::vector<Item> none;
+    fail(none);
+  }
+  std::vector<Item> items = std::move(unsynced);
+  unsynced.clear();
+  unsynced_ids.clear();
+  finish(items, ok);
 }
 
 // A write or sync failed: what the current segment holds beyond its last
@@ -874,7 +975,7 @@ void Spool::remove(std::string_view id, CommitDone done) {
     it.id = id_value(id);
     it.bytes = rec::make(rec::Type::done, id, {});
   }
-  impl_->enqueue(&it, 1);
+  impl_->enqueue(&it, 1, impl_->opt.done_sync_delay.count() > 0);
 }
 
 std::vector<Envelope> Spool::messages() const {
@@ -934,6 +1035,55 @@ std::expected<void, std::string> Spool::read_body(
     }
   }
   return {};
+}
+
+std::expected<size_t, std::string> Spool::read_at(std::string_view id, uint64_t offset,
+                                                  std::span<char> buf) const {
+  // The pieces of [offset, offset + buf.size()) that the extents hold; a
+  // piece is at most one extent, so a few at most.
+  struct Piece {
+    uint64_t seq, at, length;
+  };
+  Piece pieces[8];
+  size_t n = 0;
+  {
+    std::lock_guard lk(impl_->idx_mu);
+    auto it = valid_queue_id(id) ? impl_->index.find(id_value(id)) : impl_->index.end();
+    if (it == impl_->index.end()) return std::unexpected("unknown message " + std::string(id));
+    uint64_t pos = 0;  // content offset where extent e starts
+    uint64_t want = buf.size();
+    for (const Extent& e : it->second.extents) {
+      if (want == 0 || n == std::size(pieces)) break;
+      if (offset < pos + e.length) {
+        uint64_t skip = offset > pos ? offset - pos : 0;
+        uint64_t len = std::min(e.length - skip, want);
+        pieces[n++] = Piece{e.seq, e.offset + skip, len};
+        want -= len;
+        offset += len;
+      }
+      pos += e.length;
+    }
+  }
+  size_t got = 0;
+  for (size_t i = 0; i < n; ++i) {
+    auto fd = impl_->read_fd(pieces[i].seq);
+    if (!fd) return std::unexpected(fd.error());
+    size_t done = 0;
+    while (done < pieces[i].length) {
+      ssize_t r = ::pread((*fd)->get(), buf.data() + got + done, size_t(pieces[i].length) - done,
+                          off_t(pieces[i].at + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        const int err = errno;
+        const std::string path = impl_->seg_path + "/" + segment_name(pieces[i].seq);
+        if (r < 0) return std::unexpected(sys_error("cannot read", path, err));
+        return std::unexpected(path + ": ends early");
+      }
+      done += size_t(r);
+    }
+    got += done;
+  }
+  return got;
 }
 
 QueueIdGenerator& Spool::ids() { return impl_->ids; }

@@ -4,12 +4,16 @@
 // Options::chunk_size) followed by one COMMIT record carrying its envelope,
 // all appended to the current segment file under <spool_dir>/segments/. One
 // writer thread owns the segment file descriptors: it takes whatever records
-// are waiting, appends them with one writev, and if any COMMIT (or DONE) is
-// among them runs one fdatasync for the whole batch (a directory fsync follows whenever a
+// are waiting, appends them with one writev, and if any COMMIT is among them
+// runs one fdatasync for the whole batch (a directory fsync follows whenever a
 // new segment file was created) before it reports those commits done. So many
 // concurrent messages share one flush, and a commit is reported only once
-// its content and envelope are on stable storage. The format and the
-// recovery rules are in docs/spool.md.
+// its content and envelope are on stable storage. DONE records (remove()) are
+// group-committed more loosely: they neither wake the writer nor need a flush
+// of their own. They go out with the next batch and are made durable by the
+// next commit's flush, or, when none comes within Options::done_sync_delay,
+// by one the writer makes for them. The format and the recovery rules are in
+// docs/spool.md.
 //
 // Threads: begin()/Incoming are used from any one thread per message (the
 // event loop); completion callbacks run on the writer thread, in the order
@@ -23,10 +27,12 @@
 // moves on to a fresh segment file). queue/ never logs.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +51,10 @@ class Spool {
     // Take an exclusive lock on <dir>/lock so that a second process cannot
     // open the same spool. Only tests turn it off.
     bool exclusive = true;
+    // How long a written DONE record may wait for a flush that a COMMIT
+    // brings anyway before the writer flushes for it alone (0: at once).
+    // Losing a DONE to a power failure only means a duplicate delivery.
+    std::chrono::milliseconds done_sync_delay{50};
   };
 
   // Called once per commit on the writer thread: true when durable.
@@ -70,8 +80,10 @@ class Spool {
 
   std::unique_ptr<Incoming> begin();  // allocates the queue id
 
-  // Marks a message finished: appends a DONE record, group-committed like a
-  // commit, then drops the message from the index; `done` runs on the writer
+  // Marks a message finished: appends a DONE record (written with the next
+  // batch, made durable by the next flush, both at the latest
+  // Options::done_sync_delay later), then drops the message from the index;
+  // `done` runs on the writer
   // thread, true once the DONE record is durable. Idempotent: an id that is
   // not (or no longer) live still gets its DONE record and true; an id that
   // is not a valid queue id gets false. Segment files it leaves without
@@ -101,6 +113,12 @@ class Spool {
   std::expected<void, std::string> read_body(
       std::string_view id, const std::function<void(std::string_view)>& sink,
       uint64_t max_bytes = UINT64_MAX) const;
+  // Copies up to buf.size() bytes of a message's stored content, from byte
+  // `offset` on, into buf; returns how many (0 at or past the end). For
+  // streaming the content out piece by piece without holding it whole.
+  // Error if the message is unknown (or was removed while being read).
+  std::expected<size_t, std::string> read_at(std::string_view id, uint64_t offset,
+                                             std::span<char> buf) const;
 
   QueueIdGenerator& ids();
 
@@ -111,7 +129,8 @@ class Spool {
   struct Stats {
     uint64_t commits = 0;    // messages committed
     uint64_t updates = 0;    // envelope updates made durable
-    uint64_t syncs = 0;      // fdatasync calls (one per committing batch, one per rotation)
+    uint64_t syncs = 0;      // fdatasync calls (one per committing batch, one per rotation,
+                             // one per done_sync_delay when only DONE records wait)
     uint64_t bytes = 0;      // bytes appended
   };
   Stats stats() const;

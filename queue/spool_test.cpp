@@ -984,3 +984,142 @@ TEST_CASE("read_body with max_bytes reads only the first bytes") {
     CHECK(got == body.substr(0, size_t(n)));
   }
 }
+
+TEST_CASE("read_at reads any range of the content, across chunks and segments") {
+  TempDir tmp;
+  auto s = open_spool(tmp.spool(), 4096, 1000);  // 1000-byte chunks, ~4 per segment
+  const std::string body = content(23'456, 21);
+  std::string id = put(*s, sample_envelope(1), body, 777);
+  REQUIRE(segment_files(tmp.spool()).size() > 3);
+  std::vector<char> buf(9000);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 300; ++i) {
+    uint64_t off = rng() % (body.size() + 10);
+    size_t len = 1 + rng() % buf.size();
+    auto n = s->read_at(id, off, std::span<char>(buf.data(), len));
+    REQUIRE(n);
+    const size_t want = off >= body.size() ? 0 : std::min<size_t>(len, body.size() - size_t(off));
+    // A read may return less than asked (never more), but never wrong bytes.
+    CHECK(*n <= want);
+    CHECK(std::string_view(buf.data(), *n) == std::string_view(body).substr(std::min<size_t>(off, body.size()), *n));
+    if (want > 0) CHECK(*n > 0);
+  }
+  // Streaming the whole content as delivery does: 64 KiB pieces to the end.
+  std::string got;
+  std::vector<char> piece(64 * 1024);
+  for (;;) {
+    auto n = s->read_at(id, got.size(), piece);
+    REQUIRE(n);
+    if (*n == 0) break;
+    got.append(piece.data(), *n);
+  }
+  CHECK(got == body);
+  CHECK_FALSE(s->read_at("0000000000000001", 0, piece));
+  CHECK_FALSE(s->read_at("not an id", 0, piece));
+  REQUIRE(wait_remove(*s, id));
+  CHECK_FALSE(s->read_at(id, 0, piece));
+}
+
+namespace {
+
+std::unique_ptr<Spool> open_lazy(const std::string& dir, std::chrono::milliseconds delay) {
+  Spool::Options o;
+  o.dir = dir;
+  o.done_sync_delay = delay;
+  auto s = Spool::open(o);
+  REQUIRE(s);
+  return std::move(*s);
+}
+
+// Callbacks in the order they ran, from the writer thread.
+struct Order {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> seen;
+  Spool::CommitDone note(std::string what) {
+    return [this, what](bool ok) {
+      std::lock_guard lk(mu);
+      seen.push_back(what + (ok ? ":ok" : ":false"));
+      cv.notify_all();
+    };
+  }
+  bool wait_for(size_t n, std::chrono::milliseconds limit) {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, limit, [&] { return seen.size() >= n; });
+  }
+  std::vector<std::string> get() {
+    std::lock_guard lk(mu);
+    return seen;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a DONE waits for the next commit's fdatasync, in order, and needs none of its own") {
+  TempDir tmp;
+  auto s = open_lazy(tmp.spool(), std::chrono::hours(1));  // only a commit flushes
+  Envelope env = sample_envelope(1);
+  std::string a = put(*s, env, "message A");
+  const uint64_t syncs = s->stats().syncs;
+  Order order;
+  s->remove(a, order.note("remove A"));
+  env.id = a;
+  s->update(env, order.note("update A"));  // behind the remove: refused, even unsynced
+  // Written but not synced: nothing is reported, the writer is not flushing.
+  CHECK_FALSE(order.wait_for(1, std::chrono::milliseconds(300)));
+  CHECK(s->stats().syncs == syncs);
+  CHECK(s->message_count() == 1);  // out of the index only once durable
+  // A commit's fdatasync covers the DONE: one flush for both, in order.
+  auto in = s->begin();
+  in->append("message B");
+  in->commit(sample_envelope(2), order.note("commit B"));
+  REQUIRE(order.wait_for(3, std::chrono::seconds(30)));
+  CHECK(order.get() == std::vector<std::string>{"remove A:ok", "update A:false", "commit B:ok"});
+  CHECK(s->stats().syncs == syncs + 1);
+  CHECK(s->message_count() == 1);
+  s.reset();
+  auto again = open_spool(tmp.spool());
+  CHECK(again->message_count() == 1);
+  CHECK(again->messages().at(0).id == in->id());
+}
+
+TEST_CASE("a DONE with no commit after it is flushed after done_sync_delay") {
+  TempDir tmp;
+  auto s = open_lazy(tmp.spool(), std::chrono::milliseconds(100));
+  std::string a = put(*s, sample_envelope(1), "message A");
+  const uint64_t syncs = s->stats().syncs;
+  Order order;
+  auto t0 = std::chrono::steady_clock::now();
+  s->remove(a, order.note("remove A"));
+  REQUIRE(order.wait_for(1, std::chrono::seconds(30)));
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(90));
+  CHECK(order.get() == std::vector<std::string>{"remove A:ok"});
+  CHECK(s->stats().syncs == syncs + 1);
+  CHECK(s->message_count() == 0);
+}
+
+TEST_CASE("closing the spool flushes and reports the waiting DONEs") {
+  TempDir tmp;
+  Order order;
+  std::string a, b;
+  {
+    auto s = open_lazy(tmp.spool(), std::chrono::hours(1));
+    a = put(*s, sample_envelope(1), "message A");
+    b = put(*s, sample_envelope(2), "message B");
+    s->remove(a, order.note("remove A"));
+  }
+  CHECK(order.get() == std::vector<std::string>{"remove A:ok"});
+  auto s = open_spool(tmp.spool());
+  REQUIRE(s->message_count() == 1);
+  CHECK(s->messages().at(0).id == b);
+}
+
+TEST_CASE("done_sync_delay 0 flushes every DONE at once, as before") {
+  TempDir tmp;
+  auto s = open_lazy(tmp.spool(), std::chrono::milliseconds(0));
+  std::string a = put(*s, sample_envelope(1), "message A");
+  const uint64_t syncs = s->stats().syncs;
+  REQUIRE(wait_remove(*s, a));
+  CHECK(s->stats().syncs == syncs + 1);
+  CHECK(s->message_count() == 0);
+}

@@ -36,6 +36,12 @@ std::atomic<int>& min_level() {
   return level;
 }
 
+// getpid() is a system call each time; the daemon never forks.
+pid_t own_pid() {
+  static const pid_t pid = getpid();
+  return pid;
+}
+
 std::mutex program_mutex;
 std::string& program() {
   static std::string name = program_invocation_short_name;
@@ -118,7 +124,7 @@ void write(Level level, std::string_view text) {
     std::lock_guard lock(program_mutex);
     line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {}[{}]: {}: ", tm.tm_year + 1900,
                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                       ts.tv_nsec / 1000000, program(), getpid(), level_name(level));
+                       ts.tv_nsec / 1000000, program(), own_pid(), level_name(level));
   }
   // A line break inside the text would forge a second log line.
   for (char c : text) {

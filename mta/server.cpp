@@ -24,7 +24,7 @@ constexpr size_t kReadBufferSize = 64 * 1024;
 constexpr size_t kMaxUnsentOutput = 256 * 1024;
 // While the spool writer has more than this waiting (a slow or hung disk),
 // no connection reads: clients wait in their TCP window, not in our memory.
-constexpr uint64_t kSpoolBacklog = 8ull << 20;
+constexpr uint64_t kSpoolBacklog = 4ull << 20;
 constexpr uint64_t kBacklogPollMs = 20;
 // Slow clients: a command line or a DATA phase must be complete within
 // command_timeout / data_timeout of its start; bytes arriving meanwhile buy
@@ -240,8 +240,9 @@ class Connection final : public SessionHost {
 
   static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* c = static_cast<Connection*>(h->data);
-    if (!c->readbuf_) c->readbuf_ = std::make_unique<char[]>(kReadBufferSize);
-    *buf = uv_buf_init(c->readbuf_.get(), kReadBufferSize);
+    // One buffer for every connection: libuv calls on_read right after
+    // on_alloc, and everything read is consumed (or copied) before it returns.
+    *buf = uv_buf_init(c->server_.readbuf_.get(), kReadBufferSize);
   }
 
   static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
@@ -413,7 +414,6 @@ class Connection final : public SessionHost {
   std::unique_ptr<queue::Spool::Incoming> incoming_;
   std::optional<auth::Verifier::Pending> auth_pending_;
   std::shared_ptr<const auth::User> user_;  // after a successful AUTH
-  std::unique_ptr<char[]> readbuf_;
   std::optional<net::IpAddress> peer_;
   std::string client_;
   std::string out_;    // session output not yet handed to TLS / the socket
@@ -441,6 +441,7 @@ Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queu
   async_.data = this;
   uv_timer_init(loop_, &backlog_timer_);
   backlog_timer_.data = this;
+  readbuf_.reset(new char[kReadBufferSize]);  // not zero-filled: only read into
 }
 
 Server::~Server() = default;

@@ -107,6 +107,7 @@ class Server {
   std::unordered_map<std::string, uint32_t> per_client_;
   std::unordered_set<uint64_t> backlogged_;  // connections waiting for the spool writer
   uv_timer_t backlog_timer_;                 // polls the writer while any wait
+  std::unique_ptr<char[]> readbuf_;          // shared by every connection's reads
   bool backlog_waiting_ = false;
   uint64_t next_id_ = 1;
   uv_async_t async_;

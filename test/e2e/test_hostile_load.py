@@ -144,6 +144,10 @@ class Flood(SluicedTest):
         self.assertIsNone(self.d.proc.poll())
 
 
+# Under the sanitizer build UBSan's vptr check probes memory through a pipe;
+# with no descriptor left that probe fails and it reports a false error. The
+# plain build runs this test.
+@unittest.skipIf(harness.SANITIZED, "UBSan needs a free descriptor for its own checks")
 class OutOfFileDescriptors(unittest.TestCase):
     """sluiced started with RLIMIT_NOFILE 64 and flooded with more
     connections than it has descriptors."""

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
@@ -598,6 +599,20 @@ void read_limits(Reader& r, const toml::node& n, const std::string& key, Limits&
       count_field(r, "max_connections_per_client", limits.max_connections_per_client),
       duration_field(r, "command_timeout", limits.command_timeout),
       duration_field(r, "data_timeout", limits.data_timeout),
+      duration_field(r, "auth_failure_delay", limits.auth_failure_delay),
+      {"min_free_space",
+       [&](const toml::node& v, const std::string& k) {
+         // "0" is allowed here: no reserve.
+         if (auto* s = v.as_string(); s && s->get() == "0") {
+           limits.min_free_space = 0;
+           return;
+         }
+         if (auto* i = v.as_integer(); i && i->get() == 0) {
+           limits.min_free_space = 0;
+           return;
+         }
+         if (auto s = r.size(v, k)) limits.min_free_space = *s;
+       }},
   };
   r.walk(n, key, fields);
 }
@@ -652,6 +667,24 @@ void read_delivery(Reader& r, const toml::node& n, const std::string& key, Deliv
        }},
       string_field(r, "relayhost_username", d.relayhost_username),
       path_field(r, "relayhost_password_file", d.relayhost_password_file, false),
+      {"relayhost_tls",
+       [&](const toml::node& v, const std::string& k) {
+         if (auto t = r.choice<DeliveryTls>(v, k, kDeliveryTls)) d.relayhost_tls = *t;
+       }},
+      {"relayhost_tls_name",
+       [&](const toml::node& v, const std::string& k) {
+         auto s = r.string(v, k);
+         if (!s) return;
+         if (s->empty()) {
+           d.relayhost_tls_name.clear();
+           return;
+         }
+         if (auto err = domain_name_error(*s))
+           r.add(k, line_of(v), fmt::format("\"{}\": not a host name: {}", *s, *err));
+         else
+           d.relayhost_tls_name = *s;
+       }},
+      path_field(r, "ca_file", d.ca_file, false),
   };
   r.walk(n, key, fields);
 }
@@ -720,10 +753,35 @@ void check(Reader& r, Config& cfg, bool hostname_set) {
           r.line("delivery.relayhost",
                  r.line("delivery.relayhost_username", r.line("delivery.relayhost_password_file"))),
           "is empty, but relayhost credentials are set (they are only used with a relayhost)");
-  if ((has_user || has_password) && d.tls == DeliveryTls::none)
-    r.add("delivery.tls", r.line("delivery.tls"),
-          "\"none\" cannot be used with relayhost credentials: a password never crosses in the "
-          "clear");
+  // TLS towards the relayhost: written out, or "verify" with credentials
+  // (a password goes only to a relayhost whose certificate verifies), else
+  // what delivery.tls says for every other server.
+  Delivery& dm = cfg.delivery;
+  const bool tls_written = r.seen.contains("delivery.relayhost_tls");
+  if (!tls_written) dm.relayhost_tls = (has_user || has_password) ? DeliveryTls::verify : d.tls;
+  if ((has_user || has_password) && tls_written &&
+      (d.relayhost_tls == DeliveryTls::none || d.relayhost_tls == DeliveryTls::opportunistic))
+    r.add("delivery.relayhost_tls", r.line("delivery.relayhost_tls"),
+          fmt::format("\"{}\" cannot be used with relayhost credentials: the password goes only "
+                      "to a relayhost whose certificate verifies against delivery.ca_file; leave "
+                      "the key out (\"verify\") or write \"required\" to skip verification",
+                      to_string(d.relayhost_tls)));
+  if (!d.relayhost_tls_name.empty() && d.relayhost.empty() && !r.has_problem("delivery.relayhost"))
+    r.add("delivery.relayhost_tls_name", r.line("delivery.relayhost_tls_name"),
+          "is set, but delivery.relayhost is empty");
+  // With a relayhost every message goes to it: only relayhost_tls verifies.
+  const bool verifies = d.relayhost.empty() ? d.tls == DeliveryTls::verify
+                                            : d.relayhost_tls == DeliveryTls::verify;
+  if (verifies && !r.has_problem("delivery.ca_file") && ::access(d.ca_file.c_str(), R_OK) != 0)
+    r.add("delivery.ca_file", r.line("delivery.ca_file"),
+          fmt::format("\"{}\": {}; certificates are verified against it{}", d.ca_file,
+                      std::strerror(errno),
+                      (has_user || has_password) && !tls_written
+                          ? " (relayhost credentials make delivery.relayhost_tls \"verify\")"
+                          : ""));
+
+  Limits& l = cfg.limits;
+  if (!r.seen.contains("limits.min_free_space")) l.min_free_space = l.max_message_size / 2 * 3;
 }
 
 }  // namespace
@@ -778,10 +836,12 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
        [&](const toml::node& n, const std::string& key) {
          auto s = r.string(n, key);
          if (!s) return;
-         if (s->empty())
+         if (s->empty()) {
            r.add(key, line_of(n), "must not be empty");
-         else
+         } else {
            cfg.user = *s;
+           cfg.user_line = line_of(n);
+         }
        }},
       {"listener",
        [&](const toml::node& n, const std::string& key) { read_listeners(r, n, key, cfg); }},
@@ -814,6 +874,22 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
   std::stable_sort(r.problems.begin(), r.problems.end(),
                    [&](const Problem& a, const Problem& b) { return order(a) < order(b); });
   return std::unexpected(std::move(r.problems));
+}
+
+std::expected<Account, Problem> lookup_user(const Config& cfg) {
+  std::vector<char> buf(16384);
+  struct passwd pw, *found = nullptr;
+  int err = 0;
+  while ((err = ::getpwnam_r(cfg.user.c_str(), &pw, buf.data(), buf.size(), &found)) == ERANGE &&
+         buf.size() < (1u << 20))
+    buf.resize(buf.size() * 2);
+  if (err == 0 && found) return Account{pw.pw_uid, pw.pw_gid, cfg.user};
+  std::string why = err != 0 ? std::strerror(err) : "no such account";
+  return std::unexpected(Problem{
+      "user", cfg.user_line,
+      fmt::format("\"{}\": {}; create it (packaging/postinst does: useradd --system sluice), "
+                  "or write user = \"root\" to run as root on purpose",
+                  cfg.user, why)});
 }
 
 Result load_file(const std::string& path) {

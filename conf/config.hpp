@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "conf/net.hpp"
 
 namespace sluice::conf {
@@ -48,6 +50,12 @@ struct Limits {
   uint32_t max_connections_per_client = 50;
   Duration command_timeout = std::chrono::minutes(5);
   Duration data_timeout = std::chrono::minutes(10);
+  // Every failed AUTH is answered no sooner than this after it began.
+  Duration auth_failure_delay = std::chrono::seconds(1);
+  // MAIL FROM gets 452 4.3.1 when the spool's file system has less free
+  // space than this (plus a declared SIZE). Resolved after reading: when not
+  // written it is 1.5 × max_message_size; "0" turns the reserve off.
+  uint64_t min_free_space = 0;
 };
 
 enum class DeliveryTls { none, opportunistic, required, verify };
@@ -65,6 +73,20 @@ struct Delivery {
   uint16_t relayhost_port = 25;
   std::string relayhost_username;
   std::string relayhost_password_file;
+  // TLS towards the relayhost. Resolved after reading: "verify" when
+  // credentials are set and the key is not written, else delivery.tls.
+  DeliveryTls relayhost_tls = DeliveryTls::opportunistic;
+  // The name the relayhost's certificate must carry when relayhost is an
+  // address literal; empty: the relayhost's name (or its address, checked
+  // against the certificate's IP entries).
+  std::string relayhost_tls_name;
+  // Trust anchors (PEM bundle) for every certificate verification.
+  std::string ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  // The name a relayhost certificate is verified against (relayhost_tls_name,
+  // else relayhost_name).
+  const std::string& relayhost_verify_name() const {
+    return relayhost_tls_name.empty() ? relayhost_name : relayhost_tls_name;
+  }
 };
 
 struct Dns {
@@ -76,6 +98,7 @@ struct Config {
   std::string spool_dir = "/var/spool/sluice";
   std::string control_socket = "/run/sluice/control.sock";
   std::string user = "sluice";
+  int user_line = 0;  // where `user` was written (0: the default)
   std::vector<Listener> listeners;  // at least one
   Tls tls;
   Auth auth;
@@ -103,6 +126,16 @@ Result parse(std::string_view toml_text, std::string_view source_name = {});
 std::expected<Duration, std::string> parse_duration(std::string_view text);
 // "35M", "512K", "1G", "2048" (bytes); K/M/G are powers of 1024.
 std::expected<uint64_t, std::string> parse_size(std::string_view text);
+
+// The account `user` names, looked up in the system's password database.
+// sluiced (its start and --check) calls it; a missing account is a Problem
+// naming `user` (SPEC: never a silent run as root). "root" is root on purpose.
+struct Account {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string name;
+};
+std::expected<Account, Problem> lookup_user(const Config& cfg);
 
 // Where the binaries look for the file: explicit flag, else $SLUICE_CONFIG,
 // else /etc/sluice/sluice.toml.

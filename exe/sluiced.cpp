@@ -26,6 +26,13 @@ int main(int argc, char** argv) {
     if (!check) fmt::print(stderr, "sluiced: configuration has errors; not starting\n");
     return 1;
   }
+  // An unknown `user` stops sluiced (and fails --check): never a silent
+  // run as root.
+  if (auto account = sluice::conf::lookup_user(*config); !account) {
+    fmt::print(stderr, "{}\n", account.error().str(path));
+    if (!check) fmt::print(stderr, "sluiced: configuration has errors; not starting\n");
+    return 1;
+  }
   if (check) {
     fmt::print("{}: configuration ok\n", path);
     return 0;

@@ -60,25 +60,20 @@ std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const
 }
 
 // Who sluiced runs as once its ports are bound: the configured `user` when
-// started as root and that account exists (drop = true), else whoever runs
-// it. A missing account is a warning, not an error, so that a development
-// machine can run it as root; `user = "root"` says so on purpose.
+// started as root (drop = true unless it is root itself), else whoever runs
+// it. The account must exist (sluiced's main checks it before this; a
+// failure here is an error too, never a silent run as root).
 struct Owner {
   uid_t uid;
   gid_t gid;
   bool drop = false;
   std::string name;
 };
-Owner daemon_owner(const conf::Config& c) {
-  if (geteuid() == 0 && !c.user.empty() && c.user != "root") {
-    std::vector<char> buf(16384);
-    struct passwd pw, *found = nullptr;
-    if (getpwnam_r(c.user.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found)
-      return {pw.pw_uid, pw.pw_gid, pw.pw_uid != 0, c.user};
-    log::warning("user {}: no such account; sluiced keeps running as root (create it, e.g. with "
-                 "packaging/postinst, or set user = \"root\" to mean it)", c.user);
-  }
-  return {geteuid(), getegid(), false, ""};
+std::expected<Owner, std::string> daemon_owner(const conf::Config& c) {
+  auto account = conf::lookup_user(c);
+  if (!account) return std::unexpected(account.error().str(c.source));
+  if (geteuid() == 0) return Owner{account->uid, account->gid, account->uid != 0, account->name};
+  return Owner{geteuid(), getegid(), false, ""};
 }
 
 // Before the drop: the spool tree becomes the user's (it may have been made
@@ -295,6 +290,12 @@ int run_daemon(conf::Config cfg) {
   auto d = std::make_unique<Daemon>();
   d->config = std::make_shared<const conf::Config>(std::move(cfg));
   const auto& c = *d->config;
+  auto found_owner = daemon_owner(c);
+  if (!found_owner) {
+    log::error("{}", found_owner.error());
+    return 1;
+  }
+  const Owner owner = *found_owner;
 
   auto tls_ctx = load_tls(c);
   if (!tls_ctx) {
@@ -323,7 +324,6 @@ int run_daemon(conf::Config cfg) {
     return 1;
   }
   d->spool = std::move(*spool);
-  const Owner owner = daemon_owner(c);
   if (owner.drop) {
     if (auto r = give_spool_to(c.spool_dir, owner); !r) {
       log::error("spool {}", r.error());

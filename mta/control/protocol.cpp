@@ -136,7 +136,9 @@ std::expected<Request, Error> parse_object(const nlohmann::json& j) {
   }
   switch (r.command) {
     case Command::remove:
-      if (r.all && !r.ids.empty())
+      // Both fields present is a contradiction whatever their values
+      // ({"ids":[],"all":true} too): nothing is touched.
+      if (j.contains("all") && j.contains("ids"))
         return std::unexpected(bad("queue.delete takes \"ids\" or \"all\", not both"));
       if (!r.all && r.ids.empty())
         return std::unexpected(bad("queue.delete needs \"ids\" or \"all\": true"));
@@ -274,9 +276,31 @@ std::expected<Request, Error> parse_request(std::string_view line) {
     return std::unexpected(Error{ErrorCode::bad_json,
                                  fmt::format("JSON nested deeper than {} levels", kMaxDepth), {}});
   try {
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    // A key given twice in one object is refused, not "last one wins":
+    // {"command":"status","command":"queue.delete","all":true} must not
+    // delete anything. The parser reports every key; one set per open object.
+    std::vector<std::unordered_set<std::string>> open_objects;
+    std::string duplicate;
+    nlohmann::json::parser_callback_t on_event =
+        [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+          using E = nlohmann::json::parse_event_t;
+          if (event == E::object_start) {
+            open_objects.emplace_back();
+          } else if (event == E::object_end) {
+            if (!open_objects.empty()) open_objects.pop_back();
+          } else if (event == E::key && !open_objects.empty() && duplicate.empty()) {
+            const auto& k = parsed.get_ref<const std::string&>();
+            if (!open_objects.back().insert(k).second) duplicate = k;
+          }
+          return true;
+        };
+    auto j = nlohmann::json::parse(line, on_event, /*allow_exceptions=*/false);
     if (j.is_discarded())
       return std::unexpected(Error{ErrorCode::bad_json, "not valid JSON", {}});
+    if (!duplicate.empty())
+      return std::unexpected(Error{
+          ErrorCode::bad_request,
+          fmt::format("field \"{}\" is given more than once", duplicate.substr(0, 64)), {}});
     return parse_object(j);
   } catch (const std::exception&) {  // not expected; never let one out
     return std::unexpected(Error{ErrorCode::bad_json, "not a valid request", {}});

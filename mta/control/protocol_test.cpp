@@ -87,6 +87,27 @@ TEST_CASE("protocol: malformed requests are errors with a code") {
   CHECK(code_of(R"({"command":"queue.bounce","all":true})") == ErrorCode::bad_request);
 }
 
+TEST_CASE("protocol: a duplicate key or contradictory fields touch nothing") {
+  // The hardening review's requests: the last key used to win, and an empty
+  // ids list next to all:true passed as "not both".
+  CHECK(code_of(R"({"command":"status","command":"queue.delete","all":true})") ==
+        ErrorCode::bad_request);
+  CHECK(code_of(R"({"command":"queue.delete","ids":[],"all":true})") == ErrorCode::bad_request);
+  CHECK(code_of(R"({"command":"queue.delete","all":false,"ids":["0123456789ABCDEF"]})") ==
+        ErrorCode::bad_request);
+  CHECK(code_of(R"({"command":"queue.delete","all":true,"all":true})") == ErrorCode::bad_request);
+  CHECK(code_of(R"({"command":"queue.hold","ids":["0123456789ABCDEF"],"ids":["0123456789ABCDEE"]})") ==
+        ErrorCode::bad_request);
+  auto dup = parse_request(R"({"command":"status","command":"queue.delete","all":true})");
+  REQUIRE_FALSE(dup);
+  CHECK(dup.error().message.find("\"command\" is given more than once") != std::string::npos);
+  // The same key in different objects is not a duplicate; keys are compared
+  // exactly (JSON keys are case-sensitive).
+  CHECK(code_of(R"({"command":"queue.list","x":{"a":1},"y":{"a":1}})") == ErrorCode::bad_request);
+  CHECK(parse_request(R"({"command":"queue.show","id":"0123456789ABCDEF","body":true})"));
+  CHECK(code_of(R"({"command":"status","Command":"queue.delete"})") == ErrorCode::bad_request);
+}
+
 TEST_CASE("protocol: limits on size, ids and nesting") {
   std::string big = R"({"command":"status","x":")" + std::string(kMaxRequestLine, 'a') + "\"}";
   CHECK(code_of(big) == ErrorCode::line_too_long);

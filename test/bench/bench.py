@@ -360,6 +360,7 @@ class SluiceMta:
         self.config_path = os.path.join(self.dir, "sluice.toml")
         lines = [
             'hostname = "bench-sluice.test"',
+            'user = "root"',  # an unknown account is fatal; root on purpose here
             'spool_dir = "%s"' % os.path.join(self.dir, "spool"),
             'control_socket = "%s"' % os.path.join(self.dir, "control.sock"),
             "[[listener]]",

@@ -202,6 +202,7 @@ class Daemon:
     def write_config(self):
         text = "\n".join([
             'hostname = "run%d.crash.test"' % self.run,
+            'user = "root"',  # an unknown account is fatal; root on purpose here
             'spool_dir = "%s"' % self.spool,
             'control_socket = "%s"' % os.path.join(self.dir, "control.sock"),
             "[[listener]]",

@@ -27,6 +27,35 @@ SLUICED = os.environ.get("SLUICED", os.path.join(os.path.dirname(__file__), "../
 SPOOL_DUMP = os.environ.get("SPOOL_DUMP", os.path.join(os.path.dirname(__file__), "../../build/test/spool_dump"))
 
 
+class temporary_account:
+    """A system account made for one test and removed afterwards, even when
+    the test fails (`with temporary_account("sluicetest") as acct:`; acct
+    is its pwd entry). If the account already exists it is used and left
+    alone. Needs root."""
+
+    def __init__(self, name, group=None):
+        self.name, self.group, self.made = name, group, False
+
+    def __enter__(self):
+        import pwd
+        try:
+            return pwd.getpwnam(self.name)
+        except KeyError:
+            pass
+        cmd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+        cmd += ["--gid", self.group] if self.group else ["--user-group"]
+        subprocess.run(cmd + [self.name], check=True, capture_output=True)
+        self.made = True
+        return pwd.getpwnam(self.name)
+
+    def __exit__(self, *exc):
+        if self.made:
+            subprocess.run(["userdel", self.name], capture_output=True)
+            if not self.group:
+                subprocess.run(["groupdel", self.name], capture_output=True)
+        return False
+
+
 def free_port(host="127.0.0.1"):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(fam, socket.SOCK_STREAM) as s:
@@ -38,7 +67,7 @@ class Sluiced:
     """One sluiced process with its own directory, config and log file."""
 
     def __init__(self, extra="", listeners=None, limits=None, trusted=None, workdir=None,
-                 dns_servers=None):
+                 dns_servers=None, user="root"):
         self.dir = workdir or tempfile.mkdtemp(prefix="sluice-e2e-")
         self.spool = os.path.join(self.dir, "spool")
         self.port = free_port()
@@ -47,6 +76,9 @@ class Sluiced:
         self.config_path = os.path.join(self.dir, "sluice.toml")
         lines = [
             'hostname = "mx.sluice.test"',
+            # An unknown account is fatal; the tests run as root on purpose
+            # unless they test the drop.
+            'user = "%s"' % user,
             'spool_dir = "%s"' % self.spool,
             'control_socket = "%s"' % os.path.join(self.dir, "control.sock"),
         ]

@@ -5,7 +5,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import SLUICED, Sluiced, Client
+from harness import SLUICED, Sluiced, Client, temporary_account
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "../../conf/sluice.toml")
 
@@ -20,12 +20,63 @@ def check(text):
 
 
 class Check(unittest.TestCase):
+    # The example and a minimal file run as `sluice` (the default user): the
+    # account packaging/postinst makes. Here it is made for the test.
+    @unittest.skipUnless(os.geteuid() == 0, "needs root: makes the sluice account")
     def test_example_config_is_valid(self):
-        r = subprocess.run([SLUICED, "--check", "--config", EXAMPLE], capture_output=True, text=True)
+        with temporary_account("sluice"):
+            r = subprocess.run([SLUICED, "--check", "--config", EXAMPLE], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root: makes the sluice account")
     def test_minimal_config(self):
+        with temporary_account("sluice"):
+            r = check('hostname = "mx.example.com"\n[[listener]]\naddress = "127.0.0.1:2525"\nmode = "relay"\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+class UnknownUser(unittest.TestCase):
+    """Finding 2 of the hardening review: `user = "sluicrev"` (a typo) passed
+    --check and sluiced kept running as root with every capability. Now it is
+    an error in --check and at start, naming the key and its line."""
+
+    TEXT = 'hostname = "mx.example.com"\nuser = "sluicrev"\n[[listener]]\naddress = "127.0.0.1:%d"\nmode = "relay"\n'
+
+    def test_check_names_the_key_and_line(self):
+        r = check(self.TEXT % 2525)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stderr, r":2: user: \"sluicrev\": no such account")
+        self.assertIn('user = \"root\"', r.stderr)  # the fix is named
+
+    def test_the_default_user_must_exist_too(self):
+        import pwd
+        try:
+            pwd.getpwnam("sluice")
+            self.skipTest("this machine has a sluice account")
+        except KeyError:
+            pass
         r = check('hostname = "mx.example.com"\n[[listener]]\naddress = "127.0.0.1:2525"\nmode = "relay"\n')
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("user: \"sluice\": no such account", r.stderr)
+
+    def test_start_refuses_and_binds_nothing(self):
+        from harness import free_port
+        import socket
+        port = free_port()
+        d = Sluiced(user="sluicrev", listeners=[("127.0.0.1:%d" % port, "relay")])
+        try:
+            p = subprocess.run([SLUICED, "--config", d.config_path], capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("no such account", p.stderr)
+            self.assertIn("not starting", p.stderr)
+            self.assertFalse(os.path.exists(d.spool), "nothing is created for an unknown user")
+            with socket.socket() as s:
+                self.assertNotEqual(s.connect_ex(("127.0.0.1", port)), 0)
+        finally:
+            d.cleanup()
+
+    def test_root_on_purpose(self):
+        r = check(self.TEXT.replace("sluicrev", "root") % 2525)
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_each_problem_named_with_key_and_line(self):

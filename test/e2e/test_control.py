@@ -232,6 +232,46 @@ class Access(ControlCase):
         self.assertTrue(self.ctl_json("status")["version"])
 
 
+class StrictRequests(ControlCase):
+    """Finding 7 of the hardening review: with duplicate keys the last one
+    won, so {"command":"status","command":"queue.delete","all":true} deleted
+    the whole queue; {"ids":[],"all":true} deleted everything though "not
+    both" was documented. Both are refused now, and nothing is touched."""
+
+    def raw(self, *lines):
+        import socket
+        sock = os.path.join(self.d.dir, "control.sock")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(sock)
+            s.sendall(b"".join(l + b"\n" for l in lines))
+            buf = b""
+            while buf.count(b"\n") < len(lines):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return [json.loads(l) for l in buf.splitlines()]
+
+    def test_duplicate_keys_and_contradictions_delete_nothing(self):
+        mid = self.deferred_message()
+        replies = self.raw(b'{"command":"status","command":"queue.delete","all":true}',
+                           b'{"command":"queue.delete","ids":[],"all":true}',
+                           b'{"command":"queue.delete","all":true,"ids":["%s"]}' % mid.encode(),
+                           b'{"command":"queue.delete","ids":["%s"],"ids":["%s"]}' % (mid.encode(), mid.encode()))
+        self.assertEqual(len(replies), 4, replies)
+        for r in replies:
+            self.assertIs(r["ok"], False, r)
+            self.assertEqual(r["error"], "bad_request", r)
+        self.assertIn("more than once", replies[0]["message"])
+        self.assertIn("not both", replies[1]["message"])
+        m = self.ctl_json("queue", "list")["messages"]
+        self.assertEqual([x["id"] for x in m], [mid])
+        # A well-formed request still works afterwards.
+        self.ctl("queue", "delete", mid)
+        self.assertEqual(self.ctl_json("queue", "list")["messages"], [])
+
+
 class Busy(ControlCase):
     """Thousands of messages listed while mail keeps flowing in."""
 

@@ -42,12 +42,8 @@ def status_fields(path):
 class DropsToUser(unittest.TestCase):
     def setUp(self):
         self.port = low_port()
-        self.d = Sluiced(extra='user = "nobody"', listeners=[("127.0.0.1:%d" % self.port, "relay"),
-                                                             ("127.0.0.1:%d" % free_port(), "relay")])
-        # 'user' is a top-level key: put it before the first table.
-        with open(self.d.config_path) as f:
-            text = f.read().replace('\nuser = "nobody"\n', "\n")
-        self.d.write_config('user = "nobody"\n' + text)
+        self.d = Sluiced(user="nobody", listeners=[("127.0.0.1:%d" % self.port, "relay"),
+                                                   ("127.0.0.1:%d" % free_port(), "relay")])
         os.chmod(self.d.dir, 0o711)  # nobody must reach its spool
         self.d.start()
 

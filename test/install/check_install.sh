@@ -35,5 +35,15 @@ grep -q 'edited by the admin' "$cfg" || fail "a second install overwrote sluice.
 # The shipped configuration is valid (paths moved into the stage).
 sed -e "s|/var/spool/sluice|$stage/spool|; s|/run/sluice|$stage/run|; s|/etc/sluice|$stage/etc/sluice|g" \
   "$cfg" > "$stage/check.toml"
+# It runs as the `sluice` account postinst makes; without that account
+# --check must say so (an unknown user is fatal), and the rest is checked
+# with user = "root".
+if ! getent passwd sluice >/dev/null; then
+  if out="$("$stage/usr/local/sbin/sluiced" --check --config "$stage/check.toml" 2>&1)"; then
+    fail "sluiced --check accepts user = \"sluice\" with no such account"
+  fi
+  grep -q 'user: "sluice": no such account' <<<"$out" || fail "--check did not name the missing account: $out"
+  sed -i 's|^user = "sluice"|user = "root"|' "$stage/check.toml"
+fi
 "$stage/usr/local/sbin/sluiced" --check --config "$stage/check.toml" || fail "sluiced --check refuses the installed configuration"
 echo "check_install: ok"

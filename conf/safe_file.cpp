@@ -1,0 +1,236 @@
+// safe_file.cpp — see safe_file.hpp.
+#include "conf/safe_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace sluice::safe {
+
+namespace {
+
+std::string fail(const std::string& path, std::string_view what, int err) {
+  std::string s = path;
+  s += ": ";
+  s += what;
+  if (err != 0) {
+    s += ": ";
+    s += std::strerror(err);
+  }
+  return s;
+}
+
+std::string join(const std::string& dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  if (dir.back() == '/') return dir + std::string(name);
+  return dir + "/" + std::string(name);
+}
+
+// Why openat(..., O_NOFOLLOW) failed, in words: a planted link gets a
+// message of its own.
+std::string open_error(int dirfd, const std::string& path, std::string_view name, int err) {
+  struct stat st;
+  if ((err == ELOOP || err == ENOTDIR || err == ENXIO) &&
+      ::fstatat(dirfd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISLNK(st.st_mode)) return fail(path, "is a symbolic link; refused (it is never followed)", 0);
+    if (err == ENOTDIR) return fail(path, "is not a directory", 0);
+    if (!S_ISREG(st.st_mode)) return fail(path, "is not a regular file; refused", 0);
+  }
+  return fail(path, "cannot open", err);
+}
+
+// A directory whose entries only root or we can change: its links are the
+// administrator's (or ours).
+bool trusted_dir(const struct stat& st) {
+  return (st.st_uid == 0 || st.st_uid == ::geteuid()) && (st.st_mode & 022) == 0;
+}
+
+std::vector<std::string> components(const std::string& path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) out.emplace_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+std::expected<Dir, std::string> walk(const std::string& path, bool create, mode_t mode, Owner owner) {
+  if (path.empty()) return std::unexpected(std::string("empty directory path"));
+  const bool absolute = path.front() == '/';
+  Dir cur;
+  cur.path = absolute ? "/" : ".";
+  cur.fd.reset(::open(cur.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cur.fd) return std::unexpected(fail(cur.path, "cannot open", errno));
+  const auto parts = components(path);
+  std::string shown = absolute ? "" : ".";
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    shown = (i == 0 && absolute) ? "/" + part : join(shown, part);
+    if (part == "..") return std::unexpected(fail(shown, "\"..\" is not allowed in this path", 0));
+    if (part == ".") continue;
+    if (create) {
+      auto made = make_dir_at(cur, part, mode, owner);
+      if (!made) {
+        // A link in a trusted directory is the administrator's: follow it.
+        struct stat dst, lst;
+        if (::fstat(cur.fd.get(), &dst) == 0 && trusted_dir(dst) &&
+            ::fstatat(cur.fd.get(), part.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
+          Fd next(::openat(cur.fd.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+          if (!next) return std::unexpected(fail(shown, "cannot open", errno));
+          cur.fd = std::move(next);
+          cur.path = shown;
+          continue;
+        }
+        return std::unexpected(made.error());
+      }
+      cur.fd = std::move(made->dir.fd);
+      cur.path = shown;
+      continue;
+    }
+    Fd next(::openat(cur.fd.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next) {
+      int err = errno;
+      struct stat dst, lst;
+      if ((err == ELOOP || err == ENOTDIR) && ::fstat(cur.fd.get(), &dst) == 0 && trusted_dir(dst) &&
+          ::fstatat(cur.fd.get(), part.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
+        next.reset(::openat(cur.fd.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!next) return std::unexpected(fail(shown, "cannot open", errno));
+      } else {
+        std::string why = open_error(cur.fd.get(), shown, part, err);
+        if (err == ELOOP) why += " (in a directory another account can write)";
+        return std::unexpected(why);
+      }
+    }
+    cur.fd = std::move(next);
+    cur.path = shown;
+  }
+  cur.path = path;
+  return cur;
+}
+
+}  // namespace
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) reset(std::exchange(o.fd_, -1));
+  return *this;
+}
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+std::string Dir::child(std::string_view name) const { return join(path, name); }
+
+std::expected<Dir, std::string> open_dir(const std::string& path) { return walk(path, false, 0, {}); }
+
+std::expected<Dir, std::string> make_dirs(const std::string& path, mode_t mode, Owner owner) {
+  return walk(path, true, mode, owner);
+}
+
+std::expected<Dir, std::string> open_dir_at(const Dir& parent, std::string_view name) {
+  Dir d;
+  d.path = parent.child(name);
+  d.fd.reset(::openat(parent.fd.get(), std::string(name).c_str(),
+                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d.fd) return std::unexpected(open_error(parent.fd.get(), d.path, name, errno));
+  return d;
+}
+
+std::expected<MadeDir, std::string> make_dir_at(const Dir& parent, std::string_view name, mode_t mode,
+                                                Owner owner) {
+  const std::string n(name);
+  bool created = ::mkdirat(parent.fd.get(), n.c_str(), 0700) == 0;
+  if (!created && errno != EEXIST) return std::unexpected(fail(parent.child(name), "cannot create", errno));
+  auto d = open_dir_at(parent, name);
+  if (!d) return std::unexpected(d.error());
+  if (created) {
+    // Made 0700 and only then given away, so nobody else can enter it
+    // before it has its owner and mode.
+    if (auto r = set_owner_mode(d->fd.get(), d->path, owner, mode); !r) return std::unexpected(r.error());
+    if (::fsync(parent.fd.get()) != 0) return std::unexpected(fail(parent.path, "cannot fsync", errno));
+  }
+  return MadeDir{std::move(*d), created};
+}
+
+std::expected<Fd, std::string> open_file_at(const Dir& parent, std::string_view name, int flags,
+                                            mode_t mode) {
+  const std::string path = parent.child(name);
+  Fd fd(::openat(parent.fd.get(), std::string(name).c_str(), flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
+                 mode));
+  if (!fd) return std::unexpected(open_error(parent.fd.get(), path, name, errno));
+  auto st = stat_fd(fd.get(), path);
+  if (!st) return std::unexpected(st.error());
+  if (!S_ISREG(st->st_mode)) return std::unexpected(fail(path, "is not a regular file; refused", 0));
+  if (st->st_nlink != 1)
+    return std::unexpected(fail(path, "has " + std::to_string(st->st_nlink) +
+                                          " hard links; refused (a link to another file)", 0));
+  if (!(flags & O_NONBLOCK)) ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+std::expected<Fd, std::string> open_admin_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return std::unexpected(fail(path, "cannot open", errno));
+  auto st = stat_fd(fd.get(), path);
+  if (!st) return std::unexpected(st.error());
+  if (!S_ISREG(st->st_mode)) return std::unexpected(fail(path, "is not a regular file; refused", 0));
+  if (st->st_nlink != 1)
+    return std::unexpected(fail(path, "has " + std::to_string(st->st_nlink) +
+                                          " hard links; refused (copy it, do not hard-link it)", 0));
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+std::expected<struct stat, std::string> stat_fd(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return std::unexpected(fail(path, "cannot stat", errno));
+  return st;
+}
+
+std::expected<void, std::string> check_owner(int fd, const std::string& path, uid_t uid) {
+  auto st = stat_fd(fd, path);
+  if (!st) return std::unexpected(st.error());
+  if (st->st_uid != uid)
+    return std::unexpected(fail(path, "belongs to uid " + std::to_string(st->st_uid) + ", not uid " +
+                                          std::to_string(uid), 0));
+  return {};
+}
+
+std::expected<void, std::string> set_owner_mode(int fd, const std::string& path, Owner owner, mode_t mode) {
+  if ((owner.uid != static_cast<uid_t>(-1) || owner.gid != static_cast<gid_t>(-1)) &&
+      ::fchown(fd, owner.uid, owner.gid) != 0)
+    return std::unexpected(fail(path, "cannot change its owner", errno));
+  if (::fchmod(fd, mode) != 0) return std::unexpected(fail(path, "cannot change its mode", errno));
+  return {};
+}
+
+std::expected<struct stat, std::string> own_socket_at(const Dir& dir, std::string_view name, Owner owner,
+                                                      mode_t mode) {
+  const std::string path = dir.child(name);
+  // An O_PATH descriptor on the entry itself (never through a link): the
+  // checks and the changes below all concern that one inode.
+  Fd node(::openat(dir.fd.get(), std::string(name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!node) return std::unexpected(fail(path, "cannot open", errno));
+  auto st = stat_fd(node.get(), path);
+  if (!st) return std::unexpected(st.error());
+  if (!S_ISSOCK(st->st_mode) || st->st_nlink != 1)
+    return std::unexpected(fail(path, "is not a socket with one link; refused", 0));
+  if ((owner.uid != static_cast<uid_t>(-1) || owner.gid != static_cast<gid_t>(-1)) &&
+      ::fchownat(node.get(), "", owner.uid, owner.gid, AT_EMPTY_PATH) != 0)
+    return std::unexpected(fail(path, "cannot change its owner", errno));
+  // chmod through the descriptor's /proc link reaches exactly that inode.
+  const std::string via = "/proc/self/fd/" + std::to_string(node.get());
+  if (::chmod(via.c_str(), mode) != 0) return std::unexpected(fail(path, "cannot change its mode", errno));
+  auto after = stat_fd(node.get(), path);
+  if (!after) return std::unexpected(after.error());
+  return *after;
+}
+
+}  // namespace sluice::safe

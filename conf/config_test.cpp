@@ -75,6 +75,9 @@ TEST_CASE("minimal file gets every default") {
   CHECK(c.delivery.relayhost.empty());
   CHECK(c.delivery.relayhost_username.empty());
   CHECK(c.delivery.relayhost_password_file.empty());
+  CHECK(c.delivery.relayhost_tls == DeliveryTls::opportunistic);  // = delivery.tls
+  CHECK(c.delivery.relayhost_tls_name.empty());
+  CHECK(c.delivery.ca_file == "/etc/ssl/certs/ca-certificates.crt");
   CHECK(c.dns.servers.empty());
   CHECK(c.source.empty());
 }
@@ -126,6 +129,9 @@ tls = "verify"
 relayhost = "[smtp.example.net]:587"
 relayhost_username = "bob"
 relayhost_password_file = "/etc/x/relay-pass"
+relayhost_tls = "required"
+relayhost_tls_name = "relay.example.net"
+ca_file = "/dev/null"
 
 [dns]
 servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:54", "[2001:db8::35]"]
@@ -170,6 +176,10 @@ servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:54", "[2001:db8::35]"
   CHECK(c.delivery.relayhost_port == 587);
   CHECK(c.delivery.relayhost_username == "bob");
   CHECK(c.delivery.relayhost_password_file == "/etc/x/relay-pass");
+  CHECK(c.delivery.relayhost_tls == DeliveryTls::required);
+  CHECK(c.delivery.relayhost_tls_name == "relay.example.net");
+  CHECK(c.delivery.relayhost_verify_name() == "relay.example.net");
+  CHECK(c.delivery.ca_file == "/dev/null");
   REQUIRE(c.dns.servers.size() == 4);
   CHECK(c.dns.servers[0].str() == "127.0.0.1:5353");
   CHECK(c.dns.servers[1].str() == "192.0.2.53:53");
@@ -286,10 +296,30 @@ TEST_CASE("each class of error names its key and line") {
       {"credentials without relayhost",
        "[delivery]\nrelayhost_username = \"bob\"\nrelayhost_password_file = \"/etc/p\"\n",
        "delivery.relayhost", 6, "credentials are set"},
-      {"credentials with tls none",
-       "[delivery]\ntls = \"none\"\nrelayhost = \"a.example\"\nrelayhost_username = \"bob\"\n"
-       "relayhost_password_file = \"/etc/p\"\n",
-       "delivery.tls", 6, "never crosses in the clear"},
+      {"credentials with relayhost_tls none",
+       "[delivery]\nrelayhost = \"a.example\"\nrelayhost_username = \"bob\"\n"
+       "relayhost_password_file = \"/etc/p\"\nrelayhost_tls = \"none\"\n",
+       "delivery.relayhost_tls", 9, "\"none\" cannot be used with relayhost credentials"},
+      {"credentials with relayhost_tls opportunistic",
+       "[delivery]\nrelayhost = \"a.example\"\nrelayhost_username = \"bob\"\n"
+       "relayhost_password_file = \"/etc/p\"\nrelayhost_tls = \"opportunistic\"\n",
+       "delivery.relayhost_tls", 9, "write \"required\" to skip verification"},
+      {"bad relayhost_tls", "[delivery]\nrelayhost = \"a.example\"\nrelayhost_tls = \"yes\"\n",
+       "delivery.relayhost_tls", 7, "not one of none, opportunistic, required, verify"},
+      {"relayhost_tls_name without relayhost", "[delivery]\nrelayhost_tls_name = \"a.example\"\n",
+       "delivery.relayhost_tls_name", 6, "delivery.relayhost is empty"},
+      {"relayhost_tls_name not a name",
+       "[delivery]\nrelayhost = \"[192.0.2.1]:587\"\nrelayhost_tls_name = \"a b\"\n",
+       "delivery.relayhost_tls_name", 7, "not a host name"},
+      {"relative ca_file", "[delivery]\nca_file = \"ca.pem\"\n", "delivery.ca_file", 6,
+       "absolute path"},
+      {"unreadable ca_file with credentials",
+       "[delivery]\nrelayhost = \"a.example\"\nrelayhost_username = \"bob\"\n"
+       "relayhost_password_file = \"/etc/p\"\nca_file = \"/nonexistent/ca.pem\"\n",
+       "delivery.ca_file", 9, "relayhost credentials make delivery.relayhost_tls \"verify\""},
+      {"unreadable ca_file with tls verify",
+       "[delivery]\ntls = \"verify\"\nca_file = \"/nonexistent/ca.pem\"\n", "delivery.ca_file", 7,
+       "certificates are verified against it"},
       {"relayhost bare IPv6", "[delivery]\nrelayhost = \"2001:db8::1\"\n", "delivery.relayhost", 6,
        "needs brackets"},
       {"relayhost bad port", "[delivery]\nrelayhost = \"[smtp.example.net]:0\"\n",
@@ -423,6 +453,72 @@ TEST_CASE("at least one listener is required") {
       problems_of("hostname = \"a.example\"\n[[listener]]\naddress = \"x\"\nmode = \"relay\"\n");
   CHECK(find(ps, "listener") == nullptr);
   CHECK(find(ps, "listener[1].address") != nullptr);
+}
+
+TEST_CASE("relayhost_tls: verify with credentials unless written out") {
+  struct Case {
+    const char* name;
+    const char* delivery;  // the [delivery] table's lines
+    DeliveryTls expected;
+  };
+  const Case cases[] = {
+      {"no relayhost: follows tls", "tls = \"required\"\n", DeliveryTls::required},
+      {"relayhost without credentials: follows tls", "relayhost = \"a.example\"\ntls = \"none\"\n",
+       DeliveryTls::none},
+      {"credentials: verify, whatever tls says",
+       "relayhost = \"a.example\"\ntls = \"none\"\nrelayhost_username = \"bob\"\n"
+       "relayhost_password_file = \"/etc/p\"\n",
+       DeliveryTls::verify},
+      {"credentials, required written out",
+       "relayhost = \"a.example\"\nrelayhost_username = \"bob\"\n"
+       "relayhost_password_file = \"/etc/p\"\nrelayhost_tls = \"required\"\n",
+       DeliveryTls::required},
+      {"no credentials, written out", "relayhost = \"a.example\"\nrelayhost_tls = \"none\"\n",
+       DeliveryTls::none},
+  };
+  for (const Case& c : cases) {
+    // ca_file is checked for reading when something verifies: a file that
+    // exists everywhere stands in for the system bundle.
+    std::string text = fmt::format("{}[delivery]\nca_file = \"/dev/null\"\n{}", kMinimal, c.delivery);
+    INFO(c.name << "\n" << text);
+    auto r = parse(text);
+    INFO(dump(r ? std::vector<Problem>{} : r.error()));
+    REQUIRE(r.has_value());
+    CHECK(r->delivery.relayhost_tls == c.expected);
+  }
+}
+
+TEST_CASE("relayhost_tls: the name verified") {
+  auto name_of = [](std::string_view delivery) {
+    std::string text = fmt::format("{}[delivery]\n{}", kMinimal, delivery);
+    auto r = parse(text);
+    INFO(text << dump(r ? std::vector<Problem>{} : r.error()));
+    REQUIRE(r.has_value());
+    return r->delivery.relayhost_verify_name();
+  };
+  CHECK(name_of("relayhost = \"smtp.example.net:587\"\n") == "smtp.example.net");
+  CHECK(name_of("relayhost = \"[smtp.example.net]:587\"\n") == "smtp.example.net");
+  // An address alone: checked against the certificate's IP entries.
+  CHECK(name_of("relayhost = \"[192.0.2.1]:587\"\n") == "192.0.2.1");
+  CHECK(name_of("relayhost = \"[2001:db8::1]:587\"\n") == "2001:db8::1");
+  CHECK(name_of("relayhost = \"[192.0.2.1]:587\"\nrelayhost_tls_name = \"smtp.example.net\"\n") ==
+        "smtp.example.net");
+  CHECK(name_of("relayhost = \"[192.0.2.1]:587\"\nrelayhost_tls_name = \"\"\n") == "192.0.2.1");
+}
+
+TEST_CASE("ca_file is only required to be readable when something verifies") {
+  // opportunistic and required delivery only report verification in the log
+  CHECK(problems_of(std::string(kMinimal) + "[delivery]\nca_file = \"/nonexistent/ca.pem\"\n").empty());
+  CHECK(problems_of(std::string(kMinimal) +
+                    "[delivery]\nrelayhost = \"a.example\"\nrelayhost_username = \"bob\"\n"
+                    "relayhost_password_file = \"/etc/p\"\nrelayhost_tls = \"required\"\n"
+                    "ca_file = \"/nonexistent/ca.pem\"\n")
+            .empty());
+  // tls = "verify" is for MX delivery, but everything goes to the relayhost
+  CHECK(problems_of(std::string(kMinimal) +
+                    "[delivery]\ntls = \"verify\"\nrelayhost = \"a.example\"\nrelayhost_tls = "
+                    "\"required\"\nca_file = \"/nonexistent/ca.pem\"\n")
+            .empty());
 }
 
 TEST_CASE("relayhost forms") {

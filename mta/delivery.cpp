@@ -1,6 +1,7 @@
 // delivery.cpp — see delivery.hpp.
 #include "mta/delivery.hpp"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <sys/socket.h>
 
@@ -39,6 +40,30 @@ struct Target {
 
 queue::Outcome to_outcome(const proto::Reply& r) {
   return queue::Outcome{r.code, r.enhanced, r.text()};
+}
+
+// With a relayhost every message goes to it, under delivery.relayhost_tls
+// (resolved by conf: "verify" when credentials are set); else delivery.tls.
+conf::DeliveryTls outbound_tls(const conf::Delivery& dc) {
+  return dc.relayhost.empty() ? dc.tls : dc.relayhost_tls;
+}
+
+// What to change when a certificate did not verify, for the log line that
+// reports it (the reason is in the failure's text).
+std::string trust_fix(const conf::Delivery& dc) {
+  std::string fix = fmt::format("add the CA that signed it to delivery.ca_file ({})", dc.ca_file);
+  if (dc.relayhost.empty()) return fix;
+  if (!dc.relayhost_tls_name.empty())
+    return fix + fmt::format(", and check that the certificate names {} "
+                             "(delivery.relayhost_tls_name)", dc.relayhost_tls_name);
+  unsigned char buf[16];
+  const bool literal = ::inet_pton(AF_INET, dc.relayhost_name.c_str(), buf) == 1 ||
+                       ::inet_pton(AF_INET6, dc.relayhost_name.c_str(), buf) == 1;
+  if (literal)
+    return fix + fmt::format(", or set delivery.relayhost_tls_name to the name in its certificate "
+                             "(an address alone must be an IP entry of the certificate: {})",
+                             dc.relayhost_name);
+  return fix + fmt::format(", and check that the certificate names {}", dc.relayhost_name);
 }
 
 client::TlsPolicy to_policy(conf::DeliveryTls t) {
@@ -159,7 +184,7 @@ class Outbound final : public client::ClientHost {
     const auto& dc = d_.config_->delivery;
     client::ClientConfig cc;
     cc.helo_name = d_.config_->hostname;
-    cc.tls = to_policy(dc.tls);
+    cc.tls = to_policy(outbound_tls(dc));
     cc.tls_available = d_.tls_ != nullptr;
     implicit_tls_ = !dc.relayhost.empty() && port_ == 465 && d_.tls_ != nullptr;
     cc.in_tls = implicit_tls_;
@@ -210,7 +235,11 @@ class Outbound final : public client::ClientHost {
 
   void start_tls() override {
     flush_output();  // plaintext before the handshake goes first
-    auto s = tls::TlsStream::client(d_.tls_, target_.host);
+    // The name the certificate must carry: the MX name, or for the relayhost
+    // its name, delivery.relayhost_tls_name, or its address (IP entries).
+    const auto& dc = d_.config_->delivery;
+    auto s = tls::TlsStream::client(d_.tls_, dc.relayhost.empty() ? target_.host
+                                                                  : dc.relayhost_verify_name());
     if (!s) {
       tls_fail_ = s.error();
       return;
@@ -236,7 +265,12 @@ class Outbound final : public client::ClientHost {
 
   void transaction_done(client::TransactionResult result) override { result_ = std::move(result); }
 
-  void connection_failed(client::ConnectionFailure f) override { failure_ = std::move(f); }
+  void connection_failed(client::ConnectionFailure f) override {
+    if (f.kind == client::Failure::tls_untrusted)
+      log::warning("{}: relay={} {}; mail deferred; fix: {}", run_ ? run_->job.message_id : "delivery",
+                   relay_, log::sanitize(f.reply.text(), 400), trust_fix(d_.config_->delivery));
+    failure_ = std::move(f);
+  }
 
   void idle() override {
     if (closing_) return;
@@ -297,7 +331,8 @@ class Outbound final : public client::ClientHost {
     if (o->implicit_tls_) {
       o->start_tls();
       if (!o->tls_) {
-        o->local_failure(queue::policy::SessionFailure::tls_failed, o->tls_fail_);
+        o->session_->on_tls_failed(std::exchange(o->tls_fail_, std::string()));
+        o->after_event();
         return;
       }
     } else {
@@ -342,10 +377,8 @@ class Outbound final : public client::ClientHost {
     auto ev = tls_->process(plain);
     send_ciphertext();
     if (!ev) {
-      if (implicit_tls_ && !was_done) {
-        local_failure(queue::policy::SessionFailure::tls_failed, ev.error());
-      } else if (!was_done) {
-        session_->on_tls_failed(ev.error());
+      if (!was_done) {  // implicit or after STARTTLS: the session decides
+        session_->on_tls_failed(ev.error(), tls_->certificate_refused());
       } else {
         session_->on_eof();
       }
@@ -356,9 +389,9 @@ class Outbound final : public client::ClientHost {
                 tls_->cipher(), tls_->peer_verified() ? "yes" : "no",
                 tls_->peer_verified() ? "" : " (" + log::sanitize(tls_->verify_error()) + ")");
       if (implicit_tls_)
-        session_->on_connected();
+        session_->on_connected(tls_->peer_verified(), tls_->verify_error());
       else
-        session_->on_tls_ready(tls_->peer_verified());
+        session_->on_tls_ready(tls_->peer_verified(), tls_->verify_error());
     }
     if (!plain.empty() && !closing_) session_->feed(plain);
     if (ev->peer_closed && !closing_) session_->on_eof();
@@ -580,7 +613,8 @@ class Outbound final : public client::ClientHost {
       case client::Failure::tls_not_offered:
       case client::Failure::tls_unavailable: ev.what = SF::tls_unavailable; break;
       case client::Failure::tls_refused:
-      case client::Failure::tls_failed: ev.what = SF::tls_failed; break;
+      case client::Failure::tls_failed:
+      case client::Failure::tls_untrusted: ev.what = SF::tls_failed; break;
       case client::Failure::auth_not_offered:
       case client::Failure::auth_failed:
         ev.what = SF::auth_failed;
@@ -699,9 +733,19 @@ std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
     if (password.empty()) return std::unexpected("relayhost_password_file " + dc.relayhost_password_file + " is empty");
     login = dc.relayhost_username;
   }
+  // One client context: every message goes either to the relayhost or to
+  // MX hosts. Verifying contexts abort the handshake on a certificate that
+  // does not verify against delivery.ca_file; the others only report it.
   std::shared_ptr<const tls::TlsContext> tls;
-  if (dc.tls != conf::DeliveryTls::none || !login.empty()) {
-    auto ctx = tls::TlsContext::client(dc.tls == conf::DeliveryTls::verify);
+  const conf::DeliveryTls policy = outbound_tls(dc);
+  if (policy != conf::DeliveryTls::none || !login.empty()) {
+    const bool verify = policy == conf::DeliveryTls::verify;
+    auto ctx = tls::TlsContext::client(verify, dc.ca_file);
+    if (!ctx && !verify) {
+      // Nothing is verified: the CA file only feeds the log's verified=.
+      log::warning("delivery: {}; TLS is used, but verified=no for every server", ctx.error());
+      ctx = tls::TlsContext::client(false);
+    }
     if (!ctx) return std::unexpected("delivery tls: " + ctx.error());
     tls = std::move(*ctx);
   }
@@ -724,8 +768,11 @@ void Delivery::start() {
     if (c.persist == queue::Completion::Persist::remove)
       spool_.remove(c.id, [](bool) {});
   }
-  log::info("delivery: {} messages queued, relayhost={}", msgs.size(),
-            config_->delivery.relayhost.empty() ? "-" : config_->delivery.relayhost);
+  const auto& dc = config_->delivery;
+  log::info("delivery: {} messages queued, relayhost={} tls={} ca_file={}{}", msgs.size(),
+            dc.relayhost.empty() ? "-" : dc.relayhost, conf::to_string(outbound_tls(dc)),
+            dc.ca_file,
+            dc.relayhost.empty() ? "" : fmt::format(" tls_name={}", dc.relayhost_verify_name()));
   run();
 }
 

@@ -230,6 +230,7 @@ std::string_view to_string(Failure f) {
     case Failure::tls_unavailable: return "tls_unavailable";
     case Failure::tls_refused: return "tls_refused";
     case Failure::tls_failed: return "tls_failed";
+    case Failure::tls_untrusted: return "tls_untrusted";
     case Failure::auth_not_offered: return "auth_not_offered";
     case Failure::auth_failed: return "auth_failed";
     case Failure::protocol_error: return "protocol_error";
@@ -316,8 +317,12 @@ std::chrono::milliseconds ClientSession::timeout() const {
   return t.idle;
 }
 
-void ClientSession::on_connected() {
-  if (state_ == State::connecting) state_ = State::greeting;
+void ClientSession::on_connected(bool peer_verified, std::string_view verify_error) {
+  if (state_ != State::connecting) return;
+  state_ = State::greeting;
+  if (!in_tls_) return;
+  peer_verified_ = peer_verified;
+  if (cfg_.tls == TlsPolicy::verify && !peer_verified) untrusted(verify_error, false);
 }
 
 void ClientSession::feed(std::string_view bytes) {
@@ -477,11 +482,12 @@ void ClientSession::on_starttls(const Reply& r) {
   after_tls_choice();  // opportunistic: carry on in plaintext
 }
 
-void ClientSession::on_tls_ready(bool peer_verified) {
+void ClientSession::on_tls_ready(bool peer_verified, std::string_view verify_error) {
   if (state_ != State::tls_handshake) return;
   in_tls_ = true;
+  peer_verified_ = peer_verified;
   if (cfg_.tls == TlsPolicy::verify && !peer_verified) {
-    fail(Failure::tls_failed, Reply(451, "4.7.5", "Server certificate not verified"), false, true);
+    untrusted(verify_error, true);
     return;
   }
   caps_ = Capabilities{};  // RFC 3207 §4.2: forget what plaintext said
@@ -489,11 +495,27 @@ void ClientSession::on_tls_ready(bool peer_verified) {
   send_ehlo();
 }
 
-void ClientSession::on_tls_failed(std::string_view reason) {
-  if (state_ != State::tls_handshake) return;
+void ClientSession::on_tls_failed(std::string_view reason, std::string_view certificate_refused) {
+  // Implicit TLS: the handshake runs before on_connected().
+  const bool implicit = state_ == State::connecting && cfg_.in_tls;
+  if (state_ != State::tls_handshake && !implicit) return;
+  if (!certificate_refused.empty()) {
+    untrusted(certificate_refused, false);  // the stream sent its alert; nothing else goes out
+    return;
+  }
   fail(Failure::tls_failed,
        Reply(451, "4.7.5", fmt::format("TLS handshake failed: {}", sanitise(reason, 200))), false,
        false);
+}
+
+// The certificate did not verify under `verify`: the connection ends here,
+// temporary (the administrator fixes the trust anchors or the name; the mail
+// waits). `polite`: QUIT inside the established TLS session.
+void ClientSession::untrusted(std::string_view why, bool polite) {
+  std::string text = fmt::format("Server certificate not trusted: {}",
+                                 why.empty() ? std::string("not verified") : sanitise(why, 200));
+  if (cfg_.credentials && !authenticated_) text += "; AUTH not sent";
+  fail(Failure::tls_untrusted, Reply(451, "4.7.5", std::move(text)), false, polite);
 }
 
 void ClientSession::after_tls_choice() {
@@ -502,6 +524,10 @@ void ClientSession::after_tls_choice() {
       fail(Failure::tls_not_offered,
            Reply(451, "4.7.4", "TLS is required to send credentials, but is not active"), false,
            true);
+      return;
+    }
+    if (cfg_.tls == TlsPolicy::verify && !peer_verified_) {  // on_tls_ready() refused it already
+      untrusted("not verified", true);
       return;
     }
     if (!caps_.auth_plain && !caps_.auth_login) {

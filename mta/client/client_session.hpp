@@ -51,7 +51,12 @@
 //
 // Credentials (relayhost AUTH PLAIN/LOGIN, RFC 4954) are sent only inside
 // TLS, whatever ClientConfig::tls says; without TLS the connection fails and
-// the password never leaves. The password is wiped once AUTH is over.
+// the password never leaves. Under `verify` (the relayhost default with
+// credentials, SPEC "Hardening") AUTH also waits for the host to report the
+// certificate verified; a certificate that did not verify ends the
+// connection with Failure::tls_untrusted ("451 4.7.5 Server certificate not
+// trusted: <why>; AUTH not sent"), temporary, before anything else is sent.
+// The password is wiped once AUTH is over or the connection failed.
 //
 // Everything the server says goes through ReplyParser: a malformed or
 // hostile reply is a protocol error (temporary). Reply texts in results are
@@ -78,7 +83,11 @@ namespace sluice::client {
 //   opportunistic  STARTTLS when offered and a TLS context exists, else plaintext
 //   required       STARTTLS or defer (not offered / refused / failed)
 //   verify         as required; the host's TLS stream must verify the
-//                  certificate against the MX name (on_tls_ready(false) fails)
+//                  certificate against the host's name (an MX name, the
+//                  relayhost's name or relayhost_tls_name, or an address
+//                  checked against the certificate's IP entries):
+//                  on_tls_ready(false) or a refused certificate fail with
+//                  Failure::tls_untrusted
 enum class TlsPolicy { none, opportunistic, required, verify };
 std::string_view to_string(TlsPolicy p);
 
@@ -154,7 +163,8 @@ enum class Failure {
   tls_not_offered,    // TLS required (policy or credentials), STARTTLS not in EHLO
   tls_unavailable,    // TLS required, offered, but the host has no TLS context
   tls_refused,        // TLS required and STARTTLS answered other than 220
-  tls_failed,         // handshake failed, or not verified under `verify`
+  tls_failed,         // handshake failed (not because of the certificate)
+  tls_untrusted,      // under `verify`: the certificate did not verify; nothing more sent
   auth_not_offered,   // credentials set, AUTH PLAIN/LOGIN not offered in TLS
   auth_failed,        // AUTH refused (535 or anything else but 235)
   protocol_error,     // unparsable reply, or a reply that makes no sense here
@@ -223,11 +233,17 @@ class ClientSession {
   ClientSession(const ClientSession&) = delete;
   ClientSession& operator=(const ClientSession&) = delete;
 
-  void on_connected();
+  // TCP is up; with ClientConfig::in_tls (implicit TLS), the handshake is
+  // done too, and peer_verified / verify_error say what on_tls_ready() says.
+  void on_connected(bool peer_verified = false, std::string_view verify_error = {});
   void feed(std::string_view bytes);
-  // peer_verified: the TLS stream verified the certificate against the name.
-  void on_tls_ready(bool peer_verified);
-  void on_tls_failed(std::string_view reason);
+  // peer_verified: the TLS stream verified the certificate against the name;
+  // verify_error: why not ("self signed certificate", "Hostname mismatch").
+  void on_tls_ready(bool peer_verified, std::string_view verify_error = {});
+  // The handshake (after STARTTLS, or the implicit one before on_connected())
+  // failed. certificate_refused: non-empty when a verifying TLS stream
+  // aborted it because the certificate did not verify (the reason).
+  void on_tls_failed(std::string_view reason, std::string_view certificate_refused = {});
   void on_eof();
   void on_timeout();
 
@@ -240,6 +256,7 @@ class ClientSession {
   bool closed() const { return state_ == State::closed; }
   bool ready() const { return state_ == State::ready; }
   bool in_tls() const { return in_tls_; }
+  bool peer_verified() const { return peer_verified_; }
   bool authenticated() const { return authenticated_; }
   const Capabilities& capabilities() const { return caps_; }
   uint64_t transactions() const { return transactions_; }  // finished so far
@@ -274,6 +291,7 @@ class ClientSession {
   void become_ready();
   void notify_idle();
   bool tls_required() const;
+  void untrusted(std::string_view why, bool polite);
 
   void begin(Transaction t);
   void send_rcpt(size_t k);
@@ -295,6 +313,7 @@ class ClientSession {
   DotStuffer stuffer_;
   Capabilities caps_;
   bool in_tls_ = false;
+  bool peer_verified_ = false;  // the TLS stream verified the certificate
   bool authenticated_ = false;
   AuthStep auth_step_ = AuthStep::plain_result;
   uint64_t transactions_ = 0;

@@ -493,11 +493,13 @@ TEST_CASE("client: STARTTLS verify") {
     connect(s, h, kEhloTls);
     h.take();
     s.feed("220 go\r\n");
-    s.on_tls_ready(false);
+    s.on_tls_ready(false, "Hostname mismatch");
     CHECK(h.take() == "QUIT\r\n");
     REQUIRE(h.failures.size() == 1);
-    CHECK(h.failures[0].kind == Failure::tls_failed);
+    CHECK(h.failures[0].kind == Failure::tls_untrusted);
+    CHECK(h.failures[0].temporary);
     CHECK(h.failures[0].reply.enhanced == "4.7.5");
+    CHECK(h.failures[0].reply.text() == "Server certificate not trusted: Hostname mismatch");
   }
   SECTION("verified peer goes on") {
     Host h;
@@ -524,6 +526,120 @@ void into_tls(ClientSession& s, Host& h) {
 }
 
 }  // namespace
+
+TEST_CASE("client: relayhost credentials under verify go only to a verified server") {
+  auto session_config = [](TlsPolicy p, bool implicit = false) {
+    ClientConfig c = config(p, true);
+    c.credentials = creds();
+    c.in_tls = implicit;
+    return c;
+  };
+  constexpr std::string_view kEhloAuth = "250-relay.test\r\n250 AUTH PLAIN LOGIN\r\n";
+  SECTION("STARTTLS, the verifying stream refuses the certificate: nothing more is sent") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify), h);
+    connect(s, h, kEhloTls);
+    CHECK(h.take() == "STARTTLS\r\n");
+    s.feed("220 go\r\n");
+    s.on_tls_failed("certificate verify failed: self signed certificate", "self signed certificate");
+    CHECK(h.take().empty());
+    REQUIRE(h.failures.size() == 1);
+    const auto& f = h.failures[0];
+    CHECK(f.kind == Failure::tls_untrusted);
+    CHECK(f.temporary);
+    CHECK_FALSE(f.remote);
+    CHECK(f.reply.code == 451);
+    CHECK(f.reply.enhanced == "4.7.5");
+    CHECK(f.reply.text() == "Server certificate not trusted: self signed certificate; AUTH not sent");
+    CHECK(h.closed_n == 1);
+    s.feed(kEhloAuth);  // after close() every event is ignored
+    CHECK(h.take().empty());
+  }
+  SECTION("STARTTLS, handshake done but unverified: QUIT inside TLS, no AUTH") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.feed("220 go\r\n");
+    s.on_tls_ready(false, "unable to get local issuer certificate");
+    CHECK(h.take() == "QUIT\r\n");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_untrusted);
+    CHECK(h.failures[0].reply.text() ==
+          "Server certificate not trusted: unable to get local issuer certificate; AUTH not sent");
+    CHECK_FALSE(s.peer_verified());
+  }
+  SECTION("STARTTLS, verified: AUTH") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify), h);
+    connect(s, h, kEhloTls);
+    into_tls(s, h);
+    CHECK(s.peer_verified());
+    s.feed(kEhloAuth);
+    CHECK(h.take() == "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+  }
+  SECTION("required (written out): AUTH to an unverified server") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::required), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.feed("220 go\r\n");
+    s.on_tls_ready(false, "self signed certificate");
+    CHECK(h.take() == "EHLO client.test\r\n");
+    s.feed(kEhloAuth);
+    CHECK(h.take() == "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    CHECK(h.failures.empty());
+  }
+  SECTION("implicit TLS, unverified: not even EHLO") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify, true), h);
+    s.on_connected(false, "self signed certificate");
+    s.feed("220 relay.test ESMTP\r\n");
+    CHECK(h.take().empty());
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_untrusted);
+    CHECK(h.failures[0].reply.text() ==
+          "Server certificate not trusted: self signed certificate; AUTH not sent");
+    CHECK(s.closed());
+  }
+  SECTION("implicit TLS, the verifying stream refuses the certificate") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify, true), h);
+    s.on_tls_failed("certificate verify failed: IP address mismatch", "IP address mismatch");
+    CHECK(h.take().empty());
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_untrusted);
+    CHECK(h.failures[0].reply.text() ==
+          "Server certificate not trusted: IP address mismatch; AUTH not sent");
+    CHECK(h.closed_n == 1);
+  }
+  SECTION("implicit TLS, another handshake failure") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify, true), h);
+    s.on_tls_failed("alert from peer: handshake failure");
+    REQUIRE(h.failures.size() == 1);
+    CHECK(h.failures[0].kind == Failure::tls_failed);
+    CHECK(h.failures[0].reply.text() == "TLS handshake failed: alert from peer: handshake failure");
+  }
+  SECTION("implicit TLS, verified: greeting, EHLO, AUTH") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify, true), h);
+    s.on_connected(true);
+    s.feed("220 relay.test ESMTP\r\n");
+    CHECK(h.take() == "EHLO client.test\r\n");
+    s.feed(kEhloAuth);
+    CHECK(h.take() == "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+  }
+  SECTION("a handshake failure outside a handshake is ignored") {
+    Host h;
+    ClientSession s(session_config(TlsPolicy::verify), h);
+    connect(s, h, kEhloTls);
+    h.take();
+    s.on_tls_failed("late", "self signed certificate");  // STARTTLS not answered yet
+    CHECK(h.failures.empty());
+    CHECK(s.state() == State::starttls);
+  }
+}
 
 TEST_CASE("client: relayhost AUTH PLAIN inside TLS") {
   Host h;

@@ -407,8 +407,8 @@ std::string TlsStream::reason_from_error_queue(int ssl_error) {
   uint32_t first = ERR_peek_error();
   if (ERR_GET_LIB(first) == ERR_LIB_SSL && ERR_GET_REASON(first) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
     ERR_clear_error();
-    return fmt::format("certificate verify failed: {}",
-                       X509_verify_cert_error_string(SSL_get_verify_result(ssl_)));
+    certificate_refused_ = X509_verify_cert_error_string(SSL_get_verify_result(ssl_));
+    return fmt::format("certificate verify failed: {}", certificate_refused_);
   }
   return drain_error_queue(eof_ ? "connection closed" : "TLS error");
 }

@@ -201,6 +201,11 @@ class TlsStream {
   // ("Hostname mismatch", "self signed certificate"; empty when verified).
   bool peer_verified() const;
   std::string verify_error() const;
+  // Client streams whose handshake failed because a verifying context
+  // refused the server's certificate: why ("self signed certificate",
+  // "Hostname mismatch", "IP address mismatch", "unable to get local issuer
+  // certificate"). Empty for every other outcome.
+  const std::string& certificate_refused() const { return certificate_refused_; }
 
   // The BoringSSL connection, for tests and diagnostics only.
   ssl_st* native() const { return ssl_; }
@@ -230,6 +235,7 @@ class TlsStream {
   bool closing_ = false;
   bool failed_ = false;
   std::string error_;
+  std::string certificate_refused_;
 };
 
 // Makes a self-signed certificate for `hostname` (CN and subjectAltName

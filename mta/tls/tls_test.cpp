@@ -369,6 +369,75 @@ TEST_CASE("an ECDSA chain made by openssl: root -> intermediate -> server", "[tl
   }
 }
 
+// A relayhost given as an address ([192.0.2.1]:587) is verified against the
+// certificate's IP entries, without SNI; a name against its DNS entries.
+TEST_CASE("client verification of an address against IP entries", "[tls][verify][openssl]") {
+  if (::access("/usr/bin/openssl", X_OK) != 0) {
+    WARN("no /usr/bin/openssl; skipped");
+    return;
+  }
+  const std::string d = files().dir + "/ip-pki";
+  std::filesystem::create_directories(d);
+  spit(d + "/ca.ext", "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
+  spit(d + "/leaf.ext",
+       "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+       "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:relay.example.test,IP:127.0.0.1,IP:::1\n");
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+  const std::string script = fmt::format(
+      "cd {0} && "
+      "openssl req -x509 {1} -subj /CN=Test-Root -days 2 -addext basicConstraints=critical,CA:TRUE "
+      "-keyout root.key -out root.pem && "
+      "openssl req {1} -subj /CN=relay.example.test -keyout leaf.key -out leaf.csr && "
+      "openssl x509 -req -in leaf.csr -CA root.pem -CAkey root.key -set_serial 7 -days 2 "
+      "-extfile leaf.ext -out leaf.pem",
+      d, ec);
+  static const int made = std::system(("(" + script + ") >/dev/null 2>&1").c_str());  // once per run
+  REQUIRE(made == 0);
+  auto sctx = server_ctx(d + "/leaf.pem", d + "/leaf.key");
+  auto cctx = client_ctx(true, d + "/root.pem");
+  auto sni = [](const Side& s) {
+    const char* n = SSL_get_servername(s.s->native(), TLSEXT_NAMETYPE_host_name);
+    return n ? std::string(n) : std::string("(none)");
+  };
+
+  SECTION("IPv4 entry") {
+    Side s = server_side(sctx);
+    Side c = client_side(cctx, "127.0.0.1");
+    pump(c, s);
+    REQUIRE(c.error.empty());
+    CHECK(c.s->peer_verified());
+    CHECK(sni(s) == "(none)");  // SNI carries DNS names only (RFC 6066 §3)
+  }
+  SECTION("IPv6 entry") {
+    Side s = server_side(sctx);
+    Side c = client_side(cctx, "::1");
+    pump(c, s);
+    REQUIRE(c.error.empty());
+    CHECK(c.s->peer_verified());
+  }
+  SECTION("another address is refused, although the DNS name is in the certificate") {
+    Side s = server_side(sctx);
+    Side c = client_side(cctx, "127.0.0.2");
+    pump(c, s);
+    CHECK(c.error == "certificate verify failed: IP address mismatch");
+    CHECK(c.s->certificate_refused() == "IP address mismatch");
+  }
+  SECTION("the DNS name (relayhost_tls_name) verifies, with SNI") {
+    Side s = server_side(sctx);
+    Side c = client_side(cctx, "relay.example.test");
+    pump(c, s);
+    REQUIRE(c.error.empty());
+    CHECK(c.s->peer_verified());
+    CHECK(sni(s) == "relay.example.test");
+  }
+  SECTION("an address written as a name does not match a DNS entry") {
+    Side s = server_side(server_ctx());  // the self-signed one: DNS entry only
+    Side c = client_side(client_ctx(true), "127.0.0.1");
+    pump(c, s);
+    CHECK(c.s->certificate_refused() == "IP address mismatch");
+  }
+}
+
 TEST_CASE("TLS 1.3 handshake and data both ways", "[tls][stream]") {
   Side s = server_side(server_ctx());
   Side c = client_side(client_ctx());
@@ -590,6 +659,7 @@ TEST_CASE("client verification with the self-signed certificate as CA", "[tls][v
     Side c = client_side(client_ctx(true), "wrong.example.test");
     pump(c, s);
     CHECK(c.error == "certificate verify failed: Hostname mismatch");
+    CHECK(c.s->certificate_refused() == "Hostname mismatch");
     CHECK(s.error.starts_with("alert from peer: "));
     CHECK_FALSE(c.s->handshake_done());
     CHECK_FALSE(s.s->handshake_done());
@@ -602,6 +672,7 @@ TEST_CASE("client verification with the self-signed certificate as CA", "[tls][v
     CHECK(c.s->handshake_done());
     CHECK_FALSE(c.s->peer_verified());
     CHECK(c.s->verify_error() == "Hostname mismatch");
+    CHECK(c.s->certificate_refused().empty());  // not refused: reported
   }
   SECTION("an IP address is matched as an address") {
     Side s = server_side(sctx);
@@ -619,6 +690,7 @@ TEST_CASE("client verification with the self-signed certificate as CA", "[tls][v
     pump(c, s);
     CHECK(c.error.starts_with("certificate verify failed: "));
     CHECK(c.error.find("self signed") != std::string::npos);
+    CHECK(c.s->certificate_refused() == "self signed certificate");
   }
   SECTION("the system CA store does not know it") {
     if (!std::filesystem::exists("/etc/ssl/certs/ca-certificates.crt")) {

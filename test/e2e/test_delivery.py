@@ -113,7 +113,8 @@ class Delivery(unittest.TestCase):
     relayhost = None
     delivery_extra = ""
     sink_tls = False  # the sinks offer (and require) STARTTLS with a self-signed certificate
-    sink_auth = None  # (login, password): the sinks require AUTH inside TLS
+    sink_auth = None  # (login, password): the sinks require AUTH inside TLS; their certificate
+                      # then comes from a test CA that delivery.ca_file trusts (it must verify)
     use_smtp_sink = False  # smtp-sink instead of aiosmtpd on 127.0.0.2
     zone = ZONE  # what the fake DNS serves
 
@@ -125,7 +126,16 @@ class Delivery(unittest.TestCase):
         self.mx = SinkHandler()
         self.bounce_mx = SinkHandler()
         kw = {}
-        if self.sink_tls:
+        self.ca = None
+        if self.sink_tls and self.sink_auth:
+            import ssl
+            from testca import TestCa
+            self.ca = TestCa(self.work)
+            cert, key = self.ca.issue("sink", dns=["mx.example.test"], ips=["127.0.0.2", "127.0.0.3"])
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(cert, key)
+            kw = dict(tls_context=ctx, require_starttls=True)
+        elif self.sink_tls:
             import ssl
             cert, key = os.path.join(self.work, "cert.pem"), os.path.join(self.work, "key.pem")
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -166,6 +176,8 @@ class Delivery(unittest.TestCase):
             with open(pw, "w") as f:
                 f.write("  %s  \nsecond line ignored\n" % self.sink_auth[1])
             extra += 'relayhost_username = "%s"\nrelayhost_password_file = "%s"\n' % (self.sink_auth[0], pw)
+            if self.ca:  # relayhost credentials: the relayhost's certificate must verify
+                extra += 'ca_file = "%s"\n' % self.ca.cert
         self.d = self.make_daemon(extra, ["127.0.0.1:%d" % self.dns.port])
         self.d.start()
 
@@ -423,6 +435,7 @@ class RelayhostAuth(Delivery):
     def test_credentials_go_inside_tls(self):
         self.submit("alice@sender.test", ["carol@nowhere.invalid"])
         wait_for(lambda: self.mx.messages, what="delivery through the authenticated relayhost")
+        self.assertIn("verified=yes", self.d.log())  # 127.0.0.2 is an IP entry of the test CA's certificate
         self.assertEqual(self.auth_seen[0][1:], (b"relayuser", b"s3cret pass"))
         self.assertNotIn("s3cret", self.d.log())
         self.assert_spool_empty()

@@ -135,10 +135,12 @@ class Relayhost465(MoreDelivery):
 
     def setUp(self):
         self.work465 = __import__("tempfile").mkdtemp(prefix="sluice-465-")
-        cert, key = os.path.join(self.work465, "cert.pem"), os.path.join(self.work465, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=relay.test", "-keyout", key, "-out", cert],
-                       check=True, capture_output=True, timeout=60)
+        # With credentials the relayhost's certificate must verify: a test CA
+        # in delivery.ca_file, the address as the certificate's IP entry.
+        from testca import TestCa
+        ca = TestCa(self.work465)
+        cert, key = ca.issue("relay", dns=["relay.test"], ips=["127.0.0.2"])
+        self.delivery_extra = 'ca_file = "%s"\n' % ca.cert
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
         self.relay = SinkHandler()
@@ -183,6 +185,7 @@ class Relayhost465(MoreDelivery):
         m = self.wait_line("carol@nowhere.invalid", "sent")
         self.assertEqual(m.group(1), "127.0.0.2[127.0.0.2]:465")
         self.assertIn("delivery: tls to 127.0.0.2[127.0.0.2]:465 TLS", self.d.log())
+        self.assertIn("verified=yes", self.d.log())
         self.assert_spool_empty()
         log = self.d.log()
         for secret in ("Pa55-w0rd-in-the-file", "Pa55"):

@@ -32,6 +32,18 @@ constexpr uint64_t kBacklogPollMs = 20;
 // than a fresh timeout. And no session lasts longer than kSessionDeadlineMs.
 constexpr uint64_t kMinDataRate = 500;  // bytes per second
 constexpr uint64_t kSessionDeadlineMs = 3'600'000;
+// Fairness (docs/architecture.md, "Fairness"): one client address holds at
+// most this many TLS handshakes in progress (from its first bytes to the
+// end of the handshake) and password checks (queued, hashing, or waiting out
+// auth_failure_delay); its further connections wait, not read from, until
+// one of its own finishes. Other addresses never wait for it.
+constexpr uint32_t kHandshakesPerClient = 4;
+constexpr uint32_t kAuthChecksPerClient = 2;
+// Handshake steps (TlsStream::process() before the handshake is done: the
+// key exchange and the signature, about a millisecond each) run at most this
+// many per loop iteration; the rest wait in Server::hs_queue_ for the next
+// iterations, so that every other connection's reads are served in between.
+constexpr int kHandshakeStepsPerIteration = 2;
 
 Mode to_mode(conf::ListenerMode m) {
   switch (m) {
@@ -53,8 +65,10 @@ class Connection final : public SessionHost {
       : server_(server), id_(id), listener_(listener) {
     uv_tcp_init(server.loop_, &tcp_);
     uv_timer_init(server.loop_, &timer_);
+    uv_timer_init(server.loop_, &auth_timer_);
     tcp_.data = this;
     timer_.data = this;
+    auth_timer_.data = this;
   }
 
   // After uv_accept: start the dialogue, or refuse it when `refuse_why`
@@ -114,11 +128,25 @@ class Connection final : public SessionHost {
   void begin_close() {
     if (closing_) return;
     closing_ = true;
+    // Slots go to the next connection of the same address before we are
+    // forgotten (which may end a shutdown).
+    auth_pending_.reset();  // a password check in flight is dropped
+    uv_timer_stop(&auth_timer_);
+    if (auth_waiting_) {
+      server_.auth_slots_.leave(client_, id_);
+      auth_waiting_.reset();  // wipes the password
+    }
+    release_auth_slot();
+    if (hs_waiting_) {
+      server_.hs_slots_.leave(client_, id_);
+      hs_waiting_ = false;
+    }
+    release_handshake_slot();
     server_.forget(*this);
     if (incoming_) incoming_.reset();  // an unfinished message is discarded
-    auth_pending_.reset();             // a password check in flight is dropped
     uv_timer_stop(&timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+    uv_close(reinterpret_cast<uv_handle_t*>(&auth_timer_), on_close);
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
     log::info("conn={} disconnect from={} messages={} rejects={}", id_, client_, messages_,
               rejects_);
@@ -129,6 +157,32 @@ class Connection final : public SessionHost {
   // The spool caught up (Server::on_backlog).
   void spool_caught_up() {
     backlogged_ = false;
+    after_event();
+  }
+
+  // Another connection of this address gave back its password-check slot.
+  void auth_slot_granted() {
+    auth_slot_ = true;
+    auth::Credentials creds = std::move(*auth_waiting_);
+    auth_waiting_.reset();
+    start_check(std::move(creds));
+    after_event();
+  }
+
+  // Another connection of this address finished its handshake: ours may
+  // start, within the loop's budget of handshake steps.
+  void handshake_slot_granted() {
+    hs_waiting_ = false;
+    hs_slot_ = true;
+    hs_deferred_ = true;
+    server_.defer_handshake(id_);
+  }
+
+  // Server::on_check, within the iteration's budget of handshake steps.
+  void run_handshake_step() {
+    hs_deferred_ = false;
+    if (closing_ || !tls_) return;
+    tls_step();
     after_event();
   }
 
@@ -158,25 +212,17 @@ class Connection final : public SessionHost {
   }
   void abort_message() override { incoming_.reset(); }
   void start_tls() override { start_tls_after_flush_ = true; }
+  // AUTH: a slot of this address (kAuthChecksPerClient), the check on the
+  // thread pool, and a failure held back until auth_failure_delay after the
+  // check began. The slot is given back when the answer is sent. While this
+  // goes on the session is blocked (auth_checking) and nothing is read.
   void check_password(auth::Credentials creds) override {
-    // The callback runs later on the loop, never inside verify(); destroying
-    // auth_pending_ (at close) cancels it, so capturing `this` is safe.
-    auto pending = server_.verifier_.verify(
-        server_.users_, std::move(creds.login), std::move(creds.password),
-        [this](auth::Verifier::Result r) {
-          if (closing_ || !session_) return;
-          if (r.ok) {
-            user_ = r.user;
-            log::info("conn={} auth from={} login={}", id_, client_, log::sanitize(r.login));
-          }
-          session_->on_auth_result(r.ok, r.login);
-          after_event();
-        });
-    if (pending) {
-      auth_pending_ = std::move(*pending);
-    } else {
-      session_->on_auth_temporary();
+    if (!server_.auth_slots_.acquire(client_, id_)) {
+      auth_waiting_ = std::move(creds);  // until Server::grant_auth
+      return;
     }
+    auth_slot_ = true;
+    start_check(std::move(creds));
   }
   bool sender_allowed(std::string_view, std::string_view sender) override {
     return user_ && auth::may_send_as(*user_, sender);
@@ -264,15 +310,40 @@ class Connection final : public SessionHost {
 
   void read_tls(std::string_view ciphertext) {
     tls_->feed_ciphertext(ciphertext);
+    if (!tls_->handshake_done()) {
+      // The expensive part of TLS is rationed: a slot of this address, then
+      // a step of the loop's per-iteration budget. Without either, the bytes
+      // wait in the stream and reading pauses (after_event).
+      if (hs_waiting_ || hs_deferred_) return;
+      if (!hs_slot_) {
+        if (!server_.hs_slots_.acquire(client_, id_)) {
+          hs_waiting_ = true;
+          return;
+        }
+        hs_slot_ = true;
+      }
+      if (!server_.take_handshake_step()) {
+        hs_deferred_ = true;
+        server_.defer_handshake(id_);
+        return;
+      }
+    }
+    tls_step();
+  }
+
+  // process() what was fed; hand plaintext to the session.
+  void tls_step() {
     plain_.clear();
     auto ev = tls_->process(plain_);
     if (!ev) {
       log::info("conn={} tls error from={}: {}", id_, client_, log::sanitize(ev.error()));
+      release_handshake_slot();
       send_ciphertext();  // perhaps an alert
       close_requested_ = true;
       return;
     }
     if (ev->handshake_completed) {
+      release_handshake_slot();
       progress_ = true;
       std::string info = tls_description();
       log::info("conn={} tls from={} {}", id_, client_, info);
@@ -312,7 +383,69 @@ class Connection final : public SessionHost {
 
   static void on_close(uv_handle_t* h) {
     auto* c = static_cast<Connection*>(h->data);
-    if (++c->closed_handles_ == 2) delete c;
+    if (++c->closed_handles_ == 3) delete c;
+  }
+
+  void start_check(auth::Credentials creds) {
+    auth_started_ns_ = uv_hrtime();
+    // The callback runs later on the loop, never inside verify(); destroying
+    // auth_pending_ (at close) cancels it, so capturing `this` is safe.
+    auto pending = server_.verifier_.verify(
+        server_.users_, std::move(creds.login), std::move(creds.password),
+        [this](auth::Verifier::Result r) { checked(std::move(r)); });
+    if (pending) {
+      auth_pending_ = std::move(*pending);
+      return;
+    }
+    release_auth_slot();  // the thread pool's queue is full: 454 at once
+    if (session_) session_->on_auth_temporary();
+  }
+
+  void checked(auth::Verifier::Result r) {
+    if (closing_ || !session_) return;
+    if (r.ok) {  // success is answered at once
+      release_auth_slot();
+      user_ = r.user;
+      log::info("conn={} auth from={} login={}", id_, client_, log::sanitize(r.login));
+      session_->on_auth_result(true, r.login);
+      after_event();
+      return;
+    }
+    // A failure is answered auth_failure_delay after the check began, what-
+    // ever it cost (unknown login, cheap or expensive hash), so the time
+    // tells nothing about the login.
+    failed_login_ = std::move(r.login);
+    const auto delay_ns =
+        static_cast<uint64_t>(config_->limits.auth_failure_delay.count()) * 1'000'000;
+    const uint64_t elapsed_ns = uv_hrtime() - auth_started_ns_;
+    if (elapsed_ns < delay_ns) {
+      uv_update_time(server_.loop_);  // the timer counts from now, not from the iteration's start
+      const uint64_t ms = (delay_ns - elapsed_ns + 999'999) / 1'000'000;
+      uv_timer_start(&auth_timer_, on_auth_timer, ms, 0);
+      return;
+    }
+    answer_failure();
+  }
+
+  static void on_auth_timer(uv_timer_t* t) { static_cast<Connection*>(t->data)->answer_failure(); }
+
+  void answer_failure() {
+    release_auth_slot();
+    if (closing_ || !session_) return;
+    session_->on_auth_result(false, failed_login_);
+    after_event();
+  }
+
+  void release_auth_slot() {
+    if (!auth_slot_) return;
+    auth_slot_ = false;
+    server_.grant_auth(server_.auth_slots_.release(client_), client_);
+  }
+
+  void release_handshake_slot() {
+    if (!hs_slot_) return;
+    hs_slot_ = false;
+    server_.grant_handshake(server_.hs_slots_.release(client_), client_);
   }
 
   std::chrono::milliseconds timeout() const {
@@ -344,7 +477,7 @@ class Connection final : public SessionHost {
       backlogged_ = true;
       server_.wait_for_spool(id_);
     }
-    bool want = spool_ok && !(session_ && session_->blocked()) &&
+    bool want = spool_ok && !(session_ && session_->blocked()) && !hs_waiting_ && !hs_deferred_ &&
                 uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&tcp_)) <
                     kMaxUnsentOutput;
     if (want && !reading_) {
@@ -409,10 +542,18 @@ class Connection final : public SessionHost {
   std::shared_ptr<const conf::Config> config_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
+  uv_timer_t auth_timer_;  // holds back a failed AUTH's answer
   std::unique_ptr<Session> session_;
   std::unique_ptr<tls::TlsStream> tls_;
   std::unique_ptr<queue::Spool::Incoming> incoming_;
   std::optional<auth::Verifier::Pending> auth_pending_;
+  std::optional<auth::Credentials> auth_waiting_;  // waiting for a slot of this address
+  std::string failed_login_;                       // for the held-back 535
+  uint64_t auth_started_ns_ = 0;                   // uv_hrtime() when the check began
+  bool auth_slot_ = false;                         // holds one of server_.auth_slots_
+  bool hs_slot_ = false;                           // holds one of server_.hs_slots_
+  bool hs_waiting_ = false;                        // waits for one (not reading)
+  bool hs_deferred_ = false;                       // in server_.hs_queue_ (not reading)
   std::shared_ptr<const auth::User> user_;  // after a successful AUTH
   std::optional<net::IpAddress> peer_;
   std::string client_;
@@ -436,11 +577,26 @@ class Connection final : public SessionHost {
 };
 
 Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool)
-    : loop_(loop), config_(std::move(config)), spool_(spool), verifier_(loop) {
+    : loop_(loop),
+      config_(std::move(config)),
+      spool_(spool),
+      verifier_(loop),
+      hs_slots_(kHandshakesPerClient),
+      auth_slots_(kAuthChecksPerClient),
+      hs_budget_(kHandshakeStepsPerIteration) {
   uv_async_init(loop_, &async_, on_async);
   async_.data = this;
   uv_timer_init(loop_, &backlog_timer_);
   backlog_timer_.data = this;
+  // The handshake budget is renewed after every poll; the check handle does
+  // not keep the loop alive, and the idle handle runs only while steps wait
+  // (it makes the next poll return at once).
+  uv_check_init(loop_, &hs_check_);
+  hs_check_.data = this;
+  uv_check_start(&hs_check_, on_check);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&hs_check_));
+  uv_idle_init(loop_, &hs_idle_);
+  hs_idle_.data = this;
   readbuf_.reset(new char[kReadBufferSize]);  // not zero-filled: only read into
 }
 
@@ -504,6 +660,51 @@ void Server::accept_from(Listener& l) {
     why = "too many connections from your address";
   }
   c->start(config_, peer, why);
+}
+
+bool Server::take_handshake_step() {
+  if (hs_budget_ == 0) return false;
+  --hs_budget_;
+  return true;
+}
+
+void Server::defer_handshake(uint64_t conn) {
+  hs_queue_.push_back(conn);
+  uv_idle_start(&hs_idle_, [](uv_idle_t*) {});
+}
+
+void Server::on_check(uv_check_t* h) {
+  auto* self = static_cast<Server*>(h->data);
+  self->hs_budget_ = kHandshakeStepsPerIteration;
+  while (self->hs_budget_ > 0 && !self->hs_queue_.empty()) {
+    const uint64_t id = self->hs_queue_.front();
+    self->hs_queue_.pop_front();
+    auto it = self->conns_.find(id);
+    if (it == self->conns_.end()) continue;  // closed meanwhile
+    --self->hs_budget_;
+    it->second->run_handshake_step();
+  }
+  if (self->hs_queue_.empty()) uv_idle_stop(&self->hs_idle_);
+}
+
+void Server::grant_handshake(std::optional<uint64_t> next, const std::string& client) {
+  if (!next) return;
+  auto it = conns_.find(*next);
+  if (it == conns_.end()) {  // cannot happen (leave() at close); never strand the slot
+    grant_handshake(hs_slots_.release(client), client);
+    return;
+  }
+  it->second->handshake_slot_granted();
+}
+
+void Server::grant_auth(std::optional<uint64_t> next, const std::string& client) {
+  if (!next) return;
+  auto it = conns_.find(*next);
+  if (it == conns_.end()) {
+    grant_auth(auth_slots_.release(client), client);
+    return;
+  }
+  it->second->auth_slot_granted();
 }
 
 void Server::forget(Connection& c) {
@@ -591,6 +792,8 @@ void Server::close_handles() {
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_timer_stop(&backlog_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&backlog_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&hs_check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&hs_idle_), nullptr);
 }
 
 }  // namespace sluice::mta

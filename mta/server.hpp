@@ -13,7 +13,14 @@
 // STARTTLS the "220" is written in plaintext, then a TlsStream is created and
 // every later byte goes through it (the session already dropped whatever
 // followed the STARTTLS line). Password checks run on libuv's thread pool
-// (auth::Verifier); a connection cancels its check when it closes.
+// (auth::Verifier); a connection cancels its check when it closes. A failed
+// check is answered limits.auth_failure_delay after it began (a per-
+// connection timer), a successful one at once.
+//
+// Fairness (docs/architecture.md): per client address, at most a few TLS
+// handshakes and password checks at a time (ClientSlots; the others wait
+// without being read from), and at most a few handshake steps per loop
+// iteration (a uv_check_t renews the budget and runs the steps that waited).
 //
 // Single-threaded: every method runs on the loop thread.
 #pragma once
@@ -21,10 +28,12 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <expected>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -32,6 +41,7 @@
 
 #include "conf/config.hpp"
 #include "mta/auth/verifier.hpp"
+#include "mta/client_slots.hpp"
 #include "queue/spool.hpp"
 
 namespace sluice::tls {
@@ -90,6 +100,13 @@ class Server {
   static void on_connection(uv_stream_t* s, int status);
   static void on_async(uv_async_t* a);
   static void on_backlog(uv_timer_t* t);
+  static void on_check(uv_check_t* h);
+  // The handshake budget: true (and one step spent) if a step may run now.
+  bool take_handshake_step();
+  void defer_handshake(uint64_t conn);  // runs in a later on_check
+  // A slot came free and `next` (if any) waits for it: start its work.
+  void grant_handshake(std::optional<uint64_t> next, const std::string& client);
+  void grant_auth(std::optional<uint64_t> next, const std::string& client);
   void wait_for_spool(uint64_t conn);  // the connection stopped reading for the spool
   void accept_from(Listener& l);
   void post_commit(uint64_t conn, bool ok);  // any thread
@@ -108,6 +125,12 @@ class Server {
   std::unordered_set<uint64_t> backlogged_;  // connections waiting for the spool writer
   uv_timer_t backlog_timer_;                 // polls the writer while any wait
   std::unique_ptr<char[]> readbuf_;          // shared by every connection's reads
+  ClientSlots hs_slots_;                     // TLS handshakes per client address
+  ClientSlots auth_slots_;                   // password checks per client address
+  std::deque<uint64_t> hs_queue_;            // connections whose handshake step waits
+  int hs_budget_;                            // handshake steps left in this iteration
+  uv_check_t hs_check_;
+  uv_idle_t hs_idle_;                        // active while hs_queue_ is not empty
   bool backlog_waiting_ = false;
   uint64_t next_id_ = 1;
   uv_async_t async_;

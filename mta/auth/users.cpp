@@ -12,6 +12,17 @@
 //      So for the methods in kShapes the part after the last '$' must have
 //      its exact length and alphabet, and DES/BSDi hashes their exact length.
 // Checking by hashing every entry would cost a hash per account per reload.
+//
+// The dummy hash for unknown logins: the entry that is the most expensive to
+// check, so that an unknown login never answers sooner than a wrong password
+// on any account. Entries are grouped by cost_key() (method and cost
+// parameters: "$2b$12$", "$y$j9T$", "$6$rounds=100000$"); when the file has
+// more than one group, one entry of each is hashed once at load and the one
+// that took the most CPU time (CLOCK_THREAD_CPUTIME_ID, which other
+// processes on the machine do not disturb) wins. Comparing parameters
+// without hashing would need a cost model across methods (how many bcrypt
+// rounds is one yescrypt block?); one hash per group, not per account, is
+// cheap enough for a load.
 #include "mta/auth/users.hpp"
 
 #include <crypt.h>
@@ -22,6 +33,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <optional>
@@ -83,13 +95,49 @@ constexpr Shape kShapes[] = {
     {"$1$", 22, 0},  {"$2b$", 0, 60}, {"$2a$", 0, 60}, {"$2y$", 0, 60},
 };
 
-// The method part of a hash ("$y$", "$2b$", "" for DES), to find the most
-// common one.
+// The method part of a hash ("$y$", "$2b$", "" for DES), for warnings.
 std::string_view method_of(std::string_view hash) {
   if (hash.empty()) return hash;
   if (hash[0] != '$') return hash.substr(0, hash[0] == '_' ? 1 : 0);  // BSDi, DES
   const size_t end = hash.find('$', 1);
   return end == std::string_view::npos ? hash : hash.substr(0, end + 1);
+}
+
+// What decides the cost of checking a hash: its method and cost parameters,
+// without salt and checksum. Two entries with the same key cost the same.
+//   "$2b$12$..." -> "$2b$12$"          bcrypt: log2 of the rounds
+//   "$y$j9T$..." -> "$y$j9T$"          yescrypt: N, r, p and flags
+//   "$6$rounds=N$..." -> "$6$rounds=N$", "$6$salt$..." -> "$6$" (5000 rounds)
+//   "$7$" + 11 characters              scrypt: N, r, p
+//   "_CCCC..." -> "_CCCC"              BSDi DES: rounds
+//   otherwise the method ("$1$", "" for DES)
+std::string_view cost_key(std::string_view hash) {
+  const auto up_to_dollar = [&](size_t from) {
+    const size_t end = hash.find('$', from);
+    return end == std::string_view::npos ? hash : hash.substr(0, end + 1);
+  };
+  if (hash.empty()) return hash;
+  if (hash[0] == '_') return hash.substr(0, 5);
+  if (hash[0] != '$') return {};
+  if (hash.starts_with("$2")) return hash.substr(0, 7);
+  if (hash.starts_with("$7$")) return hash.substr(0, 14);
+  const std::string_view method = method_of(hash);
+  if (method == "$y$" || method == "$gy$") return up_to_dollar(method.size());
+  if ((method == "$5$" || method == "$6$") && hash.substr(method.size()).starts_with("rounds="))
+    return up_to_dollar(method.size());
+  return method;
+}
+
+// CPU time this thread spent checking one password against hash, in ns.
+int64_t check_cost_ns(const std::string& hash) {
+  const auto now = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  };
+  const int64_t start = now();
+  (void)verify_hash(hash, "sluice-dummy-timing");
+  return now() - start;
 }
 
 // nullopt: fine. Otherwise the problem (never containing the hash itself).
@@ -208,8 +256,8 @@ std::expected<std::shared_ptr<UserDb>, std::string> UserDb::build(std::string_vi
                                                                   std::string_view name) {
   std::shared_ptr<UserDb> db(new UserDb());
   Parser p{name, {}, 0};
-  // method -> {entries using it, first of them}
-  std::map<std::string, std::pair<size_t, size_t>, std::less<>> methods;
+  // cost_key -> first entry with it
+  std::map<std::string, size_t, std::less<>> costs;
 
   while (!text.empty()) {
     ++p.line_no;
@@ -281,8 +329,7 @@ std::expected<std::shared_ptr<UserDb>, std::string> UserDb::build(std::string_vi
     }
     const size_t index = db->users_.size();
     db->by_login_.emplace(std::move(key), index);
-    auto& m = methods[std::string(method_of(user.hash))];
-    if (m.first++ == 0) m.second = index;
+    costs.emplace(std::string(cost_key(user.hash)), index);
     db->users_.push_back(std::move(user));
   }
 
@@ -295,17 +342,19 @@ std::expected<std::shared_ptr<UserDb>, std::string> UserDb::build(std::string_vi
     return std::unexpected(std::move(all));
   }
 
-  // Unknown logins are hashed against the first entry of the most common
-  // method, so they cost what a typical wrong password costs.
-  size_t best_count = 0, best_index = 0;
-  for (const auto& [method, m] : methods) {
-    if (m.first > best_count || (m.first == best_count && m.second < best_index)) {
-      best_count = m.first;
-      best_index = m.second;
+  // Unknown logins are hashed against the most expensive entry (see the top
+  // of this file).
+  if (costs.size() == 1) {
+    db->dummy_setting_ = db->users_[costs.begin()->second].hash;
+  } else if (!costs.empty()) {
+    int64_t worst = -1;
+    for (const auto& [key, index] : costs) {
+      const int64_t ns = check_cost_ns(db->users_[index].hash);
+      if (ns > worst) {
+        worst = ns;
+        db->dummy_setting_ = db->users_[index].hash;
+      }
     }
-  }
-  if (best_count > 0) {
-    db->dummy_setting_ = db->users_[best_index].hash;
   } else {
     // No accounts: every login is unknown; still spend a default yescrypt.
     char setting[CRYPT_GENSALT_OUTPUT_SIZE];

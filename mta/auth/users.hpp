@@ -19,6 +19,8 @@
 // libuv's thread pool. A User* is valid as long as its UserDb is.
 //
 // Decisions (docs/users.md explains them to administrators):
+// - Unknown logins are checked against the most expensive hash of the file
+//   (each distinct method and cost is hashed once at load to find it).
 // - Logins are matched ignoring ASCII case, as Dovecot's default does: phones
 //   capitalise the first letter of a typed user name. Two lines whose logins
 //   differ only in case are a duplicate.
@@ -50,15 +52,18 @@ class UserDb {
   const User* find(std::string_view login) const;
 
   // Whether password is user's password. With user == nullptr (unknown
-  // login) it spends the same time hashing against a typical entry of this
-  // file and returns false, so that the answer time does not tell which
-  // logins exist. Thread-safe; slow (see above).
+  // login) it hashes against the most expensive entry of this file (chosen
+  // at load, see users.cpp) and returns false, so that an unknown login
+  // costs at least what a wrong password on any account costs. Equal answer
+  // times come from limits.auth_failure_delay, applied by the server glue.
+  // Thread-safe; slow (see above).
   bool verify(const User* user, std::string_view password) const;
 
   size_t size() const { return users_.size(); }
   const std::vector<User>& users() const { return users_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
-  // The hash (or crypt setting) verify() uses for unknown logins.
+  // The hash (or crypt setting) verify() uses for unknown logins: the entry
+  // whose check took the most CPU time at load.
   const std::string& dummy_setting() const { return dummy_setting_; }
 
  private:

@@ -266,14 +266,45 @@ TEST_CASE("verify: yescrypt, bcrypt and sha512-crypt, right and wrong passwords"
   CHECK_FALSE(verify_hash("", "x"));
 }
 
-TEST_CASE("verify: unknown logins hash against the most common method of the file") {
+TEST_CASE("verify: unknown logins hash against the most expensive entry of the file") {
+  // Issue 11: the dummy used to be the most common method's, so a login
+  // with an expensive hash failed visibly slower than an unknown one.
+  const std::string sha_a = make_hash("$6$", 0, "a");
+  const std::string sha_b = make_hash("$6$", 0, "b");
+  const std::string sha_c = make_hash("$6$", 0, "c");
+  const std::string bcrypt10 = make_hash("$2b$", 10, "expensive");  // ~50 ms, 20x sha512crypt
+  auto db = parse_ok("a:" + sha_a + "\nb:" + sha_b + "\nexpensive:" + bcrypt10 + "\nc:" + sha_c + "\n");
+  CHECK(db->dummy_setting() == bcrypt10);
+
+  // Within one method, the cost parameter decides.
+  const std::string cheap_rounds = make_hash("$6$", 1000, "cheap");
+  const std::string dear_rounds = make_hash("$6$", 400000, "dear");
+  auto rounds = parse_ok("c1:" + cheap_rounds + "\nd:" + dear_rounds + "\nc2:" + sha_a + "\n");
+  CHECK(rounds->dummy_setting() == dear_rounds);
+
+  // One method and cost: its first entry, no timing needed.
   const std::string y2 = make_hash("$y$", 0, "other");
-  auto db = parse_ok("b:" + bcrypt_hash() + "\ny1:" + yescrypt_hash() + "\ny2:" + y2 + "\n");
-  CHECK(db->dummy_setting() == yescrypt_hash());  // first of the two yescrypt entries
+  auto same = parse_ok("y1:" + yescrypt_hash() + "\ny2:" + y2 + "\n");
+  CHECK(same->dummy_setting() == yescrypt_hash());
 
   auto empty = parse_ok("");
   CHECK(empty->dummy_setting().starts_with("$y$"));
   CHECK_FALSE(empty->verify(nullptr, "anything"));
+}
+
+TEST_CASE("verify: an unknown login costs at least the most expensive wrong password") {
+  const std::string bcrypt10 = make_hash("$2b$", 10, "expensive");
+  auto db = parse_ok("cheap1:" + sha512_hash() + "\ncheap2:" + make_hash("$6$", 0, "x") +
+                     "\nboss:" + bcrypt10 + "\n");
+  const User* boss = db->find("boss");
+  REQUIRE(boss);
+  double wrong = 1e9, unknown = 1e9;
+  for (int i = 0; i < 3; ++i) {
+    wrong = std::min(wrong, seconds_of([&] { CHECK_FALSE(db->verify(boss, "wrong")); }));
+    unknown = std::min(unknown, seconds_of([&] { CHECK_FALSE(db->verify(db->find("mallory"), "wrong")); }));
+  }
+  INFO("wrong password on bcrypt " << wrong * 1e3 << " ms, unknown login " << unknown * 1e3 << " ms");
+  CHECK(unknown * 3 > wrong);  // against sha512crypt it would be ~1/20
 }
 
 TEST_CASE("verify: an unknown login costs about as much as a wrong password") {

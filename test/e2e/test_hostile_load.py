@@ -335,8 +335,11 @@ def plain(login, password):
 
 class BruteForce(unittest.TestCase):
     def setUp(self):
+        # auth_failure_delay short: 48 failures from one address, two checks
+        # at a time (the per-address cap), would take 24 s at the default 1 s.
         self.d = SubmissionSluiced(users=[user_line(*ALICE)], relay=True,
-                                   limits={"max_connections_per_client": 400})
+                                   limits={"max_connections_per_client": 400,
+                                           "auth_failure_delay": "50ms"})
         self.d.start()
         self.ctx = tls_context(self.d.cert_path)
 
@@ -409,11 +412,14 @@ class BruteForce(unittest.TestCase):
         """More AUTH attempts in flight than the check queue holds (256):
         the excess is answered 454 4.7.0 at once instead of queueing without
         bound; every session gets exactly one answer, and the daemon recovers.
-        Trusted relay clients may AUTH without TLS, which keeps this cheap."""
+        Trusted relay clients may AUTH without TLS, which keeps this cheap.
+        Each connection comes from its own loopback address: from one
+        address only two checks run at a time and the rest wait their turn
+        (test_hardening_auth.AuthCap), so one address never fills it."""
         n = 320
         conns = []
-        for _ in range(n):
-            c = Client(self.d.relay_port)
+        for i in range(n):
+            c = TlsClient(self.d.relay_port, source="127.0.%d.%d" % (1 + i // 200, 1 + i % 200))
             self.addCleanup(c.close)
             conns.append(c)
         for c in conns:

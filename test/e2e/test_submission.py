@@ -74,7 +74,12 @@ class SubmissionTest(SluicedTest):
         return {}
 
     def setUp(self):
-        self.d = SubmissionSluiced(**dict({"users": users()}, **self.config()))
+        cfg = dict({"users": users()}, **self.config())
+        # A failed AUTH is answered limits.auth_failure_delay after it began
+        # (1 s by default; test_hardening_auth covers it): short here, so
+        # that the suite's many deliberate failures stay fast.
+        cfg["limits"] = dict({"auth_failure_delay": "100ms"}, **(cfg.get("limits") or {}))
+        self.d = SubmissionSluiced(**cfg)
         self.d.start()
 
     def _outcome_failed(self):

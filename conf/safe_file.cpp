@@ -60,12 +60,34 @@ std::vector<std::string> components(const std::string& path) {
   return out;
 }
 
+// A subdirectory, readable when we may read it, else an O_PATH descriptor
+// (enough to look names up in it, fstat it and create in it): a directory
+// of mode 0711 on the way must not stop the walk.
+int open_sub(int dirfd, const std::string& name, int extra) {
+  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | extra);
+  if (fd < 0 && errno == EACCES) fd = ::openat(dirfd, name.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | extra);
+  return fd;
+}
+int open_followed(int dirfd, const std::string& name) { return open_sub(dirfd, name, 0); }
+
+// fsync of a directory we may not be able to read (then it cannot be
+// fsynced by us, and is not ours): best effort for those.
+bool sync_dir(int fd) {
+  if (::fsync(fd) == 0) return true;
+  if (errno != EBADF) return false;
+  int rd = ::openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rd < 0) return true;
+  bool ok = ::fsync(rd) == 0;
+  ::close(rd);
+  return ok;
+}
+
 std::expected<Dir, std::string> walk(const std::string& path, bool create, mode_t mode, Owner owner) {
   if (path.empty()) return std::unexpected(std::string("empty directory path"));
   const bool absolute = path.front() == '/';
   Dir cur;
   cur.path = absolute ? "/" : ".";
-  cur.fd.reset(::open(cur.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  cur.fd.reset(::open(cur.path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!cur.fd) return std::unexpected(fail(cur.path, "cannot open", errno));
   const auto parts = components(path);
   std::string shown = absolute ? "" : ".";
@@ -81,7 +103,7 @@ std::expected<Dir, std::string> walk(const std::string& path, bool create, mode_
         struct stat dst, lst;
         if (::fstat(cur.fd.get(), &dst) == 0 && trusted_dir(dst) &&
             ::fstatat(cur.fd.get(), part.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
-          Fd next(::openat(cur.fd.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+          Fd next(open_followed(cur.fd.get(), part));
           if (!next) return std::unexpected(fail(shown, "cannot open", errno));
           cur.fd = std::move(next);
           cur.path = shown;
@@ -93,13 +115,13 @@ std::expected<Dir, std::string> walk(const std::string& path, bool create, mode_
       cur.path = shown;
       continue;
     }
-    Fd next(::openat(cur.fd.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    Fd next(open_sub(cur.fd.get(), part, O_NOFOLLOW));
     if (!next) {
       int err = errno;
       struct stat dst, lst;
       if ((err == ELOOP || err == ENOTDIR) && ::fstat(cur.fd.get(), &dst) == 0 && trusted_dir(dst) &&
           ::fstatat(cur.fd.get(), part.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
-        next.reset(::openat(cur.fd.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        next.reset(open_followed(cur.fd.get(), part));
         if (!next) return std::unexpected(fail(shown, "cannot open", errno));
       } else {
         std::string why = open_error(cur.fd.get(), shown, part, err);
@@ -137,8 +159,7 @@ std::expected<Dir, std::string> make_dirs(const std::string& path, mode_t mode, 
 std::expected<Dir, std::string> open_dir_at(const Dir& parent, std::string_view name) {
   Dir d;
   d.path = parent.child(name);
-  d.fd.reset(::openat(parent.fd.get(), std::string(name).c_str(),
-                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  d.fd.reset(open_sub(parent.fd.get(), std::string(name), O_NOFOLLOW));
   if (!d.fd) return std::unexpected(open_error(parent.fd.get(), d.path, name, errno));
   return d;
 }
@@ -154,7 +175,7 @@ std::expected<MadeDir, std::string> make_dir_at(const Dir& parent, std::string_v
     // Made 0700 and only then given away, so nobody else can enter it
     // before it has its owner and mode.
     if (auto r = set_owner_mode(d->fd.get(), d->path, owner, mode); !r) return std::unexpected(r.error());
-    if (::fsync(parent.fd.get()) != 0) return std::unexpected(fail(parent.path, "cannot fsync", errno));
+    if (!sync_dir(parent.fd.get())) return std::unexpected(fail(parent.path, "cannot fsync", errno));
   }
   return MadeDir{std::move(*d), created};
 }

@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "conf/log.hpp"
+#include "conf/safe_file.hpp"
 #include "mta/control/dispatcher.hpp"
 #include "mta/uv_util.hpp"
 
@@ -303,20 +304,19 @@ std::expected<void, std::string> ControlServer::listen() {
                                        path_, sizeof(sockaddr_un::sun_path) - 1));
   const bool chown_wanted = opt_.owner != static_cast<uid_t>(-1) || opt_.group != static_cast<gid_t>(-1);
 
-  // The directory: made when missing, for the daemon's user and group only.
+  // The directory: made when missing, for the daemon's user and group
+  // only; walked and opened without following a link another account
+  // could have planted, and everything below is done relative to it
+  // (conf/safe_file.hpp): root never chowns or chmods by path.
   fs::path dir = fs::path(path_).parent_path();
-  std::error_code ec;
-  if (!dir.empty() && !fs::exists(dir, ec)) {
-    fs::create_directories(dir, ec);
-    if (ec) return std::unexpected(fmt::format("control socket directory {}: {}", dir.string(), ec.message()));
-    if (::chmod(dir.c_str(), 0750) != 0 ||
-        (chown_wanted && ::chown(dir.c_str(), opt_.owner, opt_.group) != 0))
-      return std::unexpected(fmt::format("control socket directory {}: {}", dir.string(), errno_text(errno)));
-  }
+  const std::string name = fs::path(path_).filename().string();
+  auto sdir = safe::make_dirs(dir.empty() ? "." : dir.string(), 0750,
+                              chown_wanted ? safe::Owner{opt_.owner, opt_.group} : safe::Owner{});
+  if (!sdir) return std::unexpected(fmt::format("control socket directory: {}", sdir.error()));
 
   // What is there already: a live daemon, a stale socket, or something else.
   struct stat st {};
-  if (::lstat(path_.c_str(), &st) == 0) {
+  if (::fstatat(sdir->fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
     if (!S_ISSOCK(st.st_mode))
       return std::unexpected(fmt::format("control socket {}: exists and is not a socket; not touching it", path_));
     auto live = socket_is_live(path_);
@@ -324,7 +324,7 @@ std::expected<void, std::string> ControlServer::listen() {
     if (*live)
       return std::unexpected(fmt::format(
           "control socket {}: another sluiced is running (it answers on the socket)", path_));
-    if (::unlink(path_.c_str()) != 0 && errno != ENOENT)
+    if (::unlinkat(sdir->fd.get(), name.c_str(), 0) != 0 && errno != ENOENT)
       return std::unexpected(fmt::format("control socket {}: removing the stale socket: {}", path_,
                                          errno_text(errno)));
     log::info("control: removed the stale socket {}", path_);
@@ -336,12 +336,13 @@ std::expected<void, std::string> ControlServer::listen() {
   if (int rc = uv_pipe_bind(&listener_, path_.c_str()); rc < 0)
     return std::unexpected(fmt::format("control socket {}: {}", path_, uv_strerror(rc)));
   created_file_ = true;
-  if (::chmod(path_.c_str(), 0660) != 0)
-    return std::unexpected(fmt::format("control socket {}: chmod: {}", path_, errno_text(errno)));
-  if (chown_wanted && ::chown(path_.c_str(), opt_.owner, opt_.group) != 0)
-    return std::unexpected(fmt::format("control socket {}: chown: {}", path_, errno_text(errno)));
-  if (::lstat(path_.c_str(), &st) != 0)
-    return std::unexpected(fmt::format("control socket {}: {}", path_, errno_text(errno)));
+  // Mode and owner of the socket file: a socket's own descriptor cannot
+  // change them, so they are set on an O_PATH descriptor of the entry,
+  // opened without following a link relative to the checked directory.
+  auto owned = safe::own_socket_at(*sdir, name,
+                                   chown_wanted ? safe::Owner{opt_.owner, opt_.group} : safe::Owner{}, 0660);
+  if (!owned) return std::unexpected(fmt::format("control socket: {}", owned.error()));
+  st = *owned;
   inode_ = st.st_ino;
   socket_gid_ = st.st_gid;
   if (int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 64, on_connection); rc < 0)

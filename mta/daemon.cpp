@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "conf/log.hpp"
+#include "conf/safe_file.hpp"
 #include "mta/auth/users.hpp"
 #include "mta/control/admin.hpp"
 #include "mta/control_server.hpp"
@@ -76,28 +77,55 @@ std::expected<Owner, std::string> daemon_owner(const conf::Config& c) {
   return Owner{geteuid(), getegid(), false, ""};
 }
 
-// Before the drop: the spool tree becomes the user's (it may have been made
-// by root, or by an earlier run as root). The maildrop keeps its group, and
-// the files in it keep their owners: they say who submitted them.
-std::expected<void, std::string> give_spool_to(const std::string& dir, const Owner& o) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  auto own = [&](const fs::path& p, bool keep_group) -> std::expected<void, std::string> {
-    if (::lchown(p.c_str(), o.uid, keep_group ? static_cast<gid_t>(-1) : o.gid) != 0)
-      return std::unexpected(fmt::format("{}: cannot give it to {}: {}", p.string(), o.name,
-                                         std::strerror(errno)));
-    return {};
-  };
-  if (auto r = own(dir, false); !r) return r;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
-       it.increment(ec)) {
-    const fs::path& p = it->path();
-    const bool maildrop = p.filename() == "maildrop" && p.parent_path() == fs::path(dir);
-    if (auto r = own(p, maildrop); !r) return r;
-    if (maildrop) it.disable_recursion_pending();
+// Before the drop, as root: spool_dir itself exists and belongs to the
+// user, made through conf/safe_file (never through a link, owner and mode
+// set on the descriptor). Only this one directory is ever given to the
+// user by root, and only when root owns it (a new installation:
+// packaging/postinst makes it root's); nothing under it is re-owned — what
+// is there must already be the user's (docs/security.md, docs/spool.md).
+std::expected<void, std::string> prepare_spool_dir(const std::string& dir, const Owner& o) {
+  const std::string::size_type slash = dir.find_last_of('/');
+  const std::string parent_path =
+      slash == std::string::npos ? "." : slash == 0 ? "/" : dir.substr(0, slash);
+  const std::string name = slash == std::string::npos ? dir : dir.substr(slash + 1);
+  auto parent = safe::make_dirs(parent_path, 0755);
+  if (!parent) return std::unexpected(parent.error());
+  auto made = safe::make_dir_at(*parent, name, 0711, {o.uid, o.gid});
+  if (!made) return std::unexpected(made.error());
+  if (made->created) return {};
+  auto st = safe::stat_fd(made->dir.fd.get(), made->dir.path);
+  if (!st) return std::unexpected(st.error());
+  if (st->st_uid == 0) {
+    if (auto r = safe::set_owner_mode(made->dir.fd.get(), made->dir.path, {o.uid, o.gid},
+                                      (st->st_mode & 07777) | 0711); !r)
+      return r;
+  } else if (st->st_uid != o.uid) {
+    return std::unexpected(fmt::format("{}: belongs to uid {}, not to {} (uid {}); fix: chown -R {}: {}",
+                                       made->dir.path, st->st_uid, o.name, o.uid, o.name, dir));
+  } else if ((st->st_mode & 0111) != 0111) {
+    // sluice-sendmail's users must reach the maildrop inside.
+    if (::fchmod(made->dir.fd.get(), (st->st_mode & 07777) | 0111) != 0)
+      return std::unexpected(fmt::format("{}: cannot change its mode: {}", dir, std::strerror(errno)));
   }
-  if (ec) return std::unexpected(dir + ": " + ec.message());
   return {};
+}
+
+// Runs f() with the user's effective uid and gid, as Postfix's set_eugid()
+// does: the kernel checks every open as the user's and what is created is
+// the user's. Root comes back afterwards for the rest of the start.
+// Supplementary groups are dropped before (for good): root's would
+// otherwise still count.
+template <class F>
+auto as_user(const Owner& o, F f) -> decltype(f()) {
+  using R = decltype(f());
+  if (::setgroups(0, nullptr) != 0 || ::setegid(o.gid) != 0 || ::seteuid(o.uid) != 0)
+    return R(std::unexpect, std::string("cannot take the user's identity: ") + std::strerror(errno));
+  R r = f();
+  if (::seteuid(0) != 0 || ::setegid(0) != 0) {
+    log::error("cannot become root again after opening the spool: {}", std::strerror(errno));
+    std::abort();
+  }
+  return r;
 }
 
 // setgroups, setgid, setuid — for every thread of the process (glibc applies
@@ -318,18 +346,29 @@ int run_daemon(conf::Config cfg) {
                    l.address);
   }
 
-  auto spool = queue::Spool::open({.dir = c.spool_dir});
-  if (!spool) {
-    log::error("spool {}: {}", c.spool_dir, spool.error());
-    return 1;
-  }
-  d->spool = std::move(*spool);
+  // The spool is opened with the user's identity (when sluiced drops to
+  // one): root never opens anything under spool_dir, which the user can
+  // write. Every file there must be the user's; none is re-owned.
   if (owner.drop) {
-    if (auto r = give_spool_to(c.spool_dir, owner); !r) {
+    if (auto r = prepare_spool_dir(c.spool_dir, owner); !r) {
       log::error("spool {}", r.error());
       return 1;
     }
   }
+  queue::Spool::Options sopt{.dir = c.spool_dir};
+  sopt.owner = owner.drop ? owner.uid : ::geteuid();
+  auto spool = owner.drop ? as_user(owner, [&] { return queue::Spool::open(sopt); })
+                          : queue::Spool::open(sopt);
+  if (!spool) {
+    if (owner.drop && (spool.error().find("belongs to uid") != std::string::npos ||
+                       spool.error().find("Permission denied") != std::string::npos))
+      log::error("spool {}: {}; every file under spool_dir must belong to {} (after running as "
+                 "root: chown -R {}: {})", c.spool_dir, spool.error(), owner.name, owner.name, c.spool_dir);
+    else
+      log::error("spool {}: {}", c.spool_dir, spool.error());
+    return 1;
+  }
+  d->spool = std::move(*spool);
   for (const auto& w : d->spool->recovery_warnings()) log::warning("spool recovery: {}", w);
   log::info("spool {}: {} messages waiting", c.spool_dir, d->spool->message_count());
 

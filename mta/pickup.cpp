@@ -15,6 +15,7 @@
 #include <future>
 
 #include "conf/log.hpp"
+#include "conf/safe_file.hpp"
 #include "mta/proto/command.hpp"
 #include "mta/sendmail/maildrop.hpp"
 #include "mta/uv_util.hpp"
@@ -25,8 +26,15 @@ namespace sluice::mta {
 namespace {
 
 constexpr uint64_t kRescanMs = 60'000;
-// A .tmp file this old belongs to a sluice-sendmail that died mid-write.
-constexpr int64_t kStaleTmpSeconds = 24 * 3600;
+// A .tmp file this old belongs to a sluice-sendmail that died mid-write
+// (killed outright: any other ending removes its own file). An hour is far
+// longer than any write takes, and short enough that a local user cannot
+// keep the disk full with them (issue 11).
+constexpr int64_t kStaleTmpSeconds = 3600;
+constexpr std::string_view kStaleRemoved = "stale temporary file removed";
+// Why a file waits while the spool's file system is below its reserve.
+constexpr std::string_view kBelowReserve =
+    "the spool's file system is below its free-space reserve (limits.min_free_space)";
 // Envelope lines on top of the message (10,000 recipients of 256 octets).
 constexpr uint64_t kEnvelopeAllowance = 4ull << 20;
 
@@ -64,6 +72,7 @@ std::string find_message_id(std::string_view content) {
 struct Picked {
   bool ok = false;
   bool retry = false;
+  bool discard = false;  // unlinked, not set aside: a second name of some other file
   std::string error;
   uid_t uid = 0;
   queue::Envelope env;
@@ -91,6 +100,9 @@ Picked take_file(const std::string& dir, const std::string& name, const conf::Co
   if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
     ::close(fd);
     p.error = "not a regular file with one link";
+    // A hard link to some other file (maybe root's): only this name goes,
+    // the file itself is never moved, kept or re-owned.
+    p.discard = S_ISREG(st.st_mode);
     return p;
   }
   const uint64_t cap = cfg.limits.max_message_size + kEnvelopeAllowance;
@@ -208,15 +220,26 @@ Pickup::Pickup(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queu
 Pickup::~Pickup() = default;
 
 std::expected<void, std::string> Pickup::prepare(uid_t uid) {
-  const std::string& spool_dir = config_->spool_dir;
-  struct stat st;
-  if (::stat(spool_dir.c_str(), &st) == 0 && (st.st_mode & 0111) != 0111)
-    ::chmod(spool_dir.c_str(), (st.st_mode & 07777) | 0111);
-  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
-    return std::unexpected(dir_ + ": cannot create: " + errno_text(errno));
-  if (::lstat(dir_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    return std::unexpected(dir_ + ": not a directory");
-  fsync_path(spool_dir);
+  // Root, before the drop. spool_dir is the user's, so "maildrop" could be
+  // a planted link or be swapped at any moment (renameat2): it is made and
+  // opened without following a link, and its owner and mode are set on that
+  // open descriptor only (conf/safe_file.hpp).
+  auto spool_dir = safe::open_dir(config_->spool_dir);
+  if (!spool_dir) return std::unexpected(spool_dir.error());
+  // Every user of sluice-sendmail must reach the maildrop: spool_dir is at
+  // least 0711 (set on its descriptor).
+  if (auto st = safe::stat_fd(spool_dir->fd.get(), spool_dir->path); st && (st->st_mode & 0111) != 0111)
+    ::fchmod(spool_dir->fd.get(), (st->st_mode & 07777) | 0111);
+  const bool root = geteuid() == 0;
+  auto made = safe::make_dir_at(*spool_dir, "maildrop", 0700,
+                                {root ? uid : static_cast<uid_t>(-1), static_cast<gid_t>(-1)});
+  if (!made) return std::unexpected(made.error());
+  const safe::Dir& md = made->dir;
+  auto st = safe::stat_fd(md.fd.get(), md.path);
+  if (!st) return std::unexpected(st.error());
+  if (root && st->st_uid != uid)
+    return std::unexpected(fmt::format("{}: belongs to uid {}, not the daemon's uid {}; fix: chown {} {}",
+                                       md.path, st->st_uid, uid, uid, md.path));
 
   gid_t gid = static_cast<gid_t>(-1);
   std::vector<char> buf(16384);
@@ -224,16 +247,14 @@ std::expected<void, std::string> Pickup::prepare(uid_t uid) {
   if (getgrnam_r(kMaildropGroup, &gr, buf.data(), buf.size(), &found) == 0 && found) gid = gr.gr_gid;
   bool shared = false;
   if (gid != static_cast<gid_t>(-1)) {
-    if (::chown(dir_.c_str(), geteuid() == 0 ? uid : static_cast<uid_t>(-1), gid) == 0)
+    if (::fchown(md.fd.get(), static_cast<uid_t>(-1), gid) == 0)
       shared = true;
     else
       log::warning("maildrop {}: cannot give it to group {}: {}", dir_, kMaildropGroup,
                    errno_text(errno));
-  } else if (geteuid() == 0 && st.st_uid != uid) {
-    if (::chown(dir_.c_str(), uid, static_cast<gid_t>(-1)) != 0)
-      log::warning("maildrop {}: cannot change its owner: {}", dir_, errno_text(errno));
   }
-  ::chmod(dir_.c_str(), shared ? 01730 : 0700);
+  if (::fchmod(md.fd.get(), shared ? 01730 : 0700) != 0)
+    return std::unexpected(fmt::format("{}: cannot change its mode: {}", md.path, errno_text(errno)));
   if (shared)
     log::info("maildrop {}: open to group {} (sluice-sendmail)", dir_, kMaildropGroup);
   else
@@ -299,14 +320,27 @@ void Pickup::scan() {
         std::sort(names.begin(), names.end());
         bool removed = false;
         for (const auto& name : names) {
+          // As MAIL FROM with SIZE on SMTP: nothing is committed that would
+          // take the file system below limits.min_free_space.
+          if (const uint64_t reserve = s->config->limits.min_free_space; reserve > 0) {
+            struct stat st;
+            const uint64_t size = ::lstat((s->dir + "/" + name).c_str(), &st) == 0
+                                      ? static_cast<uint64_t>(st.st_size)
+                                      : 0;
+            if (s->spool->free_space() < reserve + size) {
+              s->results.push_back(Result{name, false, true, std::string(kBelowReserve), 0, {}});
+              break;  // the rest waits too
+            }
+          }
           Picked p = take_file(s->dir, name, *s->config, *s->spool);
-          if (!p.ok && !p.retry) set_aside(s->spool_dir, s->dir, name);
+          if (!p.ok && !p.retry && p.discard) ::unlink((s->dir + "/" + name).c_str());
+          else if (!p.ok && !p.retry) set_aside(s->spool_dir, s->dir, name);
           removed = removed || p.ok;
-          s->results.push_back(Result{name, p.ok, p.retry, std::move(p.error), p.uid, std::move(p.env)});
+          s->results.push_back(Result{name, p.ok, p.retry, std::move(p.error), p.uid, std::move(p.env), p.discard});
         }
         for (const auto& name : stale) {
           ::unlink((s->dir + "/" + name).c_str());
-          s->results.push_back(Result{name, false, false, "stale temporary file removed", 0, {}});
+          s->results.push_back(Result{name, false, false, std::string(kStaleRemoved), 0, {}});
         }
         if (removed || !stale.empty()) fsync_path(s->dir);
       },
@@ -321,14 +355,25 @@ void Pickup::after_scan(std::vector<Result> results) {
   for (auto& r : results) {
     if (r.ok) {
       ++picked_up_;
+      low_space_logged_ = false;
       const auto& env = r.env;
       log::info("{}: accept maildrop={} uid={} from=<{}> size={} nrcpt={} msgid={}", env.id, r.file,
                 r.uid, log::sanitize(env.sender), env.size, env.recipients.size(),
                 env.message_id.empty() ? "-" : log::sanitize(env.message_id));
       if (!r.error.empty()) log::warning("{}: maildrop {}: {}", env.id, r.file, r.error);
       if (committed_ && !closing_) committed_(env);
+    } else if (r.retry && r.error == kBelowReserve) {
+      if (!low_space_logged_)  // once, until a file goes through again
+        log::warning("maildrop {}: {}; waiting for space", r.file, r.error);
+      low_space_logged_ = true;
     } else if (r.retry) {
       log::warning("maildrop {}: {}; trying again later", r.file, log::sanitize(r.error));
+    } else if (r.error == kStaleRemoved) {
+      log::warning("maildrop {}: removed a temporary file older than {} s (a sluice-sendmail "
+                   "killed while writing)", r.file, kStaleTmpSeconds);
+    } else if (r.discarded) {
+      log::error("maildrop {}: uid={} {}; removed from the maildrop (the file it names was not touched)",
+                 r.file, r.uid, log::sanitize(r.error));
     } else {
       log::error("maildrop {}: uid={} {}; moved to {}/corrupt", r.file, r.uid, log::sanitize(r.error),
                  config_->spool_dir);

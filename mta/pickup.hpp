@@ -11,7 +11,8 @@
 // the spool like an SMTP message, and only unlinked once that commit is
 // durable. A crash between the commit and the unlink picks the file up again
 // at the next start: a duplicate, never a loss (docs/spool.md). A file that
-// can never be accepted is moved to <spool_dir>/corrupt/ with a log line.
+// can never be accepted is moved to <spool_dir>/corrupt/ with a log line
+// (a second hard link of some other file is only unlinked, never moved).
 //
 // Threads: the directory scan and the files' work (reading, spool appends,
 // waiting for the commit) run on libuv's thread pool, one scan at a time;
@@ -50,8 +51,11 @@ class Pickup {
   // owner `uid`, group sluicedrop, mode 1730 when that group exists (any
   // user may drop through the setgid sluice-sendmail; nobody can read or
   // remove another's file), else owner only, mode 0700. Makes spool_dir
-  // itself traversable (at least 0711). Runs before privileges are dropped:
-  // only root may hand the directory to a group the daemon is not in.
+  // itself traversable (at least 0711). Runs before
+  // privileges are dropped (only root may hand the directory to a group the
+  // daemon is not in), so it goes through conf/safe_file: no link is
+  // followed, owner and mode are set on the open descriptor, and an existing
+  // maildrop that is not `uid`'s is an error, never re-owned.
   std::expected<void, std::string> prepare(uid_t uid);
   // Starts watching and picks up what is waiting. Call after delivery has
   // loaded the spool: every pickup is handed to `committed` at once.
@@ -70,6 +74,7 @@ class Pickup {
     std::string error;        // why not
     uid_t uid = 0;
     queue::Envelope env;      // when ok
+    bool discarded = false;   // a hard link: the name was removed, not set aside
   };
 
  private:
@@ -89,6 +94,7 @@ class Pickup {
   bool scanning_ = false;
   bool rescan_ = false;
   bool closing_ = false;
+  bool low_space_logged_ = false;  // the reserve warning, once until a file goes through
   int open_handles_ = 0;
   uint64_t picked_up_ = 0;
   std::function<void()> done_;

@@ -9,6 +9,10 @@
 // the queue for the next other record), and once written without a COMMIT
 // they wait (in `unsynced`) for the next flush; either way at most
 // Options::done_sync_delay after they were handed over.
+// Segments are deleted in any order once nothing in them is needed
+// (reclaim(): live content, live envelopes, and DONE records that still hide
+// a COMMIT in another segment); sparse sealed segments are compacted
+// (compact(): their live messages copied to the current segment).
 // Failures come back as done(false) or open() errors; nothing here logs.
 #include "queue/spool.hpp"
 
@@ -20,6 +24,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -38,6 +43,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "conf/safe_file.hpp"
 #include "queue/record.hpp"
 
 namespace sluice::queue {
@@ -49,6 +55,19 @@ constexpr size_t kReadPiece = 64 * 1024;     // read_body hands out at most this
 constexpr size_t kMaxChunkSize = 64u << 20;  // Options::chunk_size limit
 constexpr size_t kIovMax = IOV_MAX;
 constexpr uint64_t kNoSeq = ~uint64_t(0);
+// The segment being written is deleted when nothing in it is needed only
+// from this size on: below it, a quiet server would create and delete a
+// file (and sync the directory) for every message.
+constexpr uint64_t kReclaimCurrentMin = 1u << 20;
+// Compaction: a sealed segment is copied out when its live data is at most
+// 1/kCompactRatio of its size; at most kCompactBudget bytes per round, one
+// round at most every kCompactInterval.
+constexpr uint64_t kCompactRatio = 4;
+constexpr uint64_t kCompactBudget = 16u << 20;
+constexpr std::chrono::milliseconds kCompactInterval{1000};
+// free_space(): how long a measurement is trusted.
+constexpr int64_t kSpaceRefreshNs = 1'000'000'000;
+constexpr int64_t kSpaceLowRefreshNs = 100'000'000;
 
 // Owns a file descriptor.
 class Fd {
@@ -110,35 +129,6 @@ bool write_all(int fd, std::string_view bytes) {
   return true;
 }
 
-std::expected<void, std::string> fsync_dir(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) return std::unexpected(sys_error("cannot open directory", path, errno));
-  if (::fsync(fd.get()) != 0) return std::unexpected(sys_error("cannot fsync", path, errno));
-  return {};
-}
-
-// mkdir -p with mode 0700; the parent of every directory created is fsynced
-// so that the new entry survives a crash.
-std::expected<void, std::string> make_dirs(const std::filesystem::path& dir) {
-  std::filesystem::path cur;
-  for (const auto& part : dir) {
-    if (part.empty()) continue;
-    cur /= part;
-    if (::mkdir(cur.c_str(), 0700) == 0) {
-      std::filesystem::path parent = cur.parent_path();
-      if (parent.empty()) parent = ".";
-      if (auto r = fsync_dir(parent.string()); !r) return r;
-      continue;
-    }
-    int err = errno;
-    struct stat st;
-    if (err != EEXIST) return std::unexpected(sys_error("cannot create", cur.string(), err));
-    if (::stat(cur.c_str(), &st) != 0) return std::unexpected(sys_error("cannot stat", cur.string(), errno));
-    if (!S_ISDIR(st.st_mode)) return std::unexpected(cur.string() + ": not a directory");
-  }
-  return {};
-}
-
 // Where a piece of a message's content lies: `length` bytes at `offset` of
 // segment `seq` (the content of one CHUNK record).
 struct Extent {
@@ -162,7 +152,15 @@ struct Entry {
   Envelope env;
   std::vector<Extent> extents;
   uint64_t commit_seq = 0;
+  // Segments holding earlier COMMITs of it (updates, compaction), perhaps
+  // deleted since: its DONE must outlive those still there.
+  std::vector<uint64_t> old_commits;
 };
+
+void add_old_commit(Entry& e, uint64_t seq) {
+  if (seq != e.commit_seq && std::find(e.old_commits.begin(), e.old_commits.end(), seq) == e.old_commits.end())
+    e.old_commits.push_back(seq);
+}
 
 // A message whose chunks are being written (writer thread only).
 struct Pending {
@@ -188,6 +186,7 @@ struct Item {
   Spool::CommitDone done;
   uint64_t seq = 0;     // where the writer put it
   uint64_t offset = 0;
+  bool tomb = false;    // a DONE holding its segment (seg_tombs) until finished
 };
 
 }  // namespace
@@ -219,6 +218,14 @@ struct Spool::Impl {
   std::atomic<uint64_t> n_updates{0};
   std::atomic<uint64_t> n_syncs{0};
   std::atomic<uint64_t> n_bytes{0};
+  std::atomic<uint64_t> n_deleted{0};
+  std::atomic<uint64_t> n_compacted{0};
+
+  // free_space(): the last measurement and the bytes appended by then.
+  mutable std::mutex space_mu;
+  mutable int64_t space_at_ns = 0;  // steady clock; 0: never
+  mutable uint64_t space_free = 0;
+  mutable uint64_t space_bytes = 0;
 
   // Live messages by numeric id; written by the writer after a sync.
   mutable std::mutex idx_mu;
@@ -243,6 +250,19 @@ struct Spool::Impl {
   uint64_t batch_start = 0;
   uint64_t next_seq = 1;
   std::map<uint64_t, uint64_t> seg_refs;  // every segment file, oldest first -> messages using it
+  // Reclamation across segments (writer only; see reclaim()):
+  // seg_tombs[D]: DONE records in D that must stay — one per other segment
+  // still holding a COMMIT of their message — plus DONEs in D not yet
+  // finished; seg_waiters[S]: the D counting S, one entry per count.
+  std::unordered_map<uint64_t, uint64_t> seg_tombs;
+  std::unordered_map<uint64_t, std::vector<uint64_t>> seg_waiters;
+  std::unordered_map<uint64_t, uint64_t> seg_size;  // bytes in each sealed segment file
+  std::vector<uint64_t> unlinked;                   // unlinked, directory not yet synced
+  // Segments recovery found damaged or with a bad header: deleted only once
+  // every older segment is gone (as before issue 11), so that an
+  // administrator has time to copy them away.
+  std::unordered_set<uint64_t> damaged;
+  std::chrono::steady_clock::time_point next_compact;
   std::unordered_map<uint64_t, Pending> pending;
   std::vector<iovec> iov;
   // Within one batch: ids whose liveness the batch's earlier records change
@@ -266,6 +286,9 @@ struct Spool::Impl {
   void fail(std::vector<Item>& batch);
   void finish(std::vector<Item>& batch, bool ok);
   void reclaim();
+  void forget_segment(uint64_t seq);
+  void add_tombs(uint64_t done_seq, const Entry& e);
+  void compact();
   void pin(uint64_t seq) { ++seg_refs[seq]; }
   void unpin(uint64_t seq) {
     auto it = seg_refs.find(seq);
@@ -433,6 +456,10 @@ void Spool::Impl::run() {
     process(batch);
     batch.clear();
     if (lazy_due && !unsynced.empty()) sync_unsynced();  // they waited long enough
+    if (const auto now = Clock::now(); now >= next_compact) {
+      next_compact = now + kCompactInterval;
+      compact();
+    }
   }
 }
 
@@ -485,6 +512,7 @@ bool Spool::Impl::rotate() {
       cur_dirty = false;
     }
     cur_fd.reset();
+    seg_size[cur_seq] = cur_size;
   }
   uint64_t seq = next_seq++;
   std::string name = segment_name(seq);
@@ -568,7 +596,12 @@ void Spool::Impl::process(std::vector<Item>& batch) {
         break;
       }
       case Item::Kind::done:
-        if (!place(it)) ok = false;
+        if (!place(it)) {
+          ok = false;
+        } else {
+          it.tomb = true;  // the segment must not go before the DONE is finished
+          ++seg_tombs[it.seq];
+        }
         batch_live[it.id] = false;
         any_done = true;
         if (opt.done_sync_delay.count() <= 0) need_sync = true;
@@ -641,6 +674,7 @@ void Spool::Impl::fail(std::vector<Item>& batch) {
     uint64_t keep = batch_seq == cur_seq ? batch_start : rec::kSegmentMagic.size();
     (void)!::ftruncate(cur_fd.get(), off_t(keep));
     cur_fd.reset();
+    seg_size[cur_seq] = keep;
   }
   cur_dirty = false;
 }
@@ -671,10 +705,14 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
           }
           if (extents.empty() || extents.back().seq != it.seq) pin(it.seq);
           auto [pos, fresh] = index.try_emplace(it.id);
-          if (!fresh)
+          std::vector<uint64_t> old_commits;
+          if (!fresh) {
             for_each_segment(pos->second.extents, pos->second.commit_seq,
                              [this](uint64_t s) { unpin(s); });
-          pos->second = Entry{std::move(it.env), std::move(extents), it.seq};
+            old_commits = std::move(pos->second.old_commits);
+            old_commits.push_back(pos->second.commit_seq);
+          }
+          pos->second = Entry{std::move(it.env), std::move(extents), it.seq, std::move(old_commits)};
           n_commits.fetch_add(1, std::memory_order_relaxed);
           break;
         }
@@ -691,7 +729,8 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
           // that the content's segments never drop to zero in between.
           for_each_segment(e.extents, it.seq, [this](uint64_t s) { pin(s); });
           for_each_segment(e.extents, e.commit_seq, [this](uint64_t s) { unpin(s); });
-          e.commit_seq = it.seq;
+          const uint64_t old = std::exchange(e.commit_seq, it.seq);
+          add_old_commit(e, old);
           e.env = std::move(it.env);
           n_updates.fetch_add(1, std::memory_order_relaxed);
           any_done = true;  // the old COMMIT's segment may be free now
@@ -699,8 +738,14 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
         }
         case Item::Kind::done:
           it.ok = ok;
+          if (it.tomb) {
+            it.tomb = false;
+            if (auto t = seg_tombs.find(it.seq); t != seg_tombs.end() && t->second > 0) --t->second;
+          }
           if (!ok) break;
           if (auto x = index.find(it.id); x != index.end()) {
+            // The DONE must outlive every other segment with a COMMIT of it.
+            add_tombs(it.seq, x->second);
             for_each_segment(x->second.extents, x->second.commit_seq,
                              [this](uint64_t s) { unpin(s); });
             index.erase(x);
@@ -725,24 +770,200 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
     if (it.done) it.done(it.ok);
 }
 
-// Deletes segments that no live or pending message uses, strictly from the
-// oldest on, and never the one being written. Each deletion is made durable
-// (directory fsync) before the next: a DONE record must never be deleted
-// while an older segment that may hold the message's COMMIT is still there.
+// Deletes every segment file that nothing needs any more, in any order: no
+// live or pending message uses it (seg_refs), no DONE in it still hides a
+// COMMIT in another segment file or waits to be finished (seg_tombs), and
+// it is not the segment being written unless that holds kReclaimCurrentMin
+// bytes. Files go in rounds: a round unlinks what is free now, one
+// directory fsync makes those unlinks durable, and only then are the DONEs
+// that waited for them released (they may free more files for the next
+// round). So a DONE record is never gone from the disk while a COMMIT it
+// hides could still be found after a crash.
 void Spool::Impl::reclaim() {
-  while (!seg_refs.empty()) {
-    auto it = seg_refs.begin();
-    if (it->second != 0 || (cur_fd && it->first == cur_seq)) break;
-    std::string name = segment_name(it->first);
-    if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0 && errno != ENOENT) break;
-    if (::fsync(dir_fd.get()) != 0) break;
-    {
-      std::lock_guard lk(fd_mu);
-      read_fds.erase(it->first);
-      first_seq = it->first + 1;
+  for (;;) {
+    for (auto it = seg_refs.begin(); it != seg_refs.end();) {
+      const uint64_t seq = it->first;
+      const bool current = cur_fd && seq == cur_seq;
+      auto t = seg_tombs.find(seq);
+      if (it->second != 0 || (t != seg_tombs.end() && t->second != 0) ||
+          (current && cur_size < kReclaimCurrentMin) ||
+          (damaged.contains(seq) && it != seg_refs.begin())) {
+        ++it;
+        continue;
+      }
+      std::string name = segment_name(seq);
+      if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+        ++it;
+        continue;
+      }
+      if (current) {
+        cur_fd.reset();  // the next record starts a new segment
+        cur_dirty = false;
+      }
+      {
+        std::lock_guard lk(fd_mu);
+        read_fds.erase(seq);  // an open descriptor would keep the space
+      }
+      seg_size.erase(seq);
+      damaged.erase(seq);
+      if (t != seg_tombs.end()) seg_tombs.erase(t);
+      it = seg_refs.erase(it);
+      unlinked.push_back(seq);
+      n_deleted.fetch_add(1, std::memory_order_relaxed);
     }
-    seg_refs.erase(it);
+    if (unlinked.empty()) return;
+    if (::fsync(dir_fd.get()) != 0) return;  // the waiters stay held; retried next time
+    for (uint64_t seq : std::exchange(unlinked, {}))
+      if (auto w = seg_waiters.find(seq); w != seg_waiters.end()) {
+        for (uint64_t d : w->second)
+          if (auto t = seg_tombs.find(d); t != seg_tombs.end() && t->second > 0) --t->second;
+        seg_waiters.erase(w);
+      }
   }
+}
+
+// Message `e` is finished by a DONE record in segment `done_seq`: that
+// segment must outlive every other segment file still holding a COMMIT of
+// it (or recovery would find the COMMIT without the DONE).
+void Spool::Impl::add_tombs(uint64_t done_seq, const Entry& e) {
+  auto add = [&](uint64_t seq) {
+    if (seq == done_seq) return;
+    if (!seg_refs.contains(seq) && std::find(unlinked.begin(), unlinked.end(), seq) == unlinked.end())
+      return;  // deleted for good
+    seg_waiters[seq].push_back(done_seq);
+    ++seg_tombs[done_seq];
+  };
+  for (uint64_t seq : e.old_commits) add(seq);
+  add(e.commit_seq);
+}
+
+// Copies the live messages of sparse sealed segments (live data at most
+// 1/kCompactRatio of the file) into the current segment: each message's
+// CHUNK records as they are (their CRC checked again on the way) and a new
+// COMMIT with its envelope; one sync for the round; then the index points at
+// the copies and reclaim() deletes what is left unneeded. A crash before
+// the sync leaves the old records in force (recovery ignores copied CHUNKs
+// that no COMMIT claims, docs/spool.md). At most kCompactBudget bytes of
+// content per round: the round delays the commits waiting behind it.
+void Spool::Impl::compact() {
+  bool sealed_in_use = false;
+  for (const auto& [seq, refs] : seg_refs)
+    if (refs > 0 && !(cur_fd && seq == cur_seq)) sealed_in_use = true;
+  if (!sealed_in_use) return;
+
+  std::unordered_map<uint64_t, uint64_t> live;  // bytes of live records
+  for (const auto& [id, e] : index) {
+    for (const Extent& x : e.extents) live[x.seq] += rec::kPrefixSize + x.length;
+    live[e.commit_seq] += rec::kPrefixSize + 256;  // about an envelope
+  }
+  // Not worth a copy below this much dead space per segment.
+  const uint64_t min_dead = std::min<uint64_t>(opt.segment_size / 4, kReclaimCurrentMin);
+  std::unordered_set<uint64_t> busy;  // chunks of messages still being written
+  for (const auto& [id, p] : pending)
+    for (const Extent& x : p.extents) busy.insert(x.seq);
+  std::unordered_set<uint64_t> sparse;
+  for (const auto& [seq, refs] : seg_refs) {
+    if (refs == 0 || (cur_fd && seq == cur_seq) || busy.contains(seq)) continue;
+    auto size = seg_size.find(seq);
+    if (size != seg_size.end() && live[seq] * kCompactRatio <= size->second &&
+        size->second - std::min(size->second, live[seq]) >= min_dead)
+      sparse.insert(seq);
+  }
+  if (sparse.empty()) return;
+
+  std::vector<uint64_t> ids;
+  uint64_t budget = 0;
+  for (const auto& [id, e] : index) {
+    if (budget >= kCompactBudget) break;
+    if (unsynced_ids.contains(id)) continue;  // finished already
+    bool in = sparse.contains(e.commit_seq);
+    for (const Extent& x : e.extents) in = in || sparse.contains(x.seq);
+    if (!in) continue;
+    ids.push_back(id);
+    budget += e.env.size;
+  }
+
+  struct Moved {
+    uint64_t id;
+    std::vector<Extent> extents;
+    uint64_t commit_seq = 0;
+  };
+  std::vector<Moved> moved;
+  batch_seq = cur_fd ? cur_seq : kNoSeq;
+  batch_start = cur_size;
+  bool ok = true;
+  for (uint64_t id : ids) {
+    const Entry& e = index.at(id);
+    std::vector<Item> items;
+    bool readable = true;
+    for (const Extent& x : e.extents) {
+      Item it;
+      it.kind = Item::Kind::chunk;
+      it.id = id;
+      it.bytes.resize(size_t(rec::kPrefixSize + x.length));
+      auto fd = read_fd(x.seq);
+      size_t got = 0;
+      while (fd && got < it.bytes.size()) {
+        ssize_t n = ::pread((*fd)->get(), it.bytes.data() + got, it.bytes.size() - got,
+                            off_t(x.offset - rec::kPrefixSize + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += size_t(n);
+      }
+      auto r = rec::parse(it.bytes);
+      if (!fd || got != it.bytes.size() || !r || r->type != rec::Type::chunk ||
+          r->size != it.bytes.size() || id_value(r->id) != id) {
+        readable = false;  // leave it where it is
+        break;
+      }
+      items.push_back(std::move(it));
+    }
+    if (!readable) continue;
+    Item& c = items.emplace_back();
+    c.kind = Item::Kind::commit;
+    c.id = id;
+    c.bytes.append(rec::kHeaderSize, '\0');
+    c.bytes.append(e.env.id);
+    encode_append(e.env, c.bytes);
+    rec::seal(rec::Type::commit, c.bytes.data(), c.bytes.size() - rec::kHeaderSize);
+    Moved m{id, {}, 0};
+    for (Item& it : items) {
+      if (!place(it)) {
+        ok = false;
+        break;
+      }
+      if (it.kind == Item::Kind::chunk)
+        m.extents.push_back({it.seq, it.offset + rec::kPrefixSize, it.bytes.size() - rec::kPrefixSize});
+      else
+        m.commit_seq = it.seq;
+    }
+    if (ok) ok = flush();  // before `items` goes
+    if (!ok) break;
+    moved.push_back(std::move(m));
+  }
+  if (ok && !moved.empty()) ok = sync();
+  if (!ok) {  // as a failed batch: the current segment's unsynced tail is unknown
+    std::vector<Item> none;
+    fail(none);
+    finish(unsynced, false);
+    unsynced.clear();
+    unsynced_ids.clear();
+    return;
+  }
+  {
+    std::lock_guard lk(idx_mu);
+    for (Moved& m : moved) {
+      Entry& e = index.at(m.id);
+      for_each_segment(m.extents, m.commit_seq, [this](uint64_t s) { pin(s); });
+      for_each_segment(e.extents, e.commit_seq, [this](uint64_t s) { unpin(s); });
+      e.extents = std::move(m.extents);
+      const uint64_t old = e.commit_seq;
+      e.commit_seq = m.commit_seq;
+      add_old_commit(e, old);
+    }
+  }
+  n_compacted.fetch_add(moved.size(), std::memory_order_relaxed);
+  reclaim();
 }
 
 // ---------------------------------------------------------------------------
@@ -769,7 +990,19 @@ std::expected<void, std::string> Spool::Impl::recover() {
     std::vector<Extent> extents;  // content of the live version
     Envelope env;
     uint64_t commit_seq = 0;
+    std::vector<uint64_t> old_commits;  // segments of its earlier COMMITs
     bool live = false;
+  };
+  // A DONE in `done_seq` for a message with COMMITs in other segments must
+  // outlive them (reclaim()); every segment read so far still exists.
+  auto add_tombs_found = [this](uint64_t done_seq, const Found& m) {
+    auto add = [&](uint64_t seq) {
+      if (seq == done_seq) return;
+      seg_waiters[seq].push_back(done_seq);
+      ++seg_tombs[done_seq];
+    };
+    for (uint64_t seq : m.old_commits) add(seq);
+    if (m.live) add(m.commit_seq);
   };
   std::unordered_map<uint64_t, Found> found;
 
@@ -778,10 +1011,23 @@ std::expected<void, std::string> Spool::Impl::recover() {
     const bool last = i + 1 == seqs.size();
     const std::string name = segment_name(seq);
     const std::string path = seg_path + "/" + name;
-    Fd fd(::openat(dir_fd.get(), name.c_str(), (last ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+    // Never through a link, never a file with a second name elsewhere: the
+    // spool's account could have planted either (docs/security.md).
+    Fd fd(::openat(dir_fd.get(), name.c_str(), (last ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd && errno == ELOOP) {
+      warnings.push_back(path + ": a symbolic link, not a segment file; skipped (never followed)");
+      continue;
+    }
     if (!fd) return std::unexpected(sys_error("cannot open", path, errno));
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) return std::unexpected(sys_error("cannot stat", path, errno));
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+      warnings.push_back(path + ": not a regular file with one link; skipped");
+      continue;
+    }
+    if (opt.owner != static_cast<uid_t>(-1) && st.st_uid != opt.owner)
+      return std::unexpected(path + ": belongs to uid " + std::to_string(st.st_uid) + ", not uid " +
+                             std::to_string(opt.owner));
     const size_t size = size_t(st.st_size);
     void* map = nullptr;
     if (size > 0) {
@@ -802,9 +1048,12 @@ std::expected<void, std::string> Spool::Impl::recover() {
       }
       warnings.push_back(path + ": not a segment file (bad header), skipped");
       seg_refs.emplace(seq, 0);
+      damaged.insert(seq);
+      seg_size[seq] = size;
       continue;
     }
     seg_refs.emplace(seq, 0);
+    seg_size[seq] = size;
 
     size_t off = magic;
     std::optional<rec::Error> bad;
@@ -829,12 +1078,25 @@ std::expected<void, std::string> Spool::Impl::recover() {
             break;
           }
           Found& m = found[id];
-          // A COMMIT takes the chunks written since the previous one; with
-          // none, it only replaces the envelope of a live message.
-          if (!m.chunks.empty() || !m.live) {
+          // A COMMIT takes, of the chunks written since the previous one,
+          // the last ones whose lengths add up to exactly its size. A live
+          // message with none such keeps its content and only takes the
+          // envelope: an update (no chunks), or the stray start of a copy
+          // cut short by a crash (compaction) before an update. A message
+          // not yet live takes what there is (checked against its size
+          // below).
+          uint64_t sum = 0;
+          size_t first = m.chunks.size();
+          while (first > 0 && sum < env->size) sum += m.chunks[--first].length;
+          if (sum == env->size && (!m.chunks.empty() || !m.live)) {
+            m.extents.assign(m.chunks.begin() + ptrdiff_t(first), m.chunks.end());
+          } else if (!m.live) {
             m.extents = std::move(m.chunks);
-            m.chunks.clear();
           }
+          m.chunks.clear();
+          if (m.live && m.commit_seq != seq &&
+              std::find(m.old_commits.begin(), m.old_commits.end(), m.commit_seq) == m.old_commits.end())
+            m.old_commits.push_back(m.commit_seq);
           env->id = std::string(r->id);
           m.env = std::move(*env);
           m.commit_seq = seq;
@@ -842,7 +1104,10 @@ std::expected<void, std::string> Spool::Impl::recover() {
           break;
         }
         case rec::Type::done:
-          found.erase(id);
+          if (auto f = found.find(id); f != found.end()) {
+            add_tombs_found(seq, f->second);
+            found.erase(f);
+          }
           break;
       }
       off += r->size;
@@ -854,6 +1119,7 @@ std::expected<void, std::string> Spool::Impl::recover() {
     if (!last) {
       warnings.push_back(where + "the remaining " + std::to_string(size - off) +
                          " bytes of this segment are ignored");
+      damaged.insert(seq);
       continue;
     }
     // The end of the last segment: an append cut short by a crash.
@@ -872,7 +1138,7 @@ std::expected<void, std::string> Spool::Impl::recover() {
       continue;
     }
     for_each_segment(m.extents, m.commit_seq, [this](uint64_t s) { pin(s); });
-    index.emplace(id, Entry{std::move(m.env), std::move(m.extents), m.commit_seq});
+    index.emplace(id, Entry{std::move(m.env), std::move(m.extents), m.commit_seq, std::move(m.old_commits)});
   }
   reclaim();
   return {};
@@ -883,7 +1149,7 @@ std::expected<std::shared_ptr<Fd>, std::string> Spool::Impl::read_fd(uint64_t se
   if (seq < first_seq) return std::unexpected(std::string("message removed while reading"));
   if (auto it = read_fds.find(seq); it != read_fds.end()) return it->second;
   std::string name = segment_name(seq);
-  int fd = ::openat(dir_fd.get(), name.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::openat(dir_fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return std::unexpected(sys_error("cannot open", seg_path + "/" + name, errno));
   auto p = std::make_shared<Fd>(fd);
   read_fds.emplace(seq, p);
@@ -911,22 +1177,34 @@ std::expected<std::unique_ptr<Spool>, std::string> Spool::open(Options options) 
     return std::unexpected("chunk_size must be between 1 and " + std::to_string(kMaxChunkSize));
   auto impl = std::make_unique<Impl>();
   impl->opt = std::move(options);
-  std::filesystem::path root(impl->opt.dir);
-  impl->seg_path = (root / "segments").string();
-  if (auto r = make_dirs(root / "segments"); !r) return std::unexpected(r.error());
+  // The tree, the lock and the segments are opened relative to checked
+  // directory descriptors and never through a link (conf/safe_file.hpp).
+  auto top = safe::make_dirs(impl->opt.dir, 0700);
+  if (!top) return std::unexpected(top.error());
+  auto segs = safe::make_dir_at(*top, "segments", 0700);
+  if (!segs) return std::unexpected(segs.error());
+  impl->seg_path = segs->dir.path;
+  if (impl->opt.owner != static_cast<uid_t>(-1)) {
+    if (auto r = safe::check_owner(top->fd.get(), top->path, impl->opt.owner); !r) return std::unexpected(r.error());
+    if (auto r = safe::check_owner(segs->dir.fd.get(), segs->dir.path, impl->opt.owner); !r)
+      return std::unexpected(r.error());
+  }
 
   if (impl->opt.exclusive) {
-    std::string lock_path = (root / "lock").string();
-    impl->lock_fd.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!impl->lock_fd) return std::unexpected(sys_error("cannot open", lock_path, errno));
+    auto lock = safe::open_file_at(*top, "lock", O_RDWR | O_CREAT, 0600);
+    if (!lock) return std::unexpected(lock.error());
+    const std::string lock_path = top->child("lock");
+    if (impl->opt.owner != static_cast<uid_t>(-1)) {
+      if (auto r = safe::check_owner(lock->get(), lock_path, impl->opt.owner); !r) return std::unexpected(r.error());
+    }
+    impl->lock_fd.reset(lock->release());
     if (::flock(impl->lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK)
         return std::unexpected("spool " + impl->opt.dir + " is in use by another process");
       return std::unexpected(sys_error("cannot lock", lock_path, errno));
     }
   }
-  impl->dir_fd.reset(::open(impl->seg_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!impl->dir_fd) return std::unexpected(sys_error("cannot open", impl->seg_path, errno));
+  impl->dir_fd.reset(segs->dir.fd.release());
 
   if (auto r = impl->recover(); !r) return std::unexpected(r.error());
 
@@ -1096,7 +1374,31 @@ Spool::Stats Spool::stats() const {
   return Stats{impl_->n_commits.load(std::memory_order_relaxed),
                impl_->n_updates.load(std::memory_order_relaxed),
                impl_->n_syncs.load(std::memory_order_relaxed),
-               impl_->n_bytes.load(std::memory_order_relaxed)};
+               impl_->n_bytes.load(std::memory_order_relaxed),
+               impl_->n_deleted.load(std::memory_order_relaxed),
+               impl_->n_compacted.load(std::memory_order_relaxed)};
+}
+
+uint64_t Spool::free_space(uint64_t low_water) const {
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  const uint64_t appended = impl_->n_bytes.load(std::memory_order_relaxed);
+  std::lock_guard lk(impl_->space_mu);
+  auto estimate = [&] {
+    const uint64_t since = appended - impl_->space_bytes;
+    return impl_->space_free > since ? impl_->space_free - since : 0;
+  };
+  const int64_t age = now - impl_->space_at_ns;
+  if (impl_->space_at_ns == 0 || age >= kSpaceRefreshNs ||
+      (estimate() < low_water && age >= kSpaceLowRefreshNs)) {
+    struct statvfs st;
+    if (::fstatvfs(impl_->dir_fd.get(), &st) != 0) return UINT64_MAX;
+    impl_->space_free = uint64_t(st.f_bavail) * uint64_t(st.f_frsize);
+    impl_->space_bytes = appended;
+    impl_->space_at_ns = now;
+  }
+  return estimate();
 }
 
 std::vector<std::string> Spool::recovery_warnings() const { return impl_->warnings; }

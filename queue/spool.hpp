@@ -15,6 +15,16 @@
 // by one the writer makes for them. The format and the recovery rules are in
 // docs/spool.md.
 //
+// Space: a segment file is deleted as soon as nothing in it is needed — no
+// live message's content or envelope, and no DONE record whose message still
+// has a COMMIT in another segment file (deleting that DONE first would bring
+// the message back at recovery). The segment being written goes too once
+// it holds nothing needed and at least kReclaimCurrentMin bytes. Sealed
+// segments whose live data is at most a quarter of their size are compacted
+// at most once a second: the writer copies their live messages (CHUNKs and a
+// COMMIT) into the current segment, syncs, and then deletes them. So
+// deleting or delivering mail gives its space back within seconds.
+//
 // Threads: begin()/Incoming are used from any one thread per message (the
 // event loop); completion callbacks run on the writer thread, in the order
 // the records were handed over, and must only hand the result over (e.g.
@@ -26,6 +36,8 @@
 // reported as done(false) for every commit of that batch (the writer then
 // moves on to a fresh segment file). queue/ never logs.
 #pragma once
+
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
@@ -51,6 +63,10 @@ class Spool {
     // Take an exclusive lock on <dir>/lock so that a second process cannot
     // open the same spool. Only tests turn it off.
     bool exclusive = true;
+    // When set, the spool directory, segments/, the lock and every segment
+    // must belong to this uid, or open() fails naming the file (the daemon
+    // passes its own user: nothing is silently re-owned).
+    uid_t owner = static_cast<uid_t>(-1);
     // How long a written DONE record may wait for a flush that a COMMIT
     // brings anyway before the writer flushes for it alone (0: at once).
     // Losing a DONE to a power failure only means a duplicate delivery.
@@ -87,7 +103,9 @@ class Spool {
   // thread, true once the DONE record is durable. Idempotent: an id that is
   // not (or no longer) live still gets its DONE record and true; an id that
   // is not a valid queue id gets false. Segment files it leaves without
-  // anything live are deleted (strictly oldest first) before `done` runs.
+  // anything live are deleted, in any order but never before a segment
+  // holding a COMMIT of a message whose DONE they hold, before `done` runs
+  // (docs/spool.md, "Reclamation").
   void remove(std::string_view id, CommitDone done);
 
   // Replaces the envelope of a live message (delivery state: recipient
@@ -126,12 +144,22 @@ class Spool {
   // reading from clients while this is large.
   uint64_t pending_bytes() const;
 
+  // Free space for unprivileged users on the spool's file system, in bytes
+  // (statvfs f_bavail), for the free-space reserve (limits.min_free_space).
+  // Cheap enough for every MAIL FROM: the figure is measured at most once a
+  // second (fstatvfs costs ~12 µs) and, in between, lowered by the bytes the
+  // writer appended since; near `low_water` it is measured again after
+  // 100 ms. Thread-safe. UINT64_MAX when the file system cannot be asked.
+  uint64_t free_space(uint64_t low_water = 0) const;
+
   struct Stats {
     uint64_t commits = 0;    // messages committed
     uint64_t updates = 0;    // envelope updates made durable
     uint64_t syncs = 0;      // fdatasync calls (one per committing batch, one per rotation,
                              // one per done_sync_delay when only DONE records wait)
     uint64_t bytes = 0;      // bytes appended
+    uint64_t segments_deleted = 0;
+    uint64_t compacted = 0;  // messages copied out of sparse segments
   };
   Stats stats() const;
 

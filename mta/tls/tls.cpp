@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -41,6 +42,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+#include "conf/safe_file.hpp"
 
 namespace sluice::tls {
 
@@ -81,8 +84,18 @@ std::string drain_error_queue(const char* fallback) {
   return fmt::format("error {}:{}", ERR_GET_LIB(first), ERR_GET_REASON(first));
 }
 
-std::expected<std::string, std::string> read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// A private key (private_key = true) must be a regular file with one link:
+// links are followed (certbot's live/), a second name is refused
+// (conf/safe_file.hpp).
+std::expected<std::string, std::string> read_file(const std::string& path, bool private_key = false) {
+  int fd = -1;
+  if (private_key) {
+    auto opened = safe::open_admin_file(path);
+    if (!opened) return std::unexpected(opened.error());
+    fd = opened->release();
+  } else {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  }
   if (fd < 0) return std::unexpected(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
   std::string data;
   char buf[16384];
@@ -201,7 +214,7 @@ std::expected<std::shared_ptr<TlsContext>, std::string> TlsContext::server(
   ERR_clear_error();
   auto cert_pem = read_file(cert_chain_pem_path);
   if (!cert_pem) return std::unexpected(cert_pem.error());
-  auto key_pem = read_file(key_pem_path);
+  auto key_pem = read_file(key_pem_path, true);
   if (!key_pem) return std::unexpected(key_pem.error());
   struct Wipe {
     std::string& s;
@@ -558,64 +571,53 @@ bool valid_dns_name(const std::string& h) {
   return true;
 }
 
-// mkdir -p for the parent of `file`, new directories mode 0755.
+// mkdir -p for the parent of `file`, new directories mode 0755, through
+// conf/safe_file (no link followed where another account could plant one).
 std::expected<void, std::string> make_parents(const std::string& file) {
-  std::filesystem::path parent = std::filesystem::path(file).parent_path();
+  std::string parent = std::filesystem::path(file).parent_path().string();
   if (parent.empty()) return {};
-  std::filesystem::path cur;
-  for (const auto& part : parent) {
-    cur /= part;
-    if (::mkdir(cur.c_str(), 0755) == 0) {
-      ::chmod(cur.c_str(), 0755);  // whatever the umask
-      continue;
-    }
-    if (errno != EEXIST) {
-      return std::unexpected(fmt::format("cannot create directory {}: {}", cur.string(), std::strerror(errno)));
-    }
-    struct stat st;
-    if (::stat(cur.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return std::unexpected(fmt::format("{} exists and is not a directory", cur.string()));
-    }
-  }
+  auto d = safe::make_dirs(parent, 0755);
+  if (!d) return std::unexpected(d.error());
   return {};
 }
 
-// Writes `data` to `path` through a temporary file in the same directory,
-// fsynced and renamed over the old file.
+// Writes `data` to the new file `path`: a temporary file in the same
+// directory (O_CREAT | O_EXCL, never through a link), fsynced, then renamed
+// into place with RENAME_NOREPLACE — an existing file (or link) at `path`
+// is never overwritten or followed.
 std::expected<void, std::string> write_file(const std::string& path, std::string_view data, mode_t mode) {
-  std::string tmp = path + ".tmpXXXXXX";
-  int fd = ::mkstemp(tmp.data());  // created 0600
-  if (fd < 0) return std::unexpected(fmt::format("cannot create {}: {}", tmp, std::strerror(errno)));
+  std::filesystem::path p(path);
+  auto dir = safe::open_dir(p.parent_path().empty() ? "." : p.parent_path().string());
+  if (!dir) return std::unexpected(dir.error());
+  const std::string name = p.filename().string();
+  uint8_t rnd[8];
+  RAND_bytes(rnd, sizeof rnd);
+  std::string tmp = "." + name + ".tmp";
+  for (uint8_t b : rnd) tmp += fmt::format("{:02x}", b);
+  auto fd = safe::open_file_at(*dir, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd) return std::unexpected(fmt::format("cannot create a file in {}: {}", dir->path, fd.error()));
   auto fail = [&](const char* what) {
     int e = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
+    ::unlinkat(dir->fd.get(), tmp.c_str(), 0);
     return std::unexpected(fmt::format("cannot {} {}: {}", what, path, std::strerror(e)));
   };
-  if (::fchmod(fd, mode) != 0) return fail("set the mode of");
+  if (::fchmod(fd->get(), mode) != 0) return fail("set the mode of");
   while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
+    ssize_t n = ::write(fd->get(), data.data(), data.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail("write");
     data.remove_prefix(static_cast<size_t>(n));
   }
-  if (::fsync(fd) != 0) return fail("sync");
-  if (::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return std::unexpected(fmt::format("cannot write {}: {}", path, std::strerror(e)));
+  if (::fsync(fd->get()) != 0) return fail("sync");
+  if (::close(fd->release()) != 0) return fail("write");
+  if (::renameat2(dir->fd.get(), tmp.c_str(), dir->fd.get(), name.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno == EEXIST) {
+      ::unlinkat(dir->fd.get(), tmp.c_str(), 0);
+      return std::unexpected(fmt::format("{} exists already; not overwriting it", path));
+    }
+    return fail("rename into place");
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return std::unexpected(fmt::format("cannot rename {} to {}: {}", tmp, path, std::strerror(e)));
-  }
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  ::fsync(dir->fd.get());
   return {};
 }
 

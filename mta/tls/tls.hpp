@@ -244,7 +244,8 @@ class TlsStream {
 // it as PEM: the key to `key_path` with mode 0600, the certificate to
 // `cert_path` with mode 0644, each through a temporary file and rename, so a
 // reader never sees half a file. Missing parent directories are created with
-// mode 0755. Existing files are replaced. `hostname` must be a DNS name
+// mode 0755. An existing file (or link) at either path is never replaced
+// nor followed: an error (conf/safe_file.hpp). `hostname` must be a DNS name
 // (letters, digits, '-', '.'; at most 253 octets).
 std::expected<void, std::string> make_self_signed(const std::string& cert_path,
                                                   const std::string& key_path,

@@ -223,14 +223,33 @@ TEST_CASE("make_self_signed writes a private key 0600 and a certificate for the 
     }
     CHECK_FALSE(std::filesystem::exists(f.dir + "/bad"));
   }
-  SECTION("replaces existing files") {
+  SECTION("never overwrites an existing file nor follows a planted link") {
     std::string c = f.dir + "/again/c.pem", k = f.dir + "/again/k.pem";
     REQUIRE(make_self_signed(c, k, "a.example"));
     std::string first = slurp(c);
-    REQUIRE(make_self_signed(c, k, "a.example"));
-    CHECK(slurp(c) != first);
+    auto again = make_self_signed(c, k, "a.example");
+    REQUIRE_FALSE(again);
+    CHECK(again.error().find("exists already") != std::string::npos);
+    CHECK(slurp(c) == first);
     CHECK(mode_of(k) == 0600);
     CHECK(TlsContext::server(c, k));
+    std::string victim = f.dir + "/again/victim";
+    spit(victim, "root only");
+    std::string lk = f.dir + "/again/link-k.pem";
+    REQUIRE(::symlink(victim.c_str(), lk.c_str()) == 0);
+    REQUIRE_FALSE(make_self_signed(f.dir + "/again/link-c.pem", lk, "a.example"));
+    CHECK(slurp(victim) == "root only");
+    REQUIRE(::symlink((f.dir + "/again/nowhere").c_str(), (f.dir + "/again/dangling.pem").c_str()) == 0);
+    REQUIRE_FALSE(make_self_signed(f.dir + "/again/c2.pem", f.dir + "/again/dangling.pem", "a.example"));
+    CHECK_FALSE(std::filesystem::exists(f.dir + "/again/nowhere"));
+  }
+  SECTION("a private key with a second hard link is refused") {
+    std::string c = f.dir + "/links/c.pem", k = f.dir + "/links/k.pem";
+    REQUIRE(make_self_signed(c, k, "a.example"));
+    REQUIRE(::link(k.c_str(), (f.dir + "/links/k2.pem").c_str()) == 0);
+    auto ctx = TlsContext::server(c, k);
+    REQUIRE_FALSE(ctx);
+    CHECK(ctx.error().find("2 hard links") != std::string::npos);
   }
   SECTION("reports a directory it cannot create") {
     spit(f.dir + "/plainfile", "x");

@@ -10,7 +10,9 @@
 // safe, the umask is fixed, a caller-chosen configuration (-C or
 // SLUICE_CONFIG) costs the privilege for anyone but root, and the privilege
 // is given up as soon as the file is written. Exit codes from sysexits.h,
-// each failure explained on standard error as "sluice-sendmail: ...".
+// each failure explained on standard error as "sluice-sendmail: ...";
+// stopped by a signal or a resource limit it exits EX_TEMPFAIL and leaves
+// no partial file behind (maildrop_io.hpp, install_cleanup_handlers).
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -98,6 +100,10 @@ int main(int argc, char** argv) {
     return EX_USAGE;
   }
   if (options->mode == sm::Mode::newaliases) return EX_OK;  // no alias database
+  // A file size limit or a stop signal must not leave a partial file in the
+  // maildrop: SIGXFSZ ignored (write() fails with EFBIG, handled), and
+  // INT/TERM/HUP/QUIT remove the temporary file and exit EX_TEMPFAIL.
+  if (options->mode != sm::Mode::mailq) sm::install_cleanup_handlers();
 
   // A configuration the caller chose must not be read with our privilege.
   const char* env_config = std::getenv("SLUICE_CONFIG");

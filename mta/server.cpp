@@ -224,6 +224,9 @@ class Connection final : public SessionHost {
     auth_slot_ = true;
     start_check(std::move(creds));
   }
+  uint64_t spool_free_space(uint64_t low_water) override {
+    return server_.spool_.free_space(low_water);  // cached: no statvfs per MAIL FROM
+  }
   bool sender_allowed(std::string_view, std::string_view sender) override {
     return user_ && auth::may_send_as(*user_, sender);
   }
@@ -249,6 +252,7 @@ class Connection final : public SessionHost {
     sc.client_address = client_;
     sc.max_message_size = config_->limits.max_message_size;
     sc.max_recipients = config_->limits.max_recipients;
+    sc.min_free_space = config_->limits.min_free_space;
     sc.command_timeout = config_->limits.command_timeout;
     sc.data_timeout = config_->limits.data_timeout;
     for (const auto& net : config_->relay.trusted_networks)

@@ -284,6 +284,7 @@ void Session::cmd_mail(const proto::Command& c) {
     return;
   }
   queue::Envelope env;
+  uint64_t declared_size = 0;
   for (const auto& p : c.params) {
     if (!esmtp_) {
       error("MAIL", Reply{555, "5.5.4", "Error: parameters need EHLO"});
@@ -294,7 +295,8 @@ void Session::cmd_mail(const proto::Command& c) {
         error("MAIL", Reply{501, "5.5.4", "Error: bad SIZE parameter"});
         return;
       }
-      if (std::stoull(*p.value) > cfg_.max_message_size) {
+      declared_size = std::stoull(*p.value);
+      if (declared_size > cfg_.max_message_size) {
         error("MAIL", Reply{552, "5.3.4", "Message size exceeds fixed limit"});
         return;
       }
@@ -323,6 +325,17 @@ void Session::cmd_mail(const proto::Command& c) {
   if (!env.smtputf8 && c.path.utf8()) {
     error("MAIL", Reply{553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"});
     return;
+  }
+  if (cfg_.min_free_space > 0) {
+    // The free-space reserve (Postfix's 1.5 x message_size_limit): refuse
+    // before the disk is full, not after. Temporary, and not a client error.
+    const uint64_t need = cfg_.min_free_space + declared_size;
+    if (host_.spool_free_space(need) < need) {
+      const Reply r{452, "4.3.1", "Insufficient system storage"};
+      host_.rejected(fmt::format("MAIL <{}>", c.path.str()), r);
+      reply(r);
+      return;
+    }
   }
   env.sender = c.path.str();
   if (!auth_login_.empty()) {

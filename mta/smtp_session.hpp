@@ -50,6 +50,9 @@ struct SessionConfig {
   bool in_tls = false;           // TLS is up from the start (submissions, port 465)
   std::string tls_info;          // with in_tls: "TLSv1.3 with cipher ... (256/256 bits)"
   bool auth_offered = false;     // a users file is loaded
+  // limits.min_free_space: MAIL FROM gets "452 4.3.1" while the spool's file
+  // system has less free space than this plus the declared SIZE (0: off).
+  uint64_t min_free_space = 0;
   int max_auth_failures = 3;     // failed AUTH attempts before "421 4.7.0"
 };
 
@@ -75,6 +78,10 @@ class SessionHost {
   virtual void check_password(auth::Credentials creds) = 0;
   // May the login that authenticated on this connection use this MAIL FROM?
   virtual bool sender_allowed(std::string_view login, std::string_view sender) = 0;
+  // Free bytes on the spool's file system (a cached figure is fine; it is
+  // measured afresh when it is below `low_water`). Asked at MAIL FROM when
+  // SessionConfig::min_free_space is set.
+  virtual uint64_t spool_free_space(uint64_t /*low_water*/) { return UINT64_MAX; }
   // For the log.
   virtual void rejected(std::string_view what, const proto::Reply& reply) = 0;
   virtual void accepted(const queue::Envelope& env) = 0;

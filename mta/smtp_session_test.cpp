@@ -460,3 +460,64 @@ TEST_CASE("AUTH on a relay listener: trusted clients without TLS; authenticated 
   s3.feed("MAIL FROM:<u@x.test>\r\nRCPT TO:<far@away.test>\r\n");
   CHECK(h3.out.ends_with("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"));
 }
+
+// ---------------------------------------------------------------------------
+// The free-space reserve (issue 11): limits.min_free_space.
+
+namespace {
+struct SpaceHost : Host {
+  uint64_t free = 0;
+  std::vector<uint64_t> asked;  // the low_water of every question
+  uint64_t spool_free_space(uint64_t low_water) override {
+    asked.push_back(low_water);
+    return free;
+  }
+};
+}  // namespace
+
+TEST_CASE("MAIL FROM below the free-space reserve: 452 4.3.1, counting the declared SIZE") {
+  SpaceHost h;
+  SessionConfig c = relay_cfg();
+  c.min_free_space = 1500;
+  Session s(c, h);
+  s.start();
+  s.feed("EHLO c\r\n");
+  h.take();
+  h.free = 1499;
+  s.feed("MAIL FROM:<a@x.test>\r\n");
+  CHECK(h.take() == "452 4.3.1 Insufficient system storage\r\n");
+  CHECK(s.state() == Session::State::ready);
+  REQUIRE(h.rejects.size() == 1);
+  CHECK(h.rejects.back() == "MAIL <a@x.test> 452");
+  h.free = 1500;  // exactly the reserve: accepted without SIZE ...
+  s.feed("MAIL FROM:<a@x.test>\r\n");
+  CHECK(h.take() == "250 2.1.0 Ok\r\n");
+  s.feed("RSET\r\nMAIL FROM:<a@x.test> SIZE=1\r\n");  // ... but not with one more byte declared
+  CHECK(h.codes() == std::vector<int>{250, 452});
+  h.take();
+  h.free = 2500;
+  s.feed("MAIL FROM:<a@x.test> SIZE=1000\r\nRCPT TO:<b@y.test>\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 250});
+  CHECK(h.asked.back() == 2500);  // the host is told how much is needed
+  // A temporary refusal is not a client error: it never ends the session.
+  h.take();
+  h.free = 0;
+  s.feed("RSET\r\n");
+  for (int i = 0; i < 20; ++i) s.feed("MAIL FROM:<a@x.test>\r\n");
+  CHECK_FALSE(s.closed());
+}
+
+TEST_CASE("the reserve is off at 0, and a syntax error still comes first") {
+  SpaceHost h;
+  SessionConfig c = relay_cfg();
+  c.min_free_space = 0;
+  Session s(c, h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 250});
+  CHECK(h.asked.empty());  // never asked: no statvfs at all
+  SpaceHost h2;
+  c.min_free_space = 100;
+  Session s2(c, h2);
+  s2.feed("EHLO c\r\nMAIL FROM:<a@x.test> SIZE=x\r\nMAIL FROM:<a@x.test> SIZE=1001\r\n");
+  CHECK(h2.codes() == std::vector<int>{250, 501, 552});
+}

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sysexits.h>
@@ -39,7 +40,42 @@ class Fd {
   int fd_;
 };
 
-bool out_of_space(int e) { return e == ENOSPC || e == EDQUOT; }
+// EFBIG: the caller's file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored).
+bool out_of_space(int e) { return e == ENOSPC || e == EDQUOT || e == EFBIG; }
+
+// What the stop-signal handler must do, set by write_maildrop(): nothing
+// written yet, a temporary file to remove (g_tmp_dir, g_tmp_name), or the
+// message is queued. The name is filled in before the state says so.
+enum : int { kNothing = 0, kTemporary = 1, kQueued = 2 };
+volatile sig_atomic_t g_state = kNothing;
+volatile sig_atomic_t g_tmp_dir = -1;
+char g_tmp_name[256];
+
+extern "C" void on_stop_signal(int) {
+  // Async-signal-safe only: unlinkat and _exit.
+  if (g_state == kQueued) ::_exit(EX_OK);
+  if (g_state == kTemporary) ::unlinkat(g_tmp_dir, g_tmp_name, 0);
+  ::_exit(EX_TEMPFAIL);
+}
+
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+// Holds the stop signals while alive (a pending one is delivered when it ends).
+class HoldSignals {
+ public:
+  HoldSignals() {
+    sigset_t set;
+    ::sigemptyset(&set);
+    for (int sig : kStopSignals) ::sigaddset(&set, sig);
+    ::sigprocmask(SIG_BLOCK, &set, &old_);
+  }
+  ~HoldSignals() { ::sigprocmask(SIG_SETMASK, &old_, nullptr); }
+  HoldSignals(const HoldSignals&) = delete;
+  HoldSignals& operator=(const HoldSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
 
 std::string permission_hint(const std::string& dir) {
   return fmt::format(
@@ -75,12 +111,22 @@ std::expected<std::string, IoError> write_maildrop(const std::string& dir, std::
 
   std::string name, tmp;
   int raw_fd = -1;
-  for (int attempt = 0; attempt < 16; ++attempt) {
-    name = maildrop_file_name(wall_clock_us(), static_cast<uint32_t>(::getpid()), random64());
-    tmp = name + ".tmp";
-    raw_fd = ::openat(dfd.get(), tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
-                      0644);
-    if (raw_fd >= 0 || errno != EEXIST) break;
+  {
+    // The signal handler learns the name only once the file is ours: a
+    // signal during creation must not remove another process's file.
+    HoldSignals hold;
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      name = maildrop_file_name(wall_clock_us(), static_cast<uint32_t>(::getpid()), random64());
+      tmp = name + ".tmp";
+      raw_fd = ::openat(dfd.get(), tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                        0644);
+      if (raw_fd >= 0 || errno != EEXIST) break;
+    }
+    if (raw_fd >= 0 && tmp.size() < sizeof g_tmp_name) {
+      std::memcpy(g_tmp_name, tmp.c_str(), tmp.size() + 1);
+      g_tmp_dir = dfd.get();
+      g_state = kTemporary;
+    }
   }
   if (raw_fd < 0) {
     const int e = errno;
@@ -97,6 +143,7 @@ std::expected<std::string, IoError> write_maildrop(const std::string& dir, std::
   const std::string final_path = dir + "/" + name;
   auto fail_tmp = [&](std::string_view what, int e) {
     ::unlinkat(dfd.get(), tmp.c_str(), 0);
+    g_state = kNothing;
     return std::unexpected(write_error(what, tmp_path, e));
   };
 
@@ -109,6 +156,8 @@ std::expected<std::string, IoError> write_maildrop(const std::string& dir, std::
     done += static_cast<size_t>(n);
   }
   if (::fsync(fd.get()) != 0) return fail_tmp("fsync", errno);
+  // From the rename on, a stop signal waits until the outcome is known.
+  HoldSignals hold;
   if (::renameat(dfd.get(), tmp.c_str(), dfd.get(), name.c_str()) != 0)
     return fail_tmp("rename", errno);
 
@@ -129,9 +178,24 @@ std::expected<std::string, IoError> write_maildrop(const std::string& dir, std::
   }
   if (rc != 0) {
     ::unlinkat(dfd.get(), name.c_str(), 0);
+    g_state = kNothing;
     return std::unexpected(write_error("sync", final_path, e));
   }
+  g_state = kQueued;
   return name;
+}
+
+void install_cleanup_handlers() {
+  g_state = kNothing;  // nothing written yet by this process
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  ::sigemptyset(&ign.sa_mask);
+  ::sigaction(SIGXFSZ, &ign, nullptr);
+  struct sigaction stop {};
+  stop.sa_handler = on_stop_signal;
+  ::sigemptyset(&stop.sa_mask);
+  for (int sig : kStopSignals) ::sigaddset(&stop.sa_mask, sig);
+  for (int sig : kStopSignals) ::sigaction(sig, &stop, nullptr);
 }
 
 bool running_setgid() { return ::getegid() != ::getgid(); }

@@ -31,11 +31,24 @@ struct IoError {
 // created, the file (under either name) is removed before returning.
 //   directory missing            EX_UNAVAILABLE
 //   permission denied            EX_NOPERM (with a hint about sluicedrop)
-//   no space / quota             EX_TEMPFAIL
+//   no space / quota / file size limit (EFBIG; SIGXFSZ must be ignored,
+//   see install_cleanup_handlers)  EX_TEMPFAIL
 //   other creation failures      EX_CANTCREAT
 //   write, fsync, rename errors  EX_IOERR
 std::expected<std::string, IoError> write_maildrop(const std::string& maildrop_dir,
                                                    std::string_view data);
+
+// For a process that writes maildrop files (sluice-sendmail): ignores
+// SIGXFSZ, so that a file size limit (`ulimit -f`) makes write() fail with
+// EFBIG (handled: the file is removed, EX_TEMPFAIL) instead of killing the
+// process with the partial file left behind; and makes SIGINT, SIGTERM,
+// SIGHUP and SIGQUIT remove the temporary file write_maildrop() is writing,
+// if any, and exit with EX_TEMPFAIL. The handler is async-signal-safe: it
+// only calls unlinkat() on a descriptor and a name prepared before the file
+// was created, and _exit(). Once the file has its final name these signals
+// are held until write_maildrop() returns, so the exit code never lies
+// about whether the message was queued.
+void install_cleanup_handlers();
 
 // True when the effective group differs from the real one (setgid run).
 bool running_setgid();

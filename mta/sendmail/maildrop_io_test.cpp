@@ -7,8 +7,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <signal.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -84,6 +86,42 @@ TEST_CASE("write_maildrop writes the file under a fresh name, mode 0644, no .tmp
   REQUIRE(second);
   CHECK(*second != *name);
   CHECK(names(dir.path).size() == 2);
+}
+
+TEST_CASE("a file size limit: EX_TEMPFAIL and nothing left behind (SIGXFSZ ignored)") {
+  TempDir dir;
+  const std::string big(256 * 1024, 'x');
+  // In a child: the limit and the signal handlers must not leak into the
+  // other tests.
+  const int rc = in_child([&] {
+    install_cleanup_handlers();
+    rlimit lim{64 * 1024, 64 * 1024};
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) return 100;
+    auto r = write_maildrop(dir.path, big);
+    if (r) return 101;
+    if (r.error().message.find("try again later") == std::string::npos) return 102;
+    return r.error().exit_code;
+  });
+  CHECK(rc == EX_TEMPFAIL);
+  CHECK(names(dir.path).empty());
+}
+
+TEST_CASE("a stop signal after the file is queued exits EX_OK, before it EX_TEMPFAIL") {
+  TempDir dir;
+  const int queued = in_child([&] {
+    install_cleanup_handlers();
+    if (!write_maildrop(dir.path, kData)) return 100;
+    ::raise(SIGTERM);
+    return 101;
+  });
+  CHECK(queued == EX_OK);
+  CHECK(names(dir.path).size() == 1);
+  const int early = in_child([&] {
+    install_cleanup_handlers();
+    ::raise(SIGHUP);
+    return 101;
+  });
+  CHECK(early == EX_TEMPFAIL);
 }
 
 TEST_CASE("a missing maildrop directory says so") {

@@ -360,10 +360,10 @@ int run_daemon(conf::Config cfg) {
   auto spool = owner.drop ? as_user(owner, [&] { return queue::Spool::open(sopt); })
                           : queue::Spool::open(sopt);
   if (!spool) {
-    if (owner.drop && (spool.error().find("belongs to uid") != std::string::npos ||
-                       spool.error().find("Permission denied") != std::string::npos))
-      log::error("spool {}: {}; every file under spool_dir must belong to {} (after running as "
-                 "root: chown -R {}: {})", c.spool_dir, spool.error(), owner.name, owner.name, c.spool_dir);
+    if (!owner.name.empty() && (spool.error().find("belongs to uid") != std::string::npos ||
+                                (owner.drop && spool.error().find("Permission denied") != std::string::npos)))
+      log::error("spool {}: {}; every file under spool_dir must belong to {} (fix: stop sluiced, "
+                 "chown -R {}: {})", c.spool_dir, spool.error(), owner.name, owner.name, c.spool_dir);
     else
       log::error("spool {}: {}", c.spool_dir, spool.error());
     return 1;

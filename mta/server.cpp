@@ -218,6 +218,8 @@ class Connection final : public SessionHost {
   // goes on the session is blocked (auth_checking) and nothing is read.
   void check_password(auth::Credentials creds) override {
     if (!server_.auth_slots_.acquire(client_, id_)) {
+      log::info("conn={} auth waits from={}: {} checks of this address in progress", id_, client_,
+                server_.auth_slots_.per_client());
       auth_waiting_ = std::move(creds);  // until Server::grant_auth
       return;
     }
@@ -321,6 +323,8 @@ class Connection final : public SessionHost {
       if (hs_waiting_ || hs_deferred_) return;
       if (!hs_slot_) {
         if (!server_.hs_slots_.acquire(client_, id_)) {
+          log::info("conn={} tls waits from={}: {} handshakes of this address in progress", id_,
+                    client_, server_.hs_slots_.per_client());
           hs_waiting_ = true;
           return;
         }

@@ -189,6 +189,7 @@ class AuthCap(Base):
         self.assertLess(max(first_two), 1.7)
         self.assertGreaterEqual(third, 1.9, "a third check from one address ran at once: %r" % took)
         self.assertLess(other, 1.7)
+        self.d.wait_log("auth waits from=127.0.0.1: 2 checks of this address in progress")
 
 
 class HandshakeCap(Base):
@@ -207,7 +208,7 @@ class HandshakeCap(Base):
             self.addCleanup(s.close)
             s.sendall(hello[:len(hello) // 2])
             holders.append(s)
-        time.sleep(0.3)      # let the daemon read them
+        time.sleep(0.5)      # let the daemon read them
 
         done = threading.Event()
         outcome = []
@@ -230,6 +231,7 @@ class HandshakeCap(Base):
         self.assertEqual(other.code(), 220)
         self.assertLess(time.perf_counter() - t0, 2)
         self.assertFalse(done.wait(1.0), "a 5th handshake from one address went ahead: %r" % outcome)
+        self.d.wait_log("tls waits from=127.0.0.1: 4 handshakes of this address in progress")
         holders[0].close()
         self.assertTrue(done.wait(10), "the 5th handshake never started")
         t.join()

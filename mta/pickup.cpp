@@ -327,7 +327,7 @@ void Pickup::scan() {
             const uint64_t size = ::lstat((s->dir + "/" + name).c_str(), &st) == 0
                                       ? static_cast<uint64_t>(st.st_size)
                                       : 0;
-            if (s->spool->free_space() < reserve + size) {
+            if (s->spool->free_space(reserve + size) < reserve + size) {
               s->results.push_back(Result{name, false, true, std::string(kBelowReserve), 0, {}});
               break;  // the rest waits too
             }

@@ -1391,7 +1391,7 @@ uint64_t Spool::free_space(uint64_t low_water) const {
   };
   const int64_t age = now - impl_->space_at_ns;
   if (impl_->space_at_ns == 0 || age >= kSpaceRefreshNs ||
-      (estimate() < low_water && age >= kSpaceLowRefreshNs)) {
+      (estimate() / 2 < low_water && age >= kSpaceLowRefreshNs)) {
     struct statvfs st;
     if (::fstatvfs(impl_->dir_fd.get(), &st) != 0) return UINT64_MAX;
     impl_->space_free = uint64_t(st.f_bavail) * uint64_t(st.f_frsize);

@@ -148,8 +148,9 @@ class Spool {
   // (statvfs f_bavail), for the free-space reserve (limits.min_free_space).
   // Cheap enough for every MAIL FROM: the figure is measured at most once a
   // second (fstatvfs costs ~12 µs) and, in between, lowered by the bytes the
-  // writer appended since; near `low_water` it is measured again after
-  // 100 ms. Thread-safe. UINT64_MAX when the file system cannot be asked.
+  // writer appended since; below twice `low_water` it is measured again
+  // after 100 ms. Thread-safe. UINT64_MAX when the file system cannot be
+  // asked.
   uint64_t free_space(uint64_t low_water = 0) const;
 
   struct Stats {

@@ -93,6 +93,20 @@ class SendmailLimits(unittest.TestCase):
         self.assertEqual(rc, EX_TEMPFAIL)
         self.assertEqual(leftovers(self.maildrop), [])
 
+    def test_stale_temporary_files_go_after_an_hour(self):
+        old = os.path.join(self.maildrop, "0" * 37 + ".tmp")
+        young = os.path.join(self.maildrop, "1" * 37 + ".tmp")
+        for path, age in ((old, 2 * 3600), (young, 600)):
+            with open(path, "wb") as f:
+                f.write(b"x" * 1000)
+            os.utime(path, (time.time() - age, time.time() - age))
+        # A submission makes the daemon scan the maildrop at once.
+        r = subprocess.run(self.sendmail_cmd(), input=b"Subject: t\n\nhi\n", capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.d.wait_log("removed a temporary file older than 3600 s", timeout=10)
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(os.path.exists(young))
+
     def test_every_stopping_signal_exits_tempfail(self):
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
             p = subprocess.Popen(self.sendmail_cmd(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -217,6 +231,19 @@ class SmallSpool(unittest.TestCase):
         self.assertGreaterEqual(free_then, self.RESERVE - 256 * 1024, "reserve not kept")
         self.assertGreaterEqual(self.free(), self.RESERVE - 256 * 1024)
         self.d.wait_log("reject")
+        # Another process takes the disk below the reserve: maildrop files
+        # then wait where they are.
+        filler = os.path.join(self.d.spool, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * max(0, self.free() - MIB))
+        time.sleep(1.1)  # the daemon trusts its figure for a second
+        sendmail = [SENDMAIL, "-C", self.d.config_path, "-f", "alice@sender.test", "bob@example.test"]
+        r = subprocess.run(sendmail, input=b"Subject: local\n\nwaits\n", capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.d.wait_log("waiting for space", timeout=10)
+        maildrop = os.path.join(self.d.spool, "maildrop")
+        self.assertEqual(len(os.listdir(maildrop)), 1)
+        os.unlink(filler)
 
         # The administrator deletes the mail: the space comes back.
         t0 = time.time()
@@ -225,13 +252,17 @@ class SmallSpool(unittest.TestCase):
         print("space back %.1fs after queue delete --all" % (t1 - t0))
         with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
             s.sendmail("alice@sender.test", ["bob@example.test"], b"Subject: again\r\n\r\nhello\r\n")
+        # A new drop makes pickup look again: both files go into the spool.
+        r = subprocess.run(sendmail, input=b"Subject: local 2\n\nnow\n", capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        td.wait_for(lambda: os.listdir(maildrop) == [], timeout=15, what="the maildrop to be picked up")
 
         # Fill again and let the relayhost take everything: delivery frees it too.
         accepted, refusal, _ = self.fill()
         self.assertEqual(refusal[:2], ("MAIL", 452), refusal)
         self.sink.refuse = False
-        td.wait_for(lambda: len(self.sink.messages) >= accepted + 1, timeout=60,
-                    what="the relayhost to get %d messages" % (accepted + 1))
+        td.wait_for(lambda: len(self.sink.messages) >= accepted + 3, timeout=60,
+                    what="the relayhost to get %d messages" % (accepted + 3))
         t0 = time.time()
         t1 = self.wait_free(self.FS - 8 * MIB, what="after delivery")
         print("space back %.1fs after the last delivery" % (t1 - t0))

@@ -192,6 +192,39 @@ class AuthCap(Base):
         self.d.wait_log("auth waits from=127.0.0.1: 2 checks of this address in progress")
 
 
+    def test_clients_that_leave_give_their_slots_back(self):
+        """A client that disconnects while its check runs or its failure is
+        held back, and one that disconnects while waiting for a slot: the
+        daemon neither crashes nor leaks, and the address's next AUTH gets a
+        slot at once."""
+        leaving = []
+        for i in range(3):
+            c = TlsClient(self.d.port465, context=self.ctx, timeout=30)
+            self.assertEqual(c.code(), 220)
+            c.cmd("EHLO leave.test")
+            c.send("AUTH PLAIN " + plain(YES1[0], "wrong-%d" % i) + "\r\n")
+            leaving.append(c)
+        self.d.wait_log("auth waits from=127.0.0.1")
+        time.sleep(0.3)   # the two checks are done or nearly: their 535s are held back
+        before = self.d.log().count("disconnect from=127.0.0.1")
+        for c in leaving:
+            c.close()
+        deadline = time.time() + 5
+        while self.d.log().count("disconnect from=127.0.0.1") < before + 3 and time.time() < deadline:
+            time.sleep(0.02)
+        c = TlsClient(self.d.port465, context=self.ctx, timeout=30)
+        self.addCleanup(c.close)
+        self.assertEqual(c.code(), 220)
+        c.cmd("EHLO leave.test")
+        t0 = time.perf_counter()
+        self.assertEqual(c.cmd("AUTH PLAIN " + plain(YES1[0], "wrong-again")), AUTH_BAD)
+        self.assertLess(time.perf_counter() - t0, 1.7, "the slots of the clients that left were kept")
+        self.assertEqual(c.cmd("AUTH PLAIN " + plain(*YES1)), b"235 2.7.0 Authentication successful\r\n")
+        c.close()
+        self.assertEqual(self.d.stop(), 0, self.d.log()[-3000:])
+        self.assertNotIn("Sanitizer", self.d.log())
+
+
 class HandshakeCap(Base):
     def client_hello(self):
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()

@@ -12,7 +12,8 @@ logins exist, and one client address must not slow everyone else.
   login must cost what the most expensive hash (bcrypt 12) costs, not what
   the most common one (yescrypt) costs.
 - AuthCap: one address has at most two password checks at a time, a slot
-  held until the (delayed) answer is sent; the third waits its turn.
+  held until the (delayed) answer is sent; the third waits its turn. Clients
+  that leave mid-check, mid-delay or while waiting give their slots back.
 - HandshakeCap: one address holding 4 TLS handshakes in progress makes its
   5th wait (nothing is read from it) while another address is served; the
   5th proceeds once one of the 4 goes away.

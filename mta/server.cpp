@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
+#include <utility>
 
 #include "conf/log.hpp"
 #include "mta/auth/users.hpp"
@@ -65,10 +67,8 @@ class Connection final : public SessionHost {
       : server_(server), id_(id), listener_(listener) {
     uv_tcp_init(server.loop_, &tcp_);
     uv_timer_init(server.loop_, &timer_);
-    uv_timer_init(server.loop_, &auth_timer_);
     tcp_.data = this;
     timer_.data = this;
-    auth_timer_.data = this;
   }
 
   // After uv_accept: start the dialogue, or refuse it when `refuse_why`
@@ -131,7 +131,6 @@ class Connection final : public SessionHost {
     // Slots go to the next connection of the same address before we are
     // forgotten (which may end a shutdown).
     auth_pending_.reset();  // a password check in flight is dropped
-    uv_timer_stop(&auth_timer_);
     if (auth_waiting_) {
       server_.auth_slots_.leave(client_, id_);
       auth_waiting_.reset();  // wipes the password
@@ -146,7 +145,10 @@ class Connection final : public SessionHost {
     if (incoming_) incoming_.reset();  // an unfinished message is discarded
     uv_timer_stop(&timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
-    uv_close(reinterpret_cast<uv_handle_t*>(&auth_timer_), on_close);
+    if (auth_timer_) {  // closing stops it; its memory goes in its own callback
+      uv_close(reinterpret_cast<uv_handle_t*>(std::exchange(auth_timer_, nullptr)),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
     log::info("conn={} disconnect from={} messages={} rejects={}", id_, client_, messages_,
               rejects_);
@@ -220,7 +222,7 @@ class Connection final : public SessionHost {
     if (!server_.auth_slots_.acquire(client_, id_)) {
       log::info("conn={} auth waits from={}: {} checks of this address in progress", id_, client_,
                 server_.auth_slots_.per_client());
-      auth_waiting_ = std::move(creds);  // until Server::grant_auth
+      auth_waiting_ = std::make_unique<auth::Credentials>(std::move(creds));  // until Server::grant_auth
       return;
     }
     auth_slot_ = true;
@@ -391,7 +393,7 @@ class Connection final : public SessionHost {
 
   static void on_close(uv_handle_t* h) {
     auto* c = static_cast<Connection*>(h->data);
-    if (++c->closed_handles_ == 3) delete c;
+    if (++c->closed_handles_ == 2) delete c;
   }
 
   void start_check(auth::Credentials creds) {
@@ -429,7 +431,12 @@ class Connection final : public SessionHost {
     if (elapsed_ns < delay_ns) {
       uv_update_time(server_.loop_);  // the timer counts from now, not from the iteration's start
       const uint64_t ms = (delay_ns - elapsed_ns + 999'999) / 1'000'000;
-      uv_timer_start(&auth_timer_, on_auth_timer, ms, 0);
+      if (!auth_timer_) {  // made at the first failure: idle connections do not carry it
+        auth_timer_ = new uv_timer_t;
+        uv_timer_init(server_.loop_, auth_timer_);
+        auth_timer_->data = this;
+      }
+      uv_timer_start(auth_timer_, on_auth_timer, ms, 0);
       return;
     }
     answer_failure();
@@ -550,12 +557,15 @@ class Connection final : public SessionHost {
   std::shared_ptr<const conf::Config> config_;
   uv_tcp_t tcp_;
   uv_timer_t timer_;
-  uv_timer_t auth_timer_;  // holds back a failed AUTH's answer
+  // Holds back a failed AUTH's answer. Made at the first failure (an idle
+  // connection does not carry it); closed in begin_close, whose callback
+  // frees it (it never fires after that, and never touches us then).
+  uv_timer_t* auth_timer_ = nullptr;
   std::unique_ptr<Session> session_;
   std::unique_ptr<tls::TlsStream> tls_;
   std::unique_ptr<queue::Spool::Incoming> incoming_;
   std::optional<auth::Verifier::Pending> auth_pending_;
-  std::optional<auth::Credentials> auth_waiting_;  // waiting for a slot of this address
+  std::unique_ptr<auth::Credentials> auth_waiting_;  // waiting for a slot of this address
   std::string failed_login_;                       // for the held-back 535
   uint64_t auth_started_ns_ = 0;                   // uv_hrtime() when the check began
   bool auth_slot_ = false;                         // holds one of server_.auth_slots_

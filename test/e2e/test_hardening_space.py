@@ -41,6 +41,23 @@ def have_root():
     return os.geteuid() == 0
 
 
+def wait_for_handlers(pid, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)):
+    """Waits until process `pid` catches every signal in `signals` (its
+    /proc status SigCgt mask), so a test signals the program, not the start
+    of the process before main() ran (slow under the sanitizers)."""
+    want = 0
+    for sig in signals:
+        want |= 1 << (int(sig) - 1)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigCgt:") and int(line.split()[1], 16) & want == want:
+                    return
+        time.sleep(0.01)
+    raise AssertionError("process %d never caught its stop signals" % pid)
+
+
 def leftovers(maildrop):
     return sorted(n for n in os.listdir(maildrop))
 
@@ -74,6 +91,7 @@ class SendmailLimits(unittest.TestCase):
         p = subprocess.Popen(self.sendmail_cmd(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         try:
+            wait_for_handlers(p.pid)
             p.stdin.write(b"Subject: slow\n\n")
             for _ in range(20):
                 p.stdin.write(b"a line that comes slowly\n")
@@ -111,6 +129,7 @@ class SendmailLimits(unittest.TestCase):
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
             p = subprocess.Popen(self.sendmail_cmd(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
+            wait_for_handlers(p.pid)
             p.stdin.write(b"Subject: x\n\nbody\n")
             p.stdin.flush()
             time.sleep(0.1)

@@ -247,6 +247,9 @@ class Connection final : public SessionHost {
               env.auth_user.empty() ? "" : " login=", log::sanitize(env.auth_user));
     if (server_.committed_) server_.committed_(env);
   }
+  void state_changed(std::string_view from, std::string_view to) override {
+    log::debug("conn={} state {} -> {}", id_, from, to);  // off unless SLUICE_LOG_LEVEL=debug
+  }
 
  private:
   void make_session(std::string tls_info) {

@@ -1,6 +1,9 @@
-// smtp_session.cpp — see smtp_session.hpp. Reply texts follow Postfix where
-// an administrator would recognise them; every reply after the greeting and
-// EHLO carries an RFC 3463 enhanced status code (RFC 2034).
+// smtp_session.cpp — see smtp_session.hpp: the session's input loop (command
+// lines, DATA content, SASL lines), the commit, TLS and AUTH results,
+// timeouts and shutdown, and the trace headers. The commands themselves are
+// in smtp_commands.cpp. Reply texts follow Postfix where an administrator
+// would recognise them; every reply after the greeting and EHLO carries an
+// RFC 3463 enhanced status code (RFC 2034).
 #include "mta/smtp_session.hpp"
 
 #include <fmt/format.h>
@@ -8,21 +11,11 @@
 #include <algorithm>
 #include <ctime>
 
-#include "mta/proto/command.hpp"
-
 namespace sluice::mta {
 
 using proto::Reply;
-using proto::Verb;
 
 namespace {
-
-bool all_digits(std::string_view s) {
-  if (s.empty() || s.size() > 19) return false;
-  for (char c : s)
-    if (c < '0' || c > '9') return false;
-  return true;
-}
 
 // RFC 5322 date-time in UTC, e.g. "Thu, 26 Nov 2026 13:56:01 +0000".
 std::string rfc5322_date(int64_t us) {
@@ -66,6 +59,13 @@ std::string_view Session::to_string(State s) {
   return "?";
 }
 
+void Session::enter(State next) {
+  if (next == state_) return;
+  const State old = state_;
+  state_ = next;
+  host_.state_changed(to_string(old), to_string(next));
+}
+
 std::chrono::milliseconds Session::timeout() const {
   if (state_ == State::data) return cfg_.data_timeout;
   if (state_ == State::tls_handshake)
@@ -100,7 +100,7 @@ void Session::close_with(const Reply& r) {
   if (state_ == State::data) host_.abort_message();
   sasl_.reset();
   reply(r);
-  state_ = State::closed;
+  enter(State::closed);
   pending_.clear();
   host_.close();
 }
@@ -109,7 +109,7 @@ void Session::on_timeout() {
   if (closed()) return;
   if (state_ == State::tls_handshake) {  // no plaintext reply in the middle of TLS
     host_.rejected("STARTTLS", Reply{421, "4.4.2", "TLS handshake timeout"});
-    state_ = State::closed;
+    enter(State::closed);
     host_.close();
     return;
   }
@@ -122,7 +122,7 @@ void Session::shutdown() {
   shutting_down_ = true;
   if (state_ == State::data || state_ == State::committing) return;  // finish first
   if (state_ == State::tls_handshake) {  // no plaintext in the middle of a handshake
-    state_ = State::closed;
+    enter(State::closed);
     host_.close();
     return;
   }
@@ -159,7 +159,7 @@ void Session::feed(std::string_view bytes) {
       if (line->too_long) {
         sasl_.reset();
         lines_.set_max_line(proto::Limits::command_line);
-        state_ = State::ready;
+        enter(State::ready);
         error("AUTH", auth::reply_line_too_long());
       } else {
         auth_step(sasl_.step(line->text));
@@ -192,7 +192,7 @@ void Session::on_commit(bool ok) {
     reply(r);
   }
   reset_transaction();
-  state_ = State::ready;
+  enter(State::ready);
   if (shutting_down_) {
     close_with(kShutdown);
     return;
@@ -204,223 +204,7 @@ void Session::reset_transaction() {
   env_ = queue::Envelope{};
   rejected_rcpts_ = 0;
   overshoot_ = 0;
-  if (state_ == State::mail || state_ == State::rcpt) state_ = State::ready;
-}
-
-void Session::handle_line(std::string_view line) {
-  auto parsed = proto::parse_command(line);
-  if (!parsed) {
-    error("command", parsed.error());
-    return;
-  }
-  const proto::Command& c = *parsed;
-  switch (c.verb) {
-    case Verb::ehlo: cmd_ehlo(c.arg, true); return;
-    case Verb::helo: cmd_ehlo(c.arg, false); return;
-    case Verb::mail: cmd_mail(c); return;
-    case Verb::rcpt: cmd_rcpt(c); return;
-    case Verb::data: cmd_data(); return;
-    case Verb::rset:
-      reset_transaction();
-      reply(Reply{250, "2.0.0", "Ok"});
-      return;
-    case Verb::noop: reply(Reply{250, "2.0.0", "Ok"}); return;
-    case Verb::quit:
-      reply(Reply{221, "2.0.0", "Bye"});
-      state_ = State::quitting;
-      pending_.clear();
-      host_.close();
-      return;
-    case Verb::vrfy:
-      reply(Reply{252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"});
-      return;
-    case Verb::help:
-      reply(Reply{214, "2.0.0",
-                  "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; see RFC 5321"});
-      return;
-    case Verb::expn: error("EXPN", Reply{502, "5.5.1", "Error: command not implemented"}); return;
-    case Verb::bdat: error("BDAT", Reply{502, "5.5.1", "Error: command not implemented"}); return;
-    case Verb::starttls: cmd_starttls(); return;
-    case Verb::auth: cmd_auth(c); return;
-  }
-}
-
-void Session::cmd_ehlo(const std::string& arg, bool extended) {
-  reset_transaction();
-  helo_ = arg;
-  esmtp_ = extended;
-  state_ = State::ready;
-  Reply r;
-  r.code = 250;
-  if (!extended) {
-    r.lines = {cfg_.hostname};
-    reply(r);
-    return;
-  }
-  r.lines = {cfg_.hostname,
-             "PIPELINING",
-             fmt::format("SIZE {}", cfg_.max_message_size),
-             "ENHANCEDSTATUSCODES",
-             "8BITMIME",
-             "SMTPUTF8"};
-  if (cfg_.tls_offered && !in_tls_) r.lines.push_back("STARTTLS");
-  if (auth_allowed() && auth_login_.empty())
-    r.lines.push_back(fmt::format("AUTH {}", auth::kMechanisms));
-  reply(r);
-}
-
-void Session::cmd_mail(const proto::Command& c) {
-  if (state_ == State::connected) {
-    error("MAIL", Reply{503, "5.5.1", "Error: send HELO/EHLO first"});
-    return;
-  }
-  if (state_ != State::ready) {
-    error("MAIL", Reply{503, "5.5.1", "Error: nested MAIL command"});
-    return;
-  }
-  if (cfg_.mode != Mode::relay && auth_login_.empty()) {
-    // Submission ports: AUTH is required before MAIL (RFC 6409 §4.3).
-    error("MAIL", Reply{530, "5.7.0", "Authentication required"});
-    return;
-  }
-  queue::Envelope env;
-  uint64_t declared_size = 0;
-  for (const auto& p : c.params) {
-    if (!esmtp_) {
-      error("MAIL", Reply{555, "5.5.4", "Error: parameters need EHLO"});
-      return;
-    }
-    if (p.keyword == "SIZE") {
-      if (!p.value || !all_digits(*p.value)) {
-        error("MAIL", Reply{501, "5.5.4", "Error: bad SIZE parameter"});
-        return;
-      }
-      declared_size = std::stoull(*p.value);
-      if (declared_size > cfg_.max_message_size) {
-        error("MAIL", Reply{552, "5.3.4", "Message size exceeds fixed limit"});
-        return;
-      }
-    } else if (p.keyword == "BODY") {
-      std::string v = p.value.value_or("");
-      for (auto& ch : v) ch = static_cast<char>(toupper(static_cast<unsigned char>(ch)));
-      if (v == "7BIT") {
-        env.body = queue::BodyType::seven_bit;
-      } else if (v == "8BITMIME") {
-        env.body = queue::BodyType::eight_bit_mime;
-      } else {
-        error("MAIL", Reply{501, "5.5.4", "Error: BODY must be 7BIT or 8BITMIME"});
-        return;
-      }
-    } else if (p.keyword == "SMTPUTF8") {
-      if (p.value) {
-        error("MAIL", Reply{501, "5.5.4", "Error: SMTPUTF8 takes no value"});
-        return;
-      }
-      env.smtputf8 = true;
-    } else {
-      error("MAIL", Reply{555, "5.5.4", fmt::format("Error: unsupported parameter {}", p.keyword)});
-      return;
-    }
-  }
-  if (!env.smtputf8 && c.path.utf8()) {
-    error("MAIL", Reply{553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"});
-    return;
-  }
-  if (cfg_.min_free_space > 0) {
-    // The free-space reserve (Postfix's 1.5 x message_size_limit): refuse
-    // before the disk is full, not after. Temporary, and not a client error.
-    const uint64_t need = cfg_.min_free_space + declared_size;
-    if (host_.spool_free_space(need) < need) {
-      const Reply r{452, "4.3.1", "Insufficient system storage"};
-      host_.rejected(fmt::format("MAIL <{}>", c.path.str()), r);
-      reply(r);
-      return;
-    }
-  }
-  env.sender = c.path.str();
-  if (!auth_login_.empty()) {
-    if (env.sender.empty() && cfg_.mode != Mode::relay) {
-      error("MAIL <>", Reply{553, "5.7.1", "<>: Sender address rejected: null sender not allowed on submission"});
-      return;
-    }
-    if (!env.sender.empty() && !host_.sender_allowed(auth_login_, env.sender)) {
-      error(fmt::format("MAIL <{}>", env.sender),
-            Reply{553, "5.7.1",
-                  fmt::format("<{}>: Sender address rejected: not owned by user {}", env.sender,
-                              auth_login_)});
-      return;
-    }
-    env.auth_user = auth_login_;
-  }
-  env.client_address = cfg_.client_address;
-  env.helo = helo_;
-  env_ = std::move(env);
-  state_ = State::mail;
-  reply(Reply{250, "2.1.0", "Ok"});
-}
-
-void Session::cmd_rcpt(const proto::Command& c) {
-  if (state_ != State::mail && state_ != State::rcpt) {
-    error("RCPT", Reply{503, "5.5.1", "Error: need MAIL command"});
-    return;
-  }
-  if (!c.params.empty()) {
-    error("RCPT", Reply{555, "5.5.4",
-                        fmt::format("Error: unsupported parameter {}", c.params.front().keyword)});
-    return;
-  }
-  if (!env_.smtputf8 && c.path.utf8()) {
-    error("RCPT", Reply{553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"});
-    return;
-  }
-  if (!cfg_.trusted && auth_login_.empty()) {
-    ++rejected_rcpts_;
-    error(fmt::format("RCPT <{}>", c.path.str()),
-          Reply{554, "5.7.1", fmt::format("<{}>: Relay access denied", c.path.str())});
-    return;
-  }
-  if (env_.recipients.size() >= cfg_.max_recipients) {
-    // Not an error at first: RFC 5321 §4.5.3.1.10 expects clients to send
-    // the rest in a later transaction. Logged once per transaction; beyond
-    // kRecipientOvershoot more (Postfix's smtpd_recipient_overshoot_limit)
-    // each one counts towards max_errors, so a flood ends in 421.
-    Reply r{452, "4.5.3", "Error: too many recipients"};
-    if (++overshoot_ > kRecipientOvershoot) {
-      error("RCPT", r);
-      return;
-    }
-    if (overshoot_ == 1) host_.rejected("RCPT (and any further ones in this transaction)", r);
-    reply(r);
-    return;
-  }
-  queue::Recipient rcpt;
-  rcpt.address = c.path.str();
-  env_.recipients.push_back(std::move(rcpt));
-  state_ = State::rcpt;
-  reply(Reply{250, "2.1.5", "Ok"});
-}
-
-void Session::cmd_data() {
-  if (state_ == State::mail && rejected_rcpts_ > 0) {
-    error("DATA", Reply{554, "5.5.1", "Error: no valid recipients"});
-    return;
-  }
-  if (state_ != State::rcpt) {
-    error("DATA", Reply{503, "5.5.1",
-                        state_ == State::mail ? "Error: need RCPT command"
-                                              : "Error: need MAIL command"});
-    return;
-  }
-  env_.id = host_.begin_message();
-  env_.arrival_us = host_.now_us();
-  data_ = proto::DataReader(cfg_.max_message_size);
-  fix_headers_ = cfg_.mode != Mode::relay;  // RFC 6409 §8: submission adds what is missing
-  added_size_ = 0;
-  state_ = State::data;
-  reply(Reply{354, "", "End data with <CR><LF>.<CR><LF>"});
-  std::string received = received_header(env_.id);
-  received_size_ = received.size();
-  host_.message_data(received);
+  if (state_ == State::mail || state_ == State::rcpt) enter(State::ready);
 }
 
 std::string Session::received_header(const std::string& qid) const {
@@ -455,7 +239,7 @@ void Session::finish_data() {
     std::string what = fmt::format("DATA {}", env_.id);
     host_.abort_message();
     reset_transaction();
-    state_ = State::ready;
+    enter(State::ready);
     error(what, *bad);
     if (shutting_down_ && !closed()) close_with(kShutdown);
     return;
@@ -466,7 +250,7 @@ void Session::finish_data() {
   }
   if (env_.message_id.empty()) env_.message_id = data_.message_id();
   env_.size = received_size_ + data_.size() + added_size_;
-  state_ = State::committing;
+  enter(State::committing);
   host_.commit_message(env_);
 }
 
@@ -492,26 +276,6 @@ std::string Session::missing_headers() {
   return add;
 }
 
-void Session::cmd_starttls() {
-  if (!cfg_.tls_offered) {
-    error("STARTTLS", Reply{502, "5.5.1", "Error: command not implemented"});
-    return;
-  }
-  if (in_tls_) {
-    error("STARTTLS", Reply{554, "5.5.1", "Error: TLS already active"});
-    return;
-  }
-  if (state_ == State::mail || state_ == State::rcpt) {
-    error("STARTTLS", Reply{503, "5.5.1", "Error: STARTTLS not allowed during a mail transaction"});
-    return;
-  }
-  reply(Reply{220, "2.0.0", "Ready to start TLS"});
-  state_ = State::tls_handshake;
-  lines_.reset();
-  pending_.clear();
-  host_.start_tls();
-}
-
 void Session::on_tls_started(std::string info) {
   if (state_ != State::tls_handshake) return;
   in_tls_ = true;
@@ -521,7 +285,7 @@ void Session::on_tls_started(std::string info) {
   auth_login_.clear();
   helo_.clear();
   esmtp_ = false;
-  state_ = State::connected;
+  enter(State::connected);
 }
 
 }  // namespace sluice::mta
@@ -534,52 +298,27 @@ bool Session::auth_allowed() const {
   return cfg_.auth_offered && (in_tls_ || (cfg_.mode == Mode::relay && cfg_.trusted));
 }
 
-void Session::cmd_auth(const proto::Command& c) {
-  // Never log c.arg: it may hold a password (the initial response).
-  if (!cfg_.auth_offered) {
-    error("AUTH", Reply{503, "5.5.1", "Error: authentication not enabled"});
-    return;
-  }
-  if (!auth_allowed()) {
-    error("AUTH", Reply{538, "5.7.11", "Encryption required for requested authentication mechanism"});
-    return;
-  }
-  if (state_ == State::connected || !esmtp_) {
-    error("AUTH", Reply{503, "5.5.1", "Error: send EHLO first"});
-    return;
-  }
-  if (!auth_login_.empty()) {
-    error("AUTH", Reply{503, "5.5.1", "Error: already authenticated"});
-    return;
-  }
-  if (state_ != State::ready) {
-    error("AUTH", Reply{503, "5.5.1", "Error: MAIL transaction in progress"});
-    return;
-  }
-  auth_step(sasl_.start_command(c.arg));
-}
-
 void Session::auth_step(auth::Step step) {
   if (auto* ch = std::get_if<auth::Challenge>(&step)) {
-    state_ = State::auth;
+    enter(State::auth);
     // RFC 4954 §4: responses may be up to 12288 octets.
     lines_.set_max_line(12288);
     host_.send(ch->wire());
     return;
   }
   lines_.set_max_line(proto::Limits::command_line);
-  state_ = State::ready;
   if (auto* creds = std::get_if<auth::Credentials>(&step)) {
-    state_ = State::auth_checking;
+    enter(State::auth_checking);
     host_.check_password(std::move(*creds));
     return;
   }
+  enter(State::ready);
   error("AUTH", std::get<Reply>(step));
 }
 
 void Session::on_auth_temporary() {
   if (state_ != State::auth_checking) return;
-  state_ = State::ready;
+  enter(State::ready);
   Reply r = auth::reply_temporary();
   host_.rejected("AUTH", r);
   reply(r);
@@ -587,7 +326,7 @@ void Session::on_auth_temporary() {
 
 void Session::on_auth_result(bool ok, const std::string& login) {
   if (state_ != State::auth_checking) return;
-  state_ = State::ready;
+  enter(State::ready);
   if (ok) {
     auth_login_ = login;
     reply(auth::reply_success());

@@ -13,7 +13,11 @@
 //
 // States: connected -> (EHLO/HELO) ready -> (MAIL) mail -> (RCPT) rcpt ->
 // (DATA) data -> committing -> ready ... ; (STARTTLS) tls_handshake ->
-// connected; quitting/closed are final.
+// connected; quitting/closed are final. Every change goes through one
+// function, enter(), which reports it to SessionHost::state_changed() for
+// the debug log. Which command is allowed in which state, and the ESMTP
+// extensions (EHLO keywords, MAIL/RCPT parameters, verbs), are one table in
+// smtp_commands.cpp.
 //
 // STARTTLS safety (the CVE-2011-0411 class): once the STARTTLS line is
 // parsed, the rest of that input is dropped and nothing is read as a command
@@ -24,6 +28,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mta/auth/sasl.hpp"
 #include "mta/proto/command.hpp"
@@ -85,6 +90,9 @@ class SessionHost {
   // For the log.
   virtual void rejected(std::string_view what, const proto::Reply& reply) = 0;
   virtual void accepted(const queue::Envelope& env) = 0;
+  // Every state change, `from -> to` (Session::to_string names), for the
+  // debug log. Must not call back into the session.
+  virtual void state_changed(std::string_view /*from*/, std::string_view /*to*/) {}
 };
 
 class Session {
@@ -119,6 +127,12 @@ class Session {
 
   static std::string_view to_string(State s);
 
+  // The command table (smtp_commands.cpp), for tests and docs: whether `verb`
+  // may be used in state `s` (otherwise it gets its row's refusal), and the
+  // registered ESMTP extensions' names in EHLO order.
+  static bool allowed(proto::Verb verb, State s);
+  static std::vector<std::string_view> extensions();
+
  private:
   void process();
   void handle_line(std::string_view line);
@@ -129,15 +143,11 @@ class Session {
   void close_with(const proto::Reply& r);
   std::string received_header(const std::string& qid) const;
   std::string missing_headers();
-  void cmd_starttls();
-  void cmd_auth(const proto::Command& c);
   void auth_step(auth::Step step);
   bool auth_allowed() const;
+  void enter(State next);  // the one place state_ changes
 
-  void cmd_ehlo(const std::string& arg, bool extended);
-  void cmd_mail(const proto::Command& c);
-  void cmd_rcpt(const proto::Command& c);
-  void cmd_data();
+  struct Commands;  // smtp_commands.cpp: the command table, the extensions and their handlers
 
   SessionConfig cfg_;
   SessionHost& host_;

@@ -1,8 +1,13 @@
 // Session dialogues without sockets: a recording host stands in for the glue.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "mta/smtp_session.hpp"
 
@@ -48,6 +53,10 @@ struct Host : SessionHost {
     rejects.push_back(std::string(what) + " " + std::to_string(r.code));
   }
   void accepted(const sluice::queue::Envelope&) override { ++accepted_n; }
+  std::vector<std::string> transitions;  // "from -> to"
+  void state_changed(std::string_view from, std::string_view to) override {
+    transitions.push_back(std::string(from) + " -> " + std::string(to));
+  }
 
   // Reply codes in `out`, one per reply (continuation lines skipped).
   std::vector<int> codes() const {
@@ -520,4 +529,212 @@ TEST_CASE("the reserve is off at 0, and a syntax error still comes first") {
   Session s2(c, h2);
   s2.feed("EHLO c\r\nMAIL FROM:<a@x.test> SIZE=x\r\nMAIL FROM:<a@x.test> SIZE=1001\r\n");
   CHECK(h2.codes() == std::vector<int>{250, 501, 552});
+}
+
+// The command table, state by state: every verb (with its arguments' and
+// parameters' variants) sent in every state a command can arrive in, under
+// each kind of listener, against a golden transcript. The transcript was
+// recorded before the dispatch became a table (mta/testdata/
+// session_commands.ref), so every reply, code, enhanced code, log hook and
+// state change is pinned byte for byte. SLUICE_UPDATE_GOLDEN=1 rewrites it.
+namespace {
+
+struct NamedCfg {
+  const char* name;
+  SessionConfig cfg;
+};
+
+std::vector<NamedCfg> matrix_configs() {
+  std::vector<NamedCfg> v;
+  v.push_back({"relay-trusted", relay_cfg(true)});
+  v.push_back({"relay-untrusted", relay_cfg(false)});
+  auto tls_auth = relay_cfg(true);
+  tls_auth.tls_offered = true;
+  tls_auth.auth_offered = true;
+  v.push_back({"relay-trusted-tls-auth", tls_auth});
+  v.push_back({"submission-plain", submission_cfg(false)});
+  v.push_back({"submission-tls", submission_cfg(true)});
+  return v;
+}
+
+// "!auth" in a setup answers a pending password check with success.
+const std::vector<std::vector<std::string>> kSetups = {
+    {},
+    {"HELO c"},
+    {"EHLO c"},
+    {"EHLO c", "AUTH PLAIN AGFAeC50ZXN0AHB3", "!auth"},
+    {"HELO c", "MAIL FROM:<a@x.test>"},
+    {"EHLO c", "MAIL FROM:<a@x.test>"},
+    {"EHLO c", "MAIL FROM:<a@x.test>", "RCPT TO:<b@y.test>"},
+    {"EHLO c", "AUTH PLAIN AGFAeC50ZXN0AHB3", "!auth", "MAIL FROM:<a@x.test>"},
+    {"EHLO c", "AUTH PLAIN AGFAeC50ZXN0AHB3", "!auth", "MAIL FROM:<a@x.test>",
+     "RCPT TO:<b@y.test>"},
+};
+
+const std::vector<std::string> kProbes = {
+    "EHLO c2", "HELO c2", "MAIL FROM:<p@x.test>", "MAIL FROM:<a@x.test> SIZE=10 BODY=8BITMIME SMTPUTF8",
+    "MAIL FROM:<p@x.test> SIZE=x", "MAIL FROM:<p@x.test> SIZE=99999", "MAIL FROM:<p@x.test> BODY=7bit",
+    "MAIL FROM:<p@x.test> BODY=9BIT", "MAIL FROM:<p@x.test> SMTPUTF8=1", "MAIL FROM:<p@x.test> FOO=1",
+    "MAIL FROM:<p\xc3\xa9@x.test>", "MAIL FROM:<>", "RCPT TO:<q@y.test>",
+    "RCPT TO:<q@y.test> NOTIFY=NEVER", "RCPT TO:<q\xc3\xa9@y.test>", "DATA", "RSET", "NOOP", "QUIT",
+    "VRFY x", "HELP", "EXPN x", "BDAT 10 LAST", "STARTTLS", "AUTH PLAIN", "AUTH LOGIN",
+    "AUTH PLAIN AGFAeC50ZXN0AHB3", "AUTH CRAM-MD5", "FOO", "MAIL TO:<x@y.test>",
+};
+
+void transcript_lines(std::string& t, const std::string& prefix, const std::string& bytes) {
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    size_t e = bytes.find("\r\n", pos);
+    if (e == std::string::npos) e = bytes.size();
+    t += prefix + bytes.substr(pos, e - pos) + "\n";
+    pos = e + 2;
+  }
+}
+
+std::string command_matrix() {
+  std::string t;
+  for (const auto& nc : matrix_configs()) {
+    for (const auto& setup : kSetups) {
+      for (const auto& probe : kProbes) {
+        Host h;
+        Session s(nc.cfg, h);
+        s.start();
+        for (const auto& line : setup) {
+          if (line == "!auth") {
+            if (s.state() == Session::State::auth_checking) s.on_auth_result(true, "a@x.test");
+          } else {
+            s.feed(line + "\r\n");
+          }
+        }
+        t += fmt::format("{} [", nc.name);
+        for (size_t i = 0; i < setup.size(); ++i) t += (i ? " / " : "") + setup[i];
+        t += fmt::format("] {} ({})\n", probe, Session::to_string(s.state()));
+        h.out.clear();
+        h.rejects.clear();
+        const int tls_before = h.tls_started;
+        const size_t checked_before = h.checked.size();
+        s.feed(probe + "\r\n");
+        transcript_lines(t, "  < ", h.out);
+        for (const auto& r : h.rejects) t += "  ! " + r + "\n";
+        t += fmt::format("  = {}{}{}{}\n", Session::to_string(s.state()), h.closed ? " closed" : "",
+                         h.tls_started > tls_before ? " start_tls" : "",
+                         h.checked.size() > checked_before ? " check_password" : "");
+      }
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("command table: every verb in every state replies as recorded") {
+  const std::string path = SLUICE_TESTDATA "/session_commands.ref";
+  const std::string got = command_matrix();
+  if (std::getenv("SLUICE_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(path, std::ios::binary) << got;
+    WARN("rewrote " << path);
+  }
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.good());
+  std::stringstream want;
+  want << in.rdbuf();
+  // Line by line, so a failure names the first difference.
+  std::istringstream a(got), b(want.str());
+  std::string la, lb, context;
+  int n = 0;
+  while (true) {
+    bool ga = static_cast<bool>(std::getline(a, la));
+    bool gb = static_cast<bool>(std::getline(b, lb));
+    ++n;
+    if (!ga && !gb) break;
+    if (!la.starts_with("  ")) context = la;
+    INFO("line " << n << " in " << context);
+    REQUIRE(la == lb);
+  }
+}
+
+TEST_CASE("command table: the EHLO keywords are the registered extensions, in today's order") {
+  CHECK(Session::extensions() ==
+        std::vector<std::string_view>{"PIPELINING", "SIZE", "ENHANCEDSTATUSCODES", "8BITMIME",
+                                      "SMTPUTF8", "STARTTLS", "AUTH"});
+  // A trusted relay client with a certificate and a users file is offered all of them.
+  Host h;
+  auto cfg = relay_cfg(true);
+  cfg.tls_offered = true;
+  cfg.auth_offered = true;
+  Session s(cfg, h);
+  s.feed("EHLO c\r\n");
+  CHECK(h.take() ==
+        "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-ENHANCEDSTATUSCODES\r\n"
+        "250-8BITMIME\r\n250-SMTPUTF8\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n");
+  std::vector<std::string> keywords;
+  for (auto name : Session::extensions()) keywords.emplace_back(name);
+  // Each line starts with its extension's name, in the same order.
+  std::vector<std::string> lines = {"PIPELINING", "SIZE 1000", "ENHANCEDSTATUSCODES", "8BITMIME",
+                                    "SMTPUTF8", "STARTTLS", "AUTH PLAIN LOGIN"};
+  REQUIRE(lines.size() == keywords.size());
+  for (size_t i = 0; i < lines.size(); ++i) CHECK(lines[i].starts_with(keywords[i]));
+}
+
+TEST_CASE("command table: which verb is allowed in which state") {
+  using sluice::proto::Verb;
+  using St = Session::State;
+  const std::vector<St> command_states = {St::connected, St::ready, St::mail, St::rcpt};
+  for (Verb v : {Verb::ehlo, Verb::helo, Verb::rset, Verb::noop, Verb::quit, Verb::vrfy, Verb::help})
+    for (St st : command_states) CHECK(Session::allowed(v, st));
+  for (Verb v : {Verb::expn, Verb::bdat})  // no row: 502
+    for (St st : command_states) CHECK_FALSE(Session::allowed(v, st));
+  CHECK(!Session::allowed(Verb::mail, St::connected));
+  CHECK(Session::allowed(Verb::mail, St::ready));
+  CHECK(!Session::allowed(Verb::mail, St::mail));
+  CHECK(!Session::allowed(Verb::mail, St::rcpt));
+  CHECK(!Session::allowed(Verb::rcpt, St::ready));
+  CHECK(Session::allowed(Verb::rcpt, St::mail));
+  CHECK(Session::allowed(Verb::rcpt, St::rcpt));
+  CHECK(!Session::allowed(Verb::data, St::mail));
+  CHECK(Session::allowed(Verb::data, St::rcpt));
+  CHECK(Session::allowed(Verb::starttls, St::connected));
+  CHECK(Session::allowed(Verb::starttls, St::ready));
+  CHECK(!Session::allowed(Verb::starttls, St::mail));
+  CHECK(!Session::allowed(Verb::auth, St::connected));
+  CHECK(Session::allowed(Verb::auth, St::ready));
+  CHECK(!Session::allowed(Verb::auth, St::rcpt));
+}
+
+TEST_CASE("command table: a refused verb keeps the state and counts as an error") {
+  auto cfg = relay_cfg(true);
+  cfg.max_errors = 4;
+  Host h;
+  Session s(cfg, h);
+  s.feed("EHLO c\r\nMAIL FROM:<a@x.test>\r\n");
+  h.take();
+  s.feed("MAIL FROM:<b@x.test>\r\nDATA\r\nEXPN x\r\n");
+  CHECK(h.take() ==
+        "503 5.5.1 Error: nested MAIL command\r\n503 5.5.1 Error: need RCPT command\r\n"
+        "502 5.5.1 Error: command not implemented\r\n");
+  CHECK(h.rejects == std::vector<std::string>{"MAIL 503", "DATA 503", "EXPN 502"});
+  CHECK(s.state() == Session::State::mail);
+  s.feed("BDAT 1 LAST\r\n");  // the fourth error
+  CHECK(h.take() ==
+        "502 5.5.1 Error: command not implemented\r\n421 4.7.0 Error: too many errors\r\n");
+  CHECK(s.closed());
+}
+
+TEST_CASE("every state change is reported once, old -> new") {
+  Host h;
+  auto cfg = submission_cfg(true);
+  Session s(cfg, h);
+  s.start();
+  s.feed("EHLO c\r\nAUTH PLAIN AGFsaWNlQHgudGVzdABzZWNyZXQ=\r\n");
+  s.on_auth_result(true, "alice@x.test");
+  s.feed("MAIL FROM:<alice@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"
+         "Subject: x\r\n\r\nhi\r\n.\r\n");
+  s.on_commit(true);
+  // A refused command (the second MAIL) changes nothing; EHLO in ready is no change.
+  s.feed("EHLO again\r\nMAIL FROM:<alice@x.test>\r\nMAIL FROM:<alice@x.test>\r\nRSET\r\nQUIT\r\n");
+  CHECK(h.transitions ==
+        std::vector<std::string>{"connected -> ready", "ready -> auth_checking",
+                                 "auth_checking -> ready", "ready -> mail", "mail -> rcpt",
+                                 "rcpt -> data", "data -> committing", "committing -> ready",
+                                 "ready -> mail", "mail -> ready", "ready -> quitting"});
 }

@@ -69,30 +69,7 @@ constexpr std::chrono::milliseconds kCompactInterval{1000};
 constexpr int64_t kSpaceRefreshNs = 1'000'000'000;
 constexpr int64_t kSpaceLowRefreshNs = 100'000'000;
 
-// Owns a file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
+using safe::Fd;
 
 std::string sys_error(std::string_view what, const std::string& path, int err) {
   std::string s(what);
@@ -157,9 +134,12 @@ struct Entry {
   std::vector<uint64_t> old_commits;
 };
 
-void add_old_commit(Entry& e, uint64_t seq) {
-  if (seq != e.commit_seq && std::find(e.old_commits.begin(), e.old_commits.end(), seq) == e.old_commits.end())
-    e.old_commits.push_back(seq);
+// A message's COMMIT moved from segment `old_seq` to `new_seq` (an update,
+// a compaction copy): `old_commits` remembers the old one, once.
+void add_old_commit(std::vector<uint64_t>& old_commits, uint64_t old_seq, uint64_t new_seq) {
+  if (old_seq != new_seq &&
+      std::find(old_commits.begin(), old_commits.end(), old_seq) == old_commits.end())
+    old_commits.push_back(old_seq);
 }
 
 // A message whose chunks are being written (writer thread only).
@@ -287,7 +267,7 @@ struct Spool::Impl {
   void finish(std::vector<Item>& batch, bool ok);
   void reclaim();
   void forget_segment(uint64_t seq);
-  void add_tombs(uint64_t done_seq, const Entry& e);
+  void add_tombs(uint64_t done_seq, const std::vector<uint64_t>& old_commits, uint64_t commit_seq);
   void compact();
   void pin(uint64_t seq) { ++seg_refs[seq]; }
   void unpin(uint64_t seq) {
@@ -729,8 +709,7 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
           // that the content's segments never drop to zero in between.
           for_each_segment(e.extents, it.seq, [this](uint64_t s) { pin(s); });
           for_each_segment(e.extents, e.commit_seq, [this](uint64_t s) { unpin(s); });
-          const uint64_t old = std::exchange(e.commit_seq, it.seq);
-          add_old_commit(e, old);
+          add_old_commit(e.old_commits, std::exchange(e.commit_seq, it.seq), it.seq);
           e.env = std::move(it.env);
           n_updates.fetch_add(1, std::memory_order_relaxed);
           any_done = true;  // the old COMMIT's segment may be free now
@@ -745,7 +724,7 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
           if (!ok) break;
           if (auto x = index.find(it.id); x != index.end()) {
             // The DONE must outlive every other segment with a COMMIT of it.
-            add_tombs(it.seq, x->second);
+            add_tombs(it.seq, x->second.old_commits, x->second.commit_seq);
             for_each_segment(x->second.extents, x->second.commit_seq,
                              [this](uint64_t s) { unpin(s); });
             index.erase(x);
@@ -822,10 +801,13 @@ void Spool::Impl::reclaim() {
   }
 }
 
-// Message `e` is finished by a DONE record in segment `done_seq`: that
+// A message is finished by a DONE record in segment `done_seq`: that
 // segment must outlive every other segment file still holding a COMMIT of
-// it (or recovery would find the COMMIT without the DONE).
-void Spool::Impl::add_tombs(uint64_t done_seq, const Entry& e) {
+// it — its current one (`commit_seq`, kNoSeq for none) and `old_commits` —
+// or recovery would find the COMMIT without the DONE. Used by the writer
+// and by recovery.
+void Spool::Impl::add_tombs(uint64_t done_seq, const std::vector<uint64_t>& old_commits,
+                            uint64_t commit_seq) {
   auto add = [&](uint64_t seq) {
     if (seq == done_seq) return;
     if (!seg_refs.contains(seq) && std::find(unlinked.begin(), unlinked.end(), seq) == unlinked.end())
@@ -833,8 +815,8 @@ void Spool::Impl::add_tombs(uint64_t done_seq, const Entry& e) {
     seg_waiters[seq].push_back(done_seq);
     ++seg_tombs[done_seq];
   };
-  for (uint64_t seq : e.old_commits) add(seq);
-  add(e.commit_seq);
+  for (uint64_t seq : old_commits) add(seq);
+  add(commit_seq);
 }
 
 // Copies the live messages of sparse sealed segments (live data at most
@@ -957,9 +939,7 @@ void Spool::Impl::compact() {
       for_each_segment(m.extents, m.commit_seq, [this](uint64_t s) { pin(s); });
       for_each_segment(e.extents, e.commit_seq, [this](uint64_t s) { unpin(s); });
       e.extents = std::move(m.extents);
-      const uint64_t old = e.commit_seq;
-      e.commit_seq = m.commit_seq;
-      add_old_commit(e, old);
+      add_old_commit(e.old_commits, std::exchange(e.commit_seq, m.commit_seq), m.commit_seq);
     }
   }
   n_compacted.fetch_add(moved.size(), std::memory_order_relaxed);
@@ -992,17 +972,6 @@ std::expected<void, std::string> Spool::Impl::recover() {
     uint64_t commit_seq = 0;
     std::vector<uint64_t> old_commits;  // segments of its earlier COMMITs
     bool live = false;
-  };
-  // A DONE in `done_seq` for a message with COMMITs in other segments must
-  // outlive them (reclaim()); every segment read so far still exists.
-  auto add_tombs_found = [this](uint64_t done_seq, const Found& m) {
-    auto add = [&](uint64_t seq) {
-      if (seq == done_seq) return;
-      seg_waiters[seq].push_back(done_seq);
-      ++seg_tombs[done_seq];
-    };
-    for (uint64_t seq : m.old_commits) add(seq);
-    if (m.live) add(m.commit_seq);
   };
   std::unordered_map<uint64_t, Found> found;
 
@@ -1094,9 +1063,7 @@ std::expected<void, std::string> Spool::Impl::recover() {
             m.extents = std::move(m.chunks);
           }
           m.chunks.clear();
-          if (m.live && m.commit_seq != seq &&
-              std::find(m.old_commits.begin(), m.old_commits.end(), m.commit_seq) == m.old_commits.end())
-            m.old_commits.push_back(m.commit_seq);
+          if (m.live) add_old_commit(m.old_commits, m.commit_seq, seq);
           env->id = std::string(r->id);
           m.env = std::move(*env);
           m.commit_seq = seq;
@@ -1105,7 +1072,8 @@ std::expected<void, std::string> Spool::Impl::recover() {
         }
         case rec::Type::done:
           if (auto f = found.find(id); f != found.end()) {
-            add_tombs_found(seq, f->second);
+            // Every segment read so far is in seg_refs: none is skipped.
+            add_tombs(seq, f->second.old_commits, f->second.live ? f->second.commit_seq : kNoSeq);
             found.erase(f);
           }
           break;
@@ -1197,14 +1165,14 @@ std::expected<std::unique_ptr<Spool>, std::string> Spool::open(Options options) 
     if (impl->opt.owner != static_cast<uid_t>(-1)) {
       if (auto r = safe::check_owner(lock->get(), lock_path, impl->opt.owner); !r) return std::unexpected(r.error());
     }
-    impl->lock_fd.reset(lock->release());
+    impl->lock_fd = std::move(*lock);
     if (::flock(impl->lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK)
         return std::unexpected("spool " + impl->opt.dir + " is in use by another process");
       return std::unexpected(sys_error("cannot lock", lock_path, errno));
     }
   }
-  impl->dir_fd.reset(segs->dir.fd.release());
+  impl->dir_fd = std::move(segs->dir.fd);
 
   if (auto r = impl->recover(); !r) return std::unexpected(r.error());
 

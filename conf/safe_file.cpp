@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 namespace sluice::safe {
@@ -82,6 +83,29 @@ bool sync_dir(int fd) {
   return ok;
 }
 
+// Error unless the open `fd` is a regular file with exactly one link;
+// `second_name` says what a second link means where it is checked.
+std::expected<void, std::string> single_regular_file(int fd, const std::string& path,
+                                                     std::string_view second_name) {
+  auto st = stat_fd(fd, path);
+  if (!st) return std::unexpected(st.error());
+  if (!S_ISREG(st->st_mode)) return std::unexpected(fail(path, "is not a regular file; refused", 0));
+  if (st->st_nlink != 1)
+    return std::unexpected(fail(path, "has " + std::to_string(st->st_nlink) + " hard links; refused (" +
+                                          std::string(second_name) + ")", 0));
+  return {};
+}
+
+// `name` in `dir` is a symbolic link and `dir` is trusted (its links are the
+// administrator's): the directory it leads to, followed. Empty otherwise.
+std::optional<Fd> follow_trusted_link(const Dir& dir, const std::string& name) {
+  struct stat dst, lst;
+  if (::fstat(dir.fd.get(), &dst) != 0 || !trusted_dir(dst) ||
+      ::fstatat(dir.fd.get(), name.c_str(), &lst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(lst.st_mode))
+    return std::nullopt;
+  return Fd(open_followed(dir.fd.get(), name));
+}
+
 std::expected<Dir, std::string> walk(const std::string& path, bool create, mode_t mode, Owner owner) {
   if (path.empty()) return std::unexpected(std::string("empty directory path"));
   const bool absolute = path.front() == '/';
@@ -100,16 +124,12 @@ std::expected<Dir, std::string> walk(const std::string& path, bool create, mode_
       auto made = make_dir_at(cur, part, mode, owner);
       if (!made) {
         // A link in a trusted directory is the administrator's: follow it.
-        struct stat dst, lst;
-        if (::fstat(cur.fd.get(), &dst) == 0 && trusted_dir(dst) &&
-            ::fstatat(cur.fd.get(), part.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
-          Fd next(open_followed(cur.fd.get(), part));
-          if (!next) return std::unexpected(fail(shown, "cannot open", errno));
-          cur.fd = std::move(next);
-          cur.path = shown;
-          continue;
-        }
-        return std::unexpected(made.error());
+        auto followed = follow_trusted_link(cur, part);
+        if (!followed) return std::unexpected(made.error());
+        if (!*followed) return std::unexpected(fail(shown, "cannot open", errno));
+        cur.fd = std::move(*followed);
+        cur.path = shown;
+        continue;
       }
       cur.fd = std::move(made->dir.fd);
       cur.path = shown;
@@ -117,17 +137,15 @@ std::expected<Dir, std::string> walk(const std::string& path, bool create, mode_
     }
     Fd next(open_sub(cur.fd.get(), part, O_NOFOLLOW));
     if (!next) {
-      int err = errno;
-      struct stat dst, lst;
-      if ((err == ELOOP || err == ENOTDIR) && ::fstat(cur.fd.get(), &dst) == 0 && trusted_dir(dst) &&
-          ::fstatat(cur.fd.get(), part.c_str(), &lst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(lst.st_mode)) {
-        next.reset(open_followed(cur.fd.get(), part));
-        if (!next) return std::unexpected(fail(shown, "cannot open", errno));
-      } else {
+      const int err = errno;
+      auto followed = (err == ELOOP || err == ENOTDIR) ? follow_trusted_link(cur, part) : std::nullopt;
+      if (!followed) {
         std::string why = open_error(cur.fd.get(), shown, part, err);
         if (err == ELOOP) why += " (in a directory another account can write)";
         return std::unexpected(why);
       }
+      if (!*followed) return std::unexpected(fail(shown, "cannot open", errno));
+      next = std::move(*followed);
     }
     cur.fd = std::move(next);
     cur.path = shown;
@@ -186,12 +204,8 @@ std::expected<Fd, std::string> open_file_at(const Dir& parent, std::string_view 
   Fd fd(::openat(parent.fd.get(), std::string(name).c_str(), flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
                  mode));
   if (!fd) return std::unexpected(open_error(parent.fd.get(), path, name, errno));
-  auto st = stat_fd(fd.get(), path);
-  if (!st) return std::unexpected(st.error());
-  if (!S_ISREG(st->st_mode)) return std::unexpected(fail(path, "is not a regular file; refused", 0));
-  if (st->st_nlink != 1)
-    return std::unexpected(fail(path, "has " + std::to_string(st->st_nlink) +
-                                          " hard links; refused (a link to another file)", 0));
+  if (auto r = single_regular_file(fd.get(), path, "a link to another file"); !r)
+    return std::unexpected(r.error());
   if (!(flags & O_NONBLOCK)) ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
   return fd;
 }
@@ -199,12 +213,8 @@ std::expected<Fd, std::string> open_file_at(const Dir& parent, std::string_view 
 std::expected<Fd, std::string> open_admin_file(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) return std::unexpected(fail(path, "cannot open", errno));
-  auto st = stat_fd(fd.get(), path);
-  if (!st) return std::unexpected(st.error());
-  if (!S_ISREG(st->st_mode)) return std::unexpected(fail(path, "is not a regular file; refused", 0));
-  if (st->st_nlink != 1)
-    return std::unexpected(fail(path, "has " + std::to_string(st->st_nlink) +
-                                          " hard links; refused (copy it, do not hard-link it)", 0));
+  if (auto r = single_regular_file(fd.get(), path, "copy it, do not hard-link it"); !r)
+    return std::unexpected(r.error());
   ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
   return fd;
 }

@@ -102,11 +102,9 @@ std::expected<void, std::string> prepare_spool_dir(const std::string& dir, const
   } else if (st->st_uid != o.uid) {
     return std::unexpected(fmt::format("{}: belongs to uid {}, not to {} (uid {}); fix: chown -R {}: {}",
                                        made->dir.path, st->st_uid, o.name, o.uid, o.name, dir));
-  } else if ((st->st_mode & 0111) != 0111) {
-    // sluice-sendmail's users must reach the maildrop inside.
-    if (::fchmod(made->dir.fd.get(), (st->st_mode & 07777) | 0111) != 0)
-      return std::unexpected(fmt::format("{}: cannot change its mode: {}", dir, std::strerror(errno)));
   }
+  // (Pickup::prepare opens it to everyone's search, 0111, on its descriptor
+  // for sluice-sendmail's users, whoever the daemon runs as.)
   return {};
 }
 

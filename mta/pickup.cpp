@@ -111,6 +111,17 @@ Picked take_file(const std::string& dir, const std::string& name, const conf::Co
     p.error = fmt::format("file of {} bytes exceeds the message size limit", st.st_size);
     return p;
   }
+  // As MAIL FROM with SIZE on SMTP: nothing is committed that would take
+  // the file system below limits.min_free_space; the file waits.
+  if (const uint64_t reserve = cfg.limits.min_free_space; reserve > 0) {
+    const uint64_t need = reserve + static_cast<uint64_t>(st.st_size);
+    if (spool.free_space(need) < need) {
+      ::close(fd);
+      p.error = std::string(kBelowReserve);
+      p.retry = true;
+      return p;
+    }
+  }
   std::string raw;
   raw.resize(static_cast<size_t>(st.st_size));
   size_t got = 0;
@@ -320,23 +331,13 @@ void Pickup::scan() {
         std::sort(names.begin(), names.end());
         bool removed = false;
         for (const auto& name : names) {
-          // As MAIL FROM with SIZE on SMTP: nothing is committed that would
-          // take the file system below limits.min_free_space.
-          if (const uint64_t reserve = s->config->limits.min_free_space; reserve > 0) {
-            struct stat st;
-            const uint64_t size = ::lstat((s->dir + "/" + name).c_str(), &st) == 0
-                                      ? static_cast<uint64_t>(st.st_size)
-                                      : 0;
-            if (s->spool->free_space(reserve + size) < reserve + size) {
-              s->results.push_back(Result{name, false, true, std::string(kBelowReserve), 0, {}});
-              break;  // the rest waits too
-            }
-          }
           Picked p = take_file(s->dir, name, *s->config, *s->spool);
           if (!p.ok && !p.retry && p.discard) ::unlink((s->dir + "/" + name).c_str());
           else if (!p.ok && !p.retry) set_aside(s->spool_dir, s->dir, name);
           removed = removed || p.ok;
+          const bool below_reserve = p.retry && p.error == kBelowReserve;
           s->results.push_back(Result{name, p.ok, p.retry, std::move(p.error), p.uid, std::move(p.env), p.discard});
+          if (below_reserve) break;  // the rest waits too
         }
         for (const auto& name : stale) {
           ::unlink((s->dir + "/" + name).c_str());

@@ -1,7 +1,6 @@
 // delivery.cpp — see delivery.hpp.
 #include "mta/delivery.hpp"
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <sys/socket.h>
 
@@ -56,10 +55,7 @@ std::string trust_fix(const conf::Delivery& dc) {
   if (!dc.relayhost_tls_name.empty())
     return fix + fmt::format(", and check that the certificate names {} "
                              "(delivery.relayhost_tls_name)", dc.relayhost_tls_name);
-  unsigned char buf[16];
-  const bool literal = ::inet_pton(AF_INET, dc.relayhost_name.c_str(), buf) == 1 ||
-                       ::inet_pton(AF_INET6, dc.relayhost_name.c_str(), buf) == 1;
-  if (literal)
+  if (net::IpAddress::parse(dc.relayhost_name))
     return fix + fmt::format(", or set delivery.relayhost_tls_name to the name in its certificate "
                              "(an address alone must be an IP entry of the certificate: {})",
                              dc.relayhost_name);

@@ -708,24 +708,30 @@ void Server::on_check(uv_check_t* h) {
   if (self->hs_queue_.empty()) uv_idle_stop(&self->hs_idle_);
 }
 
-void Server::grant_handshake(std::optional<uint64_t> next, const std::string& client) {
-  if (!next) return;
-  auto it = conns_.find(*next);
-  if (it == conns_.end()) {  // cannot happen (leave() at close); never strand the slot
-    grant_handshake(hs_slots_.release(client), client);
-    return;
+namespace {
+
+// A slot of `client` came free and `next` waits for it: `granted` starts
+// that connection's work. One that is gone (cannot happen: connections
+// leave() at close) passes the slot on, so it is never stranded.
+template <class Granted>
+void grant_slot(const std::unordered_map<uint64_t, Connection*>& conns, ClientSlots& slots,
+                std::optional<uint64_t> next, const std::string& client, Granted granted) {
+  for (; next; next = slots.release(client)) {
+    if (auto it = conns.find(*next); it != conns.end()) {
+      granted(*it->second);
+      return;
+    }
   }
-  it->second->handshake_slot_granted();
+}
+
+}  // namespace
+
+void Server::grant_handshake(std::optional<uint64_t> next, const std::string& client) {
+  grant_slot(conns_, hs_slots_, next, client, [](Connection& c) { c.handshake_slot_granted(); });
 }
 
 void Server::grant_auth(std::optional<uint64_t> next, const std::string& client) {
-  if (!next) return;
-  auto it = conns_.find(*next);
-  if (it == conns_.end()) {
-    grant_auth(auth_slots_.release(client), client);
-    return;
-  }
-  it->second->auth_slot_granted();
+  grant_slot(conns_, auth_slots_, next, client, [](Connection& c) { c.auth_slot_granted(); });
 }
 
 void Server::forget(Connection& c) {

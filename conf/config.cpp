@@ -399,7 +399,8 @@ class Reader {
     return *d;
   }
 
-  std::optional<uint64_t> size(const toml::node& n, const std::string& key) {
+  // A size; 0 only where `zero_allowed` (it then means "off").
+  std::optional<uint64_t> size(const toml::node& n, const std::string& key, bool zero_allowed = false) {
     std::expected<uint64_t, std::string> v;
     if (auto* s = n.as_string()) {
       v = parse_size(s->get());
@@ -414,7 +415,7 @@ class Reader {
       add(key, line_of(n), v.error());
       return std::nullopt;
     }
-    if (*v == 0) {
+    if (*v == 0 && !zero_allowed) {
       add(key, line_of(n), "must be greater than zero");
       return std::nullopt;
     }
@@ -602,16 +603,7 @@ void read_limits(Reader& r, const toml::node& n, const std::string& key, Limits&
       duration_field(r, "auth_failure_delay", limits.auth_failure_delay),
       {"min_free_space",
        [&](const toml::node& v, const std::string& k) {
-         // "0" is allowed here: no reserve.
-         if (auto* s = v.as_string(); s && s->get() == "0") {
-           limits.min_free_space = 0;
-           return;
-         }
-         if (auto* i = v.as_integer(); i && i->get() == 0) {
-           limits.min_free_space = 0;
-           return;
-         }
-         if (auto s = r.size(v, k)) limits.min_free_space = *s;
+         if (auto s = r.size(v, k, /*zero_allowed=*/true)) limits.min_free_space = *s;  // 0: no reserve
        }},
   };
   r.walk(n, key, fields);

@@ -196,6 +196,24 @@ TEST_CASE("durations and sizes also accept TOML integers") {
   CHECK(r->limits.command_timeout == 90s);
 }
 
+TEST_CASE("min_free_space: 1.5 x max_message_size unless written; 0 turns it off") {
+  std::string text(kMinimal);
+  auto d = parse(text + "[limits]\nmax_message_size = \"10M\"\n");
+  REQUIRE(d.has_value());
+  CHECK(d->limits.min_free_space == 15ull * 1024 * 1024);
+  for (const char* off : {"0", "\"0\""}) {
+    auto r = parse(text + "[limits]\nmin_free_space = " + off + "\n");
+    REQUIRE(r.has_value());
+    CHECK(r->limits.min_free_space == 0);
+  }
+  auto set = parse(text + "[limits]\nmin_free_space = \"2G\"\n");
+  REQUIRE(set.has_value());
+  CHECK(set->limits.min_free_space == 2ull << 30);
+  CHECK(find(problems_of(text + "[limits]\nmin_free_space = -1\n"), "limits.min_free_space"));
+  // Zero stays an error for the sizes where it means nothing.
+  CHECK(find(problems_of(text + "[limits]\nmax_message_size = 0\n"), "limits.max_message_size"));
+}
+
 TEST_CASE("an empty trusted_networks trusts nobody") {
   std::string text(kMinimal);
   text += "[relay]\ntrusted_networks = []\n";

@@ -12,9 +12,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <span>
 #include <unordered_set>
+
+#include "mail/headers.hpp"
 
 namespace sluice::sendmail {
 
@@ -136,18 +137,6 @@ bool is_atext_or_space(uchar c) {
     return true;
   return std::string_view("!#$%&'*+-/=?^_`{|}~").find(static_cast<char>(c)) !=
          std::string_view::npos;
-}
-
-struct Civil {
-  int64_t days;  // since 1970-01-01
-  int hour, minute, second;
-};
-
-Civil civil(int64_t seconds) {
-  const int64_t days = floor_div(seconds, 86400);
-  const int64_t sod = seconds - days * 86400;
-  return {days, static_cast<int>(sod / 3600), static_cast<int>(sod / 60 % 60),
-          static_cast<int>(sod % 60)};
 }
 
 }  // namespace
@@ -299,33 +288,10 @@ Extracted extract_recipients(Message& m) {
 
 // ---- added fields --------------------------------------------------------------
 
-std::string format_date(int64_t unix_seconds, int32_t utc_offset_s) {
-  using namespace std::chrono;
-  static constexpr std::string_view kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  const Civil c = civil(unix_seconds + utc_offset_s);
-  const sys_days day{days{c.days}};
-  const year_month_day ymd{day};
-  const weekday wd{day};
-  const int32_t off = utc_offset_s < 0 ? -utc_offset_s : utc_offset_s;
-  return fmt::format("{}, {} {} {:04} {:02}:{:02}:{:02} {}{:02}{:02}", kDays[wd.c_encoding()],
-                     static_cast<unsigned>(ymd.day()),
-                     kMonths[static_cast<unsigned>(ymd.month()) - 1], static_cast<int>(ymd.year()),
-                     c.hour, c.minute, c.second, utc_offset_s < 0 ? '-' : '+', off / 3600,
-                     off % 3600 / 60);
-}
-
 std::string make_message_id(const Stamp& s) {
-  using namespace std::chrono;
-  const int64_t secs = floor_div(s.unix_us, 1000000);
-  const int64_t micros = s.unix_us - secs * 1000000;
-  const Civil c = civil(secs);
-  const year_month_day ymd{sys_days{days{c.days}}};
-  return fmt::format("<{:04}{:02}{:02}{:02}{:02}{:02}.{:06}.{:x}.{:016x}@{}>",
-                     static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-                     static_cast<unsigned>(ymd.day()), c.hour, c.minute, c.second, micros, s.pid,
-                     s.random, s.hostname);
+  const int64_t micros = s.unix_us - floor_div(s.unix_us, 1000000) * 1000000;
+  return mail::message_id(s.unix_us, fmt::format("{:06}.{:x}.{:016x}", micros, s.pid, s.random),
+                          s.hostname);
 }
 
 std::string format_mailbox(std::string_view full_name, std::string_view address) {
@@ -390,7 +356,7 @@ void add_missing_headers(Message& m, const Stamp& s, std::string_view from_addre
     m.header.push_back(Field{std::string(name), fmt::format("{}: {}\r\n", name, value)});
   };
   const bool date = m.has("Date"), from = m.has("From"), id = m.has("Message-ID");
-  if (!date) add("Date", format_date(floor_div(s.unix_us, 1000000), s.utc_offset_s));
+  if (!date) add("Date", mail::rfc5322_date(s.unix_us, s.utc_offset_s));
   if (!from) add("From", format_mailbox(full_name, from_address));
   if (!id) add("Message-ID", make_message_id(s));
 }

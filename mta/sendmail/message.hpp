@@ -113,8 +113,6 @@ struct Stamp {
 void add_missing_headers(Message& m, const Stamp& s, std::string_view from_address,
                          std::string_view full_name);
 
-// RFC 5322 §3.3 date-time in the given offset: "Tue, 1 Jul 2003 10:52:37 +0200".
-std::string format_date(int64_t unix_seconds, int32_t utc_offset_s);
 // "<20260126135601.123456.4d2.0123456789abcdef@host>": UTC time to the
 // microsecond, pid and 64 random bits in hex.
 std::string make_message_id(const Stamp& s);

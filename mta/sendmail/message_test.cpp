@@ -264,15 +264,6 @@ TEST_CASE("-t: only the header section is read") {
   CHECK(e.errors.empty());
 }
 
-TEST_CASE("format_date") {
-  CHECK(format_date(0, 0) == "Thu, 1 Jan 1970 00:00:00 +0000");
-  CHECK(format_date(1'769'435'761, 3600) == "Mon, 26 Jan 2026 14:56:01 +0100");
-  CHECK(format_date(1'769'435'761, -5 * 3600 - 1800) == "Mon, 26 Jan 2026 08:26:01 -0530");
-  CHECK(format_date(951'782'400, 0) == "Tue, 29 Feb 2000 00:00:00 +0000");
-  CHECK(format_date(1'735'689'599, 0) == "Tue, 31 Dec 2024 23:59:59 +0000");
-  CHECK(format_date(1'735'689'599, 1) == "Wed, 1 Jan 2025 00:00:00 +0000");
-}
-
 TEST_CASE("make_message_id") {
   CHECK(make_message_id(stamp()) ==
         "<20260126135601.123456.4d2.0123456789abcdef@mail.example.com>");

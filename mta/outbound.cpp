@@ -1,0 +1,2 @@
+// outbound.cpp — see outbound.hpp.
+#include "mta/outbound.hpp"

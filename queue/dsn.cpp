@@ -13,12 +13,12 @@
 // non-ASCII addresses are typed utf-8 (RFC 6533).
 #include "queue/dsn.hpp"
 
-#include <time.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <vector>
 
+#include "mail/headers.hpp"
 #include "queue/policy.hpp"
 
 namespace sluice::queue {
@@ -183,21 +183,6 @@ std::string address_field(std::string_view address, bool global) {
 
 }  // namespace
 
-std::string rfc5322_date(int64_t us) {
-  int64_t secs = us >= 0 ? us / 1'000'000 : -((-us + 999'999) / 1'000'000);
-  time_t t = time_t(secs);
-  struct tm tm;
-  if (!::gmtime_r(&t, &tm)) return "Thu, 01 Jan 1970 00:00:00 +0000";
-  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  char b[64];
-  std::snprintf(b, sizeof b, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday % 7],
-                tm.tm_mday, kMonths[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                tm.tm_sec);
-  return b;
-}
-
 std::string_view header_section(std::string_view content) {
   size_t end = content.find("\r\n\r\n");
   std::string_view h;
@@ -246,7 +231,7 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
   field(report, "Reporting-MTA", "dns; " + mta);
   field(report, "X-Sluice-Queue-ID", original.id);
   if (!original.envid.empty()) field(report, "Original-Envelope-Id", one_line(original.envid));
-  field(report, "Arrival-Date", rfc5322_date(original.arrival_us));
+  field(report, "Arrival-Date", mail::rfc5322_date(original.arrival_us));
   for (const FailedRecipient& f : failed) {
     report += kCrlf;
     field(report, "Final-Recipient", address_field(f.address, global));
@@ -260,7 +245,7 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
     if (!f.remote_mta.empty()) field(report, "Remote-MTA", "dns; " + mta_name(f.remote_mta));
     if (!f.diagnostic.empty())
       field(report, "Diagnostic-Code", (f.remote_mta.empty() ? "X-Sluice; " : "smtp; ") + f.diagnostic);
-    if (f.last_attempt_us != 0) field(report, "Last-Attempt-Date", rfc5322_date(f.last_attempt_us));
+    if (f.last_attempt_us != 0) field(report, "Last-Attempt-Date", mail::rfc5322_date(f.last_attempt_us));
   }
 
   // 3. The original headers.
@@ -283,7 +268,7 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
   field(out, "From", "MAILER-DAEMON@" + mta + " (Mail Delivery System)");
   field(out, "To", "<" + one_line(original.sender) + ">");
   field(out, "Subject", "Undelivered Mail Returned to Sender");
-  field(out, "Date", rfc5322_date(now_us));
+  field(out, "Date", mail::rfc5322_date(now_us));
   field(out, "Message-ID", angle(bounce_message_id));
   field(out, "Auto-Submitted", "auto-replied");
   field(out, "MIME-Version", "1.0");

@@ -62,7 +62,4 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
 Envelope bounce_envelope(const Envelope& original, std::string_view content,
                          std::string_view bounce_message_id, int64_t now_us);
 
-// RFC 5322 date-time in UTC: "Tue, 14 Nov 2023 22:13:20 +0000".
-std::string rfc5322_date(int64_t us);
-
 }  // namespace sluice::queue

@@ -38,16 +38,6 @@
 
 namespace sluice::dns {
 
-const char* to_string(Status s) {
-  switch (s) {
-    case Status::ok: return "ok";
-    case Status::null_mx: return "null MX";
-    case Status::permanent: return "permanent";
-    case Status::temporary: return "temporary";
-  }
-  return "?";
-}
-
 namespace detail {
 
 namespace {
@@ -140,8 +130,9 @@ AddrResult addr_result_of(const net::IpAddress& ip) {
 }
 
 // The addresses of `name` from its A and AAAA answers: ok if either family
-// has one; else temporary if either query failed temporarily; else permanent,
-// with `nothing` as the reason when the name exists without addresses.
+// has one; else temporary if either query failed temporarily; else nxdomain
+// when the name does not exist, or no_route (with `nothing` as the reason
+// when the name exists without addresses).
 AddrResult combine(const std::string& name, const Answer& a, const Answer& aaaa, const char* nothing) {
   AddrResult r;
   if (a.kind == Answer::Kind::records) r.ipv4 = a.addresses;
@@ -153,16 +144,18 @@ AddrResult combine(const std::string& name, const Answer& a, const Answer& aaaa,
   for (auto kind : {Answer::Kind::temporary, Answer::Kind::permanent}) {
     for (const auto& [ans, type] : {std::pair<const Answer*, const char*>{&a, "A"}, {&aaaa, "AAAA"}}) {
       if (ans->kind != kind) continue;
-      r.status = kind == Answer::Kind::temporary ? Status::temporary : Status::permanent;
+      r.status = kind == Answer::Kind::temporary ? Status::temporary : Status::no_route;
       r.reason = name + " " + type + ": " + ans->error;
       return r;
     }
   }
-  r.status = Status::permanent;
-  if (a.kind == Answer::Kind::nxdomain || aaaa.kind == Answer::Kind::nxdomain)
+  if (a.kind == Answer::Kind::nxdomain || aaaa.kind == Answer::Kind::nxdomain) {
+    r.status = Status::nxdomain;
     r.reason = name + ": domain does not exist (NXDOMAIN)";
-  else
+  } else {
+    r.status = Status::no_route;
     r.reason = name + ": " + nothing;
+  }
   return r;
 }
 
@@ -654,9 +647,9 @@ class MxLookup : public std::enable_shared_from_this<MxLookup> {
     switch (a.kind) {
       case Answer::Kind::records: return on_mx_records(a.mx);
       case Answer::Kind::nodata: return implicit_mx();
-      case Answer::Kind::nxdomain: return fail(Status::permanent, domain_ + ": domain does not exist (NXDOMAIN)");
+      case Answer::Kind::nxdomain: return fail(Status::nxdomain, domain_ + ": domain does not exist (NXDOMAIN)");
       case Answer::Kind::temporary: return fail(Status::temporary, domain_ + " MX: " + a.error);
-      case Answer::Kind::permanent: return fail(Status::permanent, domain_ + " MX: " + a.error);
+      case Answer::Kind::permanent: return fail(Status::no_route, domain_ + " MX: " + a.error);
     }
   }
 
@@ -687,7 +680,8 @@ class MxLookup : public std::enable_shared_from_this<MxLookup> {
   }
 
   // Hosts in MX order, those without addresses skipped. None left:
-  // temporary if any host failed temporarily, else permanent.
+  // temporary if any host failed temporarily, else no_route (even when every
+  // host is NXDOMAIN: the domain itself exists).
   void on_hosts_resolved() {
     MxResult r;
     std::string why;
@@ -703,7 +697,7 @@ class MxLookup : public std::enable_shared_from_this<MxLookup> {
       temporary |= res.status == Status::temporary;
       why += (why.empty() ? "" : "; ") + res.reason;
     }
-    if (r.hosts.empty()) return fail(temporary ? Status::temporary : Status::permanent,
+    if (r.hosts.empty()) return fail(temporary ? Status::temporary : Status::no_route,
                                      "no MX host of " + domain_ + " has an address: " + why);
     r.status = Status::ok;
     core_.finish(id_, std::move(r));
@@ -766,7 +760,7 @@ Resolver::RequestId Resolver::resolve_mx(std::string_view domain, std::function<
   RequestId id = core.add_request(std::move(cb));
   auto fail = [&](std::string reason) {
     MxResult r;
-    r.status = Status::permanent;
+    r.status = Status::no_route;
     r.reason = std::move(reason);
     core.finish(id, std::move(r));
   };
@@ -804,7 +798,7 @@ Resolver::RequestId Resolver::resolve_addresses(std::string_view host, std::func
       core.finish(id, detail::addr_result_of(**literal));
     } else {
       AddrResult r;
-      r.status = Status::permanent;
+      r.status = Status::no_route;
       r.reason = literal->error();
       core.finish(id, std::move(r));
     }
@@ -813,7 +807,7 @@ Resolver::RequestId Resolver::resolve_addresses(std::string_view host, std::func
   auto name = detail::normalize_name(host);
   if (!name) {
     AddrResult r;
-    r.status = Status::permanent;
+    r.status = Status::no_route;
     r.reason = "\"" + std::string(host) + "\": " + name.error();
     core.finish(id, std::move(r));
     return id;

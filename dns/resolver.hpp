@@ -9,10 +9,11 @@
 // resolve_mx() answers "where do I deliver mail for this domain": the hosts
 // in the order to try them (MX preference, equal preferences shuffled, at
 // most max_mx_hosts), each with its IPv4 and IPv6 addresses; or the domain's
-// own addresses when it has no MX (implicit MX); or null MX; or a permanent
-// or temporary failure with a reason for logs and DSNs. Policy in short
-// (docs/dns.md has it for administrators):
-//   NXDOMAIN, no MX and no address, MX hosts that all do not exist -> permanent
+// own addresses when it has no MX (implicit MX); or null MX;
+// or a failure whose Status says what it means, with a reason for logs and
+// DSNs. Policy in short (docs/dns.md has it for administrators):
+//   NXDOMAIN of the domain                                           -> nxdomain
+//   no MX and no address, MX hosts that all do not exist, bad names  -> no_route
 //   SERVFAIL, REFUSED, timeout, unreachable server, malformed reply  -> temporary
 //   MX records exist -> their hosts only, never the domain's own A/AAAA
 //   "[192.0.2.1]" / "[IPv6:2001:db8::1]" domain literals -> no DNS at all
@@ -50,37 +51,11 @@
 #include <vector>
 
 #include "conf/net.hpp"
+#include "dns/result.hpp"
 
 namespace sluice::dns {
 
-enum class Status : uint8_t {
-  ok,         // hosts / addresses found
-  null_mx,    // the domain accepts no mail (RFC 7505): bounce with 556 5.1.10
-  permanent,  // will not change by retrying soon: bounce (5.1.2 / 5.4.4)
-  temporary,  // try again later: defer (4.4.3)
-};
-const char* to_string(Status s);
-
-struct MxHost {
-  std::string name;  // lower case, no trailing dot; the domain itself for implicit MX
-  uint16_t preference = 0;
-  std::vector<net::IpAddress> ipv4;  // in answer order
-  std::vector<net::IpAddress> ipv6;  // in answer order
-};
-
-struct MxResult {
-  Status status = Status::temporary;
-  std::vector<MxHost> hosts;  // ok: the order to try, never empty; every host has an address
-  bool implicit_mx = false;   // ok: no MX records, hosts is the domain's own addresses
-  std::string reason;         // other statuses: what failed, e.g. "nx.example: domain does not exist (NXDOMAIN)"
-};
-
-struct AddrResult {
-  Status status = Status::temporary;  // ok, permanent or temporary
-  std::vector<net::IpAddress> ipv4;   // ok: at least one of the two is not empty
-  std::vector<net::IpAddress> ipv6;
-  std::string reason;
-};
+// Status, MxHost, MxResult and AddrResult: dns/result.hpp.
 
 struct Options {
   // dns.servers: tried in order; a port of 0 means 53. Empty: /etc/resolv.conf.

@@ -263,17 +263,17 @@ TEST_CASE("implicit MX, null MX and permanent failures", "[dns]") {
   }
   SECTION("NXDOMAIN") {
     MxResult r = h.mx("nx.test");
-    CHECK(r.status == Status::permanent);
+    CHECK(r.status == Status::nxdomain);
     CHECK_THAT(r.reason, Catch::Contains("NXDOMAIN") && Catch::Contains("nx.test"));
   }
   SECTION("the name exists with neither MX nor addresses") {
     MxResult r = h.mx("empty.test");
-    CHECK(r.status == Status::permanent);
+    CHECK(r.status == Status::no_route);
     CHECK_THAT(r.reason, Catch::Contains("no MX, A or AAAA"));
   }
   SECTION("MX records exist: their hosts only, never the domain's own A") {
     MxResult r = h.mx("noaddr.test");
-    CHECK(r.status == Status::permanent);
+    CHECK(r.status == Status::no_route);
     CHECK(r.hosts.empty());
     CHECK_THAT(r.reason, Catch::Contains("missing.noaddr.test"));
   }
@@ -387,10 +387,10 @@ TEST_CASE("CNAMEs, IPv6-only hosts, the cap, names", "[dns]") {
     for (const char* bad : {"", ".", "a..test", "bad\\name.test", "sp ace.test", "\xc3\xbc.test"}) {
       INFO(bad);
       MxResult r = h.mx(bad);
-      CHECK(r.status == Status::permanent);
-      CHECK(h.addrs(bad).status == Status::permanent);
+      CHECK(r.status == Status::no_route);
+      CHECK(h.addrs(bad).status == Status::no_route);
     }
-    CHECK(h.mx(std::string(64, 'a') + ".test").status == Status::permanent);
+    CHECK(h.mx(std::string(64, 'a') + ".test").status == Status::no_route);
     CHECK(h.resolver->stats().queries_sent == 0);
   }
 }
@@ -405,9 +405,9 @@ TEST_CASE("domain literals skip DNS", "[dns]") {
   MxResult v6 = h.mx("[IPv6:2001:db8::9]");
   REQUIRE(v6.status == Status::ok);
   CHECK(ips(v6.hosts[0].ipv6) == std::vector<std::string>{"2001:db8::9"});
-  CHECK(h.mx("[2001:db8::9]").status == Status::permanent);  // RFC 5321 wants the IPv6: tag
-  CHECK(h.mx("[999.0.0.1]").status == Status::permanent);
-  CHECK(h.mx("[IPv6:192.0.2.1]").status == Status::permanent);
+  CHECK(h.mx("[2001:db8::9]").status == Status::no_route);  // RFC 5321 wants the IPv6: tag
+  CHECK(h.mx("[999.0.0.1]").status == Status::no_route);
+  CHECK(h.mx("[IPv6:192.0.2.1]").status == Status::no_route);
   AddrResult bare = h.addrs("192.0.2.7");
   REQUIRE(bare.status == Status::ok);
   CHECK(ips(bare.ipv4) == std::vector<std::string>{"192.0.2.7"});
@@ -425,10 +425,10 @@ TEST_CASE("resolve_addresses", "[dns]") {
   REQUIRE(c.status == Status::ok);
   CHECK(ips(c.ipv4) == std::vector<std::string>{"192.0.2.50"});
   AddrResult nx = h.addrs("nx.test");
-  CHECK(nx.status == Status::permanent);
+  CHECK(nx.status == Status::nxdomain);
   CHECK_THAT(nx.reason, Catch::Contains("NXDOMAIN"));
   AddrResult none = h.addrs("multi.test");
-  CHECK(none.status == Status::permanent);
+  CHECK(none.status == Status::no_route);
   CHECK_THAT(none.reason, Catch::Contains("no A or AAAA"));
   CHECK(h.addrs("servfail.test").status == Status::temporary);
 }
@@ -463,14 +463,14 @@ TEST_CASE("answers are cached by TTL, temporary failures never", "[dns]") {
   SECTION("NXDOMAIN for min(SOA negative TTL, 5 min)") {
     Harness h;
     int n0 = server.count("nxcache.test", "MX");
-    CHECK(h.mx("nxcache.test").status == Status::permanent);
+    CHECK(h.mx("nxcache.test").status == Status::nxdomain);
     h.clock += 299s;  // the zone says 600 s; the cap is 300 s
     MxResult again = h.mx("nxcache.test");
-    CHECK(again.status == Status::permanent);
+    CHECK(again.status == Status::nxdomain);
     CHECK_THAT(again.reason, Catch::Contains("NXDOMAIN"));
     CHECK(server.count("nxcache.test", "MX") == n0 + 1);
     h.clock += 2s;
-    CHECK(h.mx("nxcache.test").status == Status::permanent);
+    CHECK(h.mx("nxcache.test").status == Status::nxdomain);
     CHECK(server.count("nxcache.test", "MX") == n0 + 2);
   }
   SECTION("NODATA of the implicit MX is cached too") {

@@ -183,6 +183,17 @@ Verdict dns_failure(DnsFailure what, std::string_view domain, std::string_view r
   return made_up(Action::defer, 451, "4.4.3", why);
 }
 
+std::optional<DnsFailure> dns_failure_of(dns::Status s) {
+  switch (s) {
+    case dns::Status::ok: return std::nullopt;
+    case dns::Status::null_mx: return DnsFailure::null_mx;
+    case dns::Status::nxdomain: return DnsFailure::nxdomain;
+    case dns::Status::no_route: return DnsFailure::no_route;
+    case dns::Status::temporary: return DnsFailure::temporary;
+  }
+  return DnsFailure::temporary;
+}
+
 bool try_next_host(const SessionEvent& e, const Context& ctx) {
   (void)ctx;
   switch (e.what) {
@@ -228,6 +239,36 @@ Verdict data_reply(const Outcome& reply, std::string_view host) {
   if (reply.positive()) return from_reply(Action::sent, '2', reply, host);
   if (reply.permanent()) return from_reply(Action::bounce, '5', reply, host);
   return from_reply(Action::defer, '4', reply, host, reply.transient() ? "0.0" : "5.0");
+}
+
+std::optional<Verdict> recipient_verdict(const RecipientResult& r, std::string_view host,
+                                         bool connection_failed) {
+  const Outcome& o = r.reply;
+  const std::string_view remote_host = r.remote ? host : std::string_view();
+  if (o.positive()) return data_reply(o, host);
+  if (r.stage == Stage::mail && r.remote) return std::nullopt;  // refused_mail() decides
+  if (!r.remote && o.transient() && connection_failed) return std::nullopt;
+  switch (r.stage) {
+    case Stage::local:
+      return from_reply(o.permanent() ? Action::bounce : Action::defer, reply_class(o.code), o, "");
+    case Stage::rcpt:
+      if (auto v = rcpt_reply(o, remote_host)) return v;
+      return data_reply(o, remote_host);
+    case Stage::mail:
+    case Stage::data:
+    case Stage::message:
+    case Stage::end_of_data:
+      break;
+  }
+  return data_reply(o, remote_host);
+}
+
+std::optional<SessionEvent> refused_mail(std::span<const RecipientResult> results,
+                                         std::string_view host) {
+  for (const RecipientResult& r : results)
+    if (r.stage == Stage::mail && r.remote && !r.reply.positive())
+      return SessionEvent{SessionFailure::mail_from, std::string(host), r.reply, {}, false};
+  return std::nullopt;
 }
 
 bool expired(int64_t arrival_us, int64_t lifetime_us, int64_t now_us) {

@@ -26,6 +26,8 @@
 #include <string>
 #include <string_view>
 
+#include "dns/result.hpp"
+
 namespace sluice::queue {
 
 // A reply from a remote SMTP server.
@@ -83,6 +85,10 @@ enum class DnsFailure : uint8_t {
 Verdict dns_failure(DnsFailure what, std::string_view domain, std::string_view reason,
                     const Context& ctx);
 
+// What the resolver's Status means (dns/result.hpp): nullopt for ok. The
+// status is set in dns/ where the answer is known; `reason` is never read.
+std::optional<DnsFailure> dns_failure_of(dns::Status s);
+
 // ---------------------------------------------------------------------------
 // Session: something went wrong with one host (one address of one MX host)
 // before the recipients had their own answers, or while the accepted ones
@@ -130,6 +136,35 @@ Verdict session_verdict(std::span<const SessionEvent> tried, const Context& ctx)
 
 // ---------------------------------------------------------------------------
 // Recipients and data.
+
+// Where one recipient's result was decided in a transaction: before anything
+// was sent (local), or in reply to MAIL FROM, RCPT TO, the DATA command, while
+// the content went out (message) or to the final dot (end_of_data). The
+// client session's stages, mirrored: queue/ does not depend on mta/.
+enum class Stage : uint8_t { local, mail, rcpt, data, message, end_of_data };
+
+struct RecipientResult {
+  Stage stage = Stage::local;
+  // Its class is the result: 2xx sent, 4xx temporary, 5xx permanent.
+  Outcome reply;
+  bool remote = false;  // the server's reply; else one the client made up
+};
+
+// What one recipient's result from a transaction at `host` means: its
+// verdict, or nullopt when the result is not about the recipient and the
+// host's failure decides instead: a refused MAIL FROM (refused_mail() makes
+// that failure), or a temporary result the client made up because the
+// connection failed (`connection_failed`). Local refusals (an address the
+// client will not send, content the server cannot take) bounce or defer by
+// their class, with no remote host.
+std::optional<Verdict> recipient_verdict(const RecipientResult& r, std::string_view host,
+                                         bool connection_failed);
+
+// A refused MAIL FROM among the results of one transaction at `host`: a
+// failure of the whole message at that host (the next host is tried after a
+// 4xx; a 5xx bounces), as a SessionEvent. nullopt when MAIL was not refused.
+std::optional<SessionEvent> refused_mail(std::span<const RecipientResult> results,
+                                         std::string_view host);
 
 // The reply to one RCPT TO: nullopt when accepted (the recipient waits for
 // the data), else its verdict: 4xx defer, 5xx bounce, anything else defers

@@ -23,6 +23,8 @@ SessionEvent ev(SessionFailure what, std::string host, Outcome r = {}, std::stri
   return SessionEvent{what, std::move(host), std::move(r), std::move(detail), data_sent};
 }
 
+RecipientResult res(Stage st, Outcome r, bool remote = true) { return RecipientResult{st, std::move(r), remote}; }
+
 }  // namespace
 
 TEST_CASE("Outcome renders as a reply line") {
@@ -288,6 +290,69 @@ TEST_CASE("DATA replies") {
     CHECK(v.reply == row.r.str());
     CHECK(v.remote_host == "mx.example");
   }
+}
+
+TEST_CASE("transaction results: one verdict per recipient, or the host's failure decides") {
+  const std::string h = "mx1.example.com[192.0.2.1]";
+  struct Row {
+    RecipientResult r;
+    bool connection_failed;
+    bool decided;
+    Action action;
+    const char* status;
+    bool remote;
+  };
+  const std::vector<Row> rows = {
+      {res(Stage::end_of_data, reply(250, "2.0.0", "queued")), false, true, Action::sent, "2.0.0", true},
+      {res(Stage::rcpt, reply(550, "5.1.1", "no such user")), false, true, Action::bounce, "5.1.1", true},
+      {res(Stage::rcpt, reply(450, "4.2.0", "greylisted")), false, true, Action::defer, "4.2.0", true},
+      {res(Stage::data, reply(554, "5.7.1", "no")), false, true, Action::bounce, "5.7.1", true},
+      {res(Stage::end_of_data, reply(452, "", "full")), false, true, Action::defer, "4.0.0", true},
+      {res(Stage::message, reply(552, "5.3.4", "too big")), true, true, Action::bounce, "5.3.4", true},
+      // Refused here before sending: by class, no remote host.
+      {res(Stage::local, reply(553, "5.6.7", "needs SMTPUTF8"), false), false, true, Action::bounce, "5.6.7", false},
+      {res(Stage::local, reply(501, "5.1.3", "Invalid recipient address"), false), false, true, Action::bounce,
+       "5.1.3", false},
+      {res(Stage::local, reply(451, "4.3.0", "not ready"), false), false, true, Action::defer, "4.3.0", false},
+      // Made up because the connection failed: the failure decides.
+      {res(Stage::rcpt, reply(451, "4.4.2", "timed out"), false), true, false, Action::defer, "", false},
+      // A refused MAIL is the host's failure, not the recipient's.
+      {res(Stage::mail, reply(550, "5.7.1", "sender denied")), false, false, Action::defer, "", false},
+  };
+  for (const Row& row : rows) {
+    INFO(row.r.reply.str());
+    auto v = recipient_verdict(row.r, h, row.connection_failed);
+    REQUIRE(v.has_value() == row.decided);
+    if (!v) continue;
+    CHECK(v->action == row.action);
+    CHECK(v->status == row.status);
+    CHECK(v->reply == row.r.reply.str());
+    CHECK(v->remote_host == (row.remote ? h : ""));
+  }
+}
+
+TEST_CASE("a refused MAIL FROM is the host's failure") {
+  const std::vector<RecipientResult> refused = {
+      RecipientResult{Stage::mail, reply(451, "4.3.0", "later"), true},
+      RecipientResult{Stage::mail, reply(451, "4.3.0", "later"), true}};
+  auto e = refused_mail(refused, "mx1");
+  REQUIRE(e.has_value());
+  CHECK(e->what == SessionFailure::mail_from);
+  CHECK(e->host == "mx1");
+  CHECK(e->reply == reply(451, "4.3.0", "later"));
+  CHECK(try_next_host(*e, kMx));
+  const std::vector<RecipientResult> aborted = {RecipientResult{Stage::mail, reply(451, "4.3.2", "aborted"), false}};
+  CHECK_FALSE(refused_mail(aborted, "mx1").has_value());  // made up here: not the server's refusal
+  const std::vector<RecipientResult> rcpt = {RecipientResult{Stage::rcpt, reply(550, "5.1.1", "unknown"), true}};
+  CHECK_FALSE(refused_mail(rcpt, "mx1").has_value());
+}
+
+TEST_CASE("the resolver's status, never its text, says what a DNS failure is") {
+  CHECK_FALSE(dns_failure_of(sluice::dns::Status::ok).has_value());
+  CHECK(dns_failure_of(sluice::dns::Status::nxdomain) == DnsFailure::nxdomain);
+  CHECK(dns_failure_of(sluice::dns::Status::no_route) == DnsFailure::no_route);
+  CHECK(dns_failure_of(sluice::dns::Status::null_mx) == DnsFailure::null_mx);
+  CHECK(dns_failure_of(sluice::dns::Status::temporary) == DnsFailure::temporary);
 }
 
 TEST_CASE("lifetime: a deferral after max_queue_lifetime bounces with 4.4.7 and the last reply") {

@@ -1,5 +1,7 @@
 // client_session.hpp — the outgoing SMTP client for one connection, as a
 // state machine. Pure: no sockets, clocks, TLS or logs (docs/smtp-client.md).
+// client_session.cpp has the connection phases and failures,
+// client_transaction.cpp the transactions.
 //
 // Events in: on_connected() (TCP up, or for implicit TLS the handshake done
 // with ClientConfig::in_tls set), feed(bytes) from the server (decrypted when
@@ -154,6 +156,14 @@ struct RecipientResult {
 
 struct TransactionResult {
   std::vector<RecipientResult> recipients;  // in Transaction::recipients order
+  // Set when the message is larger than the server's SIZE limit (RFC 1870):
+  // nothing was sent, every recipient has Stage::local and 552 5.3.4, and
+  // the connection stays ready for a smaller message.
+  struct TooBig {
+    uint64_t size = 0;   // the message's
+    uint64_t limit = 0;  // the server's
+  };
+  std::optional<TooBig> too_big;
   size_t count(Outcome o) const;
 };
 

@@ -19,7 +19,8 @@
 #include "conf/log.hpp"
 #include "conf/safe_file.hpp"
 #include "mta/control/dispatcher.hpp"
-#include "mta/uv_util.hpp"
+#include "mta/uv/guard.hpp"
+#include "mta/uv/stream.hpp"
 
 namespace sluice::mta {
 
@@ -82,107 +83,75 @@ std::vector<gid_t> groups_of_user(uid_t uid) {
   return {pw.pw_gid};
 }
 
-// One control client: its pipe, idle timer, unparsed input and writes in
-// flight. Deleted in the close callback of its second handle.
-class ControlServer::Client {
+// One control client on a uv::StreamConnection (its pipe, idle timer,
+// writes and delayed deletion): the unparsed input and the request loop.
+// Told of the server through a pointer the server clears when it is
+// destroyed first.
+class ControlServer::Client final : public uv::StreamConnection {
  public:
-  Client(ControlServer& server, uint64_t id) : server_(server), id_(id) {
-    uv_pipe_init(server.loop_, &pipe_, 0);
-    uv_timer_init(server.loop_, &timer_);
-    pipe_.data = this;
-    timer_.data = this;
-  }
+  Client(ControlServer& server, uint64_t id)
+      : StreamConnection(server.loop_, Kind::pipe, {server.readbuf_.get(), kReadBufferSize}),
+        server_(&server),
+        id_(id),
+        opt_(server.opt_) {}
 
   uint64_t id() const { return id_; }
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&pipe_); }
   int fd() const {
     uv_os_fd_t fd = -1;
-    uv_fileno(reinterpret_cast<const uv_handle_t*>(&pipe_), &fd);
+    uv_fileno(reinterpret_cast<const uv_handle_t*>(stream()), &fd);
     return fd;
   }
+  void detach() { server_ = nullptr; }  // the server is being destroyed
 
   void start(const PeerCred& peer) {
     peer_ = peer;
     log::debug("control: client {} connected uid={} pid={}", id_, peer.uid, peer.pid);
-    after();
+    after_event();
   }
 
   // One error response, then close.
   void refuse(const control::Error& e) {
     send(control::error_response(e));
     close_after_write_ = true;
-    after();
-  }
-
-  void begin_close() {
-    if (closing_) return;
-    closing_ = true;
-    server_.forget(*this);
-    uv_timer_stop(&timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
-    uv_close(reinterpret_cast<uv_handle_t*>(&pipe_), on_close);
-    log::debug("control: client {} closed uid={} requests={}", id_, peer_.uid, requests_);
+    after_event();
   }
 
  private:
-  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-    auto* c = static_cast<Client*>(h->data);
-    if (!c->readbuf_) c->readbuf_ = std::make_unique<char[]>(kReadBufferSize);
-    *buf = uv_buf_init(c->readbuf_.get(), kReadBufferSize);
+  ~Client() override {
+    if (server_) server_->client_closed(*this);
   }
 
-  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-    auto* c = static_cast<Client*>(s->data);
-    if (n == 0 || c->closing_) return;
-    if (n == UV_EOF) {  // the client sent everything: answer it, then close
-      c->eof_ = true;
-      c->reading_ = false;  // libuv stopped reading
-      c->pump();
+  void on_closing() override {
+    if (server_) server_->forget(*this);
+    log::debug("control: client {} closed uid={} requests={}", id_, peer_.uid, requests_);
+  }
+
+  void on_bytes(std::string_view bytes) override {
+    in_.append(bytes);
+    pump();
+  }
+
+  void on_end(int status) override {
+    if (status != UV_EOF) {
+      begin_close();
       return;
     }
-    if (n < 0) {
-      c->begin_close();
-      return;
-    }
-    c->in_.append(buf->base, size_t(n));
-    c->pump();
+    eof_ = true;  // the client sent everything: answer it, then close
+    pump();
   }
 
-  static void on_write(void* ctx, int status) {
-    auto* c = static_cast<Client*>(ctx);
-    --c->writes_;
-    if (c->closing_) return;
-    if (status < 0) {
-      c->begin_close();
-      return;
-    }
-    c->pump();
-  }
+  void on_written() override { pump(); }
 
-  static void on_timer(uv_timer_t* t) {
-    auto* c = static_cast<Client*>(t->data);
-    log::debug("control: client {} idle for {} ms; closing", c->id_,
-               c->server_.opt_.idle_timeout.count());
-    c->begin_close();
+  void on_timer() override {
+    log::debug("control: client {} idle for {} ms; closing", id_, opt_.idle_timeout.count());
+    begin_close();
   }
-
-  static void on_close(uv_handle_t* h) {
-    auto* c = static_cast<Client*>(h->data);
-    if (++c->closed_handles_ < 2) return;
-    ControlServer& server = c->server_;
-    delete c;
-    server.client_closed();
-  }
-
-  size_t unsent() const { return uv_stream_get_write_queue_size(
-      reinterpret_cast<const uv_stream_t*>(&pipe_)); }
 
   // Runs the complete request lines waiting in in_ while the output is not
-  // backed up, then decides about reading, closing and the timer.
+  // backed up (after_event() then decides about reading, closing and the timer).
   void pump() {
-    if (closing_) return;
-    const size_t max_line = server_.opt_.max_line;
-    while (!close_after_write_ && unsent() < server_.opt_.max_unsent) {
+    const size_t max_line = opt_.max_line;
+    while (!close_after_write_ && unsent() < opt_.max_unsent) {
       size_t nl = in_.find('\n', std::max(scanned_, pos_));
       if (nl == std::string::npos) {
         scanned_ = in_.size();
@@ -205,22 +174,20 @@ class ControlServer::Client {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       pos_ = nl + 1;
       if (line.find_first_not_of(" \t") != std::string_view::npos) handle(line);
-      if (closing_) return;
     }
     // Drop what has been run (once per pump, not once per line).
     in_.erase(0, pos_);
     scanned_ = scanned_ > pos_ ? scanned_ - pos_ : 0;
     pos_ = 0;
     if (eof_ && in_.empty()) close_after_write_ = true;
-    after();
   }
 
   void too_long() {
     log::info("control: client {} uid={}: request longer than {} bytes; closing", id_, peer_.uid,
-              server_.opt_.max_line);
+              opt_.max_line);
     send(control::error_response(
         {control::ErrorCode::line_too_long,
-         fmt::format("request longer than {} bytes", server_.opt_.max_line), {}}));
+         fmt::format("request longer than {} bytes", opt_.max_line), {}}));
     in_.clear();
     pos_ = scanned_ = 0;
     close_after_write_ = true;
@@ -228,72 +195,58 @@ class ControlServer::Client {
 
   void handle(std::string_view line) {
     ++requests_;
-    control::Outcome out = control::handle_request(line, server_.admin_);
+    control::Outcome out = control::handle_request(line, server_->admin_);
     for (const auto& change : out.changes)
       log::info("{} by uid {} (control)", log::sanitize(change), peer_.uid);
-    send(std::move(out.response));
+    send(out.response);
   }
 
-  void send(std::string response) {
-    response += '\n';
-    if (write_owned(stream(), std::move(response), on_write, this) < 0) {
-      begin_close();
-      return;
-    }
-    ++writes_;
+  // Gathered: the responses of one event leave in one write.
+  void send(std::string_view response) {
+    write(response);
+    write("\n");
   }
 
-  void after() {
-    if (closing_) return;
+  void after_event() override {
+    flush();
+    if (closing()) return;
     if (close_after_write_) {
-      if (reading_) {
-        uv_read_stop(stream());
-        reading_ = false;
-      }
-      if (writes_ == 0) {
+      read(false);
+      if (writes_in_flight() == 0) {
         begin_close();
         return;
       }
     } else {
-      const bool want = !eof_ && unsent() < server_.opt_.max_unsent;
-      if (want && !reading_) {
-        uv_read_start(stream(), on_alloc, on_read);
-        reading_ = true;
-      } else if (!want && reading_) {
-        uv_read_stop(stream());
-        reading_ = false;
-      }
+      read(!eof_ && unsent() < opt_.max_unsent);
     }
-    uv_timer_start(&timer_, on_timer, uint64_t(server_.opt_.idle_timeout.count()), 0);
+    arm_timer(uint64_t(opt_.idle_timeout.count()));
   }
 
-  ControlServer& server_;
+  ControlServer* server_;  // null once the server is destroyed
   uint64_t id_;
-  uv_pipe_t pipe_;
-  uv_timer_t timer_;
+  ControlOptions opt_;
   PeerCred peer_;
-  std::unique_ptr<char[]> readbuf_;
   std::string in_;        // bytes received; in_[pos_, end) not yet run as requests
   size_t pos_ = 0;
   size_t scanned_ = 0;    // in_[pos_, scanned_) holds no newline
-  int writes_ = 0;
-  int closed_handles_ = 0;
   uint64_t requests_ = 0;
-  bool reading_ = false;
   bool eof_ = false;
   bool close_after_write_ = false;
-  bool closing_ = false;
 };
 
 ControlServer::ControlServer(uv_loop_t* loop, std::string path, control::QueueAdmin& admin,
                              ControlOptions options)
     : loop_(loop), path_(std::move(path)), admin_(admin), opt_(options) {}
 
+// Clients still open or closing are told the server is gone; they close and
+// free themselves as the loop runs on. The listener's Handle closes it.
 ControlServer::~ControlServer() {
-  if (listener_open_ || !clients_.empty() || closing_clients_ > 0) {
-    // Freeing handles the loop still knows about would corrupt it.
-    log::error("control: ControlServer destroyed before close() finished");
-    std::abort();
+  std::vector<Client*> open;
+  for (auto& [id, c] : clients_) open.push_back(c);
+  for (Client* c : closing_clients_) c->detach();
+  for (Client* c : open) {
+    c->detach();
+    c->begin_close();
   }
 }
 
@@ -330,10 +283,9 @@ std::expected<void, std::string> ControlServer::listen() {
     log::info("control: removed the stale socket {}", path_);
   }
 
-  uv_pipe_init(loop_, &listener_, 0);
-  listener_.data = this;
-  listener_open_ = true;
-  if (int rc = uv_pipe_bind(&listener_, path_.c_str()); rc < 0)
+  listener_.init(loop_, uv_pipe_init, 0);
+  listener_->data = this;
+  if (int rc = uv_pipe_bind(listener_.get(), path_.c_str()); rc < 0)
     return std::unexpected(fmt::format("control socket {}: {}", path_, uv_strerror(rc)));
   created_file_ = true;
   // Mode and owner of the socket file: a socket's own descriptor cannot
@@ -345,25 +297,28 @@ std::expected<void, std::string> ControlServer::listen() {
   st = *owned;
   inode_ = st.st_ino;
   socket_gid_ = st.st_gid;
-  if (int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 64, on_connection); rc < 0)
+  if (int rc = uv_listen(listener_.stream(), 64, on_connection); rc < 0)
     return std::unexpected(fmt::format("control socket {}: listen: {}", path_, uv_strerror(rc)));
   log::info("control: listening on {} (mode 0660, uid {}, gid {})", path_, st.st_uid, st.st_gid);
   return {};
 }
 
 void ControlServer::on_connection(uv_stream_t* s, int status) {
-  auto* self = static_cast<ControlServer*>(s->data);
-  if (status < 0) {
-    log::warning("control: accept failed: {}", uv_strerror(status));
-    return;
-  }
-  self->accept_one();
+  uv::guard("control accept", [&] {
+    auto* self = static_cast<ControlServer*>(s->data);
+    if (status < 0) {
+      log::warning("control: accept failed: {}", uv_strerror(status));
+      return;
+    }
+    self->accept_one();
+  });
 }
 
 void ControlServer::accept_one() {
+  if (!readbuf_) readbuf_ = std::make_unique<char[]>(kReadBufferSize);  // shared by the clients
   auto* c = new Client(*this, next_id_++);
   clients_.emplace(c->id(), c);
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(&listener_), c->stream()) < 0) {
+  if (uv_accept(listener_.stream(), c->stream()) < 0) {
     c->begin_close();
     return;
   }
@@ -405,25 +360,18 @@ void ControlServer::accept_one() {
 
 void ControlServer::forget(Client& c) {
   clients_.erase(c.id());
-  ++closing_clients_;
+  closing_clients_.insert(&c);
 }
 
-void ControlServer::client_closed() {
-  --closing_clients_;
+void ControlServer::client_closed(Client& c) {
+  closing_clients_.erase(&c);
   check_closed();
-}
-
-void ControlServer::on_listener_closed(uv_handle_t* h) {
-  auto* self = static_cast<ControlServer*>(h->data);
-  self->listener_open_ = false;
-  self->check_closed();
 }
 
 void ControlServer::close(std::function<void()> done) {
   closing_ = true;
   done_ = std::move(done);
-  if (listener_open_ && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
-    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), on_listener_closed);
+  listener_.close();  // freed in its close callback; nothing waits for it
   std::vector<Client*> all;
   all.reserve(clients_.size());
   for (auto& [id, c] : clients_) all.push_back(c);
@@ -441,7 +389,7 @@ void ControlServer::close(std::function<void()> done) {
 }
 
 void ControlServer::check_closed() {
-  if (!closing_ || listener_open_ || !clients_.empty() || closing_clients_ > 0 || !done_) return;
+  if (!closing_ || !clients_.empty() || !closing_clients_.empty() || !done_) return;
   auto done = std::move(done_);
   done_ = nullptr;
   done();

@@ -21,8 +21,9 @@
 //
 // Every change a request makes is logged as "ID: held by uid 0 (control)".
 //
-// Memory rules (STYLE.md): a client is deleted only in the close callback of
-// its last handle; writes own their buffers (mta/uv_util.hpp write_owned).
+// Memory rules (STYLE.md): a client is a uv::StreamConnection (mta/uv/stream.hpp):
+// it frees itself once its pipe's and timer's close callbacks ran, and the
+// responses of one event leave in one write; the listener is a uv::Handle.
 // Single-threaded: every method runs on the loop thread.
 #pragma once
 
@@ -34,11 +35,14 @@
 #include <expected>
 #include <functional>
 #include <string>
+#include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "mta/control/admin.hpp"
 #include "mta/control/protocol.hpp"
+#include "mta/uv/handle.hpp"
 
 namespace sluice::mta {
 
@@ -80,10 +84,11 @@ class ControlServer {
   // and files that are not sockets are left alone.
   std::expected<void, std::string> listen();
   // Stops listening, closes every client, removes the socket file (only the
-  // one listen() made), and calls `done` once every handle's close callback
-  // has run (at once when nothing is open). Call once, also after a failed
-  // listen(); destroying the server before `done` ran aborts (its handles
-  // would still be in the loop).
+  // one listen() made), and calls `done` once every client is freed (at once
+  // when none is open). Call once, also after a failed listen(). Destroying
+  // the server without close(), or before `done` ran, closes what is open
+  // and drops `done`; either way the handles' memory is freed in their close
+  // callbacks, so the loop must run on before it is closed.
   void close(std::function<void()> done);
 
   const std::string& path() const { return path_; }
@@ -94,24 +99,23 @@ class ControlServer {
   friend class Client;
 
   static void on_connection(uv_stream_t* s, int status);
-  static void on_listener_closed(uv_handle_t* h);
   void accept_one();
-  void forget(Client& c);      // the client began closing
-  void client_closed();        // a client's last handle closed
+  void forget(Client& c);         // the client began closing
+  void client_closed(Client& c);  // a closing client is freed
   void check_closed();
 
   uv_loop_t* loop_;
   std::string path_;
   control::QueueAdmin& admin_;
   ControlOptions opt_;
-  uv_pipe_t listener_;
-  bool listener_open_ = false;    // initialised, close callback not yet run
+  uv::Handle<uv_pipe_t> listener_;
+  std::unique_ptr<char[]> readbuf_;  // every client's reads (loop thread)
   bool created_file_ = false;     // we bound path_: unlink it at close
   ino_t inode_ = 0;               // of our socket file, to never unlink another's
   gid_t socket_gid_ = static_cast<gid_t>(-1);
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, Client*> clients_;
-  size_t closing_clients_ = 0;    // closing, close callbacks pending
+  std::unordered_set<Client*> closing_clients_;  // closing, not yet freed
   bool closing_ = false;
   std::function<void()> done_;
 };

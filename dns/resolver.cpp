@@ -14,9 +14,10 @@
 //
 // Lifetime: the Core is heap-allocated and deletes itself in the close
 // callback of its last handle (the idle handle closes last). The Resolver
-// only points at it; ~Resolver detaches and starts the close. Handle memory
-// (SocketWatch, the Core's timer and idle) is freed only in close callbacks.
-// Exceptions never cross a C callback: guard() turns one into an abort.
+// only points at it; ~Resolver detaches and starts the close. Every handle
+// (a socket's uv_poll_t, the timer, the idle) is a uv::Handle, whose memory
+// is freed only in its close callback. Exceptions never cross a C callback:
+// every entry goes through uv::guard().
 #include "dns/resolver.hpp"
 
 #include <ares.h>
@@ -35,6 +36,8 @@
 
 #include "dns/answer.hpp"
 #include "dns/cache.hpp"
+#include "mta/uv/guard.hpp"
+#include "mta/uv/handle.hpp"
 
 namespace sluice::dns {
 
@@ -50,20 +53,7 @@ constexpr const char* kCancelled = "cancelled";
   std::abort();
 }
 
-// Runs f from a C callback: an exception escaping it is a bug, never unwound
-// through C frames.
-template <class F>
-void guard(const char* where, F&& f) noexcept {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sluice dns: exception in %s: %s\n", where, e.what());
-    std::abort();
-  } catch (...) {
-    std::fprintf(stderr, "sluice dns: unknown exception in %s\n", where);
-    std::abort();
-  }
-}
+using uv::guard;
 
 void ascii_lower(std::string& s) {
   for (char& c : s)
@@ -203,11 +193,6 @@ class Core {
     QueryType type;
     std::vector<Waiter> waiters;
   };
-  struct SocketWatch {
-    uv_poll_t handle;
-    Core* core;
-    ares_socket_t fd;
-  };
 
   Resolver::RequestId add(Callback cb);
   std::optional<std::string> make_channel(int flags, ares_addr_port_node* servers);
@@ -222,15 +207,13 @@ class Core {
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_timer(uv_timer_t* handle);
   static void on_idle(uv_idle_t* handle);
-  static void on_handle_closed(uv_handle_t* handle);
-  static void on_watch_closed(uv_handle_t* handle);
-  static void on_idle_closed(uv_handle_t* handle);
+  static void on_handle_closed(void* core);  // the timer or a socket's poll
+  static void on_idle_closed(void* core);
 
   void sock_state(ares_socket_t fd, bool readable, bool writable);
   void answered(Inflight* raw, int status, std::span<const unsigned char> reply);
   void process(ares_socket_t read_fd, ares_socket_t write_fd);
   void rearm_timer();
-  void close_watch(SocketWatch* w);
   void schedule_delivery();
   void deliver();
   void handle_closed();
@@ -240,14 +223,13 @@ class Core {
   Options options_;
   Resolver* owner_ = nullptr;
   ares_channel channel_ = nullptr;
-  uv_timer_t timer_{};
-  uv_idle_t idle_{};
+  uv::Handle<uv_timer_t> timer_;
+  uv::Handle<uv_idle_t> idle_;  // empty once closing: it closes last
   int open_handles_ = 0;  // the timer and socket watches, not the idle handle
   int in_ares_ = 0;       // depth of calls into c-ares on the stack
   bool closing_ = false;
   bool detached_ = false;
-  bool idle_closing_ = false;
-  std::unordered_map<ares_socket_t, SocketWatch*> watches_;
+  std::unordered_map<ares_socket_t, uv::Handle<uv_poll_t>> watches_;  // data: this
   std::unordered_map<std::string, Inflight*> inflight_;  // owned by c-ares until on_answer
   AnswerCache cache_;
   std::mt19937 rng_{std::random_device{}()};
@@ -299,10 +281,10 @@ std::optional<std::string> Core::init() {
   }
   if (servers) ares_free_data(servers);
 
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
-  uv_idle_init(loop_, &idle_);
-  idle_.data = this;
+  timer_.init(loop_, uv_timer_init);
+  timer_->data = this;
+  idle_.init(loop_, uv_idle_init);
+  idle_->data = this;
   ++open_handles_;  // the timer
   return std::nullopt;
 }
@@ -359,7 +341,7 @@ void Core::finish(Resolver::RequestId id, Result result) {
 }
 
 void Core::schedule_delivery() {
-  if (!idle_closing_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&idle_))) uv_idle_start(&idle_, &Core::on_idle);
+  if (idle_ && !uv_is_active(idle_.handle())) uv_idle_start(idle_.get(), &Core::on_idle);
 }
 
 void Core::on_idle(uv_idle_t* handle) {
@@ -382,12 +364,9 @@ void Core::deliver() {
       (*addr)(std::get<1>(std::move(result)));
     }
   }
-  if (completions_.empty() && !idle_closing_) {
-    uv_idle_stop(&idle_);
-    if (closing_ && open_handles_ == 0) {
-      idle_closing_ = true;
-      uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &Core::on_idle_closed);
-    }
+  if (completions_.empty() && idle_) {
+    uv_idle_stop(idle_.get());
+    if (closing_ && open_handles_ == 0) idle_.close(&Core::on_idle_closed, this);
   }
 }
 
@@ -448,43 +427,38 @@ void Core::on_sock_state(void* data, ares_socket_t fd, int readable, int writabl
 void Core::sock_state(ares_socket_t fd, bool readable, bool writable) {
   auto it = watches_.find(fd);
   if (!readable && !writable) {
-    // c-ares closes fd right after this returns; stop polling it first.
+    // c-ares closes fd right after this returns; closing stops polling it.
     if (it != watches_.end()) {
-      close_watch(it->second);
+      it->second.close(&Core::on_handle_closed, this);
       watches_.erase(it);
     }
     return;
   }
-  SocketWatch* w;
-  if (it != watches_.end()) {
-    w = it->second;
-  } else {
-    w = new SocketWatch{{}, this, fd};
-    if (uv_poll_init_socket(loop_, &w->handle, fd) != 0) {
-      // Never expected; the query this socket serves then times out.
-      delete w;
-      return;
-    }
-    w->handle.data = w;
+  if (it == watches_.end()) {
+    uv::Handle<uv_poll_t> poll;
+    // Never expected to fail; the query this socket serves then times out.
+    if (poll.init(loop_, uv_poll_init_socket, fd) != 0) return;
+    poll->data = this;
     // The timer, armed while any query is in flight, keeps the loop alive;
     // an idle socket c-ares keeps open must not.
-    uv_unref(reinterpret_cast<uv_handle_t*>(&w->handle));
+    uv_unref(poll.handle());
     ++open_handles_;
-    watches_.emplace(fd, w);
+    it = watches_.emplace(fd, std::move(poll)).first;
   }
-  uv_poll_start(&w->handle, (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0), &Core::on_poll);
+  uv_poll_start(it->second.get(), (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0), &Core::on_poll);
 }
 
 void Core::on_poll(uv_poll_t* handle, int status, int events) {
   guard("poll callback", [&] {
-    auto* w = static_cast<SocketWatch*>(handle->data);
-    ares_socket_t fd = w->fd;
+    auto* core = static_cast<Core*>(handle->data);
+    uv_os_fd_t fd = -1;
+    uv_fileno(reinterpret_cast<uv_handle_t*>(handle), &fd);
     if (status < 0) {
       // Let c-ares read and write and so meet the socket's error itself.
-      w->core->process(fd, fd);
+      core->process(fd, fd);
       return;
     }
-    w->core->process(events & UV_READABLE ? fd : ARES_SOCKET_BAD, events & UV_WRITABLE ? fd : ARES_SOCKET_BAD);
+    core->process(events & UV_READABLE ? fd : ARES_SOCKET_BAD, events & UV_WRITABLE ? fd : ARES_SOCKET_BAD);
   });
 }
 
@@ -506,46 +480,27 @@ void Core::rearm_timer() {
   if (in_ares_ > 0 || !channel_ || closing_) return;
   timeval tv{};
   if (ares_timeout(channel_, nullptr, &tv) == nullptr) {
-    uv_timer_stop(&timer_);
+    uv_timer_stop(timer_.get());
     return;
   }
   uint64_t ms = static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec + 999) / 1000;
-  uv_timer_start(&timer_, &Core::on_timer, ms, 0);
+  uv_timer_start(timer_.get(), &Core::on_timer, ms, 0);
 }
 
-void Core::close_watch(SocketWatch* w) {
-  uv_poll_stop(&w->handle);
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->handle), &Core::on_watch_closed);
-}
-
-void Core::on_watch_closed(uv_handle_t* handle) {
-  guard("poll close callback", [&] {
-    auto* w = static_cast<SocketWatch*>(handle->data);
-    Core* core = w->core;
-    delete w;
-    core->handle_closed();
-  });
-}
-
-void Core::on_handle_closed(uv_handle_t* handle) {
-  guard("timer close callback", [&] { static_cast<Core*>(handle->data)->handle_closed(); });
-}
+// (Close callbacks run inside uv::guard, in uv::Handle.)
+void Core::on_handle_closed(void* core) { static_cast<Core*>(core)->handle_closed(); }
 
 void Core::handle_closed() {
   --open_handles_;
-  if (!closing_ || open_handles_ > 0 || idle_closing_) return;
+  if (!closing_ || open_handles_ > 0 || !idle_) return;
   if (!completions_.empty()) {
     schedule_delivery();  // deliver() closes the idle handle when done
     return;
   }
-  idle_closing_ = true;
-  uv_idle_stop(&idle_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &Core::on_idle_closed);
+  idle_.close(&Core::on_idle_closed, this);
 }
 
-void Core::on_idle_closed(uv_handle_t* handle) {
-  guard("idle close callback", [&] { static_cast<Core*>(handle->data)->finalize(); });
-}
+void Core::on_idle_closed(void* core) { static_cast<Core*>(core)->finalize(); }
 
 // The last handle is closed. Results that arrived in between (lookups asked
 // for by other loop events meanwhile) are delivered here, then done.
@@ -562,7 +517,7 @@ void Core::close(std::function<void()> done) {
   dones_.push_back(std::move(done));
   if (closing_) return;
   closing_ = true;
-  uv_timer_stop(&timer_);
+  uv_timer_stop(timer_.get());
   if (channel_) {
     // Every query in flight completes now with ARES_ECANCELLED (or
     // ARES_EDESTRUCTION); with closing_ set, nothing new is sent.
@@ -579,9 +534,9 @@ void Core::close(std::function<void()> done) {
     if (!p.finished) open.push_back(id);
   std::sort(open.begin(), open.end());
   for (auto id : open) finish(id, cancelled_like(pending_.at(id).cb));
-  for (auto& [fd, w] : watches_) close_watch(w);
+  for (auto& [fd, poll] : watches_) poll.close(&Core::on_handle_closed, this);
   watches_.clear();
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &Core::on_handle_closed);
+  timer_.close(&Core::on_handle_closed, this);
 }
 
 void Core::detach() {

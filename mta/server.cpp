@@ -14,6 +14,8 @@
 #include "mta/auth/users.hpp"
 #include "mta/smtp_session.hpp"
 #include "mta/tls/tls.hpp"
+#include "mta/uv/guard.hpp"
+#include "mta/uv/stream.hpp"
 #include "mta/uv_util.hpp"
 
 namespace sluice::mta {
@@ -58,18 +60,18 @@ Mode to_mode(conf::ListenerMode m) {
 
 }  // namespace
 
-// One client connection: the session's host. With TLS (STARTTLS or an
-// implicit-TLS listener) a TlsStream sits between the socket and the
-// session: reads go socket -> TLS -> session, replies session -> TLS -> socket.
-class Connection final : public SessionHost {
+// One client connection: the session's host, on a uv::StreamConnection
+// (socket, deadline timer, output gathered per event, delayed deletion).
+// With TLS (STARTTLS or an implicit-TLS listener) the stream's TlsStream sits
+// between the socket and the session: reads go socket -> TLS -> session,
+// replies session -> TLS -> socket.
+class Connection final : public uv::StreamConnection, public SessionHost {
  public:
   Connection(Server& server, uint64_t id, const conf::Listener& listener)
-      : server_(server), id_(id), listener_(listener) {
-    uv_tcp_init(server.loop_, &tcp_);
-    uv_timer_init(server.loop_, &timer_);
-    tcp_.data = this;
-    timer_.data = this;
-  }
+      : StreamConnection(server.loop_, Kind::tcp, {server.readbuf_.get(), kReadBufferSize}),
+        server_(server),
+        id_(id),
+        listener_(listener) {}
 
   // After uv_accept: start the dialogue, or refuse it when `refuse_why`
   // names a connection limit that was hit.
@@ -79,7 +81,7 @@ class Connection final : public SessionHost {
     peer_ = peer;
     client_ = peer ? peer->str() : "unknown";
     const bool over_limit = !refuse_why.empty();
-    uv_tcp_nodelay(&tcp_, 1);
+    uv_tcp_nodelay(tcp(), 1);
     log::info("conn={} connect from={} listener={} mode={}", id_, client_, listener_.address,
               conf::to_string(listener_.mode));
     const bool implicit_tls = listener_.mode == conf::ListenerMode::submissions;
@@ -106,7 +108,6 @@ class Connection final : public SessionHost {
   }
 
   uint64_t id() const { return id_; }
-  uv_tcp_t* tcp() { return &tcp_; }
   const std::string& client() const { return client_; }
 
   void on_commit(bool ok) {
@@ -125,9 +126,8 @@ class Connection final : public SessionHost {
     }
   }
 
-  void begin_close() {
-    if (closing_) return;
-    closing_ = true;
+  // The start of begin_close(): give back what the connection holds.
+  void on_closing() override {
     // Slots go to the next connection of the same address before we are
     // forgotten (which may end a shutdown).
     auth_pending_.reset();  // a password check in flight is dropped
@@ -143,13 +143,7 @@ class Connection final : public SessionHost {
     release_handshake_slot();
     server_.forget(*this);
     if (incoming_) incoming_.reset();  // an unfinished message is discarded
-    uv_timer_stop(&timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
-    if (auth_timer_) {  // closing stops it; its memory goes in its own callback
-      uv_close(reinterpret_cast<uv_handle_t*>(std::exchange(auth_timer_, nullptr)),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    }
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+    close_handle(auth_timer_);  // closing stops it
     log::info("conn={} disconnect from={} messages={} rejects={}", id_, client_, messages_,
               rejects_);
   }
@@ -183,7 +177,7 @@ class Connection final : public SessionHost {
   // Server::on_check, within the iteration's budget of handshake steps.
   void run_handshake_step() {
     hs_deferred_ = false;
-    if (closing_ || !tls_) return;
+    if (closing() || !tls()) return;
     tls_step();
     after_event();
   }
@@ -192,7 +186,7 @@ class Connection final : public SessionHost {
   // SessionHost
   void send(std::string_view bytes) override {
     progress_ = true;  // a reply: the client gets a fresh timeout
-    out_.append(bytes);
+    write(bytes);
   }
   void close() override { close_requested_ = true; }
   int64_t now_us() override { return wall_clock_us(); }
@@ -286,42 +280,30 @@ class Connection final : public SessionHost {
       begin_close();
       return false;
     }
-    tls_ = std::move(*stream);
+    StreamConnection::start_tls(std::move(*stream));
     return true;
   }
 
   std::string tls_description() const {
-    return fmt::format("{} with cipher {} ({}/{} bits)", tls_->version(), tls_->cipher(),
-                       tls_->cipher_bits(), tls_->cipher_bits());
+    return fmt::format("{} with cipher {} ({}/{} bits)", tls()->version(), tls()->cipher(),
+                       tls()->cipher_bits(), tls()->cipher_bits());
   }
 
-  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-    auto* c = static_cast<Connection*>(h->data);
-    // One buffer for every connection: libuv calls on_read right after
-    // on_alloc, and everything read is consumed (or copied) before it returns.
-    *buf = uv_buf_init(c->server_.readbuf_.get(), kReadBufferSize);
+  // Bytes read (into the server's one read buffer, consumed here).
+  void on_bytes(std::string_view bytes) override {
+    fresh_bytes_ += bytes.size();
+    if (tls()) {
+      read_tls(bytes);
+    } else if (session_) {
+      session_->feed(bytes);
+    }
   }
 
-  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-    auto* c = static_cast<Connection*>(s->data);
-    if (n == 0 || c->closing_) return;
-    if (n < 0) {  // EOF or error: the client is gone
-      c->begin_close();
-      return;
-    }
-    std::string_view bytes(buf->base, static_cast<size_t>(n));
-    c->fresh_bytes_ += bytes.size();
-    if (c->tls_) {
-      c->read_tls(bytes);
-    } else if (c->session_) {
-      c->session_->feed(bytes);
-    }
-    c->after_event();
-  }
+  void on_end(int) override { begin_close(); }  // EOF or error: the client is gone
 
   void read_tls(std::string_view ciphertext) {
-    tls_->feed_ciphertext(ciphertext);
-    if (!tls_->handshake_done()) {
+    tls()->feed_ciphertext(ciphertext);
+    if (!tls()->handshake_done()) {
       // The expensive part of TLS is rationed: a slot of this address, then
       // a step of the loop's per-iteration budget. Without either, the bytes
       // wait in the stream and reading pauses (after_event).
@@ -347,12 +329,11 @@ class Connection final : public SessionHost {
   // process() what was fed; hand plaintext to the session.
   void tls_step() {
     plain_.clear();
-    auto ev = tls_->process(plain_);
+    auto ev = tls_pump({}, plain_);
     if (!ev) {
       log::info("conn={} tls error from={}: {}", id_, client_, log::sanitize(ev.error()));
       release_handshake_slot();
-      send_ciphertext();  // perhaps an alert
-      close_requested_ = true;
+      close_requested_ = true;  // after what it has to send (perhaps an alert)
       return;
     }
     if (ev->handshake_completed) {
@@ -369,34 +350,16 @@ class Connection final : public SessionHost {
     if (ev->peer_closed) close_requested_ = true;
   }
 
-  static void on_timer(uv_timer_t* t) {
-    auto* c = static_cast<Connection*>(t->data);
-    if (c->session_) {
-      if (uv_now(c->server_.loop_) >= c->started_ + kSessionDeadlineMs)
-        log::info("conn={} session deadline of {} s reached from={}", c->id_,
-                  kSessionDeadlineMs / 1000, c->client_);
-      c->session_->on_timeout();
-      c->after_event();
+  void on_timer() override {
+    if (session_) {
+      if (uv_now(server_.loop_) >= started_ + kSessionDeadlineMs)
+        log::info("conn={} session deadline of {} s reached from={}", id_, kSessionDeadlineMs / 1000,
+                  client_);
+      session_->on_timeout();
     } else {
-      log::info("conn={} tls handshake timeout from={}", c->id_, c->client_);
-      c->begin_close();
+      log::info("conn={} tls handshake timeout from={}", id_, client_);
+      begin_close();
     }
-  }
-
-  static void on_write(void* ctx, int status) {
-    auto* c = static_cast<Connection*>(ctx);
-    --c->writes_;
-    if (c->closing_) return;
-    if (status < 0) {
-      c->begin_close();
-      return;
-    }
-    c->after_event();
-  }
-
-  static void on_close(uv_handle_t* h) {
-    auto* c = static_cast<Connection*>(h->data);
-    if (++c->closed_handles_ == 2) delete c;
   }
 
   void start_check(auth::Credentials creds) {
@@ -415,7 +378,7 @@ class Connection final : public SessionHost {
   }
 
   void checked(auth::Verifier::Result r) {
-    if (closing_ || !session_) return;
+    if (closing() || !session_) return;
     if (r.ok) {  // success is answered at once
       release_auth_slot();
       user_ = r.user;
@@ -435,21 +398,22 @@ class Connection final : public SessionHost {
       uv_update_time(server_.loop_);  // the timer counts from now, not from the iteration's start
       const uint64_t ms = (delay_ns - elapsed_ns + 999'999) / 1'000'000;
       if (!auth_timer_) {  // made at the first failure: idle connections do not carry it
-        auth_timer_ = new uv_timer_t;
-        uv_timer_init(server_.loop_, auth_timer_);
+        auth_timer_.init(server_.loop_, uv_timer_init);
         auth_timer_->data = this;
       }
-      uv_timer_start(auth_timer_, on_auth_timer, ms, 0);
+      uv_timer_start(auth_timer_.get(), on_auth_timer, ms, 0);
       return;
     }
     answer_failure();
   }
 
-  static void on_auth_timer(uv_timer_t* t) { static_cast<Connection*>(t->data)->answer_failure(); }
+  static void on_auth_timer(uv_timer_t* t) {
+    uv::guard("auth timer", [t] { static_cast<Connection*>(t->data)->answer_failure(); });
+  }
 
   void answer_failure() {
     release_auth_slot();
-    if (closing_ || !session_) return;
+    if (closing() || !session_) return;
     session_->on_auth_result(false, failed_login_);
     after_event();
   }
@@ -473,21 +437,22 @@ class Connection final : public SessionHost {
   }
 
   // Flushes output, then decides about reading, the timer and closing.
-  void after_event() {
-    if (closing_) return;
-    if (close_requested_ && tls_ && tls_->handshake_done() && writes_ == 0 && !tls_closed_) {
+  void after_event() override {
+    if (closing()) return;
+    if (close_requested_ && tls() && tls()->handshake_done() && writes_in_flight() == 0 &&
+        !tls_closed_) {
       tls_closed_ = true;
       flush();
-      tls_->close_notify();
+      tls()->close_notify();
     }
     flush();
     if (start_tls_after_flush_) {  // the "220 Ready to start TLS" went out in plaintext
       start_tls_after_flush_ = false;
       if (!begin_tls()) return;
     }
-    if (closing_) return;
+    if (closing()) return;
     if (close_requested_) {
-      if (writes_ == 0) begin_close();
+      if (writes_in_flight() == 0) begin_close();
       return;
     }
     const bool spool_ok = server_.spool_.pending_bytes() < kSpoolBacklog;
@@ -495,16 +460,8 @@ class Connection final : public SessionHost {
       backlogged_ = true;
       server_.wait_for_spool(id_);
     }
-    bool want = spool_ok && !(session_ && session_->blocked()) && !hs_waiting_ && !hs_deferred_ &&
-                uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&tcp_)) <
-                    kMaxUnsentOutput;
-    if (want && !reading_) {
-      uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), on_alloc, on_read);
-      reading_ = true;
-    } else if (!want && reading_) {
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
-      reading_ = false;
-    }
+    read(spool_ok && !(session_ && session_->blocked()) && !hs_waiting_ && !hs_deferred_ &&
+         unsent() < kMaxUnsentOutput);
     arm_deadline();
   }
 
@@ -523,49 +480,17 @@ class Connection final : public SessionHost {
     fresh_bytes_ = 0;
     uint64_t until = deadline_;
     if (session_) until = std::min(until, started_ + kSessionDeadlineMs);
-    uv_timer_start(&timer_, on_timer, until > now ? until - now : 0, 0);
-  }
-
-  void flush() {
-    if (tls_) {
-      if (!out_.empty()) {
-        tls_->write_plaintext(out_);
-        out_.clear();
-      }
-      send_ciphertext();
-      return;
-    }
-    if (out_.empty()) return;
-    std::string data = std::move(out_);
-    out_.clear();
-    write_raw(std::move(data));
-  }
-
-  void send_ciphertext() {
-    std::string data;
-    if (tls_->take_ciphertext(data)) write_raw(std::move(data));
-  }
-
-  void write_raw(std::string data) {
-    if (write_owned(reinterpret_cast<uv_stream_t*>(&tcp_), std::move(data), on_write, this) < 0) {
-      begin_close();
-      return;
-    }
-    ++writes_;
+    arm_timer(until > now ? until - now : 0);
   }
 
   Server& server_;
   uint64_t id_;
   conf::Listener listener_;
   std::shared_ptr<const conf::Config> config_;
-  uv_tcp_t tcp_;
-  uv_timer_t timer_;
   // Holds back a failed AUTH's answer. Made at the first failure (an idle
-  // connection does not carry it); closed in begin_close, whose callback
-  // frees it (it never fires after that, and never touches us then).
-  uv_timer_t* auth_timer_ = nullptr;
+  // connection does not carry it); closed with the connection.
+  uv::Handle<uv_timer_t> auth_timer_;
   std::unique_ptr<Session> session_;
-  std::unique_ptr<tls::TlsStream> tls_;
   std::unique_ptr<queue::Spool::Incoming> incoming_;
   std::optional<auth::Verifier::Pending> auth_pending_;
   std::unique_ptr<auth::Credentials> auth_waiting_;  // waiting for a slot of this address
@@ -578,12 +503,7 @@ class Connection final : public SessionHost {
   std::shared_ptr<const auth::User> user_;  // after a successful AUTH
   std::optional<net::IpAddress> peer_;
   std::string client_;
-  std::string out_;    // session output not yet handed to TLS / the socket
   std::string plain_;  // decrypted input, reused
-  int writes_ = 0;
-  int closed_handles_ = 0;
-  bool reading_ = false;
-  bool closing_ = false;
   bool close_requested_ = false;
   bool start_tls_after_flush_ = false;
   bool tls_closed_ = false;
@@ -607,17 +527,17 @@ Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queu
       hs_budget_(kHandshakeStepsPerIteration) {
   uv_async_init(loop_, &async_, on_async);
   async_.data = this;
-  uv_timer_init(loop_, &backlog_timer_);
-  backlog_timer_.data = this;
+  backlog_timer_.init(loop_, uv_timer_init);
+  backlog_timer_->data = this;
   // The handshake budget is renewed after every poll; the check handle does
   // not keep the loop alive, and the idle handle runs only while steps wait
   // (it makes the next poll return at once).
-  uv_check_init(loop_, &hs_check_);
-  hs_check_.data = this;
-  uv_check_start(&hs_check_, on_check);
-  uv_unref(reinterpret_cast<uv_handle_t*>(&hs_check_));
-  uv_idle_init(loop_, &hs_idle_);
-  hs_idle_.data = this;
+  hs_check_.init(loop_, uv_check_init);
+  hs_check_->data = this;
+  uv_check_start(hs_check_.get(), on_check);
+  uv_unref(hs_check_.handle());
+  hs_idle_.init(loop_, uv_idle_init);
+  hs_idle_->data = this;
   readbuf_.reset(new char[kReadBufferSize]);  // not zero-filled: only read into
 }
 
@@ -628,13 +548,13 @@ std::expected<void, std::string> Server::listen() {
     auto l = std::make_unique<Listener>();
     l->server = this;
     l->cfg = lc;
-    uv_tcp_init(loop_, &l->tcp);
-    l->tcp.data = l.get();
+    l->tcp.init(loop_, uv_tcp_init);
+    l->tcp->data = l.get();
     sockaddr_storage ss{};
     lc.endpoint.to_sockaddr(&ss);
     unsigned flags = lc.endpoint.ip.family == net::IpAddress::Family::v6 ? UV_TCP_IPV6ONLY : 0;
-    int rc = uv_tcp_bind(&l->tcp, reinterpret_cast<const sockaddr*>(&ss), flags);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), 1024, on_connection);
+    int rc = uv_tcp_bind(l->tcp.get(), reinterpret_cast<const sockaddr*>(&ss), flags);
+    if (rc == 0) rc = uv_listen(l->tcp.stream(), 1024, on_connection);
     Listener* raw = l.get();
     listeners_.push_back(std::move(l));
     if (rc < 0) return std::unexpected(fmt::format("listener {}: {}", lc.address, uv_strerror(rc)));
@@ -650,18 +570,19 @@ void Server::set_tls(std::shared_ptr<const tls::TlsContext> ctx) { tls_ = std::m
 void Server::set_users(std::shared_ptr<const auth::UserDb> users) { users_ = std::move(users); }
 
 void Server::on_connection(uv_stream_t* s, int status) {
-  auto* l = static_cast<Listener*>(s->data);
-  if (status < 0) {
-    log::warning("listener {}: accept failed: {}", l->cfg.address, uv_strerror(status));
-    return;
-  }
-  l->server->accept_from(*l);
+  uv::guard("accept", [&] {
+    auto* l = static_cast<Listener*>(s->data);
+    if (status < 0) {
+      log::warning("listener {}: accept failed: {}", l->cfg.address, uv_strerror(status));
+      return;
+    }
+    l->server->accept_from(*l);
+  });
 }
 
 void Server::accept_from(Listener& l) {
   auto* c = new Connection(*this, next_id_++, l.cfg);
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(&l.tcp), reinterpret_cast<uv_stream_t*>(c->tcp())) <
-      0) {
+  if (uv_accept(l.tcp.stream(), c->stream()) < 0) {
     conns_.emplace(c->id(), c);
     c->begin_close();
     return;
@@ -691,21 +612,23 @@ bool Server::take_handshake_step() {
 
 void Server::defer_handshake(uint64_t conn) {
   hs_queue_.push_back(conn);
-  uv_idle_start(&hs_idle_, [](uv_idle_t*) {});
+  uv_idle_start(hs_idle_.get(), [](uv_idle_t*) {});
 }
 
 void Server::on_check(uv_check_t* h) {
-  auto* self = static_cast<Server*>(h->data);
-  self->hs_budget_ = kHandshakeStepsPerIteration;
-  while (self->hs_budget_ > 0 && !self->hs_queue_.empty()) {
-    const uint64_t id = self->hs_queue_.front();
-    self->hs_queue_.pop_front();
-    auto it = self->conns_.find(id);
-    if (it == self->conns_.end()) continue;  // closed meanwhile
-    --self->hs_budget_;
-    it->second->run_handshake_step();
-  }
-  if (self->hs_queue_.empty()) uv_idle_stop(&self->hs_idle_);
+  uv::guard("handshake budget", [h] {
+    auto* self = static_cast<Server*>(h->data);
+    self->hs_budget_ = kHandshakeStepsPerIteration;
+    while (self->hs_budget_ > 0 && !self->hs_queue_.empty()) {
+      const uint64_t id = self->hs_queue_.front();
+      self->hs_queue_.pop_front();
+      auto it = self->conns_.find(id);
+      if (it == self->conns_.end()) continue;  // closed meanwhile
+      --self->hs_budget_;
+      it->second->run_handshake_step();
+    }
+    if (self->hs_queue_.empty()) uv_idle_stop(self->hs_idle_.get());
+  });
 }
 
 namespace {
@@ -750,18 +673,20 @@ void Server::wait_for_spool(uint64_t conn) {
   backlog_waiting_ = true;
   log::warning("spool: writer {} MB behind; clients wait until it catches up",
                spool_.pending_bytes() >> 20);
-  uv_timer_start(&backlog_timer_, on_backlog, kBacklogPollMs, kBacklogPollMs);
+  uv_timer_start(backlog_timer_.get(), on_backlog, kBacklogPollMs, kBacklogPollMs);
 }
 
 void Server::on_backlog(uv_timer_t* t) {
-  auto* self = static_cast<Server*>(t->data);
-  if (self->spool_.pending_bytes() >= kSpoolBacklog) return;
-  uv_timer_stop(&self->backlog_timer_);
-  self->backlog_waiting_ = false;
-  auto waiting = std::move(self->backlogged_);
-  self->backlogged_.clear();
-  for (uint64_t id : waiting)
-    if (auto it = self->conns_.find(id); it != self->conns_.end()) it->second->spool_caught_up();
+  uv::guard("spool backlog timer", [t] {
+    auto* self = static_cast<Server*>(t->data);
+    if (self->spool_.pending_bytes() >= kSpoolBacklog) return;
+    uv_timer_stop(self->backlog_timer_.get());
+    self->backlog_waiting_ = false;
+    auto waiting = std::move(self->backlogged_);
+    self->backlogged_.clear();
+    for (uint64_t id : waiting)
+      if (auto it = self->conns_.find(id); it != self->conns_.end()) it->second->spool_caught_up();
+  });
 }
 
 void Server::post_commit(uint64_t conn, bool ok) {
@@ -788,9 +713,7 @@ void Server::on_async(uv_async_t* a) {
 void Server::shutdown(std::function<void()> done) {
   shutting_down_ = true;
   drained_ = std::move(done);
-  for (auto& l : listeners_)
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&l->tcp)))
-      uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), nullptr);
+  for (auto& l : listeners_) l->tcp.close();
   std::vector<Connection*> all;
   for (auto& [id, c] : conns_) all.push_back(c);
   for (auto* c : all) c->shutdown();
@@ -812,15 +735,12 @@ void Server::check_drained() {
 }
 
 void Server::close_handles() {
-  for (auto& l : listeners_)
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&l->tcp)))
-      uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), nullptr);
+  for (auto& l : listeners_) l->tcp.close();
   on_async(&async_);  // results that raced in
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-  uv_timer_stop(&backlog_timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&backlog_timer_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&hs_check_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&hs_idle_), nullptr);
+  backlog_timer_.close();
+  hs_check_.close();
+  hs_idle_.close();
 }
 
 }  // namespace sluice::mta

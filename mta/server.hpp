@@ -3,11 +3,13 @@
 // Owns one uv_tcp_t per configured listener and one Connection per client.
 // Each Connection feeds bytes into its Session (mta/smtp_session.hpp) and
 // carries the session's actions out: writes, timers, spool calls, closing.
-// Memory rules (STYLE.md): a Connection is deleted only after the close
-// callbacks of all its handles ran; write requests own their buffers and are
-// freed in the write callback; spool commit results arrive on the spool's
-// writer thread and are handed to the loop through a uv_async_t, keyed by
-// connection id, so a connection that went away in between is simply not found.
+// Memory rules (STYLE.md): a Connection is a uv::StreamConnection
+// (mta/uv/stream.hpp): it frees itself once the close callbacks of all its
+// handles ran and no write is in flight, and the replies of one event leave
+// in one write; the server's own handles are uv::Handles. Spool commit
+// results arrive on the spool's writer thread and are handed to the loop
+// through a uv_async_t, keyed by connection id, so a connection that went
+// away in between is simply not found.
 //
 // TLS: a connection on a submissions listener handshakes first; after
 // STARTTLS the "220" is written in plaintext, then a TlsStream is created and
@@ -42,6 +44,7 @@
 #include "conf/config.hpp"
 #include "mta/auth/verifier.hpp"
 #include "mta/client_slots.hpp"
+#include "mta/uv/handle.hpp"
 #include "queue/spool.hpp"
 
 namespace sluice::tls {
@@ -88,7 +91,7 @@ class Server {
  private:
   friend class Connection;
   struct Listener {
-    uv_tcp_t tcp;
+    uv::Handle<uv_tcp_t> tcp;
     Server* server;
     conf::Listener cfg;
   };
@@ -123,14 +126,14 @@ class Server {
   std::unordered_map<uint64_t, Connection*> conns_;
   std::unordered_map<std::string, uint32_t> per_client_;
   std::unordered_set<uint64_t> backlogged_;  // connections waiting for the spool writer
-  uv_timer_t backlog_timer_;                 // polls the writer while any wait
+  uv::Handle<uv_timer_t> backlog_timer_;     // polls the writer while any wait
   std::unique_ptr<char[]> readbuf_;          // shared by every connection's reads
   ClientSlots hs_slots_;                     // TLS handshakes per client address
   ClientSlots auth_slots_;                   // password checks per client address
   std::deque<uint64_t> hs_queue_;            // connections whose handshake step waits
   int hs_budget_;                            // handshake steps left in this iteration
-  uv_check_t hs_check_;
-  uv_idle_t hs_idle_;                        // active while hs_queue_ is not empty
+  uv::Handle<uv_check_t> hs_check_;
+  uv::Handle<uv_idle_t> hs_idle_;            // active while hs_queue_ is not empty
   bool backlog_waiting_ = false;
   uint64_t next_id_ = 1;
   uv_async_t async_;

@@ -21,6 +21,9 @@
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
 #include "mta/pickup.hpp"
+#include "mta/uv/guard.hpp"
+#include "mta/uv/handle.hpp"
+#include "mta/uv/loop.hpp"
 #include "mta/uv_util.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
@@ -161,7 +164,7 @@ class DaemonAdmin final : public control::QueueAdmin {
 };
 
 struct Daemon {
-  uv_loop_t loop;
+  uv_loop_t* loop;  // run_daemon's uv::Loop, which outlives the Daemon
   std::shared_ptr<const conf::Config> config;
   std::unique_ptr<queue::Spool> spool;
   std::unique_ptr<Server> server;
@@ -171,8 +174,8 @@ struct Daemon {
   DaemonAdmin admin{*this};
   int64_t started_us = wall_clock_us();
   bool server_done = false, delivery_done = false, pickup_done = false, control_done = false;
-  uv_signal_t sigterm, sigint, sighup;
-  uv_timer_t grace;
+  uv::Handle<uv_signal_t> sigterm, sigint, sighup;
+  uv::Handle<uv_timer_t> grace;
   bool stopping = false;
   int exit_code = 0;  // 1 when a start-up step failed after the loop began
 
@@ -180,10 +183,12 @@ struct Daemon {
     if (stopping) return;
     stopping = true;
     log::info("shutdown requested ({}): {} connections open", why, server->connections());
-    uv_timer_start(&grace, [](uv_timer_t* t) {
-      auto* d = static_cast<Daemon*>(t->data);
-      log::warning("shutdown grace period over; closing {} connections", d->server->connections());
-      d->server->abort_all();
+    uv_timer_start(grace.get(), [](uv_timer_t* t) {
+      uv::guard("shutdown grace timer", [t] {
+        auto* d = static_cast<Daemon*>(t->data);
+        log::warning("shutdown grace period over; closing {} connections", d->server->connections());
+        d->server->abort_all();
+      });
     }, kShutdownGraceMs, 0);
     // Incoming sessions finish their message while delivery stops (its
     // connections are aborted, their jobs deferred); the spool closes only
@@ -218,10 +223,8 @@ struct Daemon {
     spool.reset();
     delivery->close_handles();
     server->close_handles();
-    uv_timer_stop(&grace);
-    uv_close(reinterpret_cast<uv_handle_t*>(&grace), nullptr);
-    for (uv_signal_t* s : {&sigterm, &sigint, &sighup})
-      uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    for (auto* h : {&sigterm, &sigint, &sighup}) h->close();
+    grace.close();
   }
 
   void reload() {
@@ -313,7 +316,11 @@ int run_daemon(conf::Config cfg) {
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     log::warning("no_new_privs: {}", std::strerror(errno));
   raise_fd_limit(cfg);
+  // Declared before the Daemon, so destroyed after it: the handles its parts
+  // still hold are closed by then, and the Loop runs their close callbacks.
+  uv::Loop loop;
   auto d = std::make_unique<Daemon>();
+  d->loop = loop.get();
   d->config = std::make_shared<const conf::Config>(std::move(cfg));
   const auto& c = *d->config;
   auto found_owner = daemon_owner(c);
@@ -370,50 +377,47 @@ int run_daemon(conf::Config cfg) {
   for (const auto& w : d->spool->recovery_warnings()) log::warning("spool recovery: {}", w);
   log::info("spool {}: {} messages waiting", c.spool_dir, d->spool->message_count());
 
-  uv_loop_init(&d->loop);
-  d->server = std::make_unique<Server>(&d->loop, d->config, *d->spool);
+  d->server = std::make_unique<Server>(d->loop, d->config, *d->spool);
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);
-  auto delivery = Delivery::create(&d->loop, d->config, *d->spool);
+  auto delivery = Delivery::create(d->loop, d->config, *d->spool);
   if (!delivery) {
     log::error("delivery: {}", delivery.error());
     d->spool.reset();
     d->server->close_handles();
-    uv_run(&d->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&d->loop);
+    uv_run(d->loop, UV_RUN_DEFAULT);
     return 1;
   }
   d->delivery = std::move(*delivery);
   d->server->on_committed([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
-  d->pickup = std::make_unique<Pickup>(&d->loop, d->config, *d->spool,
+  d->pickup = std::make_unique<Pickup>(d->loop, d->config, *d->spool,
                                        [dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
   if (auto ok = d->server->listen(); !ok) {
     log::error("{}", ok.error());
     d->delivery->shutdown([] {});
-    uv_run(&d->loop, UV_RUN_NOWAIT);
+    uv_run(d->loop, UV_RUN_NOWAIT);
     d->spool.reset();
     d->delivery->close_handles();
     d->server->close_handles();
     d->server->abort_all();
-    uv_run(&d->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&d->loop);
+    uv_run(d->loop, UV_RUN_DEFAULT);
     return 1;
   }
 
-  uv_timer_init(&d->loop, &d->grace);
-  d->grace.data = d.get();
-  for (uv_signal_t* s : {&d->sigterm, &d->sigint, &d->sighup}) {
-    uv_signal_init(&d->loop, s);
-    s->data = d.get();
+  d->grace.init(d->loop, uv_timer_init);
+  d->grace->data = d.get();
+  for (auto* h : {&d->sigterm, &d->sigint, &d->sighup}) {
+    h->init(d->loop, uv_signal_init);
+    (*h)->data = d.get();
   }
-  uv_signal_start(&d->sigterm, [](uv_signal_t* s, int) {
-    static_cast<Daemon*>(s->data)->stop("SIGTERM");
+  uv_signal_start(d->sigterm.get(), [](uv_signal_t* s, int) {
+    uv::guard("SIGTERM", [s] { static_cast<Daemon*>(s->data)->stop("SIGTERM"); });
   }, SIGTERM);
-  uv_signal_start(&d->sigint, [](uv_signal_t* s, int) {
-    static_cast<Daemon*>(s->data)->stop("SIGINT");
+  uv_signal_start(d->sigint.get(), [](uv_signal_t* s, int) {
+    uv::guard("SIGINT", [s] { static_cast<Daemon*>(s->data)->stop("SIGINT"); });
   }, SIGINT);
-  uv_signal_start(&d->sighup, [](uv_signal_t* s, int) {
-    static_cast<Daemon*>(s->data)->reload();
+  uv_signal_start(d->sighup.get(), [](uv_signal_t* s, int) {
+    uv::guard("SIGHUP", [s] { static_cast<Daemon*>(s->data)->reload(); });
   }, SIGHUP);
 
   // Still root (when started so): the control socket and the maildrop are
@@ -423,7 +427,7 @@ int run_daemon(conf::Config cfg) {
     copt.owner = owner.uid;
     copt.group = owner.gid;
   }
-  d->control = std::make_unique<ControlServer>(&d->loop, c.control_socket, d->admin, copt);
+  d->control = std::make_unique<ControlServer>(d->loop, c.control_socket, d->admin, copt);
   auto fail = [&d](std::string_view what, const std::string& why) {
     log::error("{}: {}", what, why);
     d->exit_code = 1;
@@ -445,12 +449,11 @@ int run_daemon(conf::Config cfg) {
     d->delivery->start();
     d->pickup->start();
   }
-  uv_run(&d->loop, UV_RUN_DEFAULT);
+  uv_run(d->loop, UV_RUN_DEFAULT);
   const int d_exit = d->exit_code;
-  d->server.reset();
-  d->delivery.reset();
-  int rc = uv_loop_close(&d->loop);
-  if (rc != 0) log::warning("event loop closed with handles still open: {}", uv_strerror(rc));
+  d.reset();  // what its parts still hold starts closing
+  if (int rc = loop.close(); rc != 0)
+    log::warning("event loop closed with handles still open: {}", uv_strerror(rc));
   log::info("sluiced stopped");
   return d_exit;
 }

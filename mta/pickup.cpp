@@ -18,6 +18,7 @@
 #include "conf/safe_file.hpp"
 #include "mta/proto/command.hpp"
 #include "mta/sendmail/maildrop.hpp"
+#include "mta/uv/guard.hpp"
 #include "mta/uv_util.hpp"
 #include "queue/dsn.hpp"
 
@@ -276,19 +277,22 @@ std::expected<void, std::string> Pickup::prepare(uid_t uid) {
 
 void Pickup::start() {
   if (closing_ || open_handles_ > 0) return;
-  uv_fs_event_init(loop_, &watch_);
-  watch_.data = this;
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
+  watch_.init(loop_, uv_fs_event_init);
+  watch_->data = this;
+  timer_.init(loop_, uv_timer_init);
+  timer_->data = this;
   open_handles_ = 2;
-  int rc = uv_fs_event_start(&watch_, [](uv_fs_event_t* h, const char*, int, int status) {
-    if (status == 0) static_cast<Pickup*>(h->data)->scan();
+  int rc = uv_fs_event_start(watch_.get(), [](uv_fs_event_t* h, const char*, int, int status) {
+    uv::guard("maildrop watch", [&] {
+      if (status == 0) static_cast<Pickup*>(h->data)->scan();
+    });
   }, dir_.c_str(), 0);
   watching_ = rc == 0;
   if (!watching_)
     log::warning("maildrop {}: cannot watch it ({}); checking once a minute", dir_, uv_strerror(rc));
-  uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Pickup*>(t->data)->scan(); }, kRescanMs,
-                 kRescanMs);
+  uv_timer_start(timer_.get(), [](uv_timer_t* t) {
+    uv::guard("maildrop timer", [t] { static_cast<Pickup*>(t->data)->scan(); });
+  }, kRescanMs, kRescanMs);
   scan();
 }
 
@@ -395,15 +399,13 @@ void Pickup::close(std::function<void()> done) {
     maybe_done();
     return;
   }
-  auto closed = [](uv_handle_t* h) {
-    auto* self = static_cast<Pickup*>(h->data);
+  auto closed = [](void* p) {  // after the handle's memory is freed (uv::Handle)
+    auto* self = static_cast<Pickup*>(p);
     --self->open_handles_;
     self->maybe_done();
   };
-  if (watching_) uv_fs_event_stop(&watch_);
-  uv_timer_stop(&timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&watch_), closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), closed);
+  watch_.close(closed, this);  // closing stops them
+  timer_.close(closed, this);
 }
 
 void Pickup::maybe_done() {

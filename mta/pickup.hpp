@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "mta/uv/handle.hpp"
 #include "queue/envelope.hpp"
 #include "queue/spool.hpp"
 
@@ -88,8 +89,8 @@ class Pickup {
   queue::Spool& spool_;
   Committed committed_;
   std::string dir_;
-  uv_fs_event_t watch_;
-  uv_timer_t timer_;
+  uv::Handle<uv_fs_event_t> watch_;
+  uv::Handle<uv_timer_t> timer_;
   bool watching_ = false;
   bool scanning_ = false;
   bool rescan_ = false;

@@ -10,6 +10,7 @@
 
 #include "mta/uv/handle.hpp"
 #include "mta/uv/inbox.hpp"
+#include "mta/uv/loop.hpp"
 #include "mta/uv/test_loop.hpp"
 
 using namespace sluice::uv;
@@ -136,4 +137,32 @@ TEST_CASE("uv::Inbox destroyed with items waiting delivers them first", "[uv][in
     inbox.post(2);
   }
   CHECK(got == 2);
+}
+
+TEST_CASE("uv::Loop runs the close callbacks of handles whose owners are gone, then closes", "[uv][loop]") {
+  Counter counter;
+  {
+    Loop loop;
+    {
+      Handle<uv_timer_t> a;
+      Handle<uv_async_t> b;  // an async keeps a loop alive until it is closed
+      REQUIRE(a.init(loop.get(), uv_timer_init) == 0);
+      REQUIRE(b.init(loop.get(), uv_async_init, [](uv_async_t*) {}) == 0);
+      uv_timer_start(a.get(), [](uv_timer_t*) {}, 60'000, 0);
+      a.close(&Counter::on_closed, &counter);
+    }  // b closes here
+    CHECK(counter.closed == 0);
+    CHECK(loop.close() == 0);
+    CHECK(counter.closed == 1);
+    CHECK(loop.close() == 0);
+  }
+  {
+    Loop loop;
+    uv_timer_t forgotten;  // never closed: close() says so instead of hanging
+    uv_timer_init(loop.get(), &forgotten);
+    uv_timer_start(&forgotten, [](uv_timer_t*) {}, 60'000, 0);
+    CHECK(loop.close() == UV_EBUSY);
+    uv_close(reinterpret_cast<uv_handle_t*>(&forgotten), nullptr);
+    CHECK(loop.close() == 0);  // a failed close can be tried again
+  }
 }

@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "mta/auth/secret.hpp"
+#include "mta/uv/guard.hpp"
 
 namespace sluice::auth {
 
@@ -111,11 +112,7 @@ void Verifier::after_work(uv_work_t* req, int status) {
   }
   Done done = std::move(job->done);
   job.reset();
-  try {
-    done(std::move(result));
-  } catch (...) {
-    std::terminate();
-  }
+  uv::guard("password check callback", [&] { done(std::move(result)); });
 }
 
 Verifier::Pending& Verifier::Pending::operator=(Pending&& o) noexcept {

@@ -11,8 +11,8 @@
 //            libuv orders the worker's writes before after_work's reads)
 //   loop:    done, token, counter, and everything in after_work
 // Exceptions: none crosses a C callback. The worker catches everything (a
-// failed check); an exception escaping done terminates, as an exception
-// escaping any loop callback would.
+// failed check); an exception escaping done aborts through uv::guard, as
+// one escaping any loop callback does.
 #include "mta/auth/verifier.hpp"
 
 #include <cstdio>

@@ -15,10 +15,20 @@
 #include "mta/tls/tls.hpp"
 #include "mta/uv_util.hpp"
 #include "queue/dsn.hpp"
-#include "mta/outbound.hpp"
 #include "queue/policy.hpp"
 
 namespace sluice::mta {
+
+// One job in flight: the job, the transaction to send (every recipient of
+// the job; each transaction offers those the attempt still has undecided),
+// and the attempt that decides.
+struct JobRun {
+  JobRun(queue::Job j, queue::policy::Context ctx)
+      : job(std::move(j)), attempt(job.recipients.size(), ctx) {}
+  queue::Job job;
+  client::Transaction tx;
+  queue::DeliveryAttempt attempt;
+};
 
 // ---------------------------------------------------------------------------
 
@@ -38,19 +48,15 @@ Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, 
             std::chrono::duration_cast<std::chrono::microseconds>(dc.max_queue_lifetime).count();
         o.relayhost = dc.relayhost;
         return o;
-      }()) {
+      }()),
+      shared_(loop_, config_, spool_) {
   uv_timer_init(loop_, &timer_);
   timer_.data = this;
   uv_async_init(loop_, &async_, on_async);
   async_.data = this;
 }
 
-Delivery::~Delivery() {
-  // The relayhost password lives as long as the daemon (every connection
-  // needs it); wipe it at the end like the session wipes its copy after AUTH.
-  std::fill(relay_password_.begin(), relay_password_.end(), '\0');
-  asm volatile("" : : "r"(relay_password_.data()) : "memory");
-}
+Delivery::~Delivery() = default;
 
 std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
     uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool) {
@@ -90,9 +96,10 @@ std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
   if (!res) return std::unexpected("dns: " + res.error());
   std::unique_ptr<Delivery> d(new Delivery(loop, std::move(config), spool));
   d->resolver_ = std::move(*res);
-  d->tls_ = std::move(tls);
-  d->relay_login_ = std::move(login);
-  d->relay_password_ = std::move(password);
+  d->shared_.tls = std::move(tls);
+  d->shared_.relay_login = std::move(login);
+  d->shared_.relay_password = std::move(password);
+  std::fill(password.begin(), password.end(), '\0');
   return d;
 }
 
@@ -184,9 +191,9 @@ void Delivery::on_timer(uv_timer_t* t) { static_cast<Delivery*>(t->data)->run();
 
 JobRun* Delivery::make_run(queue::Job job) {
   const queue::Envelope* env = scheduler_.find(job.message_id);
-  auto run = std::make_unique<JobRun>();
-  run->verdicts.resize(job.recipients.size());
-  run->relay.assign(job.recipients.size(), "none");
+  auto run = std::make_unique<JobRun>(std::move(job),
+                                      queue::policy::Context{!config_->delivery.relayhost.empty()});
+  if (stopping_) run->attempt.stop();
   if (env) {
     run->tx.sender = env->sender;
     run->tx.size = env->size;
@@ -194,32 +201,117 @@ JobRun* Delivery::make_run(queue::Job job) {
     run->tx.needs_smtputf8 = env->smtputf8;
     run->tx.envid = env->envid;
     run->tx.ret = env->ret;
-    for (uint32_t k : job.recipients) {
+    for (uint32_t k : run->job.recipients) {
       const auto& r = env->recipients.at(k);
       run->tx.recipients.push_back(client::Recipient{r.address, r.orcpt, r.notify});
     }
   }
   JobRun* raw = run.get();
-  run->job = std::move(job);
   runs_[raw->job.serial] = std::move(run);
   if (!env) {  // cannot happen: the scheduler hands out jobs of live messages
-    for (auto& v : raw->verdicts)
-      v = queue::Verdict{queue::Action::defer, "4.3.0", "451 4.3.0 message not found", ""};
+    raw->attempt.give_up(queue::policy::message_missing());
     finish(raw, true);
     return nullptr;
   }
   return raw;
 }
 
+JobRun* Delivery::find_run(uint64_t serial) {
+  auto it = runs_.find(serial);
+  return it == runs_.end() ? nullptr : it->second.get();
+}
+
 void Delivery::start_job(queue::Job job) {
   JobRun* run = make_run(std::move(job));
   if (!run) return;
   if (Outbound* o = take_idle(run->job.destination)) {
-    o->reuse_now(run);
+    attach(*o, *run, true);
+    o->start_now(transaction(*run));
     return;
   }
   resolve(run);
 }
+
+void Delivery::attach(Outbound& o, JobRun& run, bool reused) {
+  o.take_job(run.job.serial, run.job.message_id, run.tx.size);
+  run.attempt.on_connection(o.host(), o.relay(), reused);
+}
+
+client::Transaction Delivery::transaction(JobRun& run) {
+  client::Transaction t;
+  t.sender = run.tx.sender;
+  t.size = run.tx.size;
+  t.needs_8bitmime = run.tx.needs_8bitmime;
+  t.needs_smtputf8 = run.tx.needs_smtputf8;
+  t.envid = run.tx.envid;
+  t.ret = run.tx.ret;
+  for (size_t i : run.attempt.start_transaction()) t.recipients.push_back(run.tx.recipients[i]);
+  return t;
+}
+
+// --- what the connections report ---------------------------------------------
+
+void Delivery::on_ready(Outbound& o, uint64_t job) {
+  if (JobRun* run = find_run(job)) o.start(transaction(*run));
+}
+
+void Delivery::on_transaction_done(Outbound& o, uint64_t job, queue::HostReport report) {
+  JobRun* run = find_run(job);
+  if (!run) return;  // cannot happen: a job lives until its connection reports
+  auto d = run->attempt.on_host_done(std::move(report));
+  if (!std::holds_alternative<queue::DeliveryAttempt::Done>(d)) {
+    // The job moves on to another host (or a fresh lookup): this one is done.
+    o.quit();
+    carry_out(run, std::move(d));
+    return;
+  }
+  finish(run, false);
+  if (stopping_) {
+    o.quit();
+    return;
+  }
+  // Reuse: the destination's next message over the same connection.
+  if (o.reusable()) {
+    if (auto next_job = scheduler_.take_job_for(o.destination(), wall_clock_us())) {
+      if (JobRun* next = make_run(std::move(*next_job))) {
+        attach(o, *next, true);
+        o.start(transaction(*next));
+        this->run();
+        return;
+      }
+    }
+  }
+  this->run();
+  if (o.has_job()) return;
+  // Nothing waiting: keep it for the destination's next message.
+  if (o.reusable()) {
+    park(o);
+    return;
+  }
+  o.quit();
+}
+
+void Delivery::on_failed(Outbound&, uint64_t job, queue::HostReport report) {
+  if (JobRun* run = find_run(job)) carry_out(run, run->attempt.on_host_done(std::move(report)));
+}
+
+void Delivery::on_closed(Outbound& o) {
+  unpark(o);
+  conns_.erase(o.id());
+  check_drained();
+}
+
+void Delivery::carry_out(JobRun* run, queue::DeliveryAttempt::Decision d) {
+  if (auto* c = std::get_if<queue::DeliveryAttempt::Connect>(&d)) {
+    open(run, c->target);
+  } else if (std::holds_alternative<queue::DeliveryAttempt::Resolve>(d)) {
+    resolve(run);
+  } else {
+    finish(run, true);
+  }
+}
+
+// --- the idle cache -------------------------------------------------------------
 
 void Delivery::park(Outbound& o) {
   o.park();
@@ -267,80 +359,35 @@ void Delivery::evict_idle() {
   oldest->abort();
 }
 
-std::span<char> Delivery::body_buffer() {
-  if (!body_buf_) body_buf_ = std::make_unique_for_overwrite<char[]>(kBodyChunk);
-  return {body_buf_.get(), kBodyChunk};
-}
-
-std::span<char> Delivery::read_buffer() {
-  if (!read_buf_) read_buf_ = std::make_unique_for_overwrite<char[]>(kReadBufferSize);
-  return {read_buf_.get(), kReadBufferSize};
-}
+// --- lookups and connections -------------------------------------------------------
 
 void Delivery::resolve(JobRun* run) {
-  const auto& dc = config_->delivery;
   const uint64_t serial = run->job.serial;
-  queue::policy::Context ctx{!dc.relayhost.empty()};
+  const auto& dc = config_->delivery;
   if (!dc.relayhost.empty()) {
-    resolver_->resolve_addresses(dc.relayhost_name, [this, serial, ctx](dns::AddrResult r) {
-      auto it = runs_.find(serial);
-      if (it == runs_.end()) return;
-      JobRun* run = it->second.get();
-      if (r.status != dns::Status::ok) {
-        auto v = queue::policy::dns_failure(queue::policy::DnsFailure::temporary,
-                                            config_->delivery.relayhost_name, r.reason, ctx);
-        for (auto& x : run->verdicts)
-          if (!x) x = v;
-        finish(run, true);
-        return;
-      }
-      for (const auto& ip : r.ipv4) run->targets.push_back({config_->delivery.relayhost_name, ip});
-      for (const auto& ip : r.ipv6) run->targets.push_back({config_->delivery.relayhost_name, ip});
-      try_next(run);
+    resolver_->resolve_addresses(dc.relayhost_name, [this, serial](dns::AddrResult r) {
+      if (JobRun* run = find_run(serial))
+        carry_out(run, run->attempt.on_addresses(r, config_->delivery.relayhost_name));
     });
     return;
   }
-  const std::string domain = run->job.destination;
-  resolver_->resolve_mx(domain, [this, serial, ctx, domain](dns::MxResult r) {
-    auto it = runs_.find(serial);
-    if (it == runs_.end()) return;
-    JobRun* run = it->second.get();
-    if (r.status != dns::Status::ok) {
-      auto v = queue::policy::dns_failure(*queue::policy::dns_failure_of(r.status), domain, r.reason, ctx);
-      for (auto& x : run->verdicts)
-        if (!x) x = v;
-      finish(run, true);
-      return;
-    }
-    for (const auto& h : r.hosts) {
-      for (const auto& ip : h.ipv4) run->targets.push_back({h.name, ip});
-      for (const auto& ip : h.ipv6) run->targets.push_back({h.name, ip});
-    }
-    try_next(run);
+  resolver_->resolve_mx(run->job.destination, [this, serial](dns::MxResult r) {
+    if (JobRun* run = find_run(serial)) carry_out(run, run->attempt.on_mx(r, run->job.destination));
   });
 }
 
-void Delivery::try_next(JobRun* run) {
-  queue::policy::Context ctx{!config_->delivery.relayhost.empty()};
-  bool go_on = run->events.empty() || queue::policy::try_next_host(run->events.back(), ctx);
-  if (stopping_ || !go_on || run->next >= run->targets.size()) {
-    finish(run, true);
-    return;
-  }
-  const Target& t = run->targets[run->next++];
+void Delivery::open(JobRun* run, const queue::Target& target) {
   const auto& dc = config_->delivery;
   uint16_t port = dc.relayhost.empty() ? dc.port : dc.relayhost_port;
   if (conns_.size() >= dc.max_connections) evict_idle();
-  auto* o = new Outbound(*this, next_conn_++, t, port, run->job.destination);
+  auto* o = new Outbound(shared_, *this, next_conn_++, target, port, run->job.destination);
   conns_.emplace(o->id(), o);
-  o->attach(run);
+  attach(*o, *run, false);
   o->connect();
 }
 
 void Delivery::finish(JobRun* run, bool run_after) {
-  if (stopping_ && std::none_of(run->verdicts.begin(), run->verdicts.end(), [](const auto& v) {
-        return v && v->action != queue::Action::defer;
-      })) {
+  if (run->attempt.interrupted()) {
     // Interrupted by shutdown with nothing final learnt: write nothing, so
     // the message keeps its state on disk and is due at once after a restart
     // (docs/delivery.md, "What is kept on disk"). The scheduler is not used
@@ -350,21 +397,9 @@ void Delivery::finish(JobRun* run, bool run_after) {
     runs_.erase(run->job.serial);
     return;
   }
-  queue::policy::Context ctx{!config_->delivery.relayhost.empty()};
-  std::optional<queue::Verdict> session_v;
-  std::vector<queue::Verdict> verdicts;
-  for (size_t i = 0; i < run->verdicts.size(); ++i) {
-    if (run->verdicts[i]) {
-      verdicts.push_back(*run->verdicts[i]);
-      continue;
-    }
-    if (!session_v) session_v = queue::policy::session_verdict(run->events, ctx);
-    verdicts.push_back(*session_v);
-    run->relay[i] = run->last_relay;
-  }
+  auto [verdicts, relays] = run->attempt.finish();
   const int64_t now = wall_clock_us();
   queue::Job job = run->job;
-  std::vector<std::string> relays = run->relay;
   runs_.erase(job.serial);  // `run` is gone from here on
   auto c = scheduler_.complete(job, verdicts, now);
   // One line per recipient attempt.
@@ -456,14 +491,9 @@ void Delivery::on_async(uv_async_t* a) {
   for (auto& env : batch) self->add(std::move(env));
 }
 
-void Delivery::forget(Outbound& o) {
-  unpark(o);
-  conns_.erase(o.id());
-  check_drained();
-}
-
 void Delivery::shutdown(std::function<void()> done) {
   stopping_ = true;
+  for (auto& [serial, run] : runs_) run->attempt.stop();
   drained_ = std::move(done);
   uv_timer_stop(&timer_);
   std::vector<Outbound*> all;

@@ -1,23 +1,24 @@
-// delivery.hpp — the libuv glue that delivers queued mail (docs/delivery.md).
+// delivery.hpp — delivery's orchestration on the loop (docs/delivery.md).
 //
 // One Delivery lives on the daemon's loop. It owns the queue::Scheduler, a
-// dns::Resolver, the client TLS context, ONE uv_timer_t armed from
-// Scheduler::next_wakeup() (never polling) and the outbound connections. For
-// each job it resolves the destination (the relayhost's addresses, or the
-// domain's MX hosts), connects to each address in turn (30 s connect
-// timeout), drives a client::ClientSession over the socket (through a client
-// TlsStream after STARTTLS, or from the start on relayhost port 465), turns
-// what happened into queue::Verdicts with queue/policy, and completes the job:
-// bounce first (a new spool message with the null sender), then the envelope
-// update or removal. After a job a connection takes the destination's next
-// job (take_job_for), or waits idle (at most 2 s) in a per-destination cache
-// that new jobs take connections from before they open new ones. The
-// content is streamed from the spool paced by the socket writes.
+// dns::Resolver, the client TLS context (in OutboundShared), ONE uv_timer_t
+// armed from Scheduler::next_wakeup() (never polling), the outbound
+// connections (mta/outbound.hpp) and a per-destination cache of idle ones.
+// It decides nothing about what a reply or a failure means: each job in
+// flight has a queue::DeliveryAttempt (pure), and Delivery only carries events to it
+// (the lookup's answer, what a connection reported) and carries out its
+// decisions (look up, connect to this address, start a transaction with
+// these recipients, done). Once the attempt is done it completes the job:
+// bounce first (a new spool message with the null sender), then the
+// envelope update or removal, and one log line per recipient. After a job a
+// connection takes the destination's next job (take_job_for), or waits idle
+// (at most 2 s) in the cache that new jobs take connections from before
+// they open new ones.
 //
-// Memory rules as in server.cpp: an outbound connection is freed in the close
-// callback of its last handle; write requests own their buffers; bounce
-// commits finish on the spool's writer thread and come back through a
-// uv_async_t. Single-threaded otherwise: every method runs on the loop.
+// Memory: outbound connections free themselves in their last close callback
+// and say so first (OutboundHost::on_closed); bounce commits finish on the
+// spool's writer thread and come back through a uv_async_t. Single-threaded
+// otherwise: every method runs on the loop.
 #pragma once
 
 #include <uv.h>
@@ -27,7 +28,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -35,23 +35,20 @@
 
 #include "conf/config.hpp"
 #include "dns/resolver.hpp"
+#include "mta/outbound.hpp"
+#include "queue/attempt.hpp"
 #include "queue/scheduler.hpp"
 #include "queue/spool.hpp"
 
-namespace sluice::tls {
-class TlsContext;
-}
-
 namespace sluice::mta {
 
-class Outbound;
 struct JobRun;
 
-class Delivery {
+class Delivery final : private OutboundHost {
  public:
   static std::expected<std::unique_ptr<Delivery>, std::string> create(
       uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool);
-  ~Delivery();
+  ~Delivery() override;
 
   // Adds every message of the spool to the scheduler and starts what is due.
   void start();
@@ -81,26 +78,31 @@ class Delivery {
   bool remove(std::string_view id);
 
  private:
-  friend class Outbound;
-  friend struct JobRun;
   Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool);
+
+  // --- OutboundHost -----------------------------------------------------------
+  void on_ready(Outbound& o, uint64_t job) override;
+  void on_transaction_done(Outbound& o, uint64_t job, queue::HostReport report) override;
+  void on_failed(Outbound& o, uint64_t job, queue::HostReport report) override;
+  void on_closed(Outbound& o) override;
 
   void run();  // take_jobs, start them, re-arm the timer
   void arm_timer();
   JobRun* make_run(queue::Job job);  // null when the job was finished at once
+  JobRun* find_run(uint64_t serial);
   void start_job(queue::Job job);  // on an idle connection, or resolve()
+  void attach(Outbound& o, JobRun& run, bool reused);  // the connection carries the job
+  client::Transaction transaction(JobRun& run);  // the attempt's recipients, to send
   void park(Outbound& o);          // into the idle cache
   Outbound* take_idle(const std::string& destination);
   void unpark(Outbound& o);
   void evict_idle();
-  std::span<char> body_buffer();   // scratch for reading content (loop only)
-  std::span<char> read_buffer();   // every outbound connection's socket reads (loop only)
+  void carry_out(JobRun* run, queue::DeliveryAttempt::Decision d);  // the attempt's decision
   void resolve(JobRun* run);
-  void try_next(JobRun* run);  // next address / host, or finish
+  void open(JobRun* run, const queue::Target& target);  // a new connection for the job
   void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
   void handle_completion(queue::Completion c);
   void store_bounce(const queue::Completion& c);
-  void forget(Outbound& o);
   void check_drained();
   static void on_timer(uv_timer_t* t);
   static void on_async(uv_async_t* a);
@@ -110,8 +112,7 @@ class Delivery {
   queue::Spool& spool_;
   queue::Scheduler scheduler_;
   std::unique_ptr<dns::Resolver> resolver_;
-  std::shared_ptr<const tls::TlsContext> tls_;
-  std::string relay_login_, relay_password_;
+  OutboundShared shared_;  // loop, config, spool, TLS context, relayhost credentials, buffers
   uv_timer_t timer_;
   uv_async_t async_;
   std::mutex mu_;
@@ -119,8 +120,6 @@ class Delivery {
   std::unordered_map<uint64_t, Outbound*> conns_;  // every open one, busy or idle
   // Idle connections by destination, most recently parked last.
   std::unordered_map<std::string, std::vector<Outbound*>> idle_;
-  std::unique_ptr<char[]> body_buf_;
-  std::unique_ptr<char[]> read_buf_;
   std::unordered_map<uint64_t, std::unique_ptr<JobRun>> runs_;  // jobs in flight, by serial
   uint64_t next_conn_ = 1;
   bool stopping_ = false;

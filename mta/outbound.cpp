@@ -1,2 +1,534 @@
-// outbound.cpp — see outbound.hpp.
+// outbound.cpp — one outgoing SMTP connection (see outbound.hpp).
 #include "mta/outbound.hpp"
+
+#include <fmt/format.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "conf/log.hpp"
+#include "mta/tls/tls.hpp"
+#include "mta/uv_util.hpp"
+
+namespace sluice::mta {
+
+namespace {
+
+using queue::policy::SessionEvent;
+using queue::policy::SessionFailure;
+
+constexpr size_t kReadBufferSize = 64 * 1024;
+// The content goes out in pieces of this size, read from the spool as the
+// socket takes them: at most kBodyQueued bytes wait in a connection's output.
+constexpr size_t kBodyChunk = 64 * 1024;
+constexpr size_t kBodyQueued = 4 * kBodyChunk;
+// A connection with nothing to do stays open this long for the destination's
+// next message (Postfix: smtp_connection_cache_time_limit), and is not
+// reused once it is this old (smtp_connection_reuse_time_limit).
+constexpr std::chrono::milliseconds kIdleCacheTime{2000};
+constexpr uint64_t kReuseTimeLimitMs = 300'000;
+
+queue::Outcome to_outcome(const proto::Reply& r) {
+  return queue::Outcome{r.code, r.enhanced, r.text()};
+}
+
+queue::policy::Stage to_stage(client::Stage s) {
+  using S = queue::policy::Stage;
+  switch (s) {
+    case client::Stage::local: return S::local;
+    case client::Stage::mail: return S::mail;
+    case client::Stage::rcpt: return S::rcpt;
+    case client::Stage::data: return S::data;
+    case client::Stage::message: return S::message;
+    case client::Stage::end_of_data: return S::end_of_data;
+  }
+  return S::local;
+}
+
+// What to change when a certificate did not verify, for the log line that
+// reports it (the reason is in the failure's text).
+std::string trust_fix(const conf::Delivery& dc) {
+  std::string fix = fmt::format("add the CA that signed it to delivery.ca_file ({})", dc.ca_file);
+  if (dc.relayhost.empty()) return fix;
+  if (!dc.relayhost_tls_name.empty())
+    return fix + fmt::format(", and check that the certificate names {} "
+                             "(delivery.relayhost_tls_name)", dc.relayhost_tls_name);
+  if (net::IpAddress::parse(dc.relayhost_name))
+    return fix + fmt::format(", or set delivery.relayhost_tls_name to the name in its certificate "
+                             "(an address alone must be an IP entry of the certificate: {})",
+                             dc.relayhost_name);
+  return fix + fmt::format(", and check that the certificate names {}", dc.relayhost_name);
+}
+
+client::TlsPolicy to_policy(conf::DeliveryTls t) {
+  switch (t) {
+    case conf::DeliveryTls::none: return client::TlsPolicy::none;
+    case conf::DeliveryTls::opportunistic: return client::TlsPolicy::opportunistic;
+    case conf::DeliveryTls::required: return client::TlsPolicy::required;
+    case conf::DeliveryTls::verify: return client::TlsPolicy::verify;
+  }
+  return client::TlsPolicy::opportunistic;
+}
+
+}  // namespace
+
+conf::DeliveryTls outbound_tls(const conf::Delivery& dc) {
+  return dc.relayhost.empty() ? dc.tls : dc.relayhost_tls;
+}
+
+// --- OutboundShared ----------------------------------------------------------
+
+OutboundShared::~OutboundShared() {
+  // The relayhost password lives as long as the daemon (every connection
+  // needs it); wipe it at the end like the session wipes its copy after AUTH.
+  std::fill(relay_password.begin(), relay_password.end(), '\0');
+  asm volatile("" : : "r"(relay_password.data()) : "memory");
+}
+
+std::span<char> OutboundShared::read_buffer() {
+  if (!read_buf_) read_buf_ = std::make_unique_for_overwrite<char[]>(kReadBufferSize);
+  return {read_buf_.get(), kReadBufferSize};
+}
+
+std::span<char> OutboundShared::body_buffer() {
+  if (!body_buf_) body_buf_ = std::make_unique_for_overwrite<char[]>(kBodyChunk);
+  return {body_buf_.get(), kBodyChunk};
+}
+
+// --- Outbound: what Delivery asks ---------------------------------------------
+
+Outbound::Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queue::Target target,
+                   uint16_t port, std::string destination)
+    : shared_(shared), owner_(host), id_(id), target_(std::move(target)), port_(port),
+      destination_(std::move(destination)) {
+  uv_tcp_init(shared_.loop, &tcp_);
+  uv_timer_init(shared_.loop, &timer_);
+  tcp_.data = this;
+  timer_.data = this;
+  connect_.data = this;
+  host_ = fmt::format("{}[{}]", target_.host, target_.ip.str());
+  relay_ = fmt::format("{}:{}", host_, port_);
+}
+
+Outbound::~Outbound() = default;
+
+bool Outbound::reusable() const {
+  return connected_ && !closing_ && !close_requested_ && session_->ready() &&
+         uv_now(shared_.loop) - connected_at_ < kReuseTimeLimitMs;
+}
+
+void Outbound::take_job(uint64_t serial, std::string message_id, uint64_t size) {
+  job_ = serial;
+  message_id_ = std::move(message_id);
+  size_ = size;
+  result_.reset();
+  tx_started_ = false;
+  body_active_ = false;
+}
+
+void Outbound::start(client::Transaction t) {
+  tx_started_ = true;
+  ++transactions_;
+  session_->start_transaction(std::move(t));
+}
+
+void Outbound::start_now(client::Transaction t) {
+  idle_since_ = 0;
+  start(std::move(t));
+  after_event();
+}
+
+void Outbound::quit() { session_->quit(); }
+
+void Outbound::park() { idle_since_ = uv_now(shared_.loop); }
+
+void Outbound::connect() {
+  const auto& dc = shared_.config->delivery;
+  client::ClientConfig cc;
+  cc.helo_name = shared_.config->hostname;
+  cc.tls = to_policy(outbound_tls(dc));
+  cc.tls_available = shared_.tls != nullptr;
+  implicit_tls_ = !dc.relayhost.empty() && port_ == 465 && shared_.tls != nullptr;
+  cc.in_tls = implicit_tls_;
+  cc.timeouts.idle = kIdleCacheTime;
+  if (!dc.relayhost.empty() && !shared_.relay_login.empty()) {
+    auth::Credentials cr;
+    cr.login = shared_.relay_login;
+    cr.password = shared_.relay_password;
+    cc.credentials = std::move(cr);
+  }
+  session_ = std::make_unique<client::ClientSession>(std::move(cc), *this);
+  sockaddr_storage ss{};
+  net::Endpoint ep{target_.ip, port_};
+  ep.to_sockaddr(&ss);
+  int rc = uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&ss), on_connect);
+  if (rc < 0) {
+    connect_error_ = uv_strerror(rc);
+    begin_close();
+    return;
+  }
+  uv_timer_start(&timer_, on_timer,
+                 static_cast<uint64_t>(std::chrono::milliseconds(client::Timeouts{}.connect).count()), 0);
+}
+
+void Outbound::abort() {
+  if (closing_) return;
+  if (!connected_) {
+    connect_error_ = "delivery stopped";
+    begin_close();
+    return;
+  }
+  session_->quit();
+  after_event();
+}
+
+// --- ClientHost -----------------------------------------------------------------
+
+void Outbound::send(std::string_view bytes) {
+  if (closing_) return;
+  if (tls_) {
+    tls_->write_plaintext(bytes);
+    tls_pending_ += bytes.size();
+  } else {
+    out_.append(bytes);
+  }
+}
+
+void Outbound::start_tls() {
+  flush_output();  // plaintext before the handshake goes first
+  // The name the certificate must carry: the MX name, or for the relayhost
+  // its name, delivery.relayhost_tls_name, or its address (IP entries).
+  const auto& dc = shared_.config->delivery;
+  auto s = tls::TlsStream::client(shared_.tls, dc.relayhost.empty() ? target_.host
+                                                                    : dc.relayhost_verify_name());
+  if (!s) {
+    tls_fail_ = s.error();
+    return;
+  }
+  tls_ = std::move(*s);
+  std::string plain;
+  (void)tls_->process(plain);  // the ClientHello
+  send_ciphertext();
+}
+
+void Outbound::need_body() {
+  if (!job_) {
+    session_->body_end();
+    return;
+  }
+  // The content is streamed: read from the spool a piece at a time while
+  // the output holds less than kBodyQueued; each finished write reads on.
+  body_active_ = true;
+  body_off_ = 0;
+  ++body_seq_;
+  pump_body();
+}
+
+void Outbound::transaction_done(client::TransactionResult result) { result_ = std::move(result); }
+
+void Outbound::connection_failed(client::ConnectionFailure f) {
+  if (f.kind == client::Failure::tls_untrusted)
+    log::warning("{}: relay={} {}; mail deferred; fix: {}", job_ ? message_id_ : "delivery", relay_,
+                 log::sanitize(f.reply.text(), 400), trust_fix(shared_.config->delivery));
+  failure_ = std::move(f);
+}
+
+void Outbound::idle() {
+  if (closing_) return;
+  if (job_ && result_) {
+    const uint64_t job = std::exchange(job_, 0);
+    owner_.on_transaction_done(*this, job, take_report());
+    return;
+  }
+  if (job_ && !tx_started_) {
+    owner_.on_ready(*this, job_);
+    if (tx_started_ || closing_) return;
+  }
+  session_->quit();
+}
+
+void Outbound::close() { close_requested_ = true; }
+
+// --- libuv callbacks --------------------------------------------------------------
+
+void Outbound::on_connect(uv_connect_t* req, int status) {
+  auto* o = static_cast<Outbound*>(req->data);
+  if (o->closing_) return;
+  if (status < 0) {
+    o->connect_error_ = uv_strerror(status);
+    o->begin_close();
+    return;
+  }
+  o->connected_ = true;
+  o->connected_at_ = uv_now(o->shared_.loop);
+  uv_tcp_nodelay(&o->tcp_, 1);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&o->tcp_), on_alloc, on_read);
+  if (o->implicit_tls_) {
+    o->start_tls();
+    if (!o->tls_) {
+      o->session_->on_tls_failed(std::exchange(o->tls_fail_, std::string()));
+      o->after_event();
+      return;
+    }
+  } else {
+    o->session_->on_connected();
+  }
+  o->after_event();
+}
+
+// One read buffer for every connection: libuv fills it and calls on_read
+// at once, and on_read keeps nothing pointing into it.
+void Outbound::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* o = static_cast<Outbound*>(h->data);
+  std::span<char> b = o->shared_.read_buffer();
+  *buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
+}
+
+void Outbound::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  auto* o = static_cast<Outbound*>(s->data);
+  if (n == 0 || o->closing_) return;
+  if (n < 0) {
+    if (o->implicit_tls_ && !o->tls_->handshake_done()) {
+      o->local_failure(SessionFailure::connection_lost, "during the TLS handshake");
+      return;
+    }
+    o->session_->on_eof();
+    o->after_event();
+    return;
+  }
+  std::string_view bytes(buf->base, static_cast<size_t>(n));
+  if (o->tls_) {
+    o->read_tls(bytes);
+  } else {
+    o->session_->feed(bytes);
+  }
+  o->after_event();
+}
+
+void Outbound::read_tls(std::string_view ciphertext) {
+  tls_->feed_ciphertext(ciphertext);
+  std::string plain;
+  bool was_done = tls_->handshake_done();
+  auto ev = tls_->process(plain);
+  send_ciphertext();
+  if (!ev) {
+    if (!was_done) {  // implicit or after STARTTLS: the session decides
+      session_->on_tls_failed(ev.error(), tls_->certificate_refused());
+    } else {
+      session_->on_eof();
+    }
+    return;
+  }
+  if (ev->handshake_completed) {
+    log::info("delivery: tls to {} {} with cipher {} verified={}{}", relay_, tls_->version(),
+              tls_->cipher(), tls_->peer_verified() ? "yes" : "no",
+              tls_->peer_verified() ? "" : " (" + log::sanitize(tls_->verify_error()) + ")");
+    if (implicit_tls_)
+      session_->on_connected(tls_->peer_verified(), tls_->verify_error());
+    else
+      session_->on_tls_ready(tls_->peer_verified(), tls_->verify_error());
+  }
+  if (!plain.empty() && !closing_) session_->feed(plain);
+  if (ev->peer_closed && !closing_) session_->on_eof();
+}
+
+// A failure outside the session (implicit TLS handshake): record and close.
+void Outbound::local_failure(SessionFailure what, std::string detail) {
+  local_event_ = SessionEvent{what, host_, {}, std::move(detail), false};
+  begin_close();
+}
+
+void Outbound::on_timer(uv_timer_t* t) {
+  auto* o = static_cast<Outbound*>(t->data);
+  if (o->closing_) return;
+  if (!o->connected_) {
+    o->connect_error_ = "connection timed out";
+    o->local_event_ = SessionEvent{SessionFailure::timeout, o->host_, {}, "while connecting", false};
+    o->begin_close();
+    return;
+  }
+  if (o->implicit_tls_ && !o->tls_->handshake_done()) {
+    o->local_failure(SessionFailure::timeout, "during the TLS handshake");
+    return;
+  }
+  o->session_->on_timeout();
+  o->after_event();
+}
+
+void Outbound::on_write(void* ctx, int status) {
+  auto* o = static_cast<Outbound*>(ctx);
+  --o->writes_;
+  if (o->closing_) return;
+  if (status < 0) {
+    o->body_active_ = false;
+    o->session_->on_eof();
+  } else if (o->body_active_) {
+    o->pump_body();
+  }
+  o->after_event();
+}
+
+void Outbound::on_close(uv_handle_t* h) {
+  auto* o = static_cast<Outbound*>(h->data);
+  if (++o->closed_handles_ == 2) delete o;
+}
+
+// --- output ---------------------------------------------------------------------
+
+void Outbound::after_event() {
+  if (closing_) return;
+  if (!tls_fail_.empty() && !implicit_tls_) {
+    std::string why = std::move(tls_fail_);
+    tls_fail_.clear();
+    session_->on_tls_failed(why);
+  }
+  if (closing_) return;
+  flush_output();
+  if (close_requested_) {
+    if (writes_ == 0) begin_close();
+    return;
+  }
+  uint64_t ms = connected_ && (!implicit_tls_ || tls_->handshake_done())
+                    ? static_cast<uint64_t>(session_->timeout().count())
+                    : static_cast<uint64_t>(client::Timeouts{}.starttls.count());
+  uv_timer_start(&timer_, on_timer, ms, 0);
+}
+
+void Outbound::send_ciphertext() {
+  tls_pending_ = 0;
+  std::string data;
+  if (tls_->take_ciphertext(data)) write_raw(std::move(data));
+}
+
+// What the session sent during this event, in one write.
+void Outbound::flush_output() {
+  if (!out_.empty()) write_raw(std::exchange(out_, std::string()));
+  if (tls_ && tls_pending_ > 0) send_ciphertext();
+}
+
+// Bytes given to this connection and not yet taken by the kernel.
+size_t Outbound::queued_output() const {
+  return out_.size() + tls_pending_ +
+         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
+}
+
+// Reads and hands over content while the output is short of kBodyQueued;
+// body_end() after the last piece. A failed read aborts the transaction
+// (temporary for everyone).
+void Outbound::pump_body() {
+  const uint64_t seq = body_seq_;
+  while (body_active_) {
+    if (seq != body_seq_ || closing_ || !job_ || session_->state() != client::ClientSession::State::body) {
+      body_active_ = false;
+      return;
+    }
+    if (body_off_ >= size_) {
+      body_active_ = false;
+      session_->body_end();
+      return;
+    }
+    if (queued_output() >= kBodyQueued) return;  // on_write reads on
+    auto n = shared_.spool.read_at(message_id_, body_off_, shared_.body_buffer());
+    if (!n || *n == 0) {
+      body_active_ = false;
+      log::error("{}: cannot read the message: {}", message_id_,
+                 n ? std::string("content ends early") : n.error());
+      session_->on_eof();
+      return;
+    }
+    body_off_ += *n;
+    session_->body(std::string_view(shared_.body_buffer().data(), *n));
+  }
+}
+
+void Outbound::write_raw(std::string data) {
+  if (closing_ || data.empty()) return;
+  if (write_owned(reinterpret_cast<uv_stream_t*>(&tcp_), std::move(data), on_write, this) < 0) {
+    close_requested_ = true;
+    return;
+  }
+  ++writes_;
+}
+
+// --- reports ----------------------------------------------------------------------
+
+// Translation only (client vocabulary -> queue/policy's); what each one
+// means is decided in queue/policy.
+queue::HostReport Outbound::take_report() {
+  queue::HostReport rep;
+  if (result_) {
+    if (result_->too_big) {
+      rep.failure = SessionEvent{SessionFailure::too_big, host_, {},
+                                 fmt::format("size {} over its limit {}", result_->too_big->size,
+                                             result_->too_big->limit),
+                                 false};
+    } else {
+      rep.results.reserve(result_->recipients.size());
+      for (const auto& r : result_->recipients)
+        rep.results.push_back({to_stage(r.stage), to_outcome(r.reply), r.remote});
+    }
+  }
+  if (failure_)
+    rep.failure = event_of(*failure_);
+  else if (local_event_)
+    rep.failure = *local_event_;
+  else if (!connect_error_.empty() && !rep.failure)
+    rep.failure = SessionEvent{SessionFailure::connect_failed, host_, {}, connect_error_, false};
+  result_.reset();
+  failure_.reset();
+  local_event_.reset();
+  return rep;
+}
+
+SessionEvent Outbound::event_of(const client::ConnectionFailure& f) const {
+  SessionEvent ev;
+  ev.host = host_;
+  ev.data_sent = f.data_sent;
+  if (f.remote) ev.reply = to_outcome(f.reply);
+  switch (f.kind) {
+    case client::Failure::greeting_refused: ev.what = SessionFailure::greeting; break;
+    case client::Failure::helo_refused: ev.what = SessionFailure::helo; break;
+    case client::Failure::tls_not_offered:
+    case client::Failure::tls_unavailable: ev.what = SessionFailure::tls_unavailable; break;
+    case client::Failure::tls_refused:
+    case client::Failure::tls_failed:
+    case client::Failure::tls_untrusted: ev.what = SessionFailure::tls_failed; break;
+    case client::Failure::auth_not_offered:
+    case client::Failure::auth_failed:
+      ev.what = SessionFailure::auth_failed;
+      ev.reply = to_outcome(f.reply);  // "451 4.7.8 Authentication failed (server said ...)"
+      break;
+    case client::Failure::timeout: ev.what = SessionFailure::timeout; break;
+    case client::Failure::protocol_error: ev.what = SessionFailure::protocol_error; break;
+    case client::Failure::connection_closed:
+    case client::Failure::service_closing: ev.what = SessionFailure::connection_lost; break;
+  }
+  if (ev.reply.code == 0) {
+    if (f.kind == client::Failure::timeout || f.kind == client::Failure::connection_closed)
+      ev.detail = "while " + f.phase;
+    else
+      ev.detail = f.reply.code ? f.reply.text() : f.phase;
+  }
+  return ev;
+}
+
+void Outbound::begin_close() {
+  if (closing_) return;
+  closing_ = true;
+  body_active_ = false;
+  uv_timer_stop(&timer_);
+  if (connected_)
+    log::info("delivery: conn={} relay={} closed transactions={} age={:.1f}s", id_, relay_,
+              transactions_, static_cast<double>(uv_now(shared_.loop) - connected_at_) / 1e3);
+  if (job_) {
+    const uint64_t job = std::exchange(job_, 0);
+    owner_.on_failed(*this, job, take_report());
+  }
+  owner_.on_closed(*this);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
+}
+
+}  // namespace sluice::mta

@@ -17,16 +17,16 @@ namespace {
 
 }  // namespace
 
-Attempt::Attempt(std::size_t recipients, policy::Context ctx)
+DeliveryAttempt::DeliveryAttempt(std::size_t recipients, policy::Context ctx)
     : ctx_(ctx), verdicts_(recipients), relays_(recipients, "none") {}
 
-Attempt::Decision Attempt::decide_all(const Verdict& v) {
+DeliveryAttempt::Decision DeliveryAttempt::decide_all(const Verdict& v) {
   for (auto& x : verdicts_)
     if (!x) x = v;
   return Done{};
 }
 
-Attempt::Decision Attempt::on_mx(const dns::MxResult& r, std::string_view domain) {
+DeliveryAttempt::Decision DeliveryAttempt::on_mx(const dns::MxResult& r, std::string_view domain) {
   if (auto what = policy::dns_failure_of(r.status))
     return decide_all(policy::dns_failure(*what, domain, r.reason, ctx_));
   targets_.clear();
@@ -38,7 +38,7 @@ Attempt::Decision Attempt::on_mx(const dns::MxResult& r, std::string_view domain
   return next_host();
 }
 
-Attempt::Decision Attempt::on_addresses(const dns::AddrResult& r, std::string_view name) {
+DeliveryAttempt::Decision DeliveryAttempt::on_addresses(const dns::AddrResult& r, std::string_view name) {
   if (auto what = policy::dns_failure_of(r.status))
     return decide_all(policy::dns_failure(*what, name, r.reason, ctx_));
   targets_.clear();
@@ -50,27 +50,27 @@ Attempt::Decision Attempt::on_addresses(const dns::AddrResult& r, std::string_vi
 
 // The next address, unless the last host's failure says not to try another
 // one now (policy::try_next_host), none is left, or delivery stops.
-Attempt::Decision Attempt::next_host() {
+DeliveryAttempt::Decision DeliveryAttempt::next_host() {
   const bool go_on = events_.empty() || policy::try_next_host(events_.back(), ctx_);
   if (stopped_ || !go_on || next_ >= targets_.size()) return Done{};
   return Connect{targets_[next_++]};
 }
 
-void Attempt::on_connection(std::string host, std::string relay, bool reused) {
+void DeliveryAttempt::on_connection(std::string host, std::string relay, bool reused) {
   host_ = std::move(host);
   relay_ = std::move(relay);
   reused_ = reused;
   sent_.clear();
 }
 
-const std::vector<std::size_t>& Attempt::start_transaction() {
+const std::vector<std::size_t>& DeliveryAttempt::start_transaction() {
   sent_.clear();
   for (std::size_t i = 0; i < verdicts_.size(); ++i)
     if (!verdicts_[i]) sent_.push_back(i);
   return sent_;
 }
 
-Attempt::Decision Attempt::on_host_done(HostReport report) {
+DeliveryAttempt::Decision DeliveryAttempt::on_host_done(HostReport report) {
   if (report.results.size() > sent_.size()) misuse("more results than recipients offered");
   const bool failed = report.failure.has_value();
   for (std::size_t k = 0; k < report.results.size(); ++k) {
@@ -104,13 +104,13 @@ Attempt::Decision Attempt::on_host_done(HostReport report) {
   return next_host();
 }
 
-bool Attempt::interrupted() const {
+bool DeliveryAttempt::interrupted() const {
   return stopped_ && std::none_of(verdicts_.begin(), verdicts_.end(), [](const auto& v) {
            return v && v->action != Action::defer;
          });
 }
 
-Attempt::Result Attempt::finish() const {
+DeliveryAttempt::Result DeliveryAttempt::finish() const {
   Result r;
   r.verdicts.reserve(verdicts_.size());
   r.relays = relays_;

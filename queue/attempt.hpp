@@ -61,7 +61,7 @@ struct HostReport {
   std::optional<policy::SessionEvent> failure;
 };
 
-class Attempt {
+class DeliveryAttempt {
  public:
   struct Connect {  // open a connection to `target`, then on_connection()
     Target target;
@@ -82,7 +82,7 @@ class Attempt {
     std::vector<std::string> relays;
   };
 
-  Attempt(std::size_t recipients, policy::Context ctx);
+  DeliveryAttempt(std::size_t recipients, policy::Context ctx);
 
   // The destination's MX answer (`domain` as asked), or the relayhost's
   // addresses (`name` as asked). A failure decides every undecided recipient
@@ -100,6 +100,10 @@ class Attempt {
   const std::vector<std::size_t>& start_transaction();
   // The job is over at the host of on_connection().
   Decision on_host_done(HostReport report);
+
+  // The job cannot be run at all (its message is gone): every undecided
+  // recipient gets `v`; finish() next.
+  void give_up(const Verdict& v) { decide_all(v); }
 
   // Delivery stops: no new connection or lookup is asked for any more.
   void stop() { stopped_ = true; }

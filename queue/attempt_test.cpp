@@ -49,14 +49,14 @@ SessionEvent failure(SessionFailure what, std::string host, Outcome r = {}, std:
   return SessionEvent{what, std::move(host), std::move(r), std::move(detail), data_sent};
 }
 
-std::string target_of(const Attempt::Decision& d) {
-  auto* c = std::get_if<Attempt::Connect>(&d);
+std::string target_of(const DeliveryAttempt::Decision& d) {
+  auto* c = std::get_if<DeliveryAttempt::Connect>(&d);
   return c ? c->target.host + "[" + c->target.ip.str() + "]" : std::string();
 }
 
 // A connection to the Connect decision's target: its host names are what
 // Delivery would pass.
-void connect(Attempt& a, const Attempt::Decision& d, bool reused = false) {
+void connect(DeliveryAttempt& a, const DeliveryAttempt::Decision& d, bool reused = false) {
   std::string h = target_of(d);
   REQUIRE(!h.empty());
   a.on_connection(h, h + ":25", reused);
@@ -84,9 +84,9 @@ TEST_CASE("attempt: DNS answers") {
   };
   for (const Row& r : rows) {
     INFO(dns::to_string(r.status) << " relayhost=" << r.ctx.via_relayhost);
-    Attempt a(2, r.ctx);
+    DeliveryAttempt a(2, r.ctx);
     CHECK(a.on_mx(failed_mx(r.status, "nx.example: domain does not exist (NXDOMAIN)"), "nx.example") ==
-          Attempt::Decision{Attempt::Done{}});
+          DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
     auto out = a.finish();
     REQUIRE(out.verdicts.size() == 2);
     for (const Verdict& v : out.verdicts) {
@@ -98,7 +98,7 @@ TEST_CASE("attempt: DNS answers") {
     CHECK(out.relays == std::vector<std::string>{"none", "none"});
   }
   SECTION("the relayhost's addresses") {
-    Attempt a(1, kRelay);
+    DeliveryAttempt a(1, kRelay);
     dns::AddrResult r;
     r.status = dns::Status::ok;
     r.ipv4 = {ip("192.0.2.9")};
@@ -109,21 +109,21 @@ TEST_CASE("attempt: DNS answers") {
     CHECK(a.targets()[1].ip.str() == "2001:db8::9");
   }
   SECTION("a failed relayhost lookup defers") {
-    Attempt a(1, kRelay);
+    DeliveryAttempt a(1, kRelay);
     dns::AddrResult r;
     r.status = dns::Status::no_route;
     r.reason = "relay.example: no A or AAAA records";
-    CHECK(std::holds_alternative<Attempt::Done>(a.on_addresses(r, "relay.example")));
+    CHECK(std::holds_alternative<DeliveryAttempt::Done>(a.on_addresses(r, "relay.example")));
     CHECK(a.finish().verdicts[0].action == Action::defer);
     CHECK(a.finish().verdicts[0].status == "4.4.3");
   }
 }
 
 TEST_CASE("attempt: targets in MX order, each host's IPv4 before its IPv6") {
-  Attempt a(1, kMx);
+  DeliveryAttempt a(1, kMx);
   auto d = a.on_mx(two_mx(), "example.com");
   std::vector<std::string> order;
-  while (auto* c = std::get_if<Attempt::Connect>(&d)) {
+  while (std::holds_alternative<DeliveryAttempt::Connect>(d)) {
     order.push_back(target_of(d));
     connect(a, d);
     d = a.on_host_done({{}, failure(SessionFailure::connect_failed, order.back(), {}, "Connection refused")});
@@ -184,12 +184,12 @@ TEST_CASE("attempt: what the first host's failure leads to") {
   };
   for (const Row& r : rows) {
     INFO(r.name);
-    Attempt a(2, kMx);
+    DeliveryAttempt a(2, kMx);
     auto d = a.on_mx(two_mx(), "example.com");
     connect(a, d);
     REQUIRE(a.start_transaction() == std::vector<size_t>{0, 1});
     d = a.on_host_done(r.report);
-    CHECK(std::holds_alternative<Attempt::Connect>(d) == r.next_host);
+    CHECK(std::holds_alternative<DeliveryAttempt::Connect>(d) == r.next_host);
     if (r.next_host) {
       CHECK(target_of(d) == "mx1.example.com[2001:db8::1]");
       connect(a, d);
@@ -198,7 +198,7 @@ TEST_CASE("attempt: what the first host's failure leads to") {
       connect(a, d);
       d = a.on_host_done({{}, failure(SessionFailure::connect_failed, "mx2.example.com[192.0.2.2]")});
     }
-    REQUIRE(std::holds_alternative<Attempt::Done>(d));
+    REQUIRE(std::holds_alternative<DeliveryAttempt::Done>(d));
     auto out = a.finish();
     for (const Verdict& v : out.verdicts) {
       CHECK(v.action == r.action);
@@ -208,7 +208,7 @@ TEST_CASE("attempt: what the first host's failure leads to") {
 }
 
 TEST_CASE("attempt: a RCPT refusal is kept, the next host gets only the others") {
-  Attempt a(3, kMx);
+  DeliveryAttempt a(3, kMx);
   auto d = a.on_mx(two_mx(), "example.com");
   connect(a, d);
   REQUIRE(a.start_transaction() == std::vector<size_t>{0, 1, 2});
@@ -223,7 +223,7 @@ TEST_CASE("attempt: a RCPT refusal is kept, the next host gets only the others")
   connect(a, d);
   CHECK(a.start_transaction() == std::vector<size_t>{0, 2});
   d = a.on_host_done({{sent(), sent()}, {}});
-  CHECK(std::holds_alternative<Attempt::Done>(d));
+  CHECK(std::holds_alternative<DeliveryAttempt::Done>(d));
   auto out = a.finish();
   CHECK(out.verdicts[0].action == Action::sent);
   CHECK(out.verdicts[0].remote_host == "mx1.example.com[2001:db8::1]");
@@ -237,13 +237,13 @@ TEST_CASE("attempt: a RCPT refusal is kept, the next host gets only the others")
 
 TEST_CASE("attempt: a reused connection that fails starts the job over") {
   SECTION("before the data: a fresh lookup, the failure is not counted") {
-    Attempt a(1, kMx);
+    DeliveryAttempt a(1, kMx);
     a.on_connection("mx2.example.com[192.0.2.2]", "mx2.example.com[192.0.2.2]:25", true);
     CHECK(a.start_transaction() == std::vector<size_t>{0});
     auto d = a.on_host_done({{res(Stage::mail, reply(451, "4.4.2", "lost"), false)},
                              failure(SessionFailure::connection_lost, "mx2.example.com[192.0.2.2]", {},
                                      "while sending MAIL FROM")});
-    CHECK(d == Attempt::Decision{Attempt::Resolve{}});
+    CHECK(d == DeliveryAttempt::Decision{DeliveryAttempt::Resolve{}});
     CHECK(a.failures().empty());
     d = a.on_mx(two_mx(), "example.com");
     CHECK(target_of(d) == "mx1.example.com[192.0.2.1]");
@@ -254,28 +254,28 @@ TEST_CASE("attempt: a reused connection that fails starts the job over") {
     CHECK(a.failures().size() == 1);
   }
   SECTION("after the end of the data: the server may have it, no restart") {
-    Attempt a(1, kMx);
+    DeliveryAttempt a(1, kMx);
     a.on_connection("mx2.example.com[192.0.2.2]", "mx2.example.com[192.0.2.2]:25", true);
     a.start_transaction();
     auto d = a.on_host_done({{}, failure(SessionFailure::timeout, "mx2.example.com[192.0.2.2]", {},
                                          "while sending end of data", true)});
-    CHECK(d == Attempt::Decision{Attempt::Done{}});
+    CHECK(d == DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
     CHECK(a.finish().verdicts[0].status == "4.4.2");
   }
   SECTION("a 5xx to MAIL on a reused connection bounces, no restart") {
-    Attempt a(1, kMx);
+    DeliveryAttempt a(1, kMx);
     a.on_connection("mx2.example.com[192.0.2.2]", "mx2.example.com[192.0.2.2]:25", true);
     a.start_transaction();
     auto d = a.on_host_done({{res(Stage::mail, reply(550, "5.7.1", "sender denied"))}, {}});
-    CHECK(d == Attempt::Decision{Attempt::Done{}});
+    CHECK(d == DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
     CHECK(a.finish().verdicts[0].action == Action::bounce);
   }
   SECTION("a transaction that ends well: done, nothing restarts") {
-    Attempt a(2, kMx);
+    DeliveryAttempt a(2, kMx);
     a.on_connection("mx2.example.com[192.0.2.2]", "mx2.example.com[192.0.2.2]:25", true);
     a.start_transaction();
     CHECK(a.on_host_done({{sent(), res(Stage::rcpt, reply(550, "5.1.1", "unknown"))}, {}}) ==
-          Attempt::Decision{Attempt::Done{}});
+          DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
     auto out = a.finish();
     CHECK(out.verdicts[0].action == Action::sent);
     CHECK(out.verdicts[1].action == Action::bounce);
@@ -284,15 +284,15 @@ TEST_CASE("attempt: a reused connection that fails starts the job over") {
 }
 
 TEST_CASE("attempt: every host refusing at the greeting for good bounces; one that could not be reached defers") {
-  Attempt all(1, kMx);
+  DeliveryAttempt all(1, kMx);
   auto d = all.on_mx(two_mx(), "example.com");
-  while (std::holds_alternative<Attempt::Connect>(d)) {
+  while (std::holds_alternative<DeliveryAttempt::Connect>(d)) {
     connect(all, d);
     d = all.on_host_done({{}, failure(SessionFailure::greeting, target_of(d), reply(554, "5.7.1", "go away"))});
   }
   CHECK(all.finish().verdicts[0].action == Action::bounce);
 
-  Attempt one(1, kMx);
+  DeliveryAttempt one(1, kMx);
   d = one.on_mx(two_mx(), "example.com");
   connect(one, d);
   d = one.on_host_done({{}, failure(SessionFailure::greeting, target_of(d), reply(554, "5.7.1", "go away"))});
@@ -300,19 +300,19 @@ TEST_CASE("attempt: every host refusing at the greeting for good bounces; one th
   d = one.on_host_done({{}, failure(SessionFailure::connect_failed, target_of(d), {}, "Connection refused")});
   connect(one, d);
   d = one.on_host_done({{}, failure(SessionFailure::greeting, target_of(d), reply(554, "5.7.1", "go away"))});
-  REQUIRE(std::holds_alternative<Attempt::Done>(d));
+  REQUIRE(std::holds_alternative<DeliveryAttempt::Done>(d));
   CHECK(one.finish().verdicts[0].action == Action::defer);
 }
 
 TEST_CASE("attempt: a relayhost defers whatever it answers at the session level") {
-  Attempt a(1, kRelay);
+  DeliveryAttempt a(1, kRelay);
   dns::AddrResult r;
   r.status = dns::Status::ok;
   r.ipv4 = {ip("192.0.2.9")};
   auto d = a.on_addresses(r, "relay.example");
   connect(a, d);
   d = a.on_host_done({{}, failure(SessionFailure::greeting, "relay.example[192.0.2.9]", reply(554, "5.7.1", "no"))});
-  REQUIRE(std::holds_alternative<Attempt::Done>(d));  // no address left
+  REQUIRE(std::holds_alternative<DeliveryAttempt::Done>(d));  // no address left
   auto v = a.finish().verdicts[0];
   CHECK(v.action == Action::defer);
   CHECK(v.status == "4.7.1");
@@ -320,7 +320,7 @@ TEST_CASE("attempt: a relayhost defers whatever it answers at the session level"
 
 TEST_CASE("attempt: stop() ends the attempt at the next event") {
   SECTION("nothing final learnt: interrupted") {
-    Attempt a(2, kMx);
+    DeliveryAttempt a(2, kMx);
     auto d = a.on_mx(two_mx(), "example.com");
     connect(a, d);
     a.start_transaction();
@@ -328,11 +328,11 @@ TEST_CASE("attempt: stop() ends the attempt at the next event") {
     d = a.on_host_done({{res(Stage::rcpt, reply(451, "4.3.2", "Delivery aborted"), false),
                          res(Stage::rcpt, reply(451, "4.3.2", "Delivery aborted"), false)},
                         {}});
-    CHECK(d == Attempt::Decision{Attempt::Done{}});
+    CHECK(d == DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
     CHECK(a.interrupted());
   }
   SECTION("a bounce was learnt: not interrupted, it is written") {
-    Attempt a(2, kMx);
+    DeliveryAttempt a(2, kMx);
     auto d = a.on_mx(two_mx(), "example.com");
     connect(a, d);
     a.start_transaction();
@@ -340,25 +340,25 @@ TEST_CASE("attempt: stop() ends the attempt at the next event") {
     d = a.on_host_done({{res(Stage::rcpt, reply(550, "5.1.1", "unknown")),
                          res(Stage::data, reply(451, "4.4.2", "lost"), false)},
                         failure(SessionFailure::connection_lost, "mx1.example.com[192.0.2.1]")});
-    CHECK(d == Attempt::Decision{Attempt::Done{}});
+    CHECK(d == DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
     CHECK_FALSE(a.interrupted());
     auto out = a.finish();
     CHECK(out.verdicts[0].action == Action::bounce);
     CHECK(out.verdicts[1].action == Action::defer);
   }
   SECTION("a reused connection is not restarted while stopping") {
-    Attempt a(1, kMx);
+    DeliveryAttempt a(1, kMx);
     a.on_connection("mx[192.0.2.1]", "mx[192.0.2.1]:25", true);
     a.start_transaction();
     a.stop();
     CHECK(a.on_host_done({{}, failure(SessionFailure::connection_lost, "mx[192.0.2.1]")}) ==
-          Attempt::Decision{Attempt::Done{}});
+          DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
     CHECK(a.interrupted());
   }
 }
 
 TEST_CASE("attempt: no reason given for undecided recipients reads as a lost connection") {
-  Attempt a(1, kMx);
+  DeliveryAttempt a(1, kMx);
   auto d = a.on_mx(two_mx(), "example.com");
   connect(a, d);
   a.start_transaction();

@@ -285,5 +285,9 @@ Verdict cancelled_by_admin() {
   return made_up(Action::bounce, 554, "5.0.0", "delivery cancelled by the mail administrator");
 }
 
+Verdict message_missing() {
+  return made_up(Action::defer, 451, "4.3.0", "message not found");
+}
+
 }  // namespace policy
 }  // namespace sluice::queue

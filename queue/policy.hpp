@@ -190,6 +190,9 @@ Verdict expire(Verdict deferred);
 // `sluicectl queue bounce`: give up now, status 5.0.0.
 Verdict cancelled_by_admin();
 
+// A job whose message the scheduler no longer has (a bug): defer, 4.3.0.
+Verdict message_missing();
+
 // The RFC 3463 status to report for a reply: the server's enhanced code if
 // it is well-formed, with its class forced to the reply's (a "550 4.1.1"
 // reports 5.1.1); else class.fallback (e.g. "5" + ".0.0"). A code outside

@@ -375,6 +375,12 @@ TEST_CASE("administrator's bounce") {
   CHECK(v.remote_host.empty());
 }
 
+TEST_CASE("a job without its message defers") {
+  Verdict v = message_missing();
+  CHECK(v.action == Action::defer);
+  CHECK(v.reply == "451 4.3.0 message not found");
+}
+
 TEST_CASE("to_string of actions and failures") {
   CHECK(to_string(Action::sent) == "sent");
   CHECK(to_string(Action::defer) == "deferred");

@@ -20,7 +20,6 @@ StreamConnection::StreamConnection(uv_loop_t* loop, Kind kind, std::span<char> r
   if (rc < 0 || timer_.init(loop, uv_timer_init) < 0) std::abort();  // cannot fail (no socket yet)
   stream()->data = this;
   timer_->data = this;
-  connect_req_.data = this;
 }
 
 StreamConnection::~StreamConnection() = default;
@@ -157,12 +156,20 @@ void StreamConnection::on_timer_cb(uv_timer_t* t) {
   });
 }
 
+// The request is allocated here and freed in its callback, which libuv runs
+// (UV_ECANCELED when the stream closes first) before the stream's close
+// callback: connections that never connect do not carry it.
 int StreamConnection::connect(const sockaddr* addr) {
-  return uv_tcp_connect(&connect_req_, tcp_.get(), addr, on_connect_cb);
+  auto req = std::make_unique<uv_connect_t>();
+  req->data = this;
+  const int rc = uv_tcp_connect(req.get(), tcp_.get(), addr, on_connect_cb);
+  if (rc == 0) req.release();
+  return rc;
 }
 
 void StreamConnection::on_connect_cb(uv_connect_t* req, int status) {
   guard("stream connect", [&] {
+    std::unique_ptr<uv_connect_t> owned(req);
     auto* c = static_cast<StreamConnection*>(req->data);
     if (c->closing_) return;  // cancelled by the close
     c->on_connect(status);

@@ -134,7 +134,6 @@ class StreamConnection {
   Handle<uv_tcp_t> tcp_;
   Handle<uv_pipe_t> pipe_;
   Handle<uv_timer_t> timer_;
-  uv_connect_t connect_req_{};
   std::unique_ptr<tls::TlsStream> tls_;
   std::string out_;  // gathered during this event (plaintext under TLS)
   int writes_ = 0;

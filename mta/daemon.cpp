@@ -20,6 +20,7 @@
 #include "mta/control/admin.hpp"
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
+#include "mta/intake.hpp"
 #include "mta/pickup.hpp"
 #include "mta/uv/guard.hpp"
 #include "mta/uv/handle.hpp"
@@ -167,6 +168,7 @@ struct Daemon {
   uv_loop_t* loop;  // run_daemon's uv::Loop, which outlives the Daemon
   std::shared_ptr<const conf::Config> config;
   std::unique_ptr<queue::Spool> spool;
+  std::unique_ptr<Intake> intake;  // every message's way into the spool and to delivery
   std::unique_ptr<Server> server;
   std::unique_ptr<Delivery> delivery;
   std::unique_ptr<Pickup> pickup;
@@ -223,6 +225,7 @@ struct Daemon {
     spool.reset();
     delivery->close_handles();
     server->close_handles();
+    intake->close();  // the last commits' answers (delivery ignores them now)
     for (auto* h : {&sigterm, &sigint, &sighup}) h->close();
     grace.close();
   }
@@ -377,21 +380,22 @@ int run_daemon(conf::Config cfg) {
   for (const auto& w : d->spool->recovery_warnings()) log::warning("spool recovery: {}", w);
   log::info("spool {}: {} messages waiting", c.spool_dir, d->spool->message_count());
 
-  d->server = std::make_unique<Server>(d->loop, d->config, *d->spool);
+  d->intake = std::make_unique<Intake>(d->loop, *d->spool);
+  d->server = std::make_unique<Server>(d->loop, d->config, *d->spool, *d->intake);
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);
-  auto delivery = Delivery::create(d->loop, d->config, *d->spool);
+  auto delivery = Delivery::create(d->loop, d->config, *d->spool, *d->intake);
   if (!delivery) {
     log::error("delivery: {}", delivery.error());
     d->spool.reset();
     d->server->close_handles();
+    d->intake->close();
     uv_run(d->loop, UV_RUN_DEFAULT);
     return 1;
   }
   d->delivery = std::move(*delivery);
-  d->server->on_committed([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
-  d->pickup = std::make_unique<Pickup>(d->loop, d->config, *d->spool,
-                                       [dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
+  d->intake->deliver_to([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
+  d->pickup = std::make_unique<Pickup>(d->loop, d->config, *d->spool, *d->intake);
   if (auto ok = d->server->listen(); !ok) {
     log::error("{}", ok.error());
     d->delivery->shutdown([] {});
@@ -399,6 +403,7 @@ int run_daemon(conf::Config cfg) {
     d->spool.reset();
     d->delivery->close_handles();
     d->server->close_handles();
+    d->intake->close();
     d->server->abort_all();
     uv_run(d->loop, UV_RUN_DEFAULT);
     return 1;

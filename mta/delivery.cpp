@@ -32,8 +32,9 @@ struct JobRun {
 
 // ---------------------------------------------------------------------------
 
-Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool)
-    : loop_(loop), config_(std::move(config)), spool_(spool), scheduler_([this] {
+Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+                   Intake& intake)
+    : loop_(loop), config_(std::move(config)), spool_(spool), intake_(intake), scheduler_([this] {
         const auto& dc = config_->delivery;
         queue::SchedulerOptions o;
         o.max_connections = std::max<uint32_t>(1, dc.max_connections);
@@ -52,14 +53,13 @@ Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, 
       shared_(loop_, config_, spool_) {
   uv_timer_init(loop_, &timer_);
   timer_.data = this;
-  uv_async_init(loop_, &async_, on_async);
-  async_.data = this;
 }
 
 Delivery::~Delivery() = default;
 
 std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
-    uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool) {
+    uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+    Intake& intake) {
   const auto& dc = config->delivery;
   std::string login, password;
   if (!dc.relayhost.empty() && !dc.relayhost_username.empty()) {
@@ -94,7 +94,7 @@ std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
   dopt.servers = config->dns.servers;
   auto res = dns::Resolver::create(loop, std::move(dopt));
   if (!res) return std::unexpected("dns: " + res.error());
-  std::unique_ptr<Delivery> d(new Delivery(loop, std::move(config), spool));
+  std::unique_ptr<Delivery> d(new Delivery(loop, std::move(config), spool, intake));
   d->resolver_ = std::move(*res);
   d->shared_.tls = std::move(tls);
   d->shared_.relay_login = std::move(login);
@@ -119,7 +119,9 @@ void Delivery::start() {
 }
 
 void Delivery::add(queue::Envelope env) {
-  if (scheduler_.find(env.id)) return;
+  // After close_handles (the intake runs its last commits then): the message
+  // is in the spool, the next start delivers it.
+  if (closed_ || scheduler_.find(env.id)) return;
   auto c = scheduler_.add(std::move(env));
   if (c.persist == queue::Completion::Persist::remove) spool_.remove(c.id, [](bool) {});
   run();
@@ -456,39 +458,17 @@ void Delivery::store_bounce(const queue::Completion& c) {
   auto r = spool_.read_body(c.id, [&head](std::string_view s) { head.append(s); },
                             queue::kMaxDsnHeaderBytes + 4);
   if (!r) log::warning("{}: bounce without the original headers: {}", c.id, r.error());
-  auto in = spool_.begin();
-  const std::string mid = "<" + in->id() + "@" + hostname + ">";
+  // Through the intake like every message: it comes back to add() once durable.
+  auto m = intake_.begin(Intake::Source::bounce, mail::Trace{});
+  const std::string mid = "<" + m->id() + "@" + hostname + ">";
   std::string content = queue::make_dsn(c.envelope, c.bounce, hostname, head, now, mid);
   queue::Envelope env = queue::bounce_envelope(c.envelope, content, mid, now);
-  in->append(content);
-  env.id = in->id();
-  env.size = in->size();
-  log::info("{}: sender non-delivery notification: {} to=<{}> nrcpt={}", c.id, in->id(),
+  m->append(content);
+  log::info("{}: sender non-delivery notification: {} to=<{}> nrcpt={}", c.id, m->id(),
             log::sanitize(c.envelope.sender), c.bounce.size());
-  Delivery* self = this;
-  queue::Envelope copy = env;
-  in->commit(std::move(env), [self, copy = std::move(copy)](bool ok) mutable {
-    if (!ok) {
-      log::error("{}: could not store the bounce", copy.id);
-      return;
-    }
-    {
-      std::lock_guard lock(self->mu_);
-      self->bounces_.push_back(std::move(copy));
-    }
-    uv_async_send(&self->async_);
+  intake_.commit(std::move(m), std::move(env), [](bool ok, const queue::Envelope& committed) {
+    if (!ok) log::error("{}: could not store the bounce", committed.id);
   });
-}
-
-void Delivery::on_async(uv_async_t* a) {
-  auto* self = static_cast<Delivery*>(a->data);
-  std::vector<queue::Envelope> batch;
-  {
-    std::lock_guard lock(self->mu_);
-    batch.swap(self->bounces_);
-  }
-  if (self->closed_) return;
-  for (auto& env : batch) self->add(std::move(env));
 }
 
 void Delivery::shutdown(std::function<void()> done) {
@@ -516,10 +496,8 @@ void Delivery::check_drained() {
 }
 
 void Delivery::close_handles() {
-  on_async(&async_);  // bounces that raced in (only added to the scheduler)
   closed_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   resolver_.reset();
 }
 

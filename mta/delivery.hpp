@@ -9,16 +9,16 @@
 // (the lookup's answer, what a connection reported) and carries out its
 // decisions (look up, connect to this address, start a transaction with
 // these recipients, done). Once the attempt is done it completes the job:
-// bounce first (a new spool message with the null sender), then the
-// envelope update or removal, and one log line per recipient. After a job a
-// connection takes the destination's next job (take_job_for), or waits idle
-// (at most 2 s) in the cache that new jobs take connections from before
-// they open new ones.
+// bounce first (a new message with the null sender, through the intake),
+// then the envelope update or removal, and one log line per recipient.
+// After a job a connection takes the destination's next job
+// (take_job_for), or waits idle (at most 2 s) in the cache that new jobs
+// take connections from before they open new ones.
 //
 // Memory: outbound connections free themselves in their last close callback
-// and say so first (OutboundHost::on_closed); bounce commits finish on the
-// spool's writer thread and come back through a uv_async_t. Single-threaded
-// otherwise: every method runs on the loop.
+// and say so first (OutboundHost::on_closed); a bounce comes back through
+// the intake, like any message, once it is durable. Single-threaded: every
+// method runs on the loop.
 #pragma once
 
 #include <uv.h>
@@ -38,6 +38,7 @@
 #include "mta/outbound.hpp"
 #include "queue/attempt.hpp"
 #include "queue/scheduler.hpp"
+#include "mta/intake.hpp"
 #include "queue/spool.hpp"
 
 namespace sluice::mta {
@@ -47,12 +48,14 @@ struct JobRun;
 class Delivery final : private OutboundHost {
  public:
   static std::expected<std::unique_ptr<Delivery>, std::string> create(
-      uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool);
+      uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+      Intake& intake);
   ~Delivery() override;
 
   // Adds every message of the spool to the scheduler and starts what is due.
   void start();
-  // A message whose commit is durable.
+  // A message whose commit is durable: the intake's one hand-off (it is
+  // ignored once the handles are closed).
   void add(queue::Envelope env);
   // Stops starting jobs, aborts the outbound connections (their jobs are
   // deferred) and closes the resolver; `done` runs once all of that is closed.
@@ -78,7 +81,8 @@ class Delivery final : private OutboundHost {
   bool remove(std::string_view id);
 
  private:
-  Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool);
+  Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+           Intake& intake);
 
   // --- OutboundHost -----------------------------------------------------------
   void on_ready(Outbound& o, uint64_t job) override;
@@ -105,18 +109,15 @@ class Delivery final : private OutboundHost {
   void store_bounce(const queue::Completion& c);
   void check_drained();
   static void on_timer(uv_timer_t* t);
-  static void on_async(uv_async_t* a);
 
   uv_loop_t* loop_;
   std::shared_ptr<const conf::Config> config_;
   queue::Spool& spool_;
+  Intake& intake_;  // bounces go in through it
   queue::Scheduler scheduler_;
   std::unique_ptr<dns::Resolver> resolver_;
   OutboundShared shared_;  // loop, config, spool, TLS context, relayhost credentials, buffers
   uv_timer_t timer_;
-  uv_async_t async_;
-  std::mutex mu_;
-  std::vector<queue::Envelope> bounces_;  // committed bounces, handed over by the writer thread
   std::unordered_map<uint64_t, Outbound*> conns_;  // every open one, busy or idle
   // Idle connections by destination, most recently parked last.
   std::unordered_map<std::string, std::vector<Outbound*>> idle_;

@@ -12,7 +12,7 @@
 #include <ctime>
 #include <cerrno>
 #include <cstring>
-#include <future>
+#include <mutex>
 
 #include "conf/log.hpp"
 #include "conf/safe_file.hpp"
@@ -20,7 +20,6 @@
 #include "mta/sendmail/maildrop.hpp"
 #include "mta/uv/guard.hpp"
 #include "mta/uv_util.hpp"
-#include "queue/dsn.hpp"
 
 namespace sluice::mta {
 
@@ -76,12 +75,14 @@ struct Picked {
   bool discard = false;  // unlinked, not set aside: a second name of some other file
   std::string error;
   uid_t uid = 0;
+  std::unique_ptr<Intake::Message> message;  // when ok: ready to commit
   queue::Envelope env;
 };
 
-// Reads, checks and commits one maildrop file. Runs on the thread pool.
+// Reads and checks one maildrop file and, when it is good, starts its
+// message in the intake. Runs on the thread pool.
 Picked take_file(const std::string& dir, const std::string& name, const conf::Config& cfg,
-                 queue::Spool& spool) {
+                 queue::Spool& spool, Intake& intake) {
   Picked p;
   const std::string path = dir + "/" + name;
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -177,26 +178,14 @@ Picked take_file(const std::string& dir, const std::string& name, const conf::Co
   env.message_id = find_message_id(content);
   env.client_address = "local";
 
-  const int64_t now = wall_clock_us();
-  env.arrival_us = now;
-  auto in = spool.begin();
-  in->append(fmt::format("Received: by {} (Sluice, from userid {})\r\n\tid {}; {}\r\n", cfg.hostname,
-                         p.uid, in->id(), queue::rfc5322_date(now)));
-  in->append(content);
-  std::promise<bool> durable;
-  auto result = durable.get_future();
-  env.id = in->id();
-  p.env = env;
-  p.env.size = in->size();
-  in->commit(std::move(env), [&durable](bool ok) { durable.set_value(ok); });
-  in.reset();
-  if (!result.get()) {
-    p.error = "the spool could not store it";
-    p.retry = true;
-    return p;
-  }
-  if (::unlink(path.c_str()) != 0)
-    p.error = "committed but could not remove the file: " + errno_text(errno);
+  env.arrival_us = wall_clock_us();
+  mail::Trace trace;
+  trace.by = cfg.hostname;
+  trace.unix_us = env.arrival_us;
+  trace.local_uid = static_cast<uint32_t>(p.uid);
+  p.message = intake.begin(Intake::Source::local, std::move(trace));
+  p.message->append(content);
+  p.env = std::move(env);
   p.ok = true;
   return p;
 }
@@ -213,19 +202,22 @@ void set_aside(const std::string& spool_dir, const std::string& dir, const std::
 
 }  // namespace
 
-struct Pickup::Scan {
+// One piece of thread-pool work: first remove the files whose messages
+// are durable, then (when asked) scan the directory.
+struct Pickup::Work {
   uv_work_t req;
   Pickup* self;
   std::string dir;
   std::string spool_dir;
   std::shared_ptr<const conf::Config> config;
-  queue::Spool* spool;
+  std::vector<std::string> unlink;  // committed: remove these first
+  bool scan = false;
   std::vector<Result> results;
 };
 
 Pickup::Pickup(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
-               Committed committed)
-    : loop_(loop), config_(std::move(config)), spool_(spool), committed_(std::move(committed)) {
+               Intake& intake)
+    : loop_(loop), config_(std::move(config)), spool_(spool), intake_(intake) {
   dir_ = config_->spool_dir + "/maildrop";
 }
 
@@ -298,76 +290,128 @@ void Pickup::start() {
 
 void Pickup::scan() {
   if (closing_) return;
-  if (scanning_) {
-    rescan_ = true;
-    return;
-  }
-  scanning_ = true;
+  rescan_ = true;
+  work();
+}
+
+void Pickup::work() {
+  if (working_ || (!rescan_ && unlink_.empty())) return;
+  working_ = true;
+  auto* w = new Work{};
+  w->req.data = w;
+  w->self = this;
+  w->dir = dir_;
+  w->spool_dir = config_->spool_dir;
+  w->config = config_;
+  w->unlink = std::move(unlink_);
+  unlink_.clear();
+  w->scan = rescan_ && !closing_;
   rescan_ = false;
-  auto* s = new Scan{};
-  s->req.data = s;
-  s->self = this;
-  s->dir = dir_;
-  s->spool_dir = config_->spool_dir;
-  s->config = config_;
-  s->spool = &spool_;
   uv_queue_work(
-      loop_, &s->req,
+      loop_, &w->req,
       [](uv_work_t* req) {
-        auto* s = static_cast<Scan*>(req->data);
-        DIR* d = ::opendir(s->dir.c_str());
-        if (!d) return;
-        std::vector<std::string> names, stale;
-        const time_t now = ::time(nullptr);
-        while (dirent* e = ::readdir(d)) {
-          std::string name = e->d_name;
-          if (is_candidate(name)) {
-            names.push_back(std::move(name));
-          } else if (name.ends_with(".tmp") && name.front() != '.') {
-            struct stat st;
-            if (::fstatat(dirfd(d), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                now - st.st_mtime > kStaleTmpSeconds)
-              stale.push_back(std::move(name));
+        auto* w = static_cast<Work*>(req->data);
+        bool removed = false;
+        for (const auto& name : w->unlink) {
+          if (::unlink((w->dir + "/" + name).c_str()) == 0) {
+            removed = true;
+          } else {
+            Result r;
+            r.file = name;
+            r.error = "committed but could not remove the file: " + errno_text(errno);
+            w->results.push_back(std::move(r));
           }
         }
-        ::closedir(d);
-        // Names begin with the drop time in hex: oldest first.
-        std::sort(names.begin(), names.end());
-        bool removed = false;
-        for (const auto& name : names) {
-          Picked p = take_file(s->dir, name, *s->config, *s->spool);
-          if (!p.ok && !p.retry && p.discard) ::unlink((s->dir + "/" + name).c_str());
-          else if (!p.ok && !p.retry) set_aside(s->spool_dir, s->dir, name);
-          removed = removed || p.ok;
-          const bool below_reserve = p.retry && p.error == kBelowReserve;
-          s->results.push_back(Result{name, p.ok, p.retry, std::move(p.error), p.uid, std::move(p.env), p.discard});
-          if (below_reserve) break;  // the rest waits too
-        }
-        for (const auto& name : stale) {
-          ::unlink((s->dir + "/" + name).c_str());
-          s->results.push_back(Result{name, false, false, std::string(kStaleRemoved), 0, {}});
-        }
-        if (removed || !stale.empty()) fsync_path(s->dir);
+        if (w->scan) removed = w->self->scan_dir(*w) || removed;
+        if (removed) fsync_path(w->dir);
       },
       [](uv_work_t* req, int) {
-        std::unique_ptr<Scan> s(static_cast<Scan*>(req->data));
-        s->self->after_scan(std::move(s->results));
+        std::unique_ptr<Work> w(static_cast<Work*>(req->data));
+        w->self->after_work(*w);
       });
 }
 
-void Pickup::after_scan(std::vector<Result> results) {
-  scanning_ = false;
-  for (auto& r : results) {
-    if (r.ok) {
-      ++picked_up_;
-      low_space_logged_ = false;
-      const auto& env = r.env;
-      log::info("{}: accept maildrop={} uid={} from=<{}> size={} nrcpt={} msgid={}", env.id, r.file,
-                r.uid, log::sanitize(env.sender), env.size, env.recipients.size(),
-                env.message_id.empty() ? "-" : log::sanitize(env.message_id));
-      if (!r.error.empty()) log::warning("{}: maildrop {}: {}", env.id, r.file, r.error);
-      if (committed_ && !closing_) committed_(env);
-    } else if (r.retry && r.error == kBelowReserve) {
+// Thread pool. Lists the maildrop and takes each file that is not already
+// on its way (busy_): a good one is committed through the intake, whose
+// answer comes back to committed() on the loop; a bad one is set aside.
+bool Pickup::scan_dir(Work& w) {
+  DIR* d = ::opendir(w.dir.c_str());
+  if (!d) return false;
+  std::vector<std::string> names, stale;
+  const time_t now = ::time(nullptr);
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (is_candidate(name)) {
+      names.push_back(std::move(name));
+    } else if (name.ends_with(".tmp") && name.front() != '.') {
+      struct stat st;
+      if (::fstatat(dirfd(d), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          now - st.st_mtime > kStaleTmpSeconds)
+        stale.push_back(std::move(name));
+    }
+  }
+  ::closedir(d);
+  // Names begin with the drop time in hex: oldest first.
+  std::sort(names.begin(), names.end());
+  bool removed = false;
+  for (const auto& name : names) {
+    {
+      std::lock_guard lock(busy_mu_);
+      if (!busy_.insert(name).second) continue;  // committed, not yet removed
+    }
+    Picked p = take_file(w.dir, name, *w.config, spool_, intake_);
+    if (p.ok) {
+      commits_.fetch_add(1, std::memory_order_relaxed);
+      intake_.commit(std::move(p.message), std::move(p.env),
+                     [this, name, uid = p.uid](bool ok, const queue::Envelope& env) {
+                       committed(name, uid, ok, env);
+                     });
+      continue;
+    }
+    {
+      std::lock_guard lock(busy_mu_);
+      busy_.erase(name);
+    }
+    if (!p.retry && p.discard) ::unlink((w.dir + "/" + name).c_str());
+    else if (!p.retry) set_aside(w.spool_dir, w.dir, name);
+    removed = removed || !p.retry;
+    const bool below_reserve = p.retry && p.error == kBelowReserve;
+    w.results.push_back(Result{name, false, p.retry, std::move(p.error), p.uid, {}, p.discard});
+    if (below_reserve) break;  // the rest waits too
+  }
+  for (const auto& name : stale) {
+    ::unlink((w.dir + "/" + name).c_str());
+    w.results.push_back(Result{name, false, false, std::string(kStaleRemoved), 0, {}});
+  }
+  return removed || !stale.empty();
+}
+
+void Pickup::committed(const std::string& name, uid_t uid, bool ok, const queue::Envelope& env) {
+  commits_.fetch_sub(1, std::memory_order_relaxed);
+  if (ok) {
+    ++picked_up_;
+    low_space_logged_ = false;
+    log::info("{}: accept maildrop={} uid={} from=<{}> size={} nrcpt={} msgid={}", env.id, name, uid,
+              log::sanitize(env.sender), env.size, env.recipients.size(),
+              env.message_id.empty() ? "-" : log::sanitize(env.message_id));
+    unlink_.push_back(name);  // busy_ until it is gone
+    work();
+  } else {
+    log::warning("maildrop {}: the spool could not store it; trying again later", name);
+    std::lock_guard lock(busy_mu_);
+    busy_.erase(name);
+  }
+  maybe_done();
+}
+
+void Pickup::after_work(Work& w) {
+  working_ = false;
+  {
+    std::lock_guard lock(busy_mu_);
+    for (const auto& name : w.unlink) busy_.erase(name);
+  }
+  for (auto& r : w.results) {
+    if (r.retry && r.error == kBelowReserve) {
       if (!low_space_logged_)  // once, until a file goes through again
         log::warning("maildrop {}: {}; waiting for space", r.file, r.error);
       low_space_logged_ = true;
@@ -379,16 +423,15 @@ void Pickup::after_scan(std::vector<Result> results) {
     } else if (r.discarded) {
       log::error("maildrop {}: uid={} {}; removed from the maildrop (the file it names was not touched)",
                  r.file, r.uid, log::sanitize(r.error));
+    } else if (r.error.starts_with("committed but")) {
+      log::warning("maildrop {}: {}", r.file, r.error);
     } else {
       log::error("maildrop {}: uid={} {}; moved to {}/corrupt", r.file, r.uid, log::sanitize(r.error),
                  config_->spool_dir);
     }
   }
-  if (closing_) {
-    maybe_done();
-    return;
-  }
-  if (rescan_) scan();
+  work();  // files committed meanwhile, or a scan asked for meanwhile
+  maybe_done();
 }
 
 void Pickup::close(std::function<void()> done) {
@@ -409,7 +452,8 @@ void Pickup::close(std::function<void()> done) {
 }
 
 void Pickup::maybe_done() {
-  if (!closing_ || scanning_ || open_handles_ > 0 || !done_) return;
+  if (!closing_ || working_ || open_handles_ > 0 || commits_.load() > 0 || !unlink_.empty() || !done_)
+    return;
   auto done = std::move(done_);
   done_ = nullptr;
   done();

@@ -110,10 +110,9 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   uint64_t id() const { return id_; }
   const std::string& client() const { return client_; }
 
-  void on_commit(bool ok) {
+  void on_commit(bool ok, const queue::Envelope& committed) {
     if (!session_) return;
-    incoming_.reset();  // committed: the spool needs nothing more from it
-    session_->on_commit(ok);
+    session_->on_commit(ok, committed);
     after_event();
   }
 
@@ -142,7 +141,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
     }
     release_handshake_slot();
     server_.forget(*this);
-    if (incoming_) incoming_.reset();  // an unfinished message is discarded
+    message_.reset();  // an unfinished message is discarded
     close_handle(auth_timer_);  // closing stops it
     log::info("conn={} disconnect from={} messages={} rejects={}", id_, client_, messages_,
               rejects_);
@@ -190,23 +189,34 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   }
   void close() override { close_requested_ = true; }
   int64_t now_us() override { return wall_clock_us(); }
-  std::string begin_message() override {
-    incoming_ = server_.spool_.begin();
-    return incoming_->id();
+  std::string begin_message(const mail::Trace& trace) override {
+    const auto source = to_mode(listener_.mode) == Mode::relay ? Intake::Source::relay
+                                                               : Intake::Source::submission;
+    message_ = server_.intake_.begin(source, trace);
+    return message_->id();
   }
   void message_data(std::string_view content) override {
-    if (incoming_) incoming_->append(content);
+    if (message_) message_->append(content);
+  }
+  void end_of_headers(bool has_date, bool has_message_id) override {
+    if (message_) message_->end_of_headers(has_date, has_message_id);
   }
   void commit_message(queue::Envelope env) override {
-    if (!incoming_) {
-      session_->on_commit(false);
+    if (!message_) {
+      session_->on_commit(false, env);
       return;
     }
+    // The intake delivers the message whatever happens to this connection;
+    // the answer finds it by id, if it is still there.
     Server* server = &server_;
-    uint64_t id = id_;
-    incoming_->commit(std::move(env), [server, id](bool ok) { server->post_commit(id, ok); });
+    const uint64_t id = id_;
+    server_.intake_.commit(std::move(message_), std::move(env),
+                           [server, id](bool ok, const queue::Envelope& committed) {
+                             if (auto it = server->conns_.find(id); it != server->conns_.end())
+                               it->second->on_commit(ok, committed);
+                           });
   }
-  void abort_message() override { incoming_.reset(); }
+  void abort_message() override { message_.reset(); }
   void start_tls() override { start_tls_after_flush_ = true; }
   // AUTH: a slot of this address (kAuthChecksPerClient), the check on the
   // thread pool, and a failure held back until auth_failure_delay after the
@@ -239,7 +249,6 @@ class Connection final : public uv::StreamConnection, public SessionHost {
               log::sanitize(env.sender), env.size, env.recipients.size(),
               env.message_id.empty() ? "-" : log::sanitize(env.message_id), client_,
               env.auth_user.empty() ? "" : " login=", log::sanitize(env.auth_user));
-    if (server_.committed_) server_.committed_(env);
   }
   void state_changed(std::string_view from, std::string_view to) override {
     log::debug("conn={} state {} -> {}", id_, from, to);  // off unless SLUICE_LOG_LEVEL=debug
@@ -491,7 +500,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   // connection does not carry it); closed with the connection.
   uv::Handle<uv_timer_t> auth_timer_;
   std::unique_ptr<Session> session_;
-  std::unique_ptr<queue::Spool::Incoming> incoming_;
+  std::unique_ptr<Intake::Message> message_;  // the message in DATA
   std::optional<auth::Verifier::Pending> auth_pending_;
   std::unique_ptr<auth::Credentials> auth_waiting_;  // waiting for a slot of this address
   std::string failed_login_;                       // for the held-back 535
@@ -517,16 +526,16 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   uint64_t rejects_ = 0;
 };
 
-Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool)
+Server::Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+               Intake& intake)
     : loop_(loop),
       config_(std::move(config)),
       spool_(spool),
+      intake_(intake),
       verifier_(loop),
       hs_slots_(kHandshakesPerClient),
       auth_slots_(kAuthChecksPerClient),
       hs_budget_(kHandshakeStepsPerIteration) {
-  uv_async_init(loop_, &async_, on_async);
-  async_.data = this;
   backlog_timer_.init(loop_, uv_timer_init);
   backlog_timer_->data = this;
   // The handshake budget is renewed after every poll; the check handle does
@@ -689,27 +698,6 @@ void Server::on_backlog(uv_timer_t* t) {
   });
 }
 
-void Server::post_commit(uint64_t conn, bool ok) {
-  {
-    std::lock_guard lock(results_mu_);
-    results_.push_back({conn, ok});
-  }
-  uv_async_send(&async_);
-}
-
-void Server::on_async(uv_async_t* a) {
-  auto* self = static_cast<Server*>(a->data);
-  std::vector<CommitResult> batch;
-  {
-    std::lock_guard lock(self->results_mu_);
-    batch.swap(self->results_);
-  }
-  for (const auto& r : batch) {
-    auto it = self->conns_.find(r.conn);
-    if (it != self->conns_.end()) it->second->on_commit(r.ok);
-  }
-}
-
 void Server::shutdown(std::function<void()> done) {
   shutting_down_ = true;
   drained_ = std::move(done);
@@ -736,8 +724,6 @@ void Server::check_drained() {
 
 void Server::close_handles() {
   for (auto& l : listeners_) l->tcp.close();
-  on_async(&async_);  // results that raced in
-  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   backlog_timer_.close();
   hs_check_.close();
   hs_idle_.close();

@@ -6,10 +6,10 @@
 // Memory rules (STYLE.md): a Connection is a uv::StreamConnection
 // (mta/uv/stream.hpp): it frees itself once the close callbacks of all its
 // handles ran and no write is in flight, and the replies of one event leave
-// in one write; the server's own handles are uv::Handles. Spool commit
-// results arrive on the spool's writer thread and are handed to the loop
-// through a uv_async_t, keyed by connection id, so a connection that went
-// away in between is simply not found.
+// in one write; the server's own handles are uv::Handles. A message goes into the queue through the
+// intake (mta/intake.hpp); its commit's answer finds the connection by id,
+// so a connection that went away in between is simply not found (the
+// message is delivered all the same).
 //
 // TLS: a connection on a submissions listener handshakes first; after
 // STARTTLS the "220" is written in plaintext, then a TlsStream is created and
@@ -34,7 +34,6 @@
 #include <expected>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -44,6 +43,7 @@
 #include "conf/config.hpp"
 #include "mta/auth/verifier.hpp"
 #include "mta/client_slots.hpp"
+#include "mta/intake.hpp"
 #include "mta/uv/handle.hpp"
 #include "queue/spool.hpp"
 
@@ -60,7 +60,8 @@ class Connection;
 
 class Server {
  public:
-  Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool);
+  Server(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+         Intake& intake);
   ~Server();
 
   // Binds and listens on every configured listener.
@@ -73,16 +74,12 @@ class Server {
   // force when they connected, so a reload never disturbs them.
   void set_tls(std::shared_ptr<const tls::TlsContext> ctx);
   void set_users(std::shared_ptr<const auth::UserDb> users);
-  // Called on the loop for every message whose commit is durable (after the
-  // client got its 250): delivery takes it from there.
-  void on_committed(std::function<void(const queue::Envelope&)> cb) { committed_ = std::move(cb); }
   // Stops accepting, asks every session to finish; `done` runs once the last
   // connection has closed.
   void shutdown(std::function<void()> done);
   // Closes what is left at once (after the shutdown grace period).
   void abort_all();
-  // Closes the server's own handles; the loop can end afterwards. Call after
-  // the spool has stopped (no more commit results can arrive).
+  // Closes the server's own handles; the loop can end afterwards.
   void close_handles();
 
   size_t connections() const { return conns_.size(); }
@@ -95,13 +92,7 @@ class Server {
     Server* server;
     conf::Listener cfg;
   };
-  struct CommitResult {
-    uint64_t conn;
-    bool ok;
-  };
-
   static void on_connection(uv_stream_t* s, int status);
-  static void on_async(uv_async_t* a);
   static void on_backlog(uv_timer_t* t);
   static void on_check(uv_check_t* h);
   // The handshake budget: true (and one step spent) if a step may run now.
@@ -112,13 +103,13 @@ class Server {
   void grant_auth(std::optional<uint64_t> next, const std::string& client);
   void wait_for_spool(uint64_t conn);  // the connection stopped reading for the spool
   void accept_from(Listener& l);
-  void post_commit(uint64_t conn, bool ok);  // any thread
   void forget(Connection& c);                // connection is closing
   void check_drained();
 
   uv_loop_t* loop_;
   std::shared_ptr<const conf::Config> config_;
-  queue::Spool& spool_;
+  queue::Spool& spool_;  // its backlog and free space; messages go through intake_
+  Intake& intake_;
   std::shared_ptr<const tls::TlsContext> tls_;
   std::shared_ptr<const auth::UserDb> users_;
   auth::Verifier verifier_;
@@ -136,12 +127,8 @@ class Server {
   uv::Handle<uv_idle_t> hs_idle_;            // active while hs_queue_ is not empty
   bool backlog_waiting_ = false;
   uint64_t next_id_ = 1;
-  uv_async_t async_;
-  std::mutex results_mu_;
-  std::vector<CommitResult> results_;
   bool shutting_down_ = false;
   std::function<void()> drained_;
-  std::function<void(const queue::Envelope&)> committed_;
 };
 
 }  // namespace sluice::mta

@@ -400,16 +400,11 @@ Reply Session::Commands::data_refused(const Session& s) {
 }
 
 void Session::Commands::data(Session& s, const proto::Command&) {
-  s.env_.id = s.host_.begin_message();
   s.env_.arrival_us = s.host_.now_us();
+  s.env_.id = s.host_.begin_message(s.trace());
   s.data_ = proto::DataReader(s.cfg_.max_message_size);
-  s.fix_headers_ = s.cfg_.mode != Mode::relay;  // RFC 6409 §8: submission adds what is missing
-  s.added_size_ = 0;
   s.enter(State::data);
   s.reply(Reply{354, "", "End data with <CR><LF>.<CR><LF>"});
-  std::string received = s.received_header(s.env_.id);
-  s.received_size_ = received.size();
-  s.host_.message_data(received);
 }
 
 void Session::Commands::quit(Session& s, const proto::Command&) {

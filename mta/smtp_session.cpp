@@ -9,25 +9,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <ctime>
 
 namespace sluice::mta {
 
 using proto::Reply;
 
 namespace {
-
-// RFC 5322 date-time in UTC, e.g. "Thu, 26 Nov 2026 13:56:01 +0000".
-std::string rfc5322_date(int64_t us) {
-  static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  time_t t = static_cast<time_t>(us / 1000000);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  return fmt::format("{}, {:02} {} {} {:02}:{:02}:{:02} +0000", days[tm.tm_wday], tm.tm_mday,
-                     months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
 
 const Reply kTimeout{421, "4.4.2", "Error: timeout exceeded"};
 const Reply kTooManyErrors{421, "4.7.0", "Error: too many errors"};
@@ -146,9 +133,14 @@ void Session::feed(std::string_view bytes) {
       const bool was_in_headers = data_.in_headers();
       bool end = data_.feed(in, out_);
       if (data_.error() == proto::DataReader::Error::none) {
-        if (fix_headers_ && was_in_headers && !data_.in_headers())
-          out_.insert(static_cast<size_t>(data_.header_end() - before), missing_headers());
-        if (!out_.empty()) host_.message_data(out_);
+        std::string_view out = out_;
+        if (was_in_headers && !data_.in_headers()) {
+          const size_t k = static_cast<size_t>(data_.header_end() - before);
+          host_.message_data(out.substr(0, k));
+          host_.end_of_headers(data_.has_date(), data_.has_message_id());
+          out.remove_prefix(k);
+        }
+        if (!out.empty()) host_.message_data(out);
       }
       if (end) finish_data();
       continue;
@@ -181,11 +173,11 @@ void Session::process() {
   feed(buf);
 }
 
-void Session::on_commit(bool ok) {
+void Session::on_commit(bool ok, const queue::Envelope& committed) {
   if (state_ != State::committing) return;
   if (ok) {
-    host_.accepted(env_);
-    reply(Reply{250, "2.0.0", fmt::format("Ok: queued as {}", env_.id)});
+    host_.accepted(committed);
+    reply(Reply{250, "2.0.0", fmt::format("Ok: queued as {}", committed.id)});
   } else {
     Reply r{451, "4.3.0", "Error: local error in processing, try again later"};
     host_.rejected("data", r);
@@ -207,20 +199,21 @@ void Session::reset_transaction() {
   if (state_ == State::mail || state_ == State::rcpt) enter(State::ready);
 }
 
-std::string Session::received_header(const std::string& qid) const {
-  // RFC 5321 §4.4 trace field; the protocol name is from RFC 3848 / 6531
-  // (ESMTP + S for TLS + A for AUTH). "for" names the recipient only when
-  // there is exactly one, so Bcc recipients are not disclosed to each other.
-  std::string with = esmtp_ ? (env_.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP";
-  if (esmtp_ && in_tls_) with += "S";
-  if (esmtp_ && !env_.auth_user.empty()) with += "A";
-  std::string h = fmt::format("Received: from {} ([{}])", helo_, cfg_.client_address);
-  if (in_tls_) h += fmt::format("\r\n\t(using {})", tls_info_);
-  h += fmt::format("\r\n\tby {} (Sluice) with {} id {}", cfg_.hostname, with, qid);
-  if (env_.recipients.size() == 1)
-    h += fmt::format("\r\n\tfor <{}>", env_.recipients.front().address);
-  h += fmt::format("; {}\r\n", rfc5322_date(env_.arrival_us));
-  return h;
+mail::Trace Session::trace() const {
+  // The protocol name is from RFC 3848 / 6531 (ESMTP + S for TLS + A for
+  // AUTH). The recipient is named only when there is exactly one, so Bcc
+  // recipients are not disclosed to each other.
+  mail::Trace t;
+  t.by = cfg_.hostname;
+  t.unix_us = env_.arrival_us;
+  t.helo = helo_;
+  t.client_address = cfg_.client_address;
+  t.with = esmtp_ ? (env_.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP";
+  if (esmtp_ && in_tls_) t.with += "S";
+  if (esmtp_ && !env_.auth_user.empty()) t.with += "A";
+  if (in_tls_) t.tls_info = tls_info_;
+  if (env_.recipients.size() == 1) t.for_recipient = env_.recipients.front().address;
+  return t;
 }
 
 void Session::finish_data() {
@@ -244,12 +237,9 @@ void Session::finish_data() {
     if (shutting_down_ && !closed()) close_with(kShutdown);
     return;
   }
-  if (fix_headers_ && data_.in_headers()) {  // no empty line: the headers run to the end
-    std::string add = missing_headers();
-    if (!add.empty()) host_.message_data(add);
-  }
+  if (data_.in_headers())  // no empty line: the header section runs to the end
+    host_.end_of_headers(data_.has_date(), data_.has_message_id());
   if (env_.message_id.empty()) env_.message_id = data_.message_id();
-  env_.size = received_size_ + data_.size() + added_size_;
   enter(State::committing);
   host_.commit_message(env_);
 }
@@ -257,24 +247,6 @@ void Session::finish_data() {
 }  // namespace sluice::mta
 
 namespace sluice::mta {
-
-// Date and Message-ID for a submitted message that lacks them (RFC 6409 §8.2,
-// §8.3), placed at the end of its header section.
-std::string Session::missing_headers() {
-  std::string add;
-  if (!data_.has_date()) add += fmt::format("Date: {}\r\n", rfc5322_date(env_.arrival_us));
-  if (!data_.has_message_id()) {
-    time_t t = static_cast<time_t>(env_.arrival_us / 1000000);
-    struct tm tm {};
-    gmtime_r(&t, &tm);
-    env_.message_id = fmt::format("<{:04}{:02}{:02}{:02}{:02}{:02}.{}@{}>", tm.tm_year + 1900,
-                                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                                  env_.id, cfg_.hostname);
-    add += fmt::format("Message-ID: {}\r\n", env_.message_id);
-  }
-  added_size_ += add.size();
-  return add;
-}
 
 void Session::on_tls_started(std::string info) {
   if (state_ != State::tls_handshake) return;

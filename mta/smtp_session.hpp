@@ -1,9 +1,10 @@
 // smtp_session.hpp — the SMTP server session as a state machine. Pure.
 //
-// Events in: start(), feed(bytes) from the client, on_commit(ok) when the
-// spool has made a message durable, on_timeout(). Actions out, through
-// SessionHost: send reply bytes, begin/stream/commit/abort a message, close,
-// and report events for the log. No sockets, clocks or logs in here: the
+// Events in: start(), feed(bytes) from the client, on_commit(ok, envelope)
+// when the intake has made a message durable, on_timeout(). Actions out,
+// through SessionHost: send reply bytes, begin/stream/commit/abort a message
+// (the host hands it to mta::Intake, which adds the trace and missing header
+// fields the session describes), close, and report events for the log. No sockets, clocks or logs in here: the
 // clock is the host's, so the whole dialogue is unit-tested without I/O.
 //
 // Replies are generated strictly in command order; while a commit is pending
@@ -30,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mail/headers.hpp"
 #include "mta/auth/sasl.hpp"
 #include "mta/proto/command.hpp"
 #include "mta/proto/data_reader.hpp"
@@ -68,10 +70,17 @@ class SessionHost {
   // Close the connection once everything sent so far has been written.
   virtual void close() = 0;
   virtual int64_t now_us() = 0;
-  // Start storing a new message; returns its queue id.
-  virtual std::string begin_message() = 0;
+  // Start storing a new message that came as `trace` describes (the
+  // Received field is the intake's to write; trace.id is left empty);
+  // returns its queue id.
+  virtual std::string begin_message(const mail::Trace& trace) = 0;
+  // Content in stored form: dot-stuffing undone, CRLF line ends.
   virtual void message_data(std::string_view content) = 0;
-  // Asynchronous: the host later calls Session::on_commit(ok).
+  // Once per message, between its header section and its body (or at its
+  // end when it has no empty line): which of the fields a submission server
+  // adds were there.
+  virtual void end_of_headers(bool has_date, bool has_message_id) = 0;
+  // Asynchronous: the host later calls Session::on_commit(ok, committed).
   virtual void commit_message(queue::Envelope env) = 0;
   virtual void abort_message() = 0;
   // STARTTLS was accepted: once the "220" is written, start the TLS handshake.
@@ -87,7 +96,8 @@ class SessionHost {
   // measured afresh when it is below `low_water`). Asked at MAIL FROM when
   // SessionConfig::min_free_space is set.
   virtual uint64_t spool_free_space(uint64_t /*low_water*/) { return UINT64_MAX; }
-  // For the log.
+  // For the log only: a refused command, and a message the intake committed
+  // (delivery already has it), as committed (its size, its Message-ID).
   virtual void rejected(std::string_view what, const proto::Reply& reply) = 0;
   virtual void accepted(const queue::Envelope& env) = 0;
   // Every state change, `from -> to` (Session::to_string names), for the
@@ -106,7 +116,9 @@ class Session {
 
   void start();
   void feed(std::string_view bytes);
-  void on_commit(bool ok);
+  // The message is durable (ok; `committed` is its envelope as stored) or
+  // could not be stored (451).
+  void on_commit(bool ok, const queue::Envelope& committed);
   void on_timeout();
   // The TLS handshake after STARTTLS finished; `info` as SessionConfig::tls_info.
   // The dialogue restarts (RFC 3207 §4.2): the client must EHLO again.
@@ -141,8 +153,7 @@ class Session {
   void reset_transaction();
   void finish_data();
   void close_with(const proto::Reply& r);
-  std::string received_header(const std::string& qid) const;
-  std::string missing_headers();
+  mail::Trace trace() const;  // for begin_message
   void auth_step(auth::Step step);
   bool auth_allowed() const;
   void enter(State next);  // the one place state_ changes
@@ -164,10 +175,7 @@ class Session {
   uint32_t rejected_rcpts_ = 0;
   uint32_t overshoot_ = 0;  // RCPTs refused with 452 for max_recipients in this transaction
   static constexpr uint32_t kRecipientOvershoot = 1000;
-  size_t received_size_ = 0;
-  size_t added_size_ = 0;   // Date / Message-ID added on submission
   bool in_tls_ = false;
-  bool fix_headers_ = false;
   std::string tls_info_;
   auth::SaslServer sasl_;
   std::string auth_login_;  // empty until AUTH succeeded

@@ -1,0 +1,43 @@
+// intake.cpp — see intake.hpp.
+#include "mta/intake.hpp"
+
+namespace sluice::mta {
+
+Intake::Intake(uv_loop_t* loop, queue::Spool& spool)
+    : spool_(spool), inbox_(loop, [this](Committed c) { finish(std::move(c)); }) {}
+
+Intake::~Intake() = default;
+
+void Intake::Message::end_of_headers(bool has_date, bool has_message_id) {
+  if (source_ != Source::submission) return;
+  std::string add = mail::missing_fields(has_date, has_message_id, trace_, &added_message_id_);
+  if (!add.empty()) in_->append(add);
+}
+
+std::unique_ptr<Intake::Message> Intake::begin(Source source, mail::Trace trace) {
+  auto in = spool_.begin();
+  trace.id = in->id();
+  if (source != Source::bounce) in->append(mail::received(trace));
+  return std::unique_ptr<Message>(new Message(source, std::move(trace), std::move(in)));
+}
+
+void Intake::commit(std::unique_ptr<Message> message, queue::Envelope env, Done done) {
+  if (env.message_id.empty()) env.message_id = message->added_message_id_;
+  env.id = message->id();
+  env.size = message->in_->size();
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
+  // The spool's writer thread runs this; it only posts (queue/spool.hpp).
+  auto committed = std::make_shared<Committed>(Committed{false, env, std::move(done)});
+  message->in_->commit(std::move(env), [this, committed](bool ok) {
+    committed->ok = ok;
+    inbox_.post(std::move(*committed));
+  });
+}
+
+void Intake::finish(Committed c) {
+  in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  if (c.ok && deliver_) deliver_(c.env);
+  if (c.done) c.done(c.ok, c.env);
+}
+
+}  // namespace sluice::mta

@@ -1,0 +1,118 @@
+// intake.hpp — the one road into the queue.
+//
+// Every message Sluice takes responsibility for enters here, whatever its
+// source: an SMTP session (mta/server.cpp), the maildrop (mta/pickup.cpp),
+// a bounce (mta/delivery.cpp), and later the HTTP API. The intake
+//   1. starts a spool message and writes what Sluice adds in front of the
+//      content: the Received trace field (mail::received) — not for a
+//      bounce, which Sluice writes itself;
+//   2. takes the content in stored form (CRLF lines, not dot-stuffed),
+//      streamed in pieces, and at the end of the header section adds what a
+//      submitted message lacks (RFC 6409 §8: Date, Message-ID) — only for
+//      Source::submission;  (DKIM signing goes here too, issue 14)
+//   3. commits: the spool fills in the envelope's id and size and makes
+//      content and envelope durable (group commit, queue/spool.hpp);
+//   4. when the commit is durable, on the loop: hands the committed envelope
+//      to delivery (deliver_to) exactly once, and only then tells the source
+//      (its Done), which answers its client ("250 2.0.0 Ok: queued as").
+// A failed commit is only told to the source (451 for SMTP; the maildrop
+// file stays for the next scan).
+//
+// Threads: begin(), Message and commit() may be used from any thread, one
+// thread per message (the maildrop's files are read and committed on
+// libuv's thread pool); deliver and every Done run on the loop, through one
+// uv::Inbox that the spool's writer thread posts to. A Done must look up
+// whatever it needs by a weak reference (a connection id): the source may
+// be gone when its commit completes; the message is delivered all the same.
+// close() (loop thread, after the spool has stopped, so that nothing can be
+// posted any more) runs what is left and closes the inbox.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "mail/headers.hpp"
+#include "mta/uv/inbox.hpp"
+#include "queue/envelope.hpp"
+#include "queue/spool.hpp"
+
+namespace sluice::mta {
+
+class Intake {
+ public:
+  enum class Source : uint8_t {
+    relay,       // SMTP from a relay listener: trace field only
+    submission,  // SMTP from an authenticated client (587/465): + missing Date/Message-ID
+    local,       // the maildrop (sluice-sendmail added Date/Message-ID itself)
+    bounce,      // a delivery status notification Sluice wrote: nothing added
+  };
+
+  // One message on its way in. Destroying it without commit() discards it.
+  class Message {
+   public:
+    const std::string& id() const { return in_->id(); }
+    // Content in stored form. The header section is whatever comes before
+    // end_of_headers().
+    void append(std::string_view content) { in_->append(content); }
+    // The header section is complete (the empty line is next, or the
+    // message has no body). Call it once, before the body; what the sender's
+    // fields were is the caller's knowledge (proto::DataReader tracks them).
+    void end_of_headers(bool has_date, bool has_message_id);
+
+   private:
+    friend class Intake;
+    Message(Source source, mail::Trace trace, std::unique_ptr<queue::Spool::Incoming> in)
+        : source_(source), trace_(std::move(trace)), in_(std::move(in)) {}
+    Source source_;
+    mail::Trace trace_;
+    std::unique_ptr<queue::Spool::Incoming> in_;
+    std::string added_message_id_;  // the Message-ID end_of_headers() added
+  };
+
+  // On the loop, once per durable message: delivery takes it from here.
+  using Deliver = std::function<void(const queue::Envelope&)>;
+  // On the loop, after deliver: whether the message is durable, and the
+  // envelope as committed (id, size; message_id when the intake added one).
+  using Done = std::function<void(bool ok, const queue::Envelope& committed)>;
+
+  Intake(uv_loop_t* loop, queue::Spool& spool);
+  ~Intake();
+  Intake(const Intake&) = delete;
+  Intake& operator=(const Intake&) = delete;
+
+  // Loop thread, before the first commit can complete.
+  void deliver_to(Deliver deliver) { deliver_ = std::move(deliver); }
+
+  // Any thread. Allocates the queue id (trace.id is set to it) and writes
+  // the Received field (Source::bounce: nothing).
+  std::unique_ptr<Message> begin(Source source, mail::Trace trace);
+  // Any thread. `env` describes the message; id, size and (when the intake
+  // added one and env has none) message_id are filled in here.
+  void commit(std::unique_ptr<Message> message, queue::Envelope env, Done done);
+
+  // Commits handed to the spool whose Done has not run yet.
+  uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+
+  // Loop thread, after the spool is gone; see above.
+  void close() { inbox_.close(); }
+
+ private:
+  struct Committed {
+    bool ok;
+    queue::Envelope env;
+    Done done;
+  };
+  void finish(Committed c);
+
+  queue::Spool& spool_;
+  Deliver deliver_;
+  std::atomic<uint64_t> in_flight_{0};
+  uv::Inbox<Committed> inbox_;
+};
+
+}  // namespace sluice::mta

@@ -3,9 +3,8 @@
 // A mutex, a vector and a uv_async_t (owned by a uv::Handle): post() from any
 // thread appends and wakes the loop; the loop's async callback takes the
 // whole batch and hands each item to `deliver`, in the order they were
-// posted (across threads: the order in which post() took the lock). Used
-// for the spool writer's commit results (mta/server.cpp) and committed
-// bounces (delivery).
+// posted (across threads: the order in which post() took the lock). The
+// intake (mta/intake.hpp) takes the spool writer's commit answers through one.
 //
 // close() (loop thread) refuses further posts, delivers what is still
 // waiting, and closes the async handle (its memory goes in its close

@@ -1,7 +1,8 @@
 // stream.hpp — StreamConnection: the life cycle every libuv connection shares.
 //
-// The SMTP server's Connection (mta/server.cpp), delivery's Outbound and the
-// control socket's clients derive from it. It owns:
+// The SMTP server's Connection (mta/server.cpp) and the control socket's
+// clients (mta/control_server.cpp) derive from it; delivery's Outbound is
+// next (connect() and on_connect() are for it). It owns:
 //   - the stream (uv_tcp_t or uv_pipe_t) and one timer, through uv::Handle;
 //   - the output: write() gathers bytes during one event and flush() sends
 //     them with ONE uv_write (the request owns its buffer and is freed in the

@@ -86,6 +86,19 @@ void StreamConnection::write(std::string_view bytes) {
   if (!closing_) out_.append(bytes);
 }
 
+void StreamConnection::write_bulk(std::string_view bytes) {
+  if (closing_) return;
+  if (!tls_) {
+    out_.append(bytes);
+    return;
+  }
+  if (!out_.empty()) {  // what was gathered goes first
+    tls_->write_plaintext(out_);
+    out_.clear();
+  }
+  tls_->write_plaintext(bytes);
+}
+
 void StreamConnection::flush() {
   if (closing_) return;
   std::string data;

@@ -1,16 +1,19 @@
 // stream.hpp — StreamConnection: the life cycle every libuv connection shares.
 //
-// The SMTP server's Connection (mta/server.cpp) and the control socket's
-// clients (mta/control_server.cpp) derive from it; delivery's Outbound is
-// next (connect() and on_connect() are for it). It owns:
+// The SMTP server's Connection (mta/server.cpp), the control socket's
+// clients (mta/control_server.cpp) and delivery's outgoing connections
+// (mta/outbound.cpp, through connect() and on_connect()) derive from it. It
+// owns:
 //   - the stream (uv_tcp_t or uv_pipe_t) and one timer, through uv::Handle;
 //   - the output: write() gathers bytes during one event and flush() sends
 //     them with ONE uv_write (the request owns its buffer and is freed in the
 //     write callback); writes in flight are counted;
 //   - an optional tls::TlsStream: after start_tls(), write() takes plaintext,
 //     flush() encrypts what was gathered (one TLS record per event, as far
-//     as the size allows) and sends the ciphertext; tls_pump() feeds bytes
-//     read and decrypts (any ciphertext it produces goes out at flush());
+//     as the size allows) and sends the ciphertext; write_bulk() encrypts at
+//     once instead (a message's content: no copy into the gathered output);
+//     tls_pump() feeds bytes read and decrypts (any ciphertext it produces
+//     goes out at flush());
 //   - reading into a buffer its owner lends (one buffer shared by all the
 //     connections of a loop: libuv calls on_read right after on_alloc, and
 //     on_bytes() must consume or copy what it is given).
@@ -89,6 +92,11 @@ class StreamConnection {
 
   // ---- output ----
   void write(std::string_view bytes);  // gathered; dropped once closing
+  // Bulk data whose TLS record boundaries do not matter (a message's
+  // content): under TLS encrypted at once, after what was gathered so far,
+  // instead of being copied into the gathered output; it still leaves at
+  // flush(). Without TLS the same as write().
+  void write_bulk(std::string_view bytes);
   void flush();                        // one uv_write of what was gathered; begin_close() on error
 
   // ---- TLS ----

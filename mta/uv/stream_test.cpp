@@ -1,8 +1,9 @@
 // stream_test.cpp — uv::StreamConnection over real sockets (a socketpair
 // through uv_pipe_open, and TCP on loopback): one uv_write per event, write
 // counting, EOF, closing with a write in flight (the object outlives it),
-// an extra handle closed with the connection, connect(), and TLS pumped
-// both ways between two connections.
+// an extra handle closed with the connection, connect(), TLS pumped both
+// ways between two connections, and write_bulk() (in order with write(),
+// encrypted at once under TLS).
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -49,6 +50,7 @@ class Peer final : public StreamConnection {
   using StreamConnection::start_tls;
   using StreamConnection::tls_pump;
   using StreamConnection::write;
+  using StreamConnection::write_bulk;
 
   std::function<void(Peer&, std::string_view plain)> on_plain;
   std::function<void(Peer&)> on_handshake;
@@ -279,5 +281,86 @@ TEST_CASE("uv::StreamConnection: TLS pumped between two connections", "[uv][stre
   CHECK(crec.handshake);
   CHECK(crec.received == "220 held until the handshake is done\r\n221 bye\r\n");
   CHECK(srec.received == "QUIT\r\n");
+  CHECK(srec.destroyed);
+}
+
+TEST_CASE("uv::StreamConnection: write_bulk() without TLS is gathered like write()", "[uv][stream]") {
+  TestLoop loop;
+  SocketPair sp;
+  Record rec;
+  auto* p = new Peer(loop.get(), StreamConnection::Kind::pipe, g_buffer, rec);
+  p->open_fd(sp.take(0));
+  p->on_plain = [](Peer& self, std::string_view) {
+    self.write("354 go\r\n");
+    self.write_bulk("line one\r\n");
+    self.write(".\r\n");
+  };
+  p->when_written = [](Peer& self) { self.begin_close(); };
+  p->read(true);
+  REQUIRE(::write(sp.fd[1], "x", 1) == 1);
+  loop.run();
+  CHECK(rec.destroyed);
+  CHECK(rec.uv_writes == 1);
+  CHECK(read_all(sp.fd[1]) == "354 go\r\nline one\r\n.\r\n");
+}
+
+TEST_CASE("uv::StreamConnection: write_bulk() under TLS is encrypted at once, in order with write()",
+          "[uv][stream][tls]") {
+  char tmpl[] = "/tmp/sluice-uvtls-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::string dir = tmpl;
+  REQUIRE(tls::make_self_signed(dir + "/cert.pem", dir + "/key.pem", "mail.example"));
+  auto sctx = tls::TlsContext::server(dir + "/cert.pem", dir + "/key.pem");
+  auto cctx = tls::TlsContext::client(false);
+  std::filesystem::remove_all(dir);
+  REQUIRE(sctx);
+  REQUIRE(cctx);
+  auto sstream = tls::TlsStream::server(*sctx);
+  auto cstream = tls::TlsStream::client(*cctx, "mail.example");
+  REQUIRE(sstream);
+  REQUIRE(cstream);
+
+  TestLoop loop;
+  SocketPair sp;
+  Record srec, crec;
+  static char server_buf[16 * 1024], client_buf[16 * 1024];
+  auto* srv = new Peer(loop.get(), StreamConnection::Kind::pipe, server_buf, srec);
+  auto* cl = new Peer(loop.get(), StreamConnection::Kind::pipe, client_buf, crec);
+  srv->open_fd(sp.take(0));
+  cl->open_fd(sp.take(1));
+  srv->start_tls(std::move(*sstream));
+  const std::string bulk(100 * 1024, 'b');
+  const std::string expected = "DATA\r\n" + bulk + ".\r\n";
+  size_t unsent_after_bulk = 0, unsent_before_bulk = 0;
+  // Once the handshake is done, the client sends a command, bulk data and a
+  // trailer in one event.
+  cl->on_handshake = [&](Peer& self) {
+    self.write("DATA\r\n");
+    unsent_before_bulk = self.unsent();
+    self.write_bulk(bulk);
+    unsent_after_bulk = self.unsent();
+    self.write(".\r\n");
+  };
+  srv->on_plain = [&](Peer& self, std::string_view) {
+    if (srec.received.size() == expected.size()) self.write("250 ok\r\n");
+  };
+  cl->on_plain = [](Peer& self, std::string_view plain) {
+    if (plain.starts_with("250 ")) self.begin_close();
+  };
+  srv->read(true);
+  cl->read(true);
+  cl->start_tls(std::move(*cstream));
+  cl->hello();
+  cl->flush();
+  while (!crec.destroyed) loop.once();
+  while (srec.ends == 0) loop.once();
+  srv->begin_close();
+  loop.run();
+  CHECK(crec.handshake);
+  CHECK(srec.received == expected);  // the order of write() and write_bulk() kept
+  // Before write_bulk() the command is gathered plaintext; after it the
+  // command and the bulk are ciphertext already (records add their overhead).
+  CHECK(unsent_before_bulk >= 6);
+  CHECK(unsent_after_bulk > unsent_before_bulk + bulk.size());
   CHECK(srec.destroyed);
 }

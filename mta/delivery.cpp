@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "conf/log.hpp"
 #include "mta/client/client_session.hpp"
 #include "mta/tls/tls.hpp"
+#include "mta/uv/guard.hpp"
 #include "mta/uv_util.hpp"
 #include "queue/dsn.hpp"
 #include "queue/policy.hpp"
@@ -51,8 +53,8 @@ Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, 
         return o;
       }()),
       shared_(loop_, config_, spool_) {
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
+  if (timer_.init(loop_, uv_timer_init) < 0) std::abort();  // cannot fail
+  timer_->data = this;
 }
 
 Delivery::~Delivery() = default;
@@ -178,18 +180,20 @@ void Delivery::run() {
 }
 
 void Delivery::arm_timer() {
-  if (stopping_) return;
+  if (stopping_ || !timer_) return;
   auto w = scheduler_.next_wakeup();
   if (!w) {
-    uv_timer_stop(&timer_);
+    uv_timer_stop(timer_.get());
     return;
   }
   int64_t delta = *w - wall_clock_us();
   uint64_t ms = delta <= 0 ? 0 : static_cast<uint64_t>((delta + 999) / 1000);
-  uv_timer_start(&timer_, on_timer, ms, 0);
+  uv_timer_start(timer_.get(), on_timer, ms, 0);
 }
 
-void Delivery::on_timer(uv_timer_t* t) { static_cast<Delivery*>(t->data)->run(); }
+void Delivery::on_timer(uv_timer_t* t) {
+  uv::guard("delivery timer", [&] { static_cast<Delivery*>(t->data)->run(); });
+}
 
 JobRun* Delivery::make_run(queue::Job job) {
   const queue::Envelope* env = scheduler_.find(job.message_id);
@@ -475,7 +479,7 @@ void Delivery::shutdown(std::function<void()> done) {
   stopping_ = true;
   for (auto& [serial, run] : runs_) run->attempt.stop();
   drained_ = std::move(done);
-  uv_timer_stop(&timer_);
+  if (timer_) uv_timer_stop(timer_.get());
   std::vector<Outbound*> all;
   for (auto& [id, o] : conns_) all.push_back(o);
   for (auto* o : all) o->abort();
@@ -497,7 +501,7 @@ void Delivery::check_drained() {
 
 void Delivery::close_handles() {
   closed_ = true;
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+  timer_.close();  // freed in its close callback
   resolver_.reset();
 }
 

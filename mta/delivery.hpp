@@ -1,8 +1,8 @@
 // delivery.hpp — delivery's orchestration on the loop (docs/delivery.md).
 //
 // One Delivery lives on the daemon's loop. It owns the queue::Scheduler, a
-// dns::Resolver, the client TLS context (in OutboundShared), ONE uv_timer_t
-// armed from Scheduler::next_wakeup() (never polling), the outbound
+// dns::Resolver, the client TLS context (in OutboundShared), ONE timer (a
+// uv::Handle) armed from Scheduler::next_wakeup() (never polling), the outbound
 // connections (mta/outbound.hpp) and a per-destination cache of idle ones.
 // It decides nothing about what a reply or a failure means: each job in
 // flight has a queue::DeliveryAttempt (pure), and Delivery only carries events to it
@@ -15,10 +15,12 @@
 // (take_job_for), or waits idle (at most 2 s) in the cache that new jobs
 // take connections from before they open new ones.
 //
-// Memory: outbound connections free themselves in their last close callback
-// and say so first (OutboundHost::on_closed); a bounce comes back through
-// the intake, like any message, once it is durable. Single-threaded: every
-// method runs on the loop.
+// Memory: outbound connections are uv::StreamConnections that free
+// themselves once closed and say so first (OutboundHost::on_closed); the
+// timer is freed in its close callback; a bounce comes back through the
+// intake, like any message, once it is durable. Its one libuv entry (the
+// timer) goes through uv::guard; the resolver guards its own. Single-threaded:
+// every method runs on the loop.
 #pragma once
 
 #include <uv.h>
@@ -36,6 +38,7 @@
 #include "conf/config.hpp"
 #include "dns/resolver.hpp"
 #include "mta/outbound.hpp"
+#include "mta/uv/handle.hpp"
 #include "queue/attempt.hpp"
 #include "queue/scheduler.hpp"
 #include "mta/intake.hpp"
@@ -62,7 +65,7 @@ class Delivery final : private OutboundHost {
   // The spool must still be open until then.
   void shutdown(std::function<void()> done);
   // After shutdown's done and after the spool is gone: closes the timer and
-  // the async handle. The loop can end afterwards.
+  // the resolver. The loop can end afterwards.
   void close_handles();
 
   size_t connections() const { return conns_.size(); }  // busy and idle
@@ -117,7 +120,7 @@ class Delivery final : private OutboundHost {
   queue::Scheduler scheduler_;
   std::unique_ptr<dns::Resolver> resolver_;
   OutboundShared shared_;  // loop, config, spool, TLS context, relayhost credentials, buffers
-  uv_timer_t timer_;
+  uv::Handle<uv_timer_t> timer_;
   std::unordered_map<uint64_t, Outbound*> conns_;  // every open one, busy or idle
   // Idle connections by destination, most recently parked last.
   std::unordered_map<std::string, std::vector<Outbound*>> idle_;

@@ -10,7 +10,6 @@
 
 #include "conf/log.hpp"
 #include "mta/tls/tls.hpp"
-#include "mta/uv_util.hpp"
 
 namespace sluice::mta {
 
@@ -101,13 +100,8 @@ std::span<char> OutboundShared::body_buffer() {
 
 Outbound::Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queue::Target target,
                    uint16_t port, std::string destination)
-    : shared_(shared), owner_(host), id_(id), target_(std::move(target)), port_(port),
-      destination_(std::move(destination)) {
-  uv_tcp_init(shared_.loop, &tcp_);
-  uv_timer_init(shared_.loop, &timer_);
-  tcp_.data = this;
-  timer_.data = this;
-  connect_.data = this;
+    : StreamConnection(shared.loop, Kind::tcp, shared.read_buffer()), shared_(shared), owner_(host),
+      id_(id), target_(std::move(target)), port_(port), destination_(std::move(destination)) {
   host_ = fmt::format("{}[{}]", target_.host, target_.ip.str());
   relay_ = fmt::format("{}:{}", host_, port_);
 }
@@ -115,8 +109,8 @@ Outbound::Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queu
 Outbound::~Outbound() = default;
 
 bool Outbound::reusable() const {
-  return connected_ && !closing_ && !close_requested_ && session_->ready() &&
-         uv_now(shared_.loop) - connected_at_ < kReuseTimeLimitMs;
+  return connected_ && !closing() && !close_requested_ && session_->ready() &&
+         uv_now(loop()) - connected_at_ < kReuseTimeLimitMs;
 }
 
 void Outbound::take_job(uint64_t serial, std::string message_id, uint64_t size) {
@@ -142,7 +136,7 @@ void Outbound::start_now(client::Transaction t) {
 
 void Outbound::quit() { session_->quit(); }
 
-void Outbound::park() { idle_since_ = uv_now(shared_.loop); }
+void Outbound::park() { idle_since_ = uv_now(loop()); }
 
 void Outbound::connect() {
   const auto& dc = shared_.config->delivery;
@@ -163,21 +157,20 @@ void Outbound::connect() {
   sockaddr_storage ss{};
   net::Endpoint ep{target_.ip, port_};
   ep.to_sockaddr(&ss);
-  int rc = uv_tcp_connect(&connect_, &tcp_, reinterpret_cast<const sockaddr*>(&ss), on_connect);
+  const int rc = StreamConnection::connect(reinterpret_cast<const sockaddr*>(&ss));
   if (rc < 0) {
     connect_error_ = uv_strerror(rc);
-    begin_close();
+    close_now();
     return;
   }
-  uv_timer_start(&timer_, on_timer,
-                 static_cast<uint64_t>(std::chrono::milliseconds(client::Timeouts{}.connect).count()), 0);
+  arm_timer(static_cast<uint64_t>(std::chrono::milliseconds(client::Timeouts{}.connect).count()));
 }
 
 void Outbound::abort() {
-  if (closing_) return;
+  if (closing()) return;
   if (!connected_) {
     connect_error_ = "delivery stopped";
-    begin_close();
+    close_now();
     return;
   }
   session_->quit();
@@ -186,18 +179,17 @@ void Outbound::abort() {
 
 // --- ClientHost -----------------------------------------------------------------
 
+// The content goes through write_bulk(): under TLS it is encrypted at once
+// instead of being gathered first (no extra copy of a message); the rest is
+// gathered, so one event's commands make one write (one TLS record).
 void Outbound::send(std::string_view bytes) {
-  if (closing_) return;
-  if (tls_) {
-    tls_->write_plaintext(bytes);
-    tls_pending_ += bytes.size();
-  } else {
-    out_.append(bytes);
-  }
+  if (body_active_)
+    write_bulk(bytes);
+  else
+    write(bytes);
 }
 
 void Outbound::start_tls() {
-  flush_output();  // plaintext before the handshake goes first
   // The name the certificate must carry: the MX name, or for the relayhost
   // its name, delivery.relayhost_tls_name, or its address (IP entries).
   const auto& dc = shared_.config->delivery;
@@ -207,10 +199,9 @@ void Outbound::start_tls() {
     tls_fail_ = s.error();
     return;
   }
-  tls_ = std::move(*s);
-  std::string plain;
-  (void)tls_->process(plain);  // the ClientHello
-  send_ciphertext();
+  StreamConnection::start_tls(std::move(*s));  // plaintext before the handshake goes first
+  plain_.clear();
+  (void)tls_pump({}, plain_);  // the ClientHello, sent at the end of the event
 }
 
 void Outbound::need_body() {
@@ -236,7 +227,7 @@ void Outbound::connection_failed(client::ConnectionFailure f) {
 }
 
 void Outbound::idle() {
-  if (closing_) return;
+  if (closing()) return;
   if (job_ && result_) {
     const uint64_t job = std::exchange(job_, 0);
     owner_.on_transaction_done(*this, job, take_report());
@@ -244,183 +235,131 @@ void Outbound::idle() {
   }
   if (job_ && !tx_started_) {
     owner_.on_ready(*this, job_);
-    if (tx_started_ || closing_) return;
+    if (tx_started_ || closing()) return;
   }
   session_->quit();
 }
 
 void Outbound::close() { close_requested_ = true; }
 
-// --- libuv callbacks --------------------------------------------------------------
+// --- stream events (each inside uv::guard; after_event() follows) ------------------
 
-void Outbound::on_connect(uv_connect_t* req, int status) {
-  auto* o = static_cast<Outbound*>(req->data);
-  if (o->closing_) return;
+void Outbound::on_connect(int status) {
   if (status < 0) {
-    o->connect_error_ = uv_strerror(status);
-    o->begin_close();
+    connect_error_ = uv_strerror(status);
+    close_now();
     return;
   }
-  o->connected_ = true;
-  o->connected_at_ = uv_now(o->shared_.loop);
-  uv_tcp_nodelay(&o->tcp_, 1);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&o->tcp_), on_alloc, on_read);
-  if (o->implicit_tls_) {
-    o->start_tls();
-    if (!o->tls_) {
-      o->session_->on_tls_failed(std::exchange(o->tls_fail_, std::string()));
-      o->after_event();
-      return;
-    }
+  connected_ = true;
+  connected_at_ = uv_now(loop());
+  uv_tcp_nodelay(tcp(), 1);
+  read(true);
+  if (implicit_tls_) {
+    start_tls();
+    if (!tls()) session_->on_tls_failed(std::exchange(tls_fail_, std::string()));
   } else {
-    o->session_->on_connected();
+    session_->on_connected();
   }
-  o->after_event();
 }
 
-// One read buffer for every connection: libuv fills it and calls on_read
-// at once, and on_read keeps nothing pointing into it.
-void Outbound::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* o = static_cast<Outbound*>(h->data);
-  std::span<char> b = o->shared_.read_buffer();
-  *buf = uv_buf_init(b.data(), static_cast<unsigned>(b.size()));
+// The bytes are in the shared read buffer: the session consumes them here.
+void Outbound::on_bytes(std::string_view bytes) {
+  if (tls())
+    read_tls(bytes);
+  else
+    session_->feed(bytes);
 }
 
-void Outbound::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-  auto* o = static_cast<Outbound*>(s->data);
-  if (n == 0 || o->closing_) return;
-  if (n < 0) {
-    if (o->implicit_tls_ && !o->tls_->handshake_done()) {
-      o->local_failure(SessionFailure::connection_lost, "during the TLS handshake");
-      return;
-    }
-    o->session_->on_eof();
-    o->after_event();
+void Outbound::on_end(int) {
+  if (implicit_tls_ && tls() && !tls()->handshake_done()) {
+    local_failure(SessionFailure::connection_lost, "during the TLS handshake");
     return;
   }
-  std::string_view bytes(buf->base, static_cast<size_t>(n));
-  if (o->tls_) {
-    o->read_tls(bytes);
-  } else {
-    o->session_->feed(bytes);
-  }
-  o->after_event();
+  session_->on_eof();
 }
 
 void Outbound::read_tls(std::string_view ciphertext) {
-  tls_->feed_ciphertext(ciphertext);
-  std::string plain;
-  bool was_done = tls_->handshake_done();
-  auto ev = tls_->process(plain);
-  send_ciphertext();
+  tls::TlsStream& t = *tls();
+  const bool was_done = t.handshake_done();
+  plain_.clear();
+  auto ev = tls_pump(ciphertext, plain_);  // what it produces leaves at the flush
   if (!ev) {
     if (!was_done) {  // implicit or after STARTTLS: the session decides
-      session_->on_tls_failed(ev.error(), tls_->certificate_refused());
+      session_->on_tls_failed(ev.error(), t.certificate_refused());
     } else {
       session_->on_eof();
     }
     return;
   }
   if (ev->handshake_completed) {
-    log::info("delivery: tls to {} {} with cipher {} verified={}{}", relay_, tls_->version(),
-              tls_->cipher(), tls_->peer_verified() ? "yes" : "no",
-              tls_->peer_verified() ? "" : " (" + log::sanitize(tls_->verify_error()) + ")");
+    log::info("delivery: tls to {} {} with cipher {} verified={}{}", relay_, t.version(), t.cipher(),
+              t.peer_verified() ? "yes" : "no",
+              t.peer_verified() ? "" : " (" + log::sanitize(t.verify_error()) + ")");
     if (implicit_tls_)
-      session_->on_connected(tls_->peer_verified(), tls_->verify_error());
+      session_->on_connected(t.peer_verified(), t.verify_error());
     else
-      session_->on_tls_ready(tls_->peer_verified(), tls_->verify_error());
+      session_->on_tls_ready(t.peer_verified(), t.verify_error());
   }
-  if (!plain.empty() && !closing_) session_->feed(plain);
-  if (ev->peer_closed && !closing_) session_->on_eof();
+  if (!plain_.empty() && !closing()) session_->feed(plain_);
+  if (ev->peer_closed && !closing()) session_->on_eof();
 }
 
 // A failure outside the session (implicit TLS handshake): record and close.
 void Outbound::local_failure(SessionFailure what, std::string detail) {
   local_event_ = SessionEvent{what, host_, {}, std::move(detail), false};
-  begin_close();
+  close_now();
 }
 
-void Outbound::on_timer(uv_timer_t* t) {
-  auto* o = static_cast<Outbound*>(t->data);
-  if (o->closing_) return;
-  if (!o->connected_) {
-    o->connect_error_ = "connection timed out";
-    o->local_event_ = SessionEvent{SessionFailure::timeout, o->host_, {}, "while connecting", false};
-    o->begin_close();
+void Outbound::on_timer() {
+  if (!connected_) {
+    connect_error_ = "connection timed out";
+    local_event_ = SessionEvent{SessionFailure::timeout, host_, {}, "while connecting", false};
+    close_now();
     return;
   }
-  if (o->implicit_tls_ && !o->tls_->handshake_done()) {
-    o->local_failure(SessionFailure::timeout, "during the TLS handshake");
+  if (implicit_tls_ && tls() && !tls()->handshake_done()) {
+    local_failure(SessionFailure::timeout, "during the TLS handshake");
     return;
   }
-  o->session_->on_timeout();
-  o->after_event();
+  session_->on_timeout();
 }
 
-void Outbound::on_write(void* ctx, int status) {
-  auto* o = static_cast<Outbound*>(ctx);
-  --o->writes_;
-  if (o->closing_) return;
-  if (status < 0) {
-    o->body_active_ = false;
-    o->session_->on_eof();
-  } else if (o->body_active_) {
-    o->pump_body();
-  }
-  o->after_event();
-}
-
-void Outbound::on_close(uv_handle_t* h) {
-  auto* o = static_cast<Outbound*>(h->data);
-  if (++o->closed_handles_ == 2) delete o;
+// A write finished: read on while the content is being streamed. (A failed
+// write closes the connection in the stream connection: see on_closing().)
+void Outbound::on_written() {
+  if (body_active_) pump_body();
 }
 
 // --- output ---------------------------------------------------------------------
 
+// The end of every event, and of start_now()/abort(): the session's output
+// in one write, then close or re-arm the timer.
 void Outbound::after_event() {
-  if (closing_) return;
+  if (closing()) return;
   if (!tls_fail_.empty() && !implicit_tls_) {
-    std::string why = std::move(tls_fail_);
-    tls_fail_.clear();
+    std::string why = std::exchange(tls_fail_, std::string());
     session_->on_tls_failed(why);
   }
-  if (closing_) return;
-  flush_output();
+  if (closing()) return;
+  flush();
+  if (closing()) return;  // the write failed
   if (close_requested_) {
-    if (writes_ == 0) begin_close();
+    if (writes_in_flight() == 0) close_now();
     return;
   }
-  uint64_t ms = connected_ && (!implicit_tls_ || tls_->handshake_done())
-                    ? static_cast<uint64_t>(session_->timeout().count())
-                    : static_cast<uint64_t>(client::Timeouts{}.starttls.count());
-  uv_timer_start(&timer_, on_timer, ms, 0);
+  const uint64_t ms = connected_ && (!implicit_tls_ || (tls() && tls()->handshake_done()))
+                          ? static_cast<uint64_t>(session_->timeout().count())
+                          : static_cast<uint64_t>(client::Timeouts{}.starttls.count());
+  arm_timer(ms);
 }
 
-void Outbound::send_ciphertext() {
-  tls_pending_ = 0;
-  std::string data;
-  if (tls_->take_ciphertext(data)) write_raw(std::move(data));
-}
-
-// What the session sent during this event, in one write.
-void Outbound::flush_output() {
-  if (!out_.empty()) write_raw(std::exchange(out_, std::string()));
-  if (tls_ && tls_pending_ > 0) send_ciphertext();
-}
-
-// Bytes given to this connection and not yet taken by the kernel.
-size_t Outbound::queued_output() const {
-  return out_.size() + tls_pending_ +
-         uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
-}
-
-// Reads and hands over content while the output is short of kBodyQueued;
+// Reads and hands over content while less than kBodyQueued bytes are unsent;
 // body_end() after the last piece. A failed read aborts the transaction
 // (temporary for everyone).
 void Outbound::pump_body() {
   const uint64_t seq = body_seq_;
   while (body_active_) {
-    if (seq != body_seq_ || closing_ || !job_ || session_->state() != client::ClientSession::State::body) {
+    if (seq != body_seq_ || closing() || !job_ || session_->state() != client::ClientSession::State::body) {
       body_active_ = false;
       return;
     }
@@ -429,7 +368,7 @@ void Outbound::pump_body() {
       session_->body_end();
       return;
     }
-    if (queued_output() >= kBodyQueued) return;  // on_write reads on
+    if (unsent() >= kBodyQueued) return;  // on_written() reads on
     auto n = shared_.spool.read_at(message_id_, body_off_, shared_.body_buffer());
     if (!n || *n == 0) {
       body_active_ = false;
@@ -441,15 +380,6 @@ void Outbound::pump_body() {
     body_off_ += *n;
     session_->body(std::string_view(shared_.body_buffer().data(), *n));
   }
-}
-
-void Outbound::write_raw(std::string data) {
-  if (closing_ || data.empty()) return;
-  if (write_owned(reinterpret_cast<uv_stream_t*>(&tcp_), std::move(data), on_write, this) < 0) {
-    close_requested_ = true;
-    return;
-  }
-  ++writes_;
 }
 
 // --- reports ----------------------------------------------------------------------
@@ -514,21 +444,28 @@ SessionEvent Outbound::event_of(const client::ConnectionFailure& f) const {
   return ev;
 }
 
-void Outbound::begin_close() {
-  if (closing_) return;
-  closing_ = true;
+// --- closing ----------------------------------------------------------------------
+
+void Outbound::close_now() {
+  closed_by_us_ = true;
+  begin_close();
+}
+
+// First thing in begin_close(): the socket and the timer close right after.
+void Outbound::on_closing() {
   body_active_ = false;
-  uv_timer_stop(&timer_);
+  // Not asked for by this connection or its session: a write failed. The
+  // connection is lost; the session says so (connection_failed, if it was
+  // in a transaction), so the job's report carries the failure.
+  if (!closed_by_us_ && session_) session_->on_eof();
   if (connected_)
     log::info("delivery: conn={} relay={} closed transactions={} age={:.1f}s", id_, relay_,
-              transactions_, static_cast<double>(uv_now(shared_.loop) - connected_at_) / 1e3);
+              transactions_, static_cast<double>(uv_now(loop()) - connected_at_) / 1e3);
   if (job_) {
     const uint64_t job = std::exchange(job_, 0);
     owner_.on_failed(*this, job, take_report());
   }
   owner_.on_closed(*this);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
 }
 
 }  // namespace sluice::mta

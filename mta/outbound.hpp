@@ -10,16 +10,20 @@
 // transaction, quit, wait idle). It carries one job at a time and may carry
 // several in turn.
 //
-// Output: whatever the session sends while one event is handled is gathered
-// (in `out_`, or in the TLS stream) and written with one uv_write at the end
-// of the event, so e.g. the content and the final dot leave in one write. The
-// content is read from the spool a piece at a time while less than
-// kBodyQueued bytes wait in the output; each finished write reads on.
+// It is a uv::StreamConnection (mta/uv/stream.hpp), which owns the socket,
+// the timer (connect, then the session's timeouts), the writes and the TLS
+// pump: whatever the session sends while one event is handled leaves in one
+// uv_write at the end of the event (after_event), so e.g. the content and
+// the final dot leave in one write. The content is read from the spool a
+// piece at a time while less than kBodyQueued bytes wait unsent, and handed
+// on with write_bulk() (under TLS encrypted at once, no extra copy); each
+// finished write reads on.
 //
-// Memory: created with new by Delivery, freed in the close callback of its
-// last handle (the socket and the timer); write requests own their buffers.
-// OutboundHost::on_closed() is the last call to the host: after it the host
-// must forget the pointer. Single-threaded: everything runs on the loop.
+// Memory: created with new by Delivery; it deletes itself (the stream
+// connection's rule) once its socket and timer are closed and no write is
+// in flight. OutboundHost::on_closed() is the last call to the host, made
+// when closing starts: after it the host must forget the pointer.
+// Single-threaded: everything runs on the loop.
 #pragma once
 
 #include <uv.h>
@@ -33,13 +37,9 @@
 
 #include "conf/config.hpp"
 #include "mta/client/client_session.hpp"
+#include "mta/uv/stream.hpp"
 #include "queue/attempt.hpp"
 #include "queue/spool.hpp"
-
-namespace sluice::tls {
-class TlsContext;
-class TlsStream;
-}  // namespace sluice::tls
 
 namespace sluice::mta {
 
@@ -91,7 +91,7 @@ class OutboundHost {
   virtual void on_closed(Outbound& o) = 0;
 };
 
-class Outbound final : public client::ClientHost {
+class Outbound final : public uv::StreamConnection, public client::ClientHost {
  public:
   // `destination` is the job's (a domain or the relayhost), for the idle cache.
   Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queue::Target target, uint16_t port,
@@ -134,27 +134,24 @@ class Outbound final : public client::ClientHost {
   void close() override;
 
  private:
-  ~Outbound() override;  // only from the last close callback
+  ~Outbound() override;  // only by the stream connection, once everything is closed
 
-  static void on_connect(uv_connect_t* req, int status);
-  static void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
-  static void on_timer(uv_timer_t* t);
-  static void on_write(void* ctx, int status);
-  static void on_close(uv_handle_t* h);
+  // --- uv::StreamConnection ----------------------------------------------------
+  void on_connect(int status) override;
+  void on_bytes(std::string_view bytes) override;
+  void on_end(int status) override;
+  void on_written() override;
+  void on_timer() override;
+  void on_closing() override;  // reports the job and forgets the host
+  void after_event() override;
 
   void read_tls(std::string_view ciphertext);
   void local_failure(queue::policy::SessionFailure what, std::string detail);
-  void after_event();
-  void send_ciphertext();
-  void flush_output();
-  size_t queued_output() const;
+  void close_now();  // a close this connection decides (not a failed write)
   void pump_body();
-  void write_raw(std::string data);
   // What happened at this host, in queue/policy's terms; clears it.
   queue::HostReport take_report();
   queue::policy::SessionEvent event_of(const client::ConnectionFailure& f) const;
-  void begin_close();
 
   OutboundShared& shared_;
   OutboundHost& owner_;
@@ -164,11 +161,7 @@ class Outbound final : public client::ClientHost {
   std::string destination_;
   std::string host_;   // "mx.example.com[192.0.2.1]"
   std::string relay_;  // ... ":25"
-  uv_tcp_t tcp_;
-  uv_timer_t timer_;
-  uv_connect_t connect_;
   std::unique_ptr<client::ClientSession> session_;
-  std::unique_ptr<tls::TlsStream> tls_;
   // The job carried: its serial (0: none), message and content size.
   uint64_t job_ = 0;
   std::string message_id_;
@@ -178,19 +171,16 @@ class Outbound final : public client::ClientHost {
   std::optional<queue::policy::SessionEvent> local_event_;
   std::string connect_error_;
   std::string tls_fail_;
-  std::string out_;          // sent by the session during this event, not yet written
-  size_t tls_pending_ = 0;   // plaintext given to the TLS stream since its last flush
-  uint64_t body_off_ = 0;    // next content byte to read from the spool
-  bool body_active_ = false; // streaming the content
+  std::string plain_;          // decrypted by one read (keeps its capacity)
+  uint64_t body_off_ = 0;      // next content byte to read from the spool
+  bool body_active_ = false;   // streaming the content
   uint64_t connected_at_ = 0;  // uv_now() when the connection came up
   uint64_t idle_since_ = 0;    // uv_now() when parked; 0 while busy
   uint64_t transactions_ = 0;  // started on this connection
   uint64_t body_seq_ = 0;
-  int writes_ = 0;
-  int closed_handles_ = 0;
   bool implicit_tls_ = false;
   bool connected_ = false;
-  bool closing_ = false;
+  bool closed_by_us_ = false;  // see close_now()
   bool close_requested_ = false;
   bool tx_started_ = false;
 };

@@ -27,7 +27,7 @@
 // a failure; a dropped connection is reopened (load mode).
 //
 // Lifetime: a Conn owns its uv_tcp_t and is deleted in the handle's close
-// callback; write requests own their buffers (mta/uv_util.hpp write_owned).
+// callback; write requests own their buffers (send(), freed in on_written).
 // Pending writes are cancelled by uv_close before the close callback runs.
 #include <CLI/CLI.hpp>
 #include <arpa/inet.h>
@@ -48,7 +48,6 @@
 #include <vector>
 
 #include "mta/client/reply_parser.hpp"
-#include "mta/uv_util.hpp"
 
 namespace sluice::bench {
 
@@ -355,15 +354,29 @@ class Loadgen {
 
 // ---- one connection ----
 
+// A write request that owns its buffer; freed in its callback.
+struct OwnedWrite {
+  uv_write_t req;
+  std::string data;
+  Conn* conn;
+};
+
+void on_written(uv_write_t* req, int status) {
+  auto* w = reinterpret_cast<OwnedWrite*>(req);
+  Conn* conn = w->conn;
+  delete w;
+  if (status < 0 && conn->state != Conn::State::closing)
+    close_conn(conn, fmt::format("write: {}", uv_strerror(status)));
+}
+
 void send(Conn* c, std::string data) {
-  int rc = mta::write_owned(reinterpret_cast<uv_stream_t*>(&c->tcp), std::move(data),
-                            [](void* ctx, int status) {
-                              auto* conn = static_cast<Conn*>(ctx);
-                              if (status < 0 && conn->state != Conn::State::closing)
-                                close_conn(conn, fmt::format("write: {}", uv_strerror(status)));
-                            },
-                            c);
-  if (rc < 0) close_conn(c, fmt::format("write: {}", uv_strerror(rc)));
+  auto* w = new OwnedWrite{{}, std::move(data), c};
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1, on_written);
+  if (rc < 0) {
+    delete w;
+    close_conn(c, fmt::format("write: {}", uv_strerror(rc)));
+  }
 }
 
 void on_closed(uv_handle_t* h) { delete static_cast<Conn*>(h->data); }

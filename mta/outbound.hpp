@@ -6,7 +6,7 @@
 // OutboundHost (Delivery) — ready for a transaction, a transaction done, the
 // connection failed, closed — with what happened at its host translated into
 // queue/policy's vocabulary (queue::HostReport); Delivery feeds that to the
-// job's queue::Attempt and tells the connection what to do next (start a
+// job's queue::DeliveryAttempt and tells the connection what to do next (start a
 // transaction, quit, wait idle). It carries one job at a time and may carry
 // several in turn.
 //

@@ -310,24 +310,28 @@ void Pickup::work() {
   uv_queue_work(
       loop_, &w->req,
       [](uv_work_t* req) {
-        auto* w = static_cast<Work*>(req->data);
-        bool removed = false;
-        for (const auto& name : w->unlink) {
-          if (::unlink((w->dir + "/" + name).c_str()) == 0) {
-            removed = true;
-          } else {
-            Result r;
-            r.file = name;
-            r.error = "committed but could not remove the file: " + errno_text(errno);
-            w->results.push_back(std::move(r));
+        uv::guard("maildrop work", [req] {
+          auto* w = static_cast<Work*>(req->data);
+          bool removed = false;
+          for (const auto& name : w->unlink) {
+            if (::unlink((w->dir + "/" + name).c_str()) == 0) {
+              removed = true;
+            } else {
+              Result r;
+              r.file = name;
+              r.error = "committed but could not remove the file: " + errno_text(errno);
+              w->results.push_back(std::move(r));
+            }
           }
-        }
-        if (w->scan) removed = w->self->scan_dir(*w) || removed;
-        if (removed) fsync_path(w->dir);
+          if (w->scan) removed = w->self->scan_dir(*w) || removed;
+          if (removed) fsync_path(w->dir);
+        });
       },
       [](uv_work_t* req, int) {
-        std::unique_ptr<Work> w(static_cast<Work*>(req->data));
-        w->self->after_work(*w);
+        uv::guard("maildrop work done", [req] {
+          std::unique_ptr<Work> w(static_cast<Work*>(req->data));
+          w->self->after_work(*w);
+        });
       });
 }
 

@@ -128,6 +128,39 @@ std::string read_all(int fd) {
 
 char g_buffer[64 * 1024];
 
+// Two peers over a socket pair with the two sides of one TLS handshake
+// ready to start (a throwaway self-signed certificate for "mail.example").
+struct TlsPair {
+  SocketPair sp;
+  Record srec, crec;
+  Peer* srv = nullptr;
+  Peer* cl = nullptr;
+  std::unique_ptr<tls::TlsStream> sstream, cstream;
+
+  explicit TlsPair(uv_loop_t* loop) {
+    char tmpl[] = "/tmp/sluice-uvtls-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    const std::string dir = tmpl;
+    REQUIRE(tls::make_self_signed(dir + "/cert.pem", dir + "/key.pem", "mail.example"));
+    auto sctx = tls::TlsContext::server(dir + "/cert.pem", dir + "/key.pem");
+    auto cctx = tls::TlsContext::client(false);
+    std::filesystem::remove_all(dir);
+    REQUIRE(sctx);
+    REQUIRE(cctx);
+    auto s = tls::TlsStream::server(*sctx);
+    auto c = tls::TlsStream::client(*cctx, "mail.example");
+    REQUIRE(s);
+    REQUIRE(c);
+    sstream = std::move(*s);
+    cstream = std::move(*c);
+    static char server_buf[16 * 1024], client_buf[16 * 1024];
+    srv = new Peer(loop, StreamConnection::Kind::pipe, server_buf, srec);
+    cl = new Peer(loop, StreamConnection::Kind::pipe, client_buf, crec);
+    srv->open_fd(sp.take(0));
+    cl->open_fd(sp.take(1));
+  }
+};
+
 }  // namespace
 
 TEST_CASE("uv::StreamConnection: output of one event leaves in one uv_write", "[uv][stream]") {
@@ -234,29 +267,13 @@ TEST_CASE("uv::StreamConnection: connect() over TCP and a reply", "[uv][stream]"
 }
 
 TEST_CASE("uv::StreamConnection: TLS pumped between two connections", "[uv][stream][tls]") {
-  char tmpl[] = "/tmp/sluice-uvtls-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  const std::string dir = tmpl;
-  REQUIRE(tls::make_self_signed(dir + "/cert.pem", dir + "/key.pem", "mail.example"));
-  auto sctx = tls::TlsContext::server(dir + "/cert.pem", dir + "/key.pem");
-  auto cctx = tls::TlsContext::client(false);
-  std::filesystem::remove_all(dir);
-  REQUIRE(sctx);
-  REQUIRE(cctx);
-  auto sstream = tls::TlsStream::server(*sctx);
-  auto cstream = tls::TlsStream::client(*cctx, "mail.example");
-  REQUIRE(sstream);
-  REQUIRE(cstream);
-
   TestLoop loop;
-  SocketPair sp;
-  Record srec, crec;
-  static char server_buf[16 * 1024], client_buf[16 * 1024];
-  auto* srv = new Peer(loop.get(), StreamConnection::Kind::pipe, server_buf, srec);
-  auto* cl = new Peer(loop.get(), StreamConnection::Kind::pipe, client_buf, crec);
-  srv->open_fd(sp.take(0));
-  cl->open_fd(sp.take(1));
-  srv->start_tls(std::move(*sstream));
+  TlsPair t(loop.get());
+  Peer* srv = t.srv;
+  Peer* cl = t.cl;
+  Record& srec = t.srec;
+  Record& crec = t.crec;
+  srv->start_tls(std::move(t.sstream));
   srv->write("220 held until the handshake is done\r\n");  // encrypted once it is
   srv->flush();
   CHECK(srv->writes_in_flight() == 0);  // nothing to send before the ClientHello
@@ -269,7 +286,7 @@ TEST_CASE("uv::StreamConnection: TLS pumped between two connections", "[uv][stre
   };
   srv->read(true);
   cl->read(true);
-  cl->start_tls(std::move(*cstream));
+  cl->start_tls(std::move(t.cstream));
   cl->hello();
   cl->flush();
   CHECK(cl->writes_in_flight() == 1);
@@ -306,29 +323,13 @@ TEST_CASE("uv::StreamConnection: write_bulk() without TLS is gathered like write
 
 TEST_CASE("uv::StreamConnection: write_bulk() under TLS is encrypted at once, in order with write()",
           "[uv][stream][tls]") {
-  char tmpl[] = "/tmp/sluice-uvtls-XXXXXX";
-  REQUIRE(mkdtemp(tmpl) != nullptr);
-  const std::string dir = tmpl;
-  REQUIRE(tls::make_self_signed(dir + "/cert.pem", dir + "/key.pem", "mail.example"));
-  auto sctx = tls::TlsContext::server(dir + "/cert.pem", dir + "/key.pem");
-  auto cctx = tls::TlsContext::client(false);
-  std::filesystem::remove_all(dir);
-  REQUIRE(sctx);
-  REQUIRE(cctx);
-  auto sstream = tls::TlsStream::server(*sctx);
-  auto cstream = tls::TlsStream::client(*cctx, "mail.example");
-  REQUIRE(sstream);
-  REQUIRE(cstream);
-
   TestLoop loop;
-  SocketPair sp;
-  Record srec, crec;
-  static char server_buf[16 * 1024], client_buf[16 * 1024];
-  auto* srv = new Peer(loop.get(), StreamConnection::Kind::pipe, server_buf, srec);
-  auto* cl = new Peer(loop.get(), StreamConnection::Kind::pipe, client_buf, crec);
-  srv->open_fd(sp.take(0));
-  cl->open_fd(sp.take(1));
-  srv->start_tls(std::move(*sstream));
+  TlsPair t(loop.get());
+  Peer* srv = t.srv;
+  Peer* cl = t.cl;
+  Record& srec = t.srec;
+  Record& crec = t.crec;
+  srv->start_tls(std::move(t.sstream));
   const std::string bulk(100 * 1024, 'b');
   const std::string expected = "DATA\r\n" + bulk + ".\r\n";
   size_t unsent_after_bulk = 0, unsent_before_bulk = 0;
@@ -349,7 +350,7 @@ TEST_CASE("uv::StreamConnection: write_bulk() under TLS is encrypted at once, in
   };
   srv->read(true);
   cl->read(true);
-  cl->start_tls(std::move(*cstream));
+  cl->start_tls(std::move(t.cstream));
   cl->hello();
   cl->flush();
   while (!crec.destroyed) loop.once();

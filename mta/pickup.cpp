@@ -320,6 +320,7 @@ void Pickup::work() {
               Result r;
               r.file = name;
               r.error = "committed but could not remove the file: " + errno_text(errno);
+              r.unlink_failed = true;
               w->results.push_back(std::move(r));
             }
           }
@@ -380,12 +381,12 @@ bool Pickup::scan_dir(Work& w) {
     else if (!p.retry) set_aside(w.spool_dir, w.dir, name);
     removed = removed || !p.retry;
     const bool below_reserve = p.retry && p.error == kBelowReserve;
-    w.results.push_back(Result{name, false, p.retry, std::move(p.error), p.uid, {}, p.discard});
+    w.results.push_back(Result{name, p.retry, std::move(p.error), p.uid, p.discard});
     if (below_reserve) break;  // the rest waits too
   }
   for (const auto& name : stale) {
     ::unlink((w.dir + "/" + name).c_str());
-    w.results.push_back(Result{name, false, false, std::string(kStaleRemoved), 0, {}});
+    w.results.push_back(Result{name, false, std::string(kStaleRemoved), 0});
   }
   return removed || !stale.empty();
 }
@@ -427,7 +428,7 @@ void Pickup::after_work(Work& w) {
     } else if (r.discarded) {
       log::error("maildrop {}: uid={} {}; removed from the maildrop (the file it names was not touched)",
                  r.file, r.uid, log::sanitize(r.error));
-    } else if (r.error.starts_with("committed but")) {
+    } else if (r.unlink_failed) {
       log::warning("maildrop {}: {}", r.file, r.error);
     } else {
       log::error("maildrop {}: uid={} {}; moved to {}/corrupt", r.file, r.uid, log::sanitize(r.error),

@@ -78,14 +78,15 @@ class Pickup {
 
   uint64_t picked_up() const { return picked_up_; }
 
+  // A file a piece of work could not take or remove, for the log (a file
+  // handed to the intake is logged when its commit is answered).
   struct Result {
     std::string file;
-    bool ok = false;          // handed to the intake
     bool retry = false;       // left in place for the next scan
     std::string error;        // why not
     uid_t uid = 0;
-    queue::Envelope env;      // when ok
     bool discarded = false;   // a hard link: the name was removed, not set aside
+    bool unlink_failed = false;  // committed, but the file could not be removed
   };
 
  private:

@@ -26,11 +26,11 @@ void Intake::commit(std::unique_ptr<Message> message, queue::Envelope env, Done 
   env.id = message->id();
   env.size = message->in_->size();
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  // The spool's writer thread runs this; it only posts (queue/spool.hpp).
-  auto committed = std::make_shared<Committed>(Committed{false, env, std::move(done)});
-  message->in_->commit(std::move(env), [this, committed](bool ok) {
-    committed->ok = ok;
-    inbox_.post(std::move(*committed));
+  // The spool's writer thread runs this, once; it only posts (queue/spool.hpp).
+  Committed c{false, env, std::move(done)};
+  message->in_->commit(std::move(env), [this, c = std::move(c)](bool ok) mutable {
+    c.ok = ok;
+    inbox_.post(std::move(c));
   });
 }
 

@@ -345,6 +345,7 @@ void read_relay(Reader& r, const toml::node& n, const std::string& key, Relay& r
            relay.trusted_networks.push_back(*cidr);
          });
        }},
+      bool_field(r, "add_missing_headers", relay.add_missing_headers),
   };
   r.walk(n, key, fields);
 }
@@ -358,6 +359,7 @@ void read_limits(Reader& r, const toml::node& n, const std::string& key, Limits&
       count_field(r, "max_recipients", limits.max_recipients),
       count_field(r, "max_connections", limits.max_connections),
       count_field(r, "max_connections_per_client", limits.max_connections_per_client),
+      count_field(r, "max_hops", limits.max_hops),
       duration_field(r, "command_timeout", limits.command_timeout),
       duration_field(r, "data_timeout", limits.data_timeout),
       duration_field(r, "auth_failure_delay", limits.auth_failure_delay),

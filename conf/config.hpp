@@ -41,6 +41,16 @@ struct Auth {
 
 struct Relay {
   std::vector<net::Cidr> trusted_networks;  // default 127.0.0.0/8, ::1/128
+  // Date, Message-ID and From added when missing on the relay listener and
+  // by sluice-sendmail, as on the submission ports.
+  bool add_missing_headers = true;
+  // Clients in trusted_networks relay without AUTH and are not subject to
+  // limits.max_connections_per_client (as Postfix exempts mynetworks).
+  bool trusts(const net::IpAddress& ip) const {
+    for (const auto& net : trusted_networks)
+      if (net.contains(ip)) return true;
+    return false;
+  }
 };
 
 struct Limits {
@@ -48,6 +58,9 @@ struct Limits {
   uint32_t max_recipients = 1000;
   uint32_t max_connections = 10000;
   uint32_t max_connections_per_client = 50;
+  // A message with more Received fields than this is refused at the end of
+  // DATA with 554 5.4.6 (RFC 5321 §6.3): a mail loop ends there.
+  uint32_t max_hops = 100;
   Duration command_timeout = std::chrono::minutes(5);
   Duration data_timeout = std::chrono::minutes(10);
   // Every failed AUTH is answered no sooner than this after it began.

@@ -112,6 +112,12 @@ std::optional<std::string> Reader::string(const toml::node& n, const std::string
   return std::nullopt;
 }
 
+std::optional<bool> Reader::boolean(const toml::node& n, const std::string& key) {
+  if (auto* b = n.as_boolean()) return b->get();
+  wrong_type(n, key, "a boolean (true or false)");
+  return std::nullopt;
+}
+
 std::optional<int64_t> Reader::integer(const toml::node& n, const std::string& key, int64_t min,
                                        int64_t max) {
   auto* i = n.as_integer();
@@ -207,6 +213,12 @@ Field count_field(Reader& r, std::string_view name, uint32_t& dest) {
   return {name, [&r, &dest](const toml::node& n, const std::string& key) {
             if (auto v = r.integer(n, key, 1, std::numeric_limits<uint32_t>::max()))
               dest = static_cast<uint32_t>(*v);
+          }};
+}
+
+Field bool_field(Reader& r, std::string_view name, bool& dest) {
+  return {name, [&r, &dest](const toml::node& n, const std::string& key) {
+            if (auto v = r.boolean(n, key)) dest = *v;
           }};
 }
 

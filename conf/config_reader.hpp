@@ -60,6 +60,8 @@ class Reader {
 
   std::optional<std::string> string(const toml::node& n, const std::string& key);
 
+  std::optional<bool> boolean(const toml::node& n, const std::string& key);
+
   std::optional<int64_t> integer(const toml::node& n, const std::string& key, int64_t min,
                                  int64_t max);
 
@@ -96,6 +98,8 @@ Field path_field(Reader& r, std::string_view name, std::string& dest, bool requi
 
 // A positive count that fits uint32_t.
 Field count_field(Reader& r, std::string_view name, uint32_t& dest);
+
+Field bool_field(Reader& r, std::string_view name, bool& dest);
 
 Field duration_field(Reader& r, std::string_view name, Duration& dest);
 

@@ -60,6 +60,8 @@ TEST_CASE("minimal file gets every default") {
   REQUIRE(c.relay.trusted_networks.size() == 2);
   CHECK(c.relay.trusted_networks[0].str() == "127.0.0.0/8");
   CHECK(c.relay.trusted_networks[1].str() == "::1/128");
+  CHECK(c.relay.add_missing_headers);
+  CHECK(c.limits.max_hops == 100);
   CHECK(c.limits.max_message_size == 35u * 1024 * 1024);
   CHECK(c.limits.max_recipients == 1000);
   CHECK(c.limits.max_connections == 10000);
@@ -110,12 +112,14 @@ users_file = "/etc/x/users"
 
 [relay]
 trusted_networks = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]
+add_missing_headers = false
 
 [limits]
 max_message_size = "10M"
 max_recipients = 7
 max_connections = 99
 max_connections_per_client = 3
+max_hops = 30
 command_timeout = "30s"
 data_timeout = "2m"
 
@@ -159,6 +163,8 @@ servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:54", "[2001:db8::35]"
   CHECK(c.relay.trusted_networks[0].str() == "10.0.0.0/8");
   CHECK(c.relay.trusted_networks[1].str() == "2001:db8::/32");
   CHECK(c.relay.trusted_networks[2].str() == "192.0.2.7/32");
+  CHECK_FALSE(c.relay.add_missing_headers);
+  CHECK(c.limits.max_hops == 30);
   CHECK(c.limits.max_message_size == 10u * 1024 * 1024);
   CHECK(c.limits.max_recipients == 7);
   CHECK(c.limits.max_connections == 99);
@@ -246,6 +252,8 @@ TEST_CASE("each class of error names its key and line") {
        "relay.trusted_networks", 6, "expected an array, got a string"},
       {"wrong type array element", "[relay]\ntrusted_networks = [\"10.0.0.0/8\", 5]\n",
        "relay.trusted_networks[2]", 6, "expected a string"},
+      {"wrong type boolean", "[relay]\nadd_missing_headers = \"yes\"\n", "relay.add_missing_headers", 6,
+       "expected a boolean (true or false), got a string"},
       {"float count", "[limits]\nmax_connections = 1.5\n", "limits.max_connections", 6,
        "expected an integer, got a float"},
       {"zero count", "[limits]\nmax_connections = 0\n", "limits.max_connections", 6,

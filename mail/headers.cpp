@@ -64,14 +64,20 @@ std::string received(const Trace& t) {
   return h;
 }
 
-std::string missing_fields(bool has_date, bool has_message_id, const Trace& t,
+std::string missing_fields(const Present& have, const Trace& t, std::string_view sender,
                            std::string* message_id_out) {
   std::string add;
-  if (!has_date) add += fmt::format("Date: {}\r\n", rfc5322_date(t.unix_us));
-  if (!has_message_id) {
+  if (!have.date) add += fmt::format("Date: {}\r\n", rfc5322_date(t.unix_us));
+  if (!have.message_id) {
     std::string id = message_id(t.unix_us, t.id, t.by);
     add += fmt::format("Message-ID: {}\r\n", id);
     if (message_id_out) *message_id_out = std::move(id);
+  }
+  if (!have.from) {
+    if (sender.empty())
+      add += fmt::format("From: MAILER-DAEMON@{}\r\n", t.by);
+    else
+      add += fmt::format("From: {}\r\n", sender);
   }
   return add;
 }

@@ -54,10 +54,19 @@ struct Trace {
 //   	for <RCPT>; DATE
 std::string received(const Trace& t);
 
+// Which of the fields Sluice may add a message's own header section has.
+struct Present {
+  bool date = false;
+  bool message_id = false;
+  bool from = false;
+};
+
 // The fields a submission server adds to a message without them (RFC 6409
-// §8.2 Date, §8.3 Message-ID), with their CRLFs, in that order; empty when
-// nothing is missing. `message_id_out` gets the Message-ID added, if any.
-std::string missing_fields(bool has_date, bool has_message_id, const Trace& t,
+// §8.2 Date, §8.3 Message-ID; RFC 5322 §3.6 requires Date and From), with
+// their CRLFs, in that order; empty when nothing is missing. A missing From
+// is the envelope `sender` (MAILER-DAEMON@HOST for the null sender).
+// `message_id_out` gets the Message-ID added, if any.
+std::string missing_fields(const Present& have, const Trace& t, std::string_view sender,
                            std::string* message_id_out);
 
 }  // namespace sluice::mail

@@ -64,17 +64,20 @@ TEST_CASE("received: local submission names the uid, never an address") {
         "\tid 0123456789ABCDEF; Tue, 14 Nov 2023 22:13:20 +0000\r\n");
 }
 
-TEST_CASE("missing_fields adds only what is missing, Date before Message-ID") {
+TEST_CASE("missing_fields adds only what is missing: Date, Message-ID, From") {
   const Trace t = smtp_trace();
   std::string id;
-  CHECK(missing_fields(true, true, t, &id).empty());
+  CHECK(missing_fields({true, true, true}, t, "a@example.org", &id).empty());
   CHECK(id.empty());
-  CHECK(missing_fields(false, true, t, &id) == "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n");
+  CHECK(missing_fields({false, true, true}, t, "a@example.org", &id) ==
+        "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n");
   CHECK(id.empty());
-  CHECK(missing_fields(true, false, t, &id) ==
+  CHECK(missing_fields({true, false, true}, t, "a@example.org", &id) ==
         "Message-ID: <20231114221320.0123456789ABCDEF@mx.example.net>\r\n");
   CHECK(id == "<20231114221320.0123456789ABCDEF@mx.example.net>");
-  CHECK(missing_fields(false, false, t, nullptr) ==
+  CHECK(missing_fields({true, true, false}, t, "a@example.org", nullptr) == "From: a@example.org\r\n");
+  CHECK(missing_fields({}, t, "", nullptr) ==
         "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
-        "Message-ID: <20231114221320.0123456789ABCDEF@mx.example.net>\r\n");
+        "Message-ID: <20231114221320.0123456789ABCDEF@mx.example.net>\r\n"
+        "From: MAILER-DAEMON@mx.example.net\r\n");
 }

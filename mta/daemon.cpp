@@ -253,6 +253,7 @@ struct Daemon {
     else
       log::error("reload: users: {}; keeping the running users", u.error());
     config = std::make_shared<const conf::Config>(std::move(*fresh));
+    intake->add_missing_on_relay(config->relay.add_missing_headers);
     server->reload(config);
     pickup->reload(config);
     log::info("reload: configuration re-read from {}", config->source);
@@ -381,6 +382,7 @@ int run_daemon(conf::Config cfg) {
   log::info("spool {}: {} messages waiting", c.spool_dir, d->spool->message_count());
 
   d->intake = std::make_unique<Intake>(d->loop, *d->spool);
+  d->intake->add_missing_on_relay(d->config->relay.add_missing_headers);
   d->server = std::make_unique<Server>(d->loop, d->config, *d->spool, *d->intake);
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);

@@ -8,9 +8,9 @@ Intake::Intake(uv_loop_t* loop, queue::Spool& spool)
 
 Intake::~Intake() = default;
 
-void Intake::Message::end_of_headers(bool has_date, bool has_message_id) {
-  if (source_ != Source::submission) return;
-  std::string add = mail::missing_fields(has_date, has_message_id, trace_, &added_message_id_);
+void Intake::Message::end_of_headers(const mail::Present& have, std::string_view sender) {
+  if (!add_missing_) return;
+  std::string add = mail::missing_fields(have, trace_, sender, &added_message_id_);
   if (!add.empty()) in_->append(add);
 }
 
@@ -18,7 +18,9 @@ std::unique_ptr<Intake::Message> Intake::begin(Source source, mail::Trace trace)
   auto in = spool_.begin();
   trace.id = in->id();
   if (source != Source::bounce) in->append(mail::received(trace));
-  return std::unique_ptr<Message>(new Message(source, std::move(trace), std::move(in)));
+  const bool add_missing = source == Source::submission ||
+                           (source == Source::relay && relay_adds_missing_.load(std::memory_order_relaxed));
+  return std::unique_ptr<Message>(new Message(add_missing, std::move(trace), std::move(in)));
 }
 
 void Intake::commit(std::unique_ptr<Message> message, queue::Envelope env, Done done) {

@@ -8,8 +8,11 @@
 //      bounce, which Sluice writes itself;
 //   2. takes the content in stored form (CRLF lines, not dot-stuffed),
 //      streamed in pieces, and at the end of the header section adds what a
-//      submitted message lacks (RFC 6409 §8: Date, Message-ID) — only for
-//      Source::submission;  (DKIM signing goes here too, issue 14)
+//      submitted message lacks (RFC 6409 §8: Date, Message-ID; and From, from
+//      the envelope sender) — for Source::submission always, for
+//      Source::relay when `[relay] add_missing_headers` is on (the default;
+//      applications on the local relay often send neither, and big receivers
+//      refuse mail without a Message-ID); (DKIM signing goes here too, issue 14)
 //   3. commits: the spool fills in the envelope's id and size and makes
 //      content and envelope durable (group commit, queue/spool.hpp);
 //   4. when the commit is durable, on the loop: hands the committed envelope
@@ -46,9 +49,9 @@ namespace sluice::mta {
 class Intake {
  public:
   enum class Source : uint8_t {
-    relay,       // SMTP from a relay listener: trace field only
-    submission,  // SMTP from an authenticated client (587/465): + missing Date/Message-ID
-    local,       // the maildrop (sluice-sendmail added Date/Message-ID itself)
+    relay,       // SMTP from a relay listener: trace field (+ missing fields, see above)
+    submission,  // SMTP from an authenticated client (587/465): + missing Date/Message-ID/From
+    local,       // the maildrop (sluice-sendmail added Date/Message-ID/From itself)
     bounce,      // a delivery status notification Sluice wrote: nothing added
   };
 
@@ -61,14 +64,15 @@ class Intake {
     void append(std::string_view content) { in_->append(content); }
     // The header section is complete (the empty line is next, or the
     // message has no body). Call it once, before the body; what the sender's
-    // fields were is the caller's knowledge (proto::DataReader tracks them).
-    void end_of_headers(bool has_date, bool has_message_id);
+    // fields were is the caller's knowledge (proto::DataReader tracks them);
+    // `sender` is the envelope sender (for a missing From).
+    void end_of_headers(const mail::Present& have, std::string_view sender);
 
    private:
     friend class Intake;
-    Message(Source source, mail::Trace trace, std::unique_ptr<queue::Spool::Incoming> in)
-        : source_(source), trace_(std::move(trace)), in_(std::move(in)) {}
-    Source source_;
+    Message(bool add_missing, mail::Trace trace, std::unique_ptr<queue::Spool::Incoming> in)
+        : add_missing_(add_missing), trace_(std::move(trace)), in_(std::move(in)) {}
+    bool add_missing_;
     mail::Trace trace_;
     std::unique_ptr<queue::Spool::Incoming> in_;
     std::string added_message_id_;  // the Message-ID end_of_headers() added
@@ -87,6 +91,8 @@ class Intake {
 
   // Loop thread, before the first commit can complete.
   void deliver_to(Deliver deliver) { deliver_ = std::move(deliver); }
+  // `[relay] add_missing_headers`; any thread (set at start and on reload).
+  void add_missing_on_relay(bool on) { relay_adds_missing_.store(on, std::memory_order_relaxed); }
 
   // Any thread. Allocates the queue id (trace.id is set to it) and writes
   // the Received field (Source::bounce: nothing).
@@ -111,6 +117,7 @@ class Intake {
 
   queue::Spool& spool_;
   Deliver deliver_;
+  std::atomic<bool> relay_adds_missing_{true};
   std::atomic<uint64_t> in_flight_{0};
   uv::Inbox<Committed> inbox_;
 };

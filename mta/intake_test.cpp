@@ -97,12 +97,12 @@ Envelope envelope() {
 
 }  // namespace
 
-TEST_CASE("submission: the trace field, then the missing Date and Message-ID at the end of the headers") {
+TEST_CASE("submission: the trace field, then the missing Date, Message-ID and From at the end of the headers") {
   Fixture f;
   auto m = f.intake->begin(Intake::Source::submission, smtp_trace());
   const std::string id = m->id();
   m->append("Subject: hi\r\n");
-  m->end_of_headers(false, false);
+  m->end_of_headers({}, "a@example.org");
   m->append("\r\nbody\r\n");
   Envelope c = f.commit(std::move(m), envelope());
   const std::string expected =
@@ -112,6 +112,7 @@ TEST_CASE("submission: the trace field, then the missing Date and Message-ID at 
       "Subject: hi\r\n"
       "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
       "Message-ID: <20231114221320." + id + "@mx.example.net>\r\n"
+      "From: a@example.org\r\n"
       "\r\nbody\r\n";
   CHECK(f.stored(id) == expected);
   CHECK(c.id == id);
@@ -130,7 +131,7 @@ TEST_CASE("submission keeps the sender's own Date and Message-ID") {
   Fixture f;
   auto m = f.intake->begin(Intake::Source::submission, smtp_trace());
   m->append("Date: Mon, 01 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own@x>\r\n");
-  m->end_of_headers(true, true);
+  m->end_of_headers({true, true, true}, "a@example.org");
   m->append("\r\nb\r\n");
   Envelope env = envelope();
   env.message_id = "<own@x>";
@@ -141,13 +142,30 @@ TEST_CASE("submission keeps the sender's own Date and Message-ID") {
   CHECK(c.message_id == "<own@x>");
 }
 
-TEST_CASE("relay: the trace field only, a message without Date stays as sent") {
+TEST_CASE("relay: the missing fields are added as on submission ([relay] add_missing_headers)") {
   Fixture f;
   Trace t = smtp_trace();
   t.with = "ESMTP";
   auto m = f.intake->begin(Intake::Source::relay, t);
   m->append("Subject: s\r\n");
-  m->end_of_headers(false, false);
+  m->end_of_headers({false, false, false}, "app@example.org");
+  m->append("\r\nbody\r\n");
+  Envelope c = f.commit(std::move(m), envelope());
+  const std::string body = f.stored(c.id);
+  CHECK(body.ends_with("Subject: s\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+                       "Message-ID: <20231114221320." + c.id + "@mx.example.net>\r\n"
+                       "From: app@example.org\r\n\r\nbody\r\n"));
+  CHECK(c.message_id == "<20231114221320." + c.id + "@mx.example.net>");
+}
+
+TEST_CASE("relay with add_missing_headers off: the trace field only, a message without Date stays as sent") {
+  Fixture f;
+  f.intake->add_missing_on_relay(false);
+  Trace t = smtp_trace();
+  t.with = "ESMTP";
+  auto m = f.intake->begin(Intake::Source::relay, t);
+  m->append("Subject: s\r\n");
+  m->end_of_headers({}, "a@example.org");
   Envelope c = f.commit(std::move(m), envelope());
   const std::string body = f.stored(c.id);
   CHECK(body.starts_with("Received: from client.example.org ([192.0.2.7])\r\n"));

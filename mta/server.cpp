@@ -198,8 +198,8 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   void message_data(std::string_view content) override {
     if (message_) message_->append(content);
   }
-  void end_of_headers(bool has_date, bool has_message_id) override {
-    if (message_) message_->end_of_headers(has_date, has_message_id);
+  void end_of_headers(const mail::Present& have, std::string_view sender) override {
+    if (message_) message_->end_of_headers(have, sender);
   }
   void commit_message(queue::Envelope env) override {
     if (!message_) {
@@ -262,11 +262,11 @@ class Connection final : public uv::StreamConnection, public SessionHost {
     sc.client_address = client_;
     sc.max_message_size = config_->limits.max_message_size;
     sc.max_recipients = config_->limits.max_recipients;
+    sc.max_hops = config_->limits.max_hops;
     sc.min_free_space = config_->limits.min_free_space;
     sc.command_timeout = config_->limits.command_timeout;
     sc.data_timeout = config_->limits.data_timeout;
-    for (const auto& net : config_->relay.trusted_networks)
-      if (peer_ && net.contains(*peer_)) sc.trusted = true;
+    sc.trusted = peer_ && config_->relay.trusts(*peer_);
     sc.tls_offered = server_.tls_ != nullptr && listener_.mode != conf::ListenerMode::submissions;
     sc.in_tls = !tls_info.empty();
     sc.tls_info = std::move(tls_info);
@@ -607,7 +607,8 @@ void Server::accept_from(Listener& l) {
   if (conns_.size() > lim.max_connections) {
     why = "too many connections";
   } else if (auto it = per_client_.find(peer ? peer->str() : "unknown");
-             it != per_client_.end() && it->second >= lim.max_connections_per_client) {
+             it != per_client_.end() && it->second >= lim.max_connections_per_client &&
+             !(peer && config_->relay.trusts(*peer))) {
     why = "too many connections from your address";
   }
   c->start(config_, peer, why);

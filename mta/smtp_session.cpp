@@ -137,7 +137,7 @@ void Session::feed(std::string_view bytes) {
         if (was_in_headers && !data_.in_headers()) {
           const size_t k = static_cast<size_t>(data_.header_end() - before);
           host_.message_data(out.substr(0, k));
-          host_.end_of_headers(data_.has_date(), data_.has_message_id());
+          host_.end_of_headers(present(), env_.sender);
           out.remove_prefix(k);
         }
         if (!out.empty()) host_.message_data(out);
@@ -147,6 +147,15 @@ void Session::feed(std::string_view bytes) {
     }
     auto line = lines_.next(in);
     if (!line) break;
+    if (line->endless) {  // past 64 KB: not a client that made a mistake
+      if (line->too_long) error("command", Reply{500, "5.5.2", "Error: line too long"});
+      if (!closed()) {
+        const Reply bye{421, "4.7.0", "Error: line too long, closing connection"};
+        host_.rejected("session", bye);
+        close_with(bye);
+      }
+      break;
+    }
     if (state_ == State::auth) {  // a SASL response line, never logged
       if (line->too_long) {
         sasl_.reset();
@@ -216,6 +225,10 @@ mail::Trace Session::trace() const {
   return t;
 }
 
+mail::Present Session::present() const {
+  return mail::Present{data_.has_date(), data_.has_message_id(), data_.has_from()};
+}
+
 void Session::finish_data() {
   using E = proto::DataReader::Error;
   std::optional<Reply> bad;
@@ -228,6 +241,8 @@ void Session::finish_data() {
       bad = Reply{500, "5.5.2", "Error: message line longer than 998 characters"};
       break;
   }
+  if (!bad && data_.received() > cfg_.max_hops)  // a mail loop: stop it here
+    bad = Reply{554, "5.4.6", "Error: too many hops"};
   if (bad) {
     std::string what = fmt::format("DATA {}", env_.id);
     host_.abort_message();
@@ -238,7 +253,7 @@ void Session::finish_data() {
     return;
   }
   if (data_.in_headers())  // no empty line: the header section runs to the end
-    host_.end_of_headers(data_.has_date(), data_.has_message_id());
+    host_.end_of_headers(present(), env_.sender);
   if (env_.message_id.empty()) env_.message_id = data_.message_id();
   enter(State::committing);
   host_.commit_message(env_);

@@ -50,6 +50,7 @@ struct SessionConfig {
   std::string client_address;    // "127.0.0.1"
   uint64_t max_message_size = 35ull << 20;
   uint32_t max_recipients = 1000;
+  uint32_t max_hops = 100;       // more Received fields: 554 5.4.6 at the end of DATA
   std::chrono::milliseconds command_timeout = std::chrono::minutes(5);
   std::chrono::milliseconds data_timeout = std::chrono::minutes(10);
   int max_errors = 10;           // errors before "421 4.7.0 Too many errors"
@@ -78,8 +79,8 @@ class SessionHost {
   virtual void message_data(std::string_view content) = 0;
   // Once per message, between its header section and its body (or at its
   // end when it has no empty line): which of the fields a submission server
-  // adds were there.
-  virtual void end_of_headers(bool has_date, bool has_message_id) = 0;
+  // adds were there, and the envelope sender (for a missing From).
+  virtual void end_of_headers(const mail::Present& have, std::string_view sender) = 0;
   // Asynchronous: the host later calls Session::on_commit(ok, committed).
   virtual void commit_message(queue::Envelope env) = 0;
   virtual void abort_message() = 0;
@@ -154,6 +155,7 @@ class Session {
   void finish_data();
   void close_with(const proto::Reply& r);
   mail::Trace trace() const;  // for begin_message
+  mail::Present present() const;  // for end_of_headers
   void auth_step(auth::Step step);
   bool auth_allowed() const;
   void enter(State next);  // the one place state_ changes

@@ -249,6 +249,8 @@ void DataReader::header_text(const char* p, size_t n) {
           has_date_ = true;
         } else if (iequals(name, "from")) {
           has_from_ = true;
+        } else if (iequals(name, "received")) {
+          ++received_;
         } else if (iequals(name, "message-id") && !has_message_id_) {
           has_message_id_ = true;
           header_mode_ = HeaderMode::message_id;

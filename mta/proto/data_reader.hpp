@@ -10,7 +10,8 @@
 // The size is counted while streaming — nothing is held but one header line.
 //
 // The header section (up to the first empty line) is scanned for Message-ID,
-// Date and From, which the session logs or adds on submission.
+// Date and From, which the session logs or adds on submission, and its
+// Received fields are counted (the hop count that stops mail loops).
 //
 // Precisely (SMTP smuggling safety, see data_reader.cpp for the state machine):
 //  - The start of the data counts as following a CRLF, so "." CRLF as the
@@ -64,6 +65,7 @@ class DataReader {
   bool has_date() const { return has_date_; }
   bool has_message_id() const { return has_message_id_; }
   bool has_from() const { return has_from_; }
+  uint32_t received() const { return received_; }  // Received fields (hops)
   bool in_headers() const { return in_headers_; }
   // Output offset of the empty line that ended the header section (where
   // headers can be added), or UINT64_MAX while still in the headers.
@@ -101,6 +103,7 @@ class DataReader {
   bool has_date_ = false;
   bool has_message_id_ = false;
   bool has_from_ = false;
+  uint32_t received_ = 0;
   bool header_bol_ = true;       // the header scanner is at an output line start
   HeaderMode header_mode_ = HeaderMode::skip;
   std::string header_;           // field name of the current header line (capped)

@@ -21,6 +21,7 @@ struct Result {
   uint64_t size = 0;
   std::string message_id;
   bool has_date = false, has_message_id = false, has_from = false, in_headers = true;
+  uint32_t received = 0;
 
   bool operator==(const Result&) const = default;
 };
@@ -49,6 +50,7 @@ Result run(std::string_view input, const std::vector<size_t>& chunks = {},
   res.has_date = r.has_date();
   res.has_message_id = r.has_message_id();
   res.has_from = r.has_from();
+  res.received = r.received();
   res.in_headers = r.in_headers();
   CHECK(res.size == res.out.size());
   return res;
@@ -283,7 +285,17 @@ TEST_CASE("DataReader: header facts") {
   CHECK(r.has_date);
   CHECK(r.has_message_id);
   CHECK(r.message_id == "<abc@example.com>");
+  CHECK(r.received == 1);
   CHECK_FALSE(r.in_headers);
+}
+
+TEST_CASE("DataReader: Received fields are counted in the header section only") {
+  std::string msg;
+  for (int i = 0; i < 101; ++i) msg += "received \t: from h" + std::to_string(i) + "\r\n\tby x; date\r\n";
+  msg += "X-Received: not one\r\nReceivedX: nor this\r\n\r\nReceived: in the body\r\n.\r\n";
+  auto r = run_all_splits(msg);
+  CHECK(r.received == 101);
+  CHECK(run_all_splits("Subject: x\r\n\r\n.\r\n").received == 0);
 }
 
 TEST_CASE("DataReader: folded Message-ID, WSP before the colon, first one wins") {

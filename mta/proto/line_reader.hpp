@@ -6,9 +6,12 @@
 // rest of that line, up to its LF, is discarded; memory held is bounded by
 // max_line. The line end always counts as two octets, CRLF or bare LF: with
 // max_line 512, 510 octets of text pass and 511 are too long either way.
-// too_long is returned when the over-long line's LF arrives (so one reply
-// per line keeps pipelined replies in step); until then next() returns
-// nullopt and drops the bytes.
+// too_long is returned as soon as the limit is passed, before the line's LF
+// arrives (RFC 5321 §4.5.3.1.4: the client learns at once, not when an
+// endless line finally ends); the rest of that line, up to its LF, is then
+// dropped without a second report. A line that goes on past kEndless octets
+// is reported once more, as endless: the session closes the connection then.
+// A complete line that is both (it arrived whole) has both flags set.
 // next() consumes from `in` (it advances the view) and returns a complete
 // line, or nullopt when `in` is exhausted without one (the partial line is
 // kept inside). It consumes only up to the returned line's LF: the bytes
@@ -28,9 +31,13 @@ class LineReader {
  public:
   explicit LineReader(size_t max_line = 512) : max_line_(max_line) {}
 
+  // A line longer than this is not a client that made a mistake.
+  static constexpr size_t kEndless = 64 * 1024;
+
   struct Line {
     std::string_view text;  // without the line end
     bool too_long = false;  // text is empty then
+    bool endless = false;   // over kEndless octets (text is empty)
   };
 
   std::optional<Line> next(std::string_view& in);
@@ -43,7 +50,9 @@ class LineReader {
   size_t max_line_;
   std::string partial_;
   std::string line_;
-  bool discarding_ = false;
+  bool discarding_ = false;  // inside a line already reported too_long
+  size_t discarded_ = 0;     // octets of that line so far
+  bool endless_ = false;     // ... and it was reported endless
 };
 
 }  // namespace sluice::proto

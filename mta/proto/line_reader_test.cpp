@@ -14,7 +14,8 @@ using sluice::proto::Limits;
 namespace {
 
 // Runs the whole input through a reader in the given chunk sizes; lines are
-// rendered as their text, too-long lines as "<TOO LONG>".
+// rendered as their text, too-long lines as "<TOO LONG>" and a line reported
+// endless as "<ENDLESS>" (after its "<TOO LONG>" when both come at once).
 std::vector<std::string> split_lines(std::string_view input, const std::vector<size_t>& chunks,
                                      size_t max_line = 512, std::string* rest = nullptr) {
   LineReader r(max_line);
@@ -25,7 +26,9 @@ std::vector<std::string> split_lines(std::string_view input, const std::vector<s
     n = std::min(n, input.size() - pos);
     std::string_view in = input.substr(pos, n);
     while (auto line = r.next(in)) {
-      out.push_back(line->too_long ? std::string("<TOO LONG>") : std::string(line->text));
+      if (line->too_long) out.push_back("<TOO LONG>");
+      if (line->endless) out.push_back("<ENDLESS>");
+      if (!line->too_long && !line->endless) out.push_back(std::string(line->text));
     }
     CHECK(in.empty());
     pos += n;
@@ -101,25 +104,63 @@ TEST_CASE("LineReader: 512-octet command line limit (N-1, N, N+1)") {
   }
 }
 
-TEST_CASE("LineReader: a very long line is reported once and memory stays bounded") {
+TEST_CASE("LineReader: a long line is reported as soon as it passes the limit, before its end") {
   LineReader r;
-  std::string_view in;
+  std::string first(600, 'x');
+  std::string_view in = first;
+  auto line = r.next(in);
+  REQUIRE(line);  // no LF yet: RFC 5321 §4.5.3.1.4, the client hears at once
+  CHECK(line->too_long);
+  CHECK_FALSE(line->endless);
+  CHECK(line->text.empty());
+  CHECK(in.empty());
+  // The rest of it is dropped without a second report; memory stays bounded.
   std::string chunk(4096, 'x');
-  for (int i = 0; i < 100; ++i) {
+  for (int i = 0; i < 10; ++i) {
     in = chunk;
     CHECK_FALSE(r.next(in));
-    CHECK(r.buffered() < Limits::command_line);
+    CHECK(r.buffered() == 0);
   }
   std::string tail = "yyy\r\nNOOP\r\n";
   in = tail;
-  auto line = r.next(in);
-  REQUIRE(line);
-  CHECK(line->too_long);
-  CHECK(line->text.empty());
-  line = r.next(in);
+  line = r.next(in);  // the long line's end is passed over: the next line
   REQUIRE(line);
   CHECK_FALSE(line->too_long);
   CHECK(line->text == "NOOP");
+  CHECK(in.empty());
+}
+
+TEST_CASE("LineReader: a line past 64 KB is reported endless, once") {
+  LineReader r;
+  std::string chunk(4096, 'x');
+  std::string_view in = chunk;
+  auto line = r.next(in);
+  REQUIRE(line);
+  CHECK(line->too_long);
+  int endless = 0;
+  size_t total = chunk.size(), at = 0;
+  for (int calls = 1; calls < 40; ++calls) {  // 40 × 4 KB = 160 KB
+    in = chunk;
+    total += chunk.size();
+    while (auto l = r.next(in)) {
+      CHECK_FALSE(l->too_long);
+      if (l->endless && ++endless == 1) at = total;
+    }
+  }
+  CHECK(endless == 1);
+  // Reported by the first piece that takes the line past 64 KB.
+  CHECK(at > LineReader::kEndless);
+  CHECK(at - chunk.size() <= LineReader::kEndless);
+  // A whole line over 64 KB in one piece: both at once.
+  std::string whole = std::string(70000, 'z') + "\r\nNOOP\r\n";
+  LineReader r2;
+  in = whole;
+  line = r2.next(in);
+  REQUIRE(line);
+  CHECK(line->too_long);
+  CHECK(line->endless);
+  CHECK(split_lines(whole, {1000}) == split_lines(whole, {}));
+  CHECK(split_lines(whole, {}) == std::vector<std::string>{"<TOO LONG>", "<ENDLESS>", "NOOP"});
 }
 
 TEST_CASE("LineReader: a partial line that becomes too long") {
@@ -141,12 +182,15 @@ TEST_CASE("LineReader: a partial line that becomes too long") {
   std::string b(511, 'b');
   in = b;
   CHECK_FALSE(r.next(in));
-  in = "\r";
-  CHECK_FALSE(r.next(in));
-  in = "\n";
+  in = "\r";  // 511 octets of text whatever follows: too long now
   line = r.next(in);
   REQUIRE(line);
   CHECK(line->too_long);
+  in = "\nNOOP\r\n";
+  line = r.next(in);
+  REQUIRE(line);
+  CHECK_FALSE(line->too_long);
+  CHECK(line->text == "NOOP");
 }
 
 TEST_CASE("LineReader: reset forgets the partial line") {
@@ -171,7 +215,9 @@ TEST_CASE("LineReader: reset forgets the partial line") {
 TEST_CASE("LineReader: reset also ends discarding") {
   LineReader r(16);
   std::string_view in = "0123456789abcdefghijkl";
-  CHECK_FALSE(r.next(in));
+  auto first = r.next(in);
+  REQUIRE(first);
+  CHECK(first->too_long);
   r.reset();
   in = "ok\r\n";
   auto line = r.next(in);

@@ -84,7 +84,9 @@ def make_body(tok):
     h = int(hashlib.sha256(tok.encode()).hexdigest()[:8], 16)
     r = h % 100
     size = 150_000 if r == 0 else 20_000 if r < 10 else 400 + h % 2600
-    head = ("From: <%s>\r\nTo: <%s>\r\nSubject: crash token %s\r\nMessage-ID: <%s@crash.test>\r\n\r\n"
+    # A complete header section (Date too): the relay listener adds nothing.
+    head = ("From: <%s>\r\nTo: <%s>\r\nSubject: crash token %s\r\nMessage-ID: <%s@crash.test>\r\n"
+            "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n"
             "token: %s\r\n.a line with a leading dot\r\n" % (SENDER, RCPT, tok, tok, tok))
     parts = [head]
     n = len(head)

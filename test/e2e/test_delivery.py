@@ -220,7 +220,11 @@ class Delivery(unittest.TestCase):
             return True
         return self._problems() > self._problems_before
 
-    def submit(self, sender, rcpts, body="Subject: hello\r\n\r\nThe body.\r\n.leading dot line\r\n"):
+    # A complete header section: the relay listener adds nothing to it
+    # ([relay] add_missing_headers), so what arrives ends with what was sent.
+    def submit(self, sender, rcpts, body="From: sender@sender.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                                         "Message-ID: <hello@sender.test>\r\n"
+                                         "Subject: hello\r\n\r\nThe body.\r\n.leading dot line\r\n"):
         with smtplib.SMTP("127.0.0.1", self.d.port, timeout=10) as s:
             s.sendmail(sender, rcpts, body)
         return body

@@ -15,7 +15,8 @@ from harness import Sluiced, Client
 def message(i, size=3000):
     body = ("line %d " % i) * (size // 10)
     lines = [body[j:j + 70] for j in range(0, len(body), 70)]
-    return ("From: s%d@example.org\r\nTo: r%d@example.net\r\nSubject: token-%d\r\nMessage-ID: <tok%d@example.org>\r\n\r\n" % (i, i, i, i)
+    return ("From: s%d@example.org\r\nTo: r%d@example.net\r\nSubject: token-%d\r\nMessage-ID: <tok%d@example.org>\r\n"
+            "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n" % (i, i, i, i)
             + "\r\n".join(lines) + "\r\n")
 
 

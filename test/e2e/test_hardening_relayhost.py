@@ -226,7 +226,8 @@ class RelayhostTls(unittest.TestCase):
             print("---- relayhost saw ----\n%r" % (self.relay.commands,))
 
     def submit(self):
-        body = "Subject: relayed\r\n\r\nThrough the relayhost.\r\n"
+        body = ("From: alice@sender.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <r@sender.test>\r\n"
+                "Subject: relayed\r\n\r\nThrough the relayhost.\r\n")
         with smtplib.SMTP("127.0.0.1", self.d.port, timeout=10) as s:
             s.sendmail("alice@sender.test", ["carol@nowhere.invalid"], body)
         return body

@@ -31,6 +31,10 @@ from harness import Client, Sluiced, SubmissionSluiced, TlsClient, smtp_ssl, tls
 SINK_HOST = "127.0.0.2"
 
 # What a vulnerable receiver might take as a second transaction.
+# A complete header section (Date, Message-ID, From): the relay listener adds
+# nothing ([relay] add_missing_headers), so what arrives ends with what was sent.
+HEAD = b"From: s@sender.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <smuggle@sender.test>\r\n"
+
 SMUGGLED = (b"MAIL FROM:<evil@attacker.test>\r\nRCPT TO:<victim@target.test>\r\nDATA\r\n"
             b"Subject: smuggled\r\n\r\nsmuggled body\r\n")
 
@@ -268,7 +272,7 @@ class RelayToSink(unittest.TestCase):
 
 class Smuggling(RelayToSink):
     def content(self, i, variant):
-        return b"Subject: smuggle %d\r\n\r\nA" % i + variant + SMUGGLED
+        return HEAD + b"Subject: smuggle %d\r\n\r\nA" % i + variant + SMUGGLED
 
     def one(self, mode, i, variant):
         """One DATA transaction carrying variant i; returns the reply to the
@@ -324,7 +328,7 @@ class Smuggling(RelayToSink):
                         self.assertEqual(final, outcome)
                     else:
                         self.assertRegex(final, rb"^250 2\.0\.0 Ok: queued as [0-9A-F]{16}\r\n$")
-                        expected[sender] = b"Subject: smuggle %d\r\n\r\nA" % i + outcome + SMUGGLED
+                        expected[sender] = HEAD + b"Subject: smuggle %d\r\n\r\nA" % i + outcome + SMUGGLED
         accepted = [v for v, outcome in VARIANTS if outcome not in (BARE_CR, NUL)]
         self.assertEqual(len(expected), len(accepted) * len(MODES))
 
@@ -363,7 +367,7 @@ class Smuggling(RelayToSink):
         c.send(b"EHLO c\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<bob@dest.test>\r\nDATA\r\n"
                b"Subject: x\r\n\r\nA\r.\r" + SMUGGLED + b"more\r\n.\r\n"
                b"MAIL FROM:<b@sender.test>\r\nRCPT TO:<carol@dest.test>\r\nDATA\r\n"
-               b"Subject: second\r\n\r\nsecond\r\n.\r\nQUIT\r\n")
+               + HEAD + b"Subject: second\r\n\r\nsecond\r\n.\r\nQUIT\r\n")
         self.assertEqual(c.reply()[:4], b"250-")
         self.assertEqual(c.reply(), b"250 2.1.0 Ok\r\n")
         self.assertEqual(c.reply(), b"250 2.1.5 Ok\r\n")
@@ -380,15 +384,15 @@ class Smuggling(RelayToSink):
         wait_for(lambda: ": removed" in self.d.log(), what="its removal")
         self.assertEqual([(t["mail"], t["rcpts"]) for t in self.sink.transactions],
                          [("b@sender.test", ["carol@dest.test"])])
-        self.assertTrue(check_wire(self, self.sink.transactions[0]["raw"]).endswith(b"Subject: second\r\n\r\nsecond\r\n"))
+        self.assertTrue(check_wire(self, self.sink.transactions[0]["raw"]).endswith(HEAD + b"Subject: second\r\n\r\nsecond\r\n"))
 
     def test_dot_lines_of_every_kind_are_stuffed_on_the_way_out(self):
         """Content full of dots (leading dots, lone dots after bare LFs, a
         last line without a line end) arrives at the next hop unchanged."""
-        body = (b"Subject: dots\r\n\r\n..\r\n...\r\n.x\r\n..x\r\n\n.\n.\n\n..\n . \r\n"
+        body = (HEAD + b"Subject: dots\r\n\r\n..\r\n...\r\n.x\r\n..x\r\n\n.\n.\n\n..\n . \r\n"
                 b"end .\r\n.\r\n")
         # As stored: unstuffed once, bare LFs as CRLF, the lone "." lines kept.
-        stored = (b"Subject: dots\r\n\r\n.\r\n..\r\nx\r\n.x\r\n\r\n.\r\n.\r\n\r\n.\r\n . \r\nend .\r\n")
+        stored = (HEAD + b"Subject: dots\r\n\r\n.\r\n..\r\nx\r\n.x\r\n\r\n.\r\n.\r\n\r\n.\r\n . \r\nend .\r\n")
         c = self.client()
         c.cmd("EHLO c")
         c.cmd("MAIL FROM:<dots@sender.test>")

@@ -8,11 +8,17 @@ import unittest
 from harness import SluicedTest, Client
 
 
+# 127.0.0.1 is trusted (it relays); 127.0.0.3 is not, so the per-client
+# limit applies to it: trusted clients are exempt (test_local_relay.py).
+UNTRUSTED = "127.0.0.3"
+
+
 class Limits(SluicedTest):
     def config(self):
         return {"limits": {"max_message_size": "2K", "max_recipients": 3,
                            "max_connections": 6, "max_connections_per_client": 4,
-                           "command_timeout": "1s", "data_timeout": "2s"}}
+                           "command_timeout": "1s", "data_timeout": "2s"},
+                "trusted": ["127.0.0.1/32"]}
 
     def assertHealthy(self):
         with smtplib.SMTP("127.0.0.1", self.d.port, timeout=10) as s:
@@ -23,7 +29,7 @@ class Limits(SluicedTest):
         # 512 octets including CRLF is the limit (RFC 5321 4.5.3.1.4).
         self.assertEqual(c.cmd("NOOP " + "a" * 505), b"250 2.0.0 Ok\r\n")   # 512
         self.assertEqual(c.cmd("NOOP " + "a" * 506), b"500 5.5.2 Error: line too long\r\n")  # 513
-        self.assertEqual(c.cmd("NOOP " + "a" * 100000), b"500 5.5.2 Error: line too long\r\n")
+        self.assertEqual(c.cmd("NOOP " + "a" * 60000), b"500 5.5.2 Error: line too long\r\n")
         self.assertEqual(c.cmd("NOOP"), b"250 2.0.0 Ok\r\n")
         self.assertHealthy()
 
@@ -91,11 +97,13 @@ class Limits(SluicedTest):
 
     def test_connection_limits(self):
         self.settle()
-        held = [self.client() for _ in range(4)]
-        extra = Client(self.d.port)
+        held = [Client(self.d.port, source=UNTRUSTED) for _ in range(4)]
+        for h in held:
+            self.assertEqual(h.code(), 220)
+        extra = Client(self.d.port, source=UNTRUSTED)
         self.assertEqual(extra.reply(), b"421 4.7.0 Error: too many connections from your address, try again later\r\n")
         self.assertTrue(extra.closed())
-        # Another address is not affected by 127.0.0.1's limit.
+        # Another address is not affected by 127.0.0.3's limit.
         other = socket.create_connection(("127.0.0.1", self.d.port), source_address=("127.0.0.2", 0))
         self.assertEqual(other.recv(100)[:4], b"220 ")
         other.close()

@@ -123,13 +123,15 @@ class Starttls(SubmissionTest):
         self.assertRegex(msgs[0]["message_id"].encode(), b"^" + mid + b"$")
 
         _, head, content = split_message(msgs[1]["body"])
-        self.assertEqual(head, b"DATE: Tue, 1 Jan 2030 00:00:00 +0100\r\nMessage-Id: <own@client.test>\r\nSubject: two\r\n")
+        # No From: the envelope sender's is added, as Date and Message-ID are.
+        self.assertEqual(head, b"DATE: Tue, 1 Jan 2030 00:00:00 +0100\r\nMessage-Id: <own@client.test>\r\nSubject: two\r\n"
+                               b"From: alice@example.org\r\n")
         self.assertEqual(content, b"second\r\n")
         self.assertEqual(msgs[1]["message_id"], "<own@client.test>")
 
         _, head, content = split_message(msgs[2]["body"])
         self.assertRegex(head, rb"^Date: Tue, 1 Jan 2030 00:00:00 \+0100\r\nSubject: three\r\nMessage-ID: <\d{14}\."
-                         + msgs[2]["id"].encode() + rb"@mx\.sluice\.test>\r\n$")
+                         + msgs[2]["id"].encode() + rb"@mx\.sluice\.test>\r\nFrom: alice@example\.org\r\n$")
         self.assertEqual(content, b"")
 
     def test_added_headers_when_the_header_end_is_split_across_reads(self):
@@ -183,7 +185,8 @@ class Starttls(SubmissionTest):
         self.assertIn(b"with ESMTPSA id " + msgs[0]["id"].encode(), body)
         self.assertIn(b"(using TLSv1.3 with cipher TLS_", body)
         _, head, content = split_message(body)
-        self.assertRegex(head, rb"^Subject: from bob\r\nDate: [^\r]+\r\nMessage-ID: <[^\r]+@mx\.sluice\.test>\r\n$")
+        self.assertRegex(head, rb"^Subject: from bob\r\nDate: [^\r]+\r\nMessage-ID: <[^\r]+@mx\.sluice\.test>\r\n"
+                         rb"From: sales@example\.net\r\n$")
 
     def test_tls12_client_and_received_header(self):
         ctx = self.ctx(maximum_version=ssl.TLSVersion.TLSv1_2)

@@ -402,9 +402,11 @@ class RelayWithUsers(SubmissionTest):
         self.assertIn(b"\tby mx.sluice.test (Sluice) with ESMTPA id " + qid.encode(), msgs[0]["body"])
         self.assertNotIn(b"(using ", msgs[0]["body"])
         self.assertIn(b" with ESMTP id ", msgs[1]["body"])
-        # A relay listener adds no Date or Message-ID (only submission ports do).
-        self.assertNotIn(b"\r\nDate: ", msgs[1]["body"])
-        self.assertNotIn(b"\r\nMessage-ID: ", msgs[1]["body"])
+        # A relay listener adds Date, Message-ID and From too ([relay]
+        # add_missing_headers, on by default; test_local_relay.py).
+        self.assertIn(b"\r\nDate: ", msgs[1]["body"])
+        self.assertIn(b"\r\nMessage-ID: ", msgs[1]["body"])
+        self.assertIn(b"\r\nFrom: cron@example.org\r\n", msgs[1]["body"])
 
 
 class RelayUntrusted(SubmissionTest):

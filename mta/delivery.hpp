@@ -70,6 +70,12 @@ class Delivery final : private OutboundHost {
 
   size_t connections() const { return conns_.size(); }  // busy and idle
 
+  // Gathers again what the loop check counts as this Sluice (the
+  // configuration's listeners, the machine's interface addresses), for the
+  // jobs started from now on: at start, and on reload (docs/delivery.md,
+  // "Mail loops").
+  void refresh_myself();
+
   // --- sluicectl (through the control socket) -----------------------------
   // The scheduler holds every live message: for listing and showing.
   const queue::Scheduler& scheduler() const { return scheduler_; }
@@ -125,6 +131,7 @@ class Delivery final : private OutboundHost {
   // Idle connections by destination, most recently parked last.
   std::unordered_map<std::string, std::vector<Outbound*>> idle_;
   std::unordered_map<uint64_t, std::unique_ptr<JobRun>> runs_;  // jobs in flight, by serial
+  std::shared_ptr<const queue::Myself> myself_;  // the loop check's "this Sluice"
   uint64_t next_conn_ = 1;
   bool stopping_ = false;
   bool resolver_closed_ = false;

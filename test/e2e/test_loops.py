@@ -6,19 +6,24 @@ sinks use, and delivery.port is that same port, so an MX pointing at
 127.0.0.1 is Sluice's own listener. The aiosmtpd sinks are on 127.0.0.2 (the
 recipients' MX) and 127.0.0.3 (the sender's MX, where bounces go); scripted
 MTAs whose greeting or EHLO reply is chosen by the test on 127.0.0.4-5, and
-for the relayhost on 127.0.0.1 at another port.
+for the relayhost on 127.0.0.1 at another port. WildcardListener has its
+own set-up: sluiced on 0.0.0.0, the bounce sink on [::1], at one port.
 
 On the code before the loop check, LoopsBack loops: sluiced delivers the
 message to itself again and again (every copy is a new "accept" in its
 log) and the spool grows until stopped; the test bounds that with the
 count of accepted messages.
 """
+import shutil
 import socket
+import tempfile
 import threading
 import unittest
 
+from aiosmtpd.controller import Controller
+
 from harness import Sluiced, free_port
-from test_delivery import ZONE, Delivery, wait_for
+from test_delivery import ZONE, Delivery, FakeDns, SinkHandler, wait_for
 
 HOSTNAME = "mx.sluice.test"  # the harness's hostname
 
@@ -261,6 +266,76 @@ class RelayhostNeighbour(LoopCase):
         self.d.wait_log("status=sent")
         self.assertIn("greets with my own hostname", self.d.log())
         self.assertEqual(self.accepted(), 1)
+
+
+def interface_address():
+    """A non-loopback IPv4 address of this machine, or None (no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.123", 9))
+            addr = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if addr.startswith("127.") or addr == "0.0.0.0" else addr
+
+
+class WildcardListener(Delivery):
+    """sluiced on 0.0.0.0 at delivery.port: every local IPv4 address at that
+    port is myself (any 127.x, the interfaces' addresses), but not [::1] —
+    an IPv6 listener is another socket; the sender's MX (where bounces go)
+    is an aiosmtpd sink there."""
+
+    def setUp(self):  # not Delivery's: its sinks would hold the port on 127.0.0.2-3
+        self._problems_before = self._problems()
+        self.work = tempfile.mkdtemp(prefix="sluice-wild-")
+        for _ in range(50):
+            self.port = free_port("::1")
+            try:
+                with socket.socket() as probe:
+                    probe.bind(("0.0.0.0", self.port))
+                break
+            except OSError:
+                continue
+        self.ifaddr = interface_address()
+        zone = ZONE.replace("mx.sender.test.    300 IN A 127.0.0.3",
+                            "mx.sender.test.    300 IN AAAA ::1")
+        assert "AAAA ::1" in zone
+        zone += "wild.test.      300 IN MX 10 mx.wild.test.\nmx.wild.test.   300 IN A 127.0.0.9\n"
+        if self.ifaddr:
+            zone += "iface.test.     300 IN MX 10 mx.iface.test.\nmx.iface.test.  300 IN A %s\n" % self.ifaddr
+        self.dns = FakeDns(self.work, zone)
+        self.bounce_mx = SinkHandler()
+        self.sink = Controller(self.bounce_mx, hostname="::1", port=self.port)
+        self.sink.start()
+        self.d = Sluiced(extra='[delivery]\nport = %d\n' % self.port,
+                         dns_servers=["127.0.0.1:%d" % self.dns.port],
+                         listeners=[("0.0.0.0:%d" % self.port, "relay")])
+        self.d.start()
+
+    def tearDown(self):
+        failed = self._failed()
+        self.d.stop()
+        if failed:
+            print("---- sluiced log ----\n" + self.d.log()[-8000:])
+        self.sink.stop()
+        self.dns.stop()
+        shutil.rmtree(self.d.dir, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def test_any_local_address_at_the_port_is_myself(self):
+        rcpts = ["x@wild.test"] + (["y@iface.test"] if self.ifaddr else [])
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
+            s.sendmail("alice@sender.test", rcpts, "Subject: loop\r\n\r\nbody\r\n")
+        accepted = lambda: self.d.log().count(" accept conn=")
+        wait_for(lambda: len(self.bounce_mx.messages) >= len(rcpts) or accepted() > 30, timeout=20,
+                 what="the bounces (or the loop)")
+        self.assertEqual(accepted(), 1, "sluiced delivered to itself")
+        contents = b"".join(m[2] for m in self.bounce_mx.messages)
+        self.assertIn(b"mail for wild.test loops back to myself", contents)
+        if self.ifaddr:
+            self.assertIn(b"mail for iface.test loops back to myself", contents)
+        self.d.wait_log("relay=mx.sender.test[::1]:%d" % self.port)
 
 
 if __name__ == "__main__":

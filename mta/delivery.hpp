@@ -8,7 +8,10 @@
 // flight has a queue::DeliveryAttempt (pure), and Delivery only carries events to it
 // (the lookup's answer, what a connection reported) and carries out its
 // decisions (look up, connect to this address, start a transaction with
-// these recipients, done). Once the attempt is done it completes the job:
+// these recipients, done). Each attempt gets the loop check's answer to
+// "which next hop is this Sluice" (queue::Myself, from the listeners and the
+// interface addresses; docs/delivery.md "Mail loops") and the port it
+// connects to. Once the attempt is done it completes the job:
 // bounce first (a new message with the null sender, through the intake),
 // then the envelope update or removal, and one log line per recipient.
 // After a job a connection takes the destination's next job

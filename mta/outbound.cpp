@@ -226,7 +226,7 @@ void Outbound::connection_failed(client::ConnectionFailure f) {
                  log::sanitize(f.reply.text(), 400), trust_fix(shared_.config->delivery));
   if (f.kind == client::Failure::loop)
     log::warning("{}: relay={} replied to EHLO with my own hostname {}: mail loops back to myself; "
-                 "deferred (4.4.6), next MX tried", job_ ? message_id_ : "delivery", relay_,
+                 "deferred (4.4.6), the next host is tried", job_ ? message_id_ : "delivery", relay_,
                  log::sanitize(shared_.config->hostname));
   failure_ = std::move(f);
 }

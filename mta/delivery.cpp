@@ -2,11 +2,14 @@
 #include "mta/delivery.hpp"
 
 #include <fmt/format.h>
+#include <ifaddrs.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <utility>
@@ -25,12 +28,37 @@ namespace sluice::mta {
 // the job; each transaction offers those the attempt still has undecided),
 // and the attempt that decides.
 struct JobRun {
-  JobRun(queue::Job j, queue::policy::Context ctx)
-      : job(std::move(j)), attempt(job.recipients.size(), ctx) {}
+  JobRun(queue::Job j, queue::policy::Context ctx, std::shared_ptr<const queue::Myself> myself,
+         uint16_t port)
+      : job(std::move(j)), attempt(job.recipients.size(), ctx, std::move(myself), port) {}
   queue::Job job;
   client::Transaction tx;
   queue::DeliveryAttempt attempt;
 };
+
+// The machine's addresses (getifaddrs), for the loop check: a wildcard
+// listener is reached through any of them. A failure leaves the loopback
+// addresses, which queue::Myself always counts; it is logged.
+static std::vector<net::IpAddress> interface_addresses() {
+  std::vector<net::IpAddress> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) {
+    log::warning("delivery: cannot list the interface addresses ({}); only loopback addresses "
+                 "count as this host for the loop check", std::strerror(errno));
+    return out;
+  }
+  for (ifaddrs* i = list; i; i = i->ifa_next)
+    if (i->ifa_addr)
+      if (auto ip = net::IpAddress::from_sockaddr(i->ifa_addr)) out.push_back(*ip);
+  freeifaddrs(list);
+  return out;
+}
+
+void Delivery::refresh_myself() {
+  std::vector<net::Endpoint> listening;
+  for (const auto& l : config_->listeners) listening.push_back(l.endpoint);
+  myself_ = std::make_shared<const queue::Myself>(listening, interface_addresses());
+}
 
 // ---------------------------------------------------------------------------
 
@@ -55,6 +83,7 @@ Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, 
       shared_(loop_, config_, spool_) {
   if (timer_.init(loop_, uv_timer_init) < 0) std::abort();  // cannot fail
   timer_->data = this;
+  refresh_myself();
 }
 
 Delivery::~Delivery() = default;
@@ -197,8 +226,9 @@ void Delivery::on_timer(uv_timer_t* t) {
 
 JobRun* Delivery::make_run(queue::Job job) {
   const queue::Envelope* env = scheduler_.find(job.message_id);
-  auto run = std::make_unique<JobRun>(std::move(job),
-                                      queue::policy::Context{!config_->delivery.relayhost.empty()});
+  const auto& dc = config_->delivery;
+  auto run = std::make_unique<JobRun>(std::move(job), queue::policy::Context{!dc.relayhost.empty()},
+                                      myself_, dc.relayhost.empty() ? dc.port : dc.relayhost_port);
   if (stopping_) run->attempt.stop();
   if (env) {
     run->tx.sender = env->sender;

@@ -8,7 +8,10 @@
 // flight has a queue::DeliveryAttempt (pure), and Delivery only carries events to it
 // (the lookup's answer, what a connection reported) and carries out its
 // decisions (look up, connect to this address, start a transaction with
-// these recipients, done). Once the attempt is done it completes the job:
+// these recipients, done). Each attempt gets the loop check's answer to
+// "which next hop is this Sluice" (queue::Myself, from the listeners and the
+// interface addresses; docs/delivery.md "Mail loops") and the port it
+// connects to. Once the attempt is done it completes the job:
 // bounce first (a new message with the null sender, through the intake),
 // then the envelope update or removal, and one log line per recipient.
 // After a job a connection takes the destination's next job
@@ -70,6 +73,12 @@ class Delivery final : private OutboundHost {
 
   size_t connections() const { return conns_.size(); }  // busy and idle
 
+  // Gathers again what the loop check counts as this Sluice (the
+  // configuration's listeners, the machine's interface addresses), for the
+  // jobs started from now on: at start, and on reload (docs/delivery.md,
+  // "Mail loops").
+  void refresh_myself();
+
   // --- sluicectl (through the control socket) -----------------------------
   // The scheduler holds every live message: for listing and showing.
   const queue::Scheduler& scheduler() const { return scheduler_; }
@@ -125,6 +134,7 @@ class Delivery final : private OutboundHost {
   // Idle connections by destination, most recently parked last.
   std::unordered_map<std::string, std::vector<Outbound*>> idle_;
   std::unordered_map<uint64_t, std::unique_ptr<JobRun>> runs_;  // jobs in flight, by serial
+  std::shared_ptr<const queue::Myself> myself_;  // the loop check's "this Sluice"
   uint64_t next_conn_ = 1;
   bool stopping_ = false;
   bool resolver_closed_ = false;

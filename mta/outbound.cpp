@@ -142,6 +142,7 @@ void Outbound::connect() {
   const auto& dc = shared_.config->delivery;
   client::ClientConfig cc;
   cc.helo_name = shared_.config->hostname;
+  cc.own_hostname = shared_.config->hostname;  // the loop check (docs/delivery.md, "Mail loops")
   cc.tls = to_policy(outbound_tls(dc));
   cc.tls_available = shared_.tls != nullptr;
   implicit_tls_ = !dc.relayhost.empty() && port_ == 465 && shared_.tls != nullptr;
@@ -223,6 +224,10 @@ void Outbound::connection_failed(client::ConnectionFailure f) {
   if (f.kind == client::Failure::tls_untrusted)
     log::warning("{}: relay={} {}; mail deferred; fix: {}", job_ ? message_id_ : "delivery", relay_,
                  log::sanitize(f.reply.text(), 400), trust_fix(shared_.config->delivery));
+  if (f.kind == client::Failure::loop)
+    log::warning("{}: relay={} replied to EHLO with my own hostname {}: mail loops back to myself; "
+                 "deferred (4.4.6), the next host is tried", job_ ? message_id_ : "delivery", relay_,
+                 log::sanitize(shared_.config->hostname));
   failure_ = std::move(f);
 }
 
@@ -335,6 +340,12 @@ void Outbound::on_written() {
 // The end of every event, and of start_now()/abort(): the session's output
 // in one write, then close or re-arm the timer.
 void Outbound::after_event() {
+  if (!greeting_noted_ && session_ && session_->greeting_names_self()) {
+    // Only noted: a neighbour may share the name; its EHLO reply decides.
+    greeting_noted_ = true;
+    log::info("{}: relay={} greets with my own hostname {}", job_ ? message_id_ : "delivery",
+              relay_, log::sanitize(shared_.config->hostname));
+  }
   if (closing()) return;
   if (!tls_fail_.empty() && !implicit_tls_) {
     std::string why = std::exchange(tls_fail_, std::string());
@@ -434,6 +445,7 @@ SessionEvent Outbound::event_of(const client::ConnectionFailure& f) const {
     case client::Failure::protocol_error: ev.what = SessionFailure::protocol_error; break;
     case client::Failure::connection_closed:
     case client::Failure::service_closing: ev.what = SessionFailure::connection_lost; break;
+    case client::Failure::loop: ev.what = SessionFailure::loop; break;
   }
   if (ev.reply.code == 0) {
     if (f.kind == client::Failure::timeout || f.kind == client::Failure::connection_closed)

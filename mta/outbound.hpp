@@ -183,6 +183,7 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   bool closed_by_us_ = false;  // see close_now()
   bool close_requested_ = false;
   bool tx_started_ = false;
+  bool greeting_noted_ = false;  // a greeting naming our hostname was logged
 };
 
 }  // namespace sluice::mta

@@ -17,8 +17,10 @@ namespace {
 
 }  // namespace
 
-DeliveryAttempt::DeliveryAttempt(std::size_t recipients, policy::Context ctx)
-    : ctx_(ctx), verdicts_(recipients), relays_(recipients, "none") {}
+DeliveryAttempt::DeliveryAttempt(std::size_t recipients, policy::Context ctx,
+                                 std::shared_ptr<const Myself> myself, uint16_t port)
+    : ctx_(ctx), myself_(myself ? std::move(myself) : std::make_shared<const Myself>()),
+      port_(port), verdicts_(recipients), relays_(recipients, "none") {}
 
 DeliveryAttempt::Decision DeliveryAttempt::decide_all(const Verdict& v) {
   for (auto& x : verdicts_)
@@ -29,9 +31,11 @@ DeliveryAttempt::Decision DeliveryAttempt::decide_all(const Verdict& v) {
 DeliveryAttempt::Decision DeliveryAttempt::on_mx(const dns::MxResult& r, std::string_view domain) {
   if (auto what = policy::dns_failure_of(r.status))
     return decide_all(policy::dns_failure(*what, domain, r.reason, ctx_));
+  const std::vector<dns::MxHost> hosts = myself_->prune_mx(r.hosts, port_);
+  if (hosts.empty()) return decide_all(policy::loops_back(domain));
   targets_.clear();
   next_ = 0;
-  for (const auto& h : r.hosts) {
+  for (const auto& h : hosts) {
     for (const auto& ip : h.ipv4) targets_.push_back({h.name, ip});
     for (const auto& ip : h.ipv6) targets_.push_back({h.name, ip});
   }
@@ -41,6 +45,9 @@ DeliveryAttempt::Decision DeliveryAttempt::on_mx(const dns::MxResult& r, std::st
 DeliveryAttempt::Decision DeliveryAttempt::on_addresses(const dns::AddrResult& r, std::string_view name) {
   if (auto what = policy::dns_failure_of(r.status))
     return decide_all(policy::dns_failure(*what, name, r.reason, ctx_));
+  // One host, one preference: an address that is myself leaves nothing.
+  if (myself_->host_is(dns::MxHost{std::string(name), 0, r.ipv4, r.ipv6}, port_))
+    return decide_all(policy::loops_back(name));
   targets_.clear();
   next_ = 0;
   for (const auto& ip : r.ipv4) targets_.push_back({std::string(name), ip});

@@ -22,6 +22,11 @@
 //     out) says nothing about the host — the server may have dropped an idle
 //     connection — and the job starts over with a fresh lookup (Resolve)
 //     instead of counting it as a host's failure;
+//   - loops: a next hop that is this Sluice (queue::Myself) is never
+//     connected to. MX hosts that are myself, and those of equal or lower
+//     preference, are left out of the targets; a relayhost or implicit MX
+//     with an address that is myself, or an MX list with nothing left, ends
+//     the attempt with policy::loops_back();
 //   - after stop() (delivery shuts down) nothing new is started: the next
 //     decision is Done, and interrupted() tells whether anything final was
 //     learnt at all.
@@ -31,6 +36,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,6 +46,7 @@
 
 #include "conf/net.hpp"
 #include "dns/result.hpp"
+#include "queue/myself.hpp"
 #include "queue/policy.hpp"
 
 namespace sluice::queue {
@@ -82,11 +90,15 @@ class DeliveryAttempt {
     std::vector<std::string> relays;
   };
 
-  DeliveryAttempt(std::size_t recipients, policy::Context ctx);
+  // `myself` (null: nothing is) says which next hops are this Sluice, at
+  // `port`, the port connections go to (delivery.port or the relayhost's).
+  DeliveryAttempt(std::size_t recipients, policy::Context ctx,
+                  std::shared_ptr<const Myself> myself = nullptr, uint16_t port = 25);
 
   // The destination's MX answer (`domain` as asked), or the relayhost's
   // addresses (`name` as asked). A failure decides every undecided recipient
-  // (policy::dns_failure); else the targets are the hosts' addresses in
+  // (policy::dns_failure), and so does a loop (policy::loops_back); else the
+  // targets are the addresses of the hosts that are not pruned as myself, in
   // order, IPv4 before IPv6 for each host, and the first is returned.
   Decision on_mx(const dns::MxResult& r, std::string_view domain);
   Decision on_addresses(const dns::AddrResult& r, std::string_view name);
@@ -125,6 +137,8 @@ class DeliveryAttempt {
   Decision decide_all(const Verdict& v);
 
   policy::Context ctx_;
+  std::shared_ptr<const Myself> myself_;
+  uint16_t port_;
   std::vector<std::optional<Verdict>> verdicts_;  // per job recipient
   std::vector<std::string> relays_;               // per job recipient, once decided
   std::vector<Target> targets_;

@@ -368,3 +368,110 @@ TEST_CASE("attempt: no reason given for undecided recipients reads as a lost con
   CHECK(a.failures()[0].what == SessionFailure::connection_lost);
   CHECK(a.failures()[0].detail == "(delivery aborted)");
 }
+
+// --- loops (docs/delivery.md, "Mail loops") ----------------------------------
+
+namespace {
+
+// This Sluice listens on 192.0.2.2:25 (mx2 of two_mx()) and on every local
+// address at port 2525.
+std::shared_ptr<const Myself> listening(std::vector<const char*> listeners) {
+  std::vector<net::Endpoint> l;
+  for (auto* s : listeners) l.push_back(*net::Endpoint::parse(s));
+  std::vector<net::IpAddress> ifs = {ip("192.0.2.50")};
+  return std::make_shared<const Myself>(l, ifs);
+}
+
+void check_loop_bounce(const DeliveryAttempt& a, const char* reply) {
+  auto out = a.finish();
+  for (const Verdict& v : out.verdicts) {
+    CHECK(v.action == Action::bounce);
+    CHECK(v.status == "5.4.6");
+    CHECK(v.reply == reply);
+  }
+  CHECK(a.failures().empty());  // nothing was connected to
+}
+
+}  // namespace
+
+TEST_CASE("attempt: a backup MX that is myself is never tried") {
+  DeliveryAttempt a(1, kMx, listening({"192.0.2.2:25"}), 25);
+  auto d = a.on_mx(two_mx(), "example.com");
+  CHECK(target_of(d) == "mx1.example.com[192.0.2.1]");
+  CHECK(a.targets().size() == 2);  // mx1's two addresses; mx2 is gone
+  connect(a, d);
+  d = a.on_host_done({{}, failure(SessionFailure::connect_failed, "mx1.example.com[192.0.2.1]", {}, "refused")});
+  connect(a, d);
+  d = a.on_host_done({{}, failure(SessionFailure::connect_failed, "mx1.example.com[2001:db8::1]", {}, "refused")});
+  CHECK(std::holds_alternative<DeliveryAttempt::Done>(d));
+  CHECK(a.finish().verdicts[0].action == Action::defer);  // the real MX was down: try later
+}
+
+TEST_CASE("attempt: the best MX is myself: nothing is left, the recipients bounce with 5.4.6") {
+  dns::MxResult r = two_mx();
+  r.hosts[0].ipv4 = {ip("192.0.2.50")};  // mx1 is this host (an interface address)
+  SECTION("a wildcard listener at the delivery port") {
+    DeliveryAttempt a(2, kMx, listening({"0.0.0.0:25"}), 25);
+    CHECK(a.on_mx(r, "example.com") == DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
+    check_loop_bounce(a, "554 5.4.6 mail for example.com loops back to myself");
+  }
+  SECTION("the same wildcard listener at another port is not myself") {
+    DeliveryAttempt a(2, kMx, listening({"0.0.0.0:2525"}), 25);
+    CHECK(target_of(a.on_mx(r, "example.com")) == "mx1.example.com[192.0.2.50]");
+  }
+  SECTION("the implicit MX that is myself") {
+    dns::MxResult implicit;
+    implicit.status = dns::Status::ok;
+    implicit.implicit_mx = true;
+    implicit.hosts.push_back({"example.com", 0, {ip("127.0.0.1")}, {}});
+    DeliveryAttempt a(1, kMx, listening({"127.0.0.1:25"}), 25);
+    CHECK(a.on_mx(implicit, "example.com") == DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
+    check_loop_bounce(a, "554 5.4.6 mail for example.com loops back to myself");
+  }
+  SECTION("without a Myself nothing is pruned") {
+    DeliveryAttempt a(1, kMx);
+    CHECK(target_of(a.on_mx(r, "example.com")) == "mx1.example.com[192.0.2.50]");
+  }
+}
+
+TEST_CASE("attempt: a relayhost that is myself bounces with 5.4.6") {
+  dns::AddrResult r;
+  r.status = dns::Status::ok;
+  r.ipv4 = {ip("192.0.2.9"), ip("127.0.0.1")};
+  SECTION("myself at the relayhost's port") {
+    DeliveryAttempt a(2, kRelay, listening({"127.0.0.1:587"}), 587);
+    CHECK(a.on_addresses(r, "relay.example") == DeliveryAttempt::Decision{DeliveryAttempt::Done{}});
+    check_loop_bounce(a, "554 5.4.6 mail for relay.example loops back to myself");
+  }
+  SECTION("another port") {
+    DeliveryAttempt a(1, kRelay, listening({"127.0.0.1:25"}), 587);
+    CHECK(target_of(a.on_addresses(r, "relay.example")) == "relay.example[192.0.2.9]");
+  }
+}
+
+TEST_CASE("attempt: an EHLO reply naming our hostname defers with 4.4.6 and the next MX is tried") {
+  DeliveryAttempt a(1, kMx, listening({"127.0.0.1:25"}), 25);
+  auto d = a.on_mx(two_mx(), "example.com");
+  connect(a, d);
+  d = a.on_host_done({{}, failure(SessionFailure::loop, "mx1.example.com[192.0.2.1]", {},
+                                  "Server replied to EHLO with my own hostname mx.sluice.test")});
+  CHECK(target_of(d) == "mx1.example.com[2001:db8::1]");
+  connect(a, d);
+  d = a.on_host_done({{}, failure(SessionFailure::loop, "mx1.example.com[2001:db8::1]", {}, "named")});
+  REQUIRE(target_of(d) == "mx2.example.com[192.0.2.2]");
+  SECTION("the next MX takes it") {
+    connect(a, d);
+    (void)a.start_transaction();
+    CHECK(std::holds_alternative<DeliveryAttempt::Done>(a.on_host_done({{sent()}, std::nullopt})));
+    CHECK(a.finish().verdicts[0].action == Action::sent);
+  }
+  SECTION("every MX names us: deferred with 4.4.6") {
+    connect(a, d);
+    d = a.on_host_done({{}, failure(SessionFailure::loop, "mx2.example.com[192.0.2.2]", {}, "named")});
+    CHECK(std::holds_alternative<DeliveryAttempt::Done>(d));
+    auto v = a.finish().verdicts[0];
+    CHECK(v.action == Action::defer);
+    CHECK(v.status == "4.4.6");
+    CHECK(v.reply == "451 4.4.6 mail loops back to myself at mx2.example.com[192.0.2.2]: named");
+  }
+}

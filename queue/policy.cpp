@@ -126,6 +126,11 @@ Verdict verdict_for(const SessionEvent& e, const Context& ctx) {
     case SessionFailure::too_big:
       return made_up(Action::bounce, 552, "5.3.4",
                      with_detail("message too big for " + host, e.detail));
+    case SessionFailure::loop:
+      // Maybe a neighbour sharing our name, maybe us behind an address we do
+      // not know as ours: not certain enough to bounce (Postfix: 4.4.6).
+      return made_up(Action::defer, 451, "4.4.6",
+                     with_detail("mail loops back to myself at " + host, e.detail));
   }
   (void)ctx;
   return made_up(Action::defer, 451, "4.0.0", "unknown failure at " + host);
@@ -146,6 +151,7 @@ std::string_view to_string(SessionFailure f) {
     case SessionFailure::auth_failed: return "authentication failed";
     case SessionFailure::mail_from: return "MAIL FROM refused";
     case SessionFailure::too_big: return "message too big";
+    case SessionFailure::loop: return "loops back to myself";
   }
   return "unknown";
 }
@@ -202,6 +208,7 @@ bool try_next_host(const SessionEvent& e, const Context& ctx) {
     case SessionFailure::helo:
     case SessionFailure::tls_unavailable:
     case SessionFailure::tls_failed:
+    case SessionFailure::loop:  // the next MX may be the real one
       return true;
     case SessionFailure::timeout:
     case SessionFailure::connection_lost:
@@ -269,6 +276,11 @@ std::optional<SessionEvent> refused_mail(std::span<const RecipientResult> result
     if (r.stage == Stage::mail && r.remote && !r.reply.positive())
       return SessionEvent{SessionFailure::mail_from, std::string(host), r.reply, {}, false};
   return std::nullopt;
+}
+
+Verdict loops_back(std::string_view destination) {
+  return made_up(Action::bounce, 554, "5.4.6",
+                 "mail for " + std::string(destination) + " loops back to myself");
 }
 
 bool expired(int64_t arrival_us, int64_t lifetime_us, int64_t now_us) {

@@ -107,6 +107,7 @@ enum class SessionFailure : uint8_t {
   auth_failed,      // relayhost refused our credentials / no usable mechanism (reply or detail)
   mail_from,        // MAIL FROM refused                                       (reply)
   too_big,          // the server's SIZE limit is below the message size       (detail)
+  loop,             // its EHLO (or HELO) reply names our own hostname          (detail)
 };
 std::string_view to_string(SessionFailure f);
 
@@ -122,8 +123,9 @@ struct SessionEvent {
 
 // After `e` at one host: is it worth trying the next MX host or address now
 // (if one is left)? Yes for connection failures, timeouts, lost connections
-// (unless the data was sent), any greeting or EHLO refusal, TLS problems and
-// a 4xx to MAIL FROM; no for AUTH failures, a 5xx to MAIL FROM and a message
+// (unless the data was sent), any greeting or EHLO refusal, TLS problems, a
+// host naming itself with our hostname (a loop: 4.4.6, as Postfix) and a 4xx
+// to MAIL FROM; no for AUTH failures, a 5xx to MAIL FROM and a message
 // too big for the server.
 bool try_next_host(const SessionEvent& e, const Context& ctx);
 
@@ -133,6 +135,15 @@ bool try_next_host(const SessionEvent& e, const Context& ctx);
 // EHLO 5xx bounces only when *every* host tried refused that way (and never
 // with a relayhost); otherwise it defers.
 Verdict session_verdict(std::span<const SessionEvent> tried, const Context& ctx);
+
+// ---------------------------------------------------------------------------
+// Loops (docs/delivery.md, "Mail loops").
+
+// Every next hop left for `destination` (its MX hosts once queue::Myself
+// pruned them, its implicit MX, or the relayhost) is this Sluice: bounce
+// at once, "554 5.4.6 mail for DESTINATION loops back to myself", also with
+// a relayhost (waiting cannot fix it; the administrator must).
+Verdict loops_back(std::string_view destination);
 
 // ---------------------------------------------------------------------------
 // Recipients and data.

@@ -170,6 +170,13 @@ TEST_CASE("session failures: next host or not, and the verdict on their own") {
       {ev(SessionFailure::too_big, h, {}, "size 40000000 over its limit 10240000"), false, Action::bounce,
        "5.3.4", "552 5.3.4 message too big for mx1.example.com[192.0.2.1]: size 40000000 over its limit 10240000",
        false},
+      // The host named itself with our hostname in its EHLO reply: a loop,
+      // not certain enough to bounce (Postfix's rule); the next MX is tried.
+      {ev(SessionFailure::loop, h, {}, "Server replied to EHLO with my own hostname mx.sluice.test"), true,
+       Action::defer, "4.4.6",
+       "451 4.4.6 mail loops back to myself at mx1.example.com[192.0.2.1]: Server replied to EHLO with "
+       "my own hostname mx.sluice.test",
+       false},
   };
   for (const Row& r : rows) {
     INFO(to_string(r.e.what) << " " << r.e.reply.str() << " " << r.e.detail);
@@ -381,9 +388,24 @@ TEST_CASE("a job without its message defers") {
   CHECK(v.reply == "451 4.3.0 message not found");
 }
 
+TEST_CASE("loops: every next hop is myself bounces with 5.4.6, also through a relayhost") {
+  Verdict v = loops_back("example.com");
+  CHECK(v.action == Action::bounce);
+  CHECK(v.status == "5.4.6");
+  CHECK(v.reply == "554 5.4.6 mail for example.com loops back to myself");
+  CHECK(v.remote_host.empty());
+  // A loop at the EHLO reply defers even when it is the last host and with
+  // a relayhost: it may be a neighbour that shares the name.
+  SessionEvent one[] = {ev(SessionFailure::loop, "relay.example[192.0.2.9]", {}, "named")};
+  CHECK(session_verdict(one, kRelay).action == Action::defer);
+  CHECK(session_verdict(one, kRelay).status == "4.4.6");
+  CHECK(try_next_host(one[0], kRelay));
+}
+
 TEST_CASE("to_string of actions and failures") {
   CHECK(to_string(Action::sent) == "sent");
   CHECK(to_string(Action::defer) == "deferred");
   CHECK(to_string(Action::bounce) == "bounced");
   CHECK(to_string(SessionFailure::auth_failed) == "authentication failed");
+  CHECK(to_string(SessionFailure::loop) == "loops back to myself");
 }

@@ -184,6 +184,7 @@ std::string_view to_string(Failure f) {
     case Failure::timeout: return "timeout";
     case Failure::connection_closed: return "connection_closed";
     case Failure::service_closing: return "service_closing";
+    case Failure::loop: return "loop";
   }
   return "?";
 }
@@ -338,6 +339,7 @@ void ClientSession::handle(Reply r) {
 
 void ClientSession::on_greeting(const Reply& r) {
   if (r.code / 100 == 2) {
+    greeting_names_self_ = !r.lines.empty() && names_self(first_word(r.lines.front()));
     send_ehlo();
   } else if (r.transient() || r.permanent()) {
     fail(Failure::greeting_refused, r, true, true);
@@ -377,12 +379,28 @@ void ClientSession::on_helo(const Reply& r) {
   }
 }
 
+bool ClientSession::names_self(std::string_view name) const {
+  auto bare = [](std::string_view n) {
+    if (!n.empty() && n.back() == '.') n.remove_suffix(1);
+    return n;
+  };
+  return !cfg_.own_hostname.empty() && !bare(name).empty() &&
+         iequals(bare(name), bare(cfg_.own_hostname));
+}
+
 bool ClientSession::tls_required() const {
   return cfg_.tls == TlsPolicy::required || cfg_.tls == TlsPolicy::verify ||
          (cfg_.credentials.has_value() && !authenticated_);
 }
 
 void ClientSession::after_hello() {
+  if (names_self(caps_.name)) {
+    fail(Failure::loop,
+         Reply(451, "4.4.6", fmt::format("Server replied to EHLO with my own hostname {}",
+                                         sanitise(cfg_.own_hostname, 255))),
+         false, true);
+    return;
+  }
   const bool want_tls = cfg_.tls != TlsPolicy::none || cfg_.credentials.has_value();
   if (!in_tls_ && want_tls) {
     if (caps_.starttls && cfg_.tls_available) {

@@ -60,6 +60,14 @@
 // trusted: <why>; AUTH not sent"), temporary, before anything else is sent.
 // The password is wiped once AUTH is over or the connection failed.
 //
+// Loops (docs/delivery.md, "Mail loops"): with ClientConfig::own_hostname
+// set, an EHLO (or HELO) reply whose first word is that name (ignoring case
+// and a final dot) ends the connection before anything else is sent, with
+// Failure::loop ("451 4.4.6 ..."), temporary: the host is this Sluice under
+// an address it does not know as its own, or a twin sharing its name.
+// A greeting naming it is only noted (greeting_names_self()): a neighbour
+// may share the name, and its EHLO reply tells.
+//
 // Everything the server says goes through ReplyParser: a malformed or
 // hostile reply is a protocol error (temporary). Reply texts in results are
 // sanitised; use describe() for logs.
@@ -117,6 +125,8 @@ struct ClientConfig {
   bool in_tls = false;         // implicit TLS (port 465): already in TLS at on_connected()
   // Relayhost AUTH. Set: TLS is required, PLAIN (else LOGIN) must be offered.
   std::optional<auth::Credentials> credentials;
+  // Our hostname, for the loop check; "" turns it off.
+  std::string own_hostname;
   Timeouts timeouts;
 };
 
@@ -181,6 +191,7 @@ enum class Failure {
   timeout,            // a phase timed out
   connection_closed,  // EOF from the server
   service_closing,    // 421 at any point after the greeting
+  loop,               // the EHLO/HELO reply names own_hostname: this is us (451 4.4.6)
 };
 std::string_view to_string(Failure f);
 
@@ -269,6 +280,8 @@ class ClientSession {
   bool peer_verified() const { return peer_verified_; }
   bool authenticated() const { return authenticated_; }
   const Capabilities& capabilities() const { return caps_; }
+  // The 2xx greeting's first word is own_hostname (only noted: see above).
+  bool greeting_names_self() const { return greeting_names_self_; }
   uint64_t transactions() const { return transactions_; }  // finished so far
   std::chrono::milliseconds timeout() const;
 
@@ -295,6 +308,7 @@ class ClientSession {
 
   void send_ehlo();
   void after_hello();
+  bool names_self(std::string_view name) const;
   void after_tls_choice();
   void start_auth();
   void auth_done();
@@ -325,6 +339,7 @@ class ClientSession {
   bool in_tls_ = false;
   bool peer_verified_ = false;  // the TLS stream verified the certificate
   bool authenticated_ = false;
+  bool greeting_names_self_ = false;
   AuthStep auth_step_ = AuthStep::plain_result;
   uint64_t transactions_ = 0;
   uint64_t seq_ = 0;  // bumped at every start_transaction (re-entrancy checks)

@@ -663,3 +663,84 @@ TEST_CASE("client: credentials are never sent without TLS") {
     CHECK(h.failures[0].kind == Failure::auth_not_offered);
   }
 }
+
+// --- loops (docs/delivery.md, "Mail loops") ----------------------------------
+
+TEST_CASE("client: an EHLO reply naming our own hostname is a loop: QUIT, temporary 4.4.6") {
+  Host h;
+  ClientConfig c = config();
+  c.own_hostname = "Mail.Sluice.Test";
+  ClientSession s(std::move(c), h);
+  s.on_connected();
+  s.feed("220 mx.test ESMTP\r\n");
+  CHECK_FALSE(s.greeting_names_self());
+  REQUIRE(h.take() == "EHLO client.test\r\n");
+  SECTION("EHLO, any case, with a final dot") {
+    s.feed("250-mail.sluice.test. hello\r\n250 PIPELINING\r\n");
+  }
+  SECTION("HELO after a refused EHLO") {
+    s.feed("502 5.5.1 no EHLO\r\n");
+    REQUIRE(h.take() == "HELO client.test\r\n");
+    s.feed("250 MAIL.SLUICE.TEST\r\n");
+  }
+  CHECK(h.take() == "QUIT\r\n");
+  CHECK(s.closed());
+  CHECK(h.closed_n == 1);
+  REQUIRE(h.failures.size() == 1);
+  const ConnectionFailure& f = h.failures[0];
+  CHECK(f.kind == Failure::loop);
+  CHECK(f.temporary);
+  CHECK_FALSE(f.remote);
+  CHECK(f.reply.code == 451);
+  CHECK(f.reply.enhanced == "4.4.6");
+  CHECK(f.reply.text() == "Server replied to EHLO with my own hostname Mail.Sluice.Test");
+  CHECK(sluice::client::to_string(f.kind) == "loop");
+}
+
+TEST_CASE("client: the EHLO inside TLS naming our hostname is a loop too") {
+  Host h;
+  ClientConfig c = config(TlsPolicy::opportunistic, true);
+  c.own_hostname = "mail.sluice.test";
+  ClientSession s(std::move(c), h);
+  connect(s, h, kEhloTls);
+  into_tls(s, h);
+  s.feed("250-mail.sluice.test\r\n250 SIZE 1000\r\n");
+  REQUIRE(h.failures.size() == 1);
+  CHECK(h.failures[0].kind == Failure::loop);
+}
+
+TEST_CASE("client: a greeting naming our hostname is only noted; the EHLO reply decides") {
+  Host h;
+  ClientConfig c = config();
+  c.own_hostname = "mail.sluice.test";
+  ClientSession s(std::move(c), h);
+  s.on_connected();
+  s.feed("220 MAIL.sluice.test ESMTP a neighbour sharing the name\r\n");
+  CHECK(s.greeting_names_self());
+  REQUIRE(h.take() == "EHLO client.test\r\n");
+  s.feed(kEhloPlain);
+  CHECK(s.ready());
+  CHECK(h.failures.empty());
+}
+
+TEST_CASE("client: names that only look like ours, or no own_hostname, are no loop") {
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"mail.sluice.test", "250 mail.sluice.test.example\r\n"},
+      {"mail.sluice.test", "250 xmail.sluice.test\r\n"},
+      {"mail.sluice.test", "250 \r\n"},
+      {"", "250 client.test\r\n"},  // no own hostname: no check at all
+  };
+  for (const auto& [own, ehlo] : rows) {
+    INFO(own << " / " << ehlo);
+    Host h;
+    ClientConfig c = config();
+    c.own_hostname = own;
+    ClientSession s(std::move(c), h);
+    s.on_connected();
+    s.feed("220 " + (own.empty() ? std::string("client.test") : own) + " ESMTP\r\n");
+    (void)h.take();
+    s.feed(ehlo);
+    CHECK(s.ready());
+    CHECK(h.failures.empty());
+  }
+}

@@ -112,9 +112,13 @@ std::string_view to_string(Alert kind) {
   return "?";
 }
 
-void count_alert(Alert kind) { alert_counts[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed); }
+void count_alert(Alert kind) {
+  alert_counts[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+}
 
-uint64_t alerts(Alert kind) { return alert_counts[static_cast<size_t>(kind)].load(std::memory_order_relaxed); }
+uint64_t alerts(Alert kind) {
+  return alert_counts[static_cast<size_t>(kind)].load(std::memory_order_relaxed);
+}
 
 void set_program(std::string_view name) {
   std::lock_guard lock(program_mutex);

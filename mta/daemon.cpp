@@ -293,7 +293,8 @@ struct Daemon {
     auto tls_ctx = load_tls(*fresh);
     if (!tls_ctx) problems.push_back("tls: " + tls_ctx.error());
     auto users = load_users(*fresh);
-    if (!users) each_line(users.error(), [&](std::string_view l) { problems.push_back(fmt::format("users: {}", l)); });
+    if (!users)
+      each_line(users.error(), [&](std::string_view l) { problems.push_back(fmt::format("users: {}", l)); });
     auto setup = Delivery::setup(loop, *fresh, config.get());
     if (!setup) problems.push_back(setup.error());
     if (!problems.empty()) {
@@ -399,7 +400,8 @@ std::vector<std::string> check_files(const conf::Config& c) {
   }
   if (!c.auth.users_file.empty())
     if (auto db = auth::UserDb::load(c.auth.users_file); !db)
-      each_line(db.error(), [&](std::string_view l) { problems.push_back(fmt::format("auth.users_file: {}", l)); });
+      each_line(db.error(),
+                [&](std::string_view l) { problems.push_back(fmt::format("auth.users_file: {}", l)); });
   if (auto d = Delivery::setup(nullptr, c, nullptr); !d) problems.push_back(d.error());
   return problems;
 }

@@ -69,29 +69,33 @@ class RelayhostPasswordFixedBySighup(SlowRetries):
     sink_expects = ("relayuser", "right pass")  # what the relayhost wants
 
     def test_a_fixed_password_file_takes_effect_on_sighup(self):
-        self.assertEqual(status(self.d)["warnings"]["relayhost_auth"], 0)
         self.submit("alice@sender.test", ["carol@nowhere.invalid"])
         self.d.wait_log("status=deferred", timeout=15)
-        log = self.d.log()
-        self.assertIn("dsn=4.7.8", log)
-        # A warning an administrator finds with grep, naming what to fix.
-        line = next(l for l in log.splitlines() if "relayhost login relayuser failed" in l)
-        self.assertIn(" warning: ", line)
-        self.assertIn("relayhost_password_file", line)
-        self.assertNotIn("wrong pass", log)
-        st = status(self.d)
-        self.assertEqual(st["warnings"]["relayhost_auth"], 1)
-        self.assertGreaterEqual(st["warnings"]["total"], 1)
-        self.assertIn("relayhost login 1", ctl(self.d, "status"))
+        self.assertIn("dsn=4.7.8", self.d.log())
+        self.assertEqual(self.mx.messages, [])
 
+        # The administrator fixes the file and reloads: nothing else.
         with open(os.path.join(self.work, "relay-password"), "w") as f:
             f.write("right pass\n")
         reload(self.d)
-        self.d.wait_log("delivery: settings reloaded")
         self.flush_and_wait_delivery()
+        self.assertIn("delivery: settings reloaded", self.d.log())
         self.assertEqual(self.auth_seen[-1][1:], (b"relayuser", b"right pass"))
         self.assertEqual(len(self.auth_seen), 2)
-        self.assertNotIn("right pass", self.d.log())
+
+        # The failure was a warning an administrator finds with grep, naming
+        # what to fix, and counted in sluicectl status.
+        log = self.d.log()
+        line = next(l for l in log.splitlines() if "relayhost login relayuser failed" in l)
+        self.assertIn(" warning: ", line)
+        self.assertIn("535 5.7.8", line)
+        self.assertIn("delivery.relayhost_password_file", line)
+        self.assertNotIn("wrong pass", log)
+        self.assertNotIn("right pass", log)
+        st = status(self.d)
+        self.assertEqual(st["warnings"]["relayhost_auth"], 1)
+        self.assertEqual(st["warnings"]["total"], 1)
+        self.assertIn("relayhost login 1", ctl(self.d, "status"))
         self.assert_spool_empty()
 
 
@@ -153,7 +157,6 @@ class BrokenUsersFileKeepsEverything(unittest.TestCase):
                               limits={"max_recipients": 1})
         try:
             d.start()
-            self.assertEqual(status(d)["warnings"]["config"], 0)
             # A new limit and a broken users file in one reload: neither applies.
             d.write_config(config_text(d).replace("max_recipients = 1", "max_recipients = 5"))
             with open(d.users_path, "w") as f:

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -149,6 +150,10 @@ struct Account {
   std::string name;
 };
 std::expected<Account, Problem> lookup_user(const Config& cfg);
+
+// For an unknown key: where a key of that name belongs, e.g. for
+// "dns.relayhost" "it belongs in [delivery]"; nullopt when no table has it.
+std::optional<std::string> table_hint(std::string_view key);
 
 // Where the binaries look for the file: explicit flag, else $SLUICE_CONFIG,
 // else /etc/sluice/sluice.toml.

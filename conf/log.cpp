@@ -99,7 +99,26 @@ size_t utf8_length(std::string_view s, size_t i) {
   return n;
 }
 
+std::atomic<uint64_t> alert_counts[kAlertKinds];
+
 }  // namespace
+
+std::string_view to_string(Alert kind) {
+  switch (kind) {
+    case Alert::relayhost_auth: return "relayhost_auth";
+    case Alert::tls_verify: return "tls_verify";
+    case Alert::config: return "config";
+  }
+  return "?";
+}
+
+void count_alert(Alert kind) {
+  alert_counts[static_cast<size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+}
+
+uint64_t alerts(Alert kind) {
+  return alert_counts[static_cast<size_t>(kind)].load(std::memory_order_relaxed);
+}
 
 void set_program(std::string_view name) {
   std::lock_guard lock(program_mutex);

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace sluice::log {
@@ -34,6 +36,25 @@ void warning(fmt::format_string<Args...> f, Args&&... args) {
 template <typename... Args>
 void error(fmt::format_string<Args...> f, Args&&... args) {
   write(Level::error, fmt::format(f, std::forward<Args>(args)...));
+}
+
+// Failures an administrator has to fix (docs/operations.md, "Warnings"):
+// logged at warning level like any warning, and also counted by kind since
+// the start, for `sluicectl status`. Thread-safe (atomic counters).
+enum class Alert {
+  relayhost_auth,  // the relayhost refused our login (or offers no AUTH)
+  tls_verify,      // a next hop's certificate did not verify where it must
+  config,          // a local configuration problem found while running (reload)
+};
+inline constexpr size_t kAlertKinds = 3;
+std::string_view to_string(Alert kind);  // "relayhost_auth", "tls_verify", "config"
+void count_alert(Alert kind);
+uint64_t alerts(Alert kind);  // counted since the start
+
+template <typename... Args>
+void alert(Alert kind, fmt::format_string<Args...> f, Args&&... args) {
+  count_alert(kind);
+  write(Level::warning, fmt::format(f, std::forward<Args>(args)...));
 }
 
 // Makes text safe for one log line: control characters and non-UTF-8 become \xNN.

@@ -86,3 +86,20 @@ TEST_CASE("levels and line format") {
   CHECK(out.find("error: two\\x0alines\n") != std::string::npos);
   CHECK(std::count(out.begin(), out.end(), '\n') == 2);
 }
+
+TEST_CASE("alerts are warnings counted by kind") {
+  log::set_min_level(log::Level::error);  // keep the test's output quiet
+  const uint64_t auth = log::alerts(log::Alert::relayhost_auth);
+  const uint64_t tls = log::alerts(log::Alert::tls_verify);
+  const uint64_t cfg = log::alerts(log::Alert::config);
+  log::alert(log::Alert::relayhost_auth, "Q1: relayhost refused the login {}", "x");
+  log::alert(log::Alert::relayhost_auth, "again");
+  log::alert(log::Alert::config, "reload: bad");
+  log::set_min_level(log::Level::info);
+  CHECK(log::alerts(log::Alert::relayhost_auth) == auth + 2);
+  CHECK(log::alerts(log::Alert::tls_verify) == tls);
+  CHECK(log::alerts(log::Alert::config) == cfg + 1);
+  CHECK(log::to_string(log::Alert::relayhost_auth) == "relayhost_auth");
+  CHECK(log::to_string(log::Alert::tls_verify) == "tls_verify");
+  CHECK(log::to_string(log::Alert::config) == "config");
+}

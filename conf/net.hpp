@@ -61,6 +61,7 @@ std::expected<uint16_t, std::string> parse_port(std::string_view text);
 struct Endpoint {
   IpAddress ip;
   uint16_t port = 0;
+  bool operator==(const Endpoint&) const = default;
 
   // "127.0.0.1:25", "[::1]:587", "0.0.0.0:465". With default_port set, a
   // missing ":port" is allowed ("127.0.0.1" or "[::1]").

@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
+    // The files it names, loaded as the start loads them.
+    const auto problems = sluice::mta::check_files(*config);
+    for (const auto& p : problems) fmt::print(stderr, "{}: {}\n", path, p);
+    if (!problems.empty()) return 1;
     fmt::print("{}: configuration ok\n", path);
     return 0;
   }

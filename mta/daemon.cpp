@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 #include <uv.h>
@@ -36,18 +37,54 @@ namespace {
 
 constexpr uint64_t kShutdownGraceMs = 30'000;
 
-// The server certificate of [tls]; when neither file exists yet, a
-// self-signed one is made first (as Debian does for Postfix), so 587 and 465
-// work out of the box. Null without [tls].
-std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_tls(const conf::Config& c) {
-  if (c.tls.certificate.empty()) return nullptr;
+// The default place of [tls]'s pair: the shipped paths, or the same names
+// in a tls/ directory beside the configuration file (a test's or a second
+// instance's /etc/sluice). Only there is a missing pair made self-signed.
+constexpr std::string_view kDefaultCertificate = "/etc/sluice/tls/fullchain.pem";
+constexpr std::string_view kDefaultPrivateKey = "/etc/sluice/tls/privkey.pem";
+bool default_tls_paths(const conf::Config& c) {
+  if (c.tls.certificate == kDefaultCertificate && c.tls.private_key == kDefaultPrivateKey) return true;
+  if (c.source.empty()) return false;
+  const std::string dir = std::filesystem::path(c.source).parent_path().string() + "/tls/";
+  return c.tls.certificate == dir + "fullchain.pem" && c.tls.private_key == dir + "privkey.pem";
+}
+
+// [tls]'s files as written: each must exist, except the default pair when
+// neither exists yet (create: made now). The problem names the key, the
+// path and the errno text.
+std::expected<void, std::string> tls_files_exist(const conf::Config& c, bool create) {
   std::error_code ec;
-  if (!std::filesystem::exists(c.tls.certificate, ec) && !std::filesystem::exists(c.tls.private_key, ec)) {
+  const bool cert_there = std::filesystem::exists(c.tls.certificate, ec);
+  const bool key_there = std::filesystem::exists(c.tls.private_key, ec);
+  if (!cert_there && !key_there && default_tls_paths(c)) {
+    if (!create) return {};
     if (auto made = tls::make_self_signed(c.tls.certificate, c.tls.private_key, c.hostname); !made)
       return std::unexpected("creating a self-signed certificate: " + made.error());
     log::warning("tls: created a self-signed certificate for {} in {}; replace it with a real one "
                  "(docs/tls.md)", c.hostname, c.tls.certificate);
+    return {};
   }
+  for (auto [key, path] : {std::pair{"tls.certificate", &c.tls.certificate},
+                           std::pair{"tls.private_key", &c.tls.private_key}}) {
+    struct stat st;
+    if (::stat(path->c_str(), &st) == 0) continue;
+    const int err = errno;
+    return std::unexpected(fmt::format(
+        "{}: \"{}\": {}{}", key, *path, std::strerror(err),
+        err == ENOENT ? fmt::format(" (a self-signed pair is made only at the default paths {} and "
+                                    "{}; check the path, or install the certificate there)",
+                                    kDefaultCertificate, kDefaultPrivateKey)
+                      : std::string()));
+  }
+  return {};
+}
+
+// The server certificate of [tls]; the default pair is made self-signed
+// when neither file exists yet (as Debian does for Postfix), so 587 and 465
+// work out of the box. Null without [tls].
+std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_tls(const conf::Config& c) {
+  if (c.tls.certificate.empty()) return nullptr;
+  if (auto ok = tls_files_exist(c, true); !ok) return std::unexpected(ok.error());
   auto ctx = tls::TlsContext::server(c.tls.certificate, c.tls.private_key);
   if (!ctx) return std::unexpected(ctx.error());
   log::info("tls: {}", (*ctx)->describe());
@@ -62,6 +99,17 @@ std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const
   for (const auto& w : (*db)->warnings()) log::warning("users: {}", w);
   log::info("users: {} accounts from {}", (*db)->users().size(), c.auth.users_file);
   return *db;
+}
+
+// One log line per line of a multi-line problem (a users file's errors).
+template <class Log>
+void each_line(std::string_view text, Log log_line) {
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    if (std::string_view line = text.substr(0, nl); !line.empty()) log_line(line);
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
 }
 
 // Who sluiced runs as once its ports are bound: the configured `user` when
@@ -230,33 +278,59 @@ struct Daemon {
     grace.close();
   }
 
+  // SIGHUP: all or nothing (SPEC). The new file, its certificate, users and
+  // delivery settings are all prepared first; any problem is a warning
+  // (counted: log::Alert::config) and leaves the running configuration whole.
   void reload() {
     auto fresh = conf::load_file(config->source);
     if (!fresh) {
-      for (const auto& p : fresh.error()) log::error("reload: {}", p.str(config->source));
+      for (const auto& p : fresh.error())
+        log::alert(log::Alert::config, "reload: {}", p.str(config->source));
       log::error("reload: configuration has errors; keeping the running one");
       return;
     }
-    bool listeners_changed = fresh->listeners.size() != config->listeners.size();
-    for (size_t i = 0; !listeners_changed && i < fresh->listeners.size(); ++i)
-      listeners_changed = fresh->listeners[i].address != config->listeners[i].address ||
-                          fresh->listeners[i].mode != config->listeners[i].mode;
-    if (listeners_changed) log::warning("reload: listener changes need a restart");
-    if (fresh->spool_dir != config->spool_dir) log::warning("reload: spool_dir changes need a restart");
-    // Certificate and users: a broken new one keeps the old one in force.
-    if (auto t = load_tls(*fresh); t)
-      server->set_tls(*t);
-    else
-      log::error("reload: tls: {}; keeping the running certificate", t.error());
-    if (auto u = load_users(*fresh); u)
-      server->set_users(*u);
-    else
-      log::error("reload: users: {}; keeping the running users", u.error());
+    std::vector<std::string> problems;
+    auto tls_ctx = load_tls(*fresh);
+    if (!tls_ctx) problems.push_back("tls: " + tls_ctx.error());
+    auto users = load_users(*fresh);
+    if (!users)
+      each_line(users.error(), [&](std::string_view l) { problems.push_back(fmt::format("users: {}", l)); });
+    auto setup = Delivery::setup(loop, *fresh, config.get());
+    if (!setup) problems.push_back(setup.error());
+    if (!problems.empty()) {
+      for (const auto& p : problems) log::alert(log::Alert::config, "reload: {}", p);
+      log::error("reload: configuration has errors; keeping the running one");
+      return;
+    }
+    log_restart_needed(*config, *fresh);
     config = std::make_shared<const conf::Config>(std::move(*fresh));
     intake->add_missing_on_relay(config->relay.add_missing_headers);
+    server->set_tls(*tls_ctx);
+    server->set_users(*users);
     server->reload(config);
     pickup->reload(config);
+    delivery->reload(config, std::move(*setup));
+    delivery->refresh_myself();  // the machine's addresses may have changed
     log::info("reload: configuration re-read from {}", config->source);
+  }
+
+  // What a reload cannot change: the running value stays until a restart.
+  static void log_restart_needed(const conf::Config& old, const conf::Config& fresh) {
+    auto listeners = [](const conf::Config& c) {
+      std::string out;
+      for (const auto& l : c.listeners)
+        out += fmt::format("{}{}={}", out.empty() ? "" : ",", l.address, conf::to_string(l.mode));
+      return out;
+    };
+    auto says = [](std::string_view key, const std::string& was, const std::string& now) {
+      if (was != now)
+        log::warning("reload: {} changed ({} -> {}) and needs a restart; the running value stays "
+                     "until then", key, log::sanitize(was), log::sanitize(now));
+    };
+    says("listener", listeners(old), listeners(fresh));
+    says("spool_dir", old.spool_dir, fresh.spool_dir);
+    says("user", old.user, fresh.user);
+    says("control_socket", old.control_socket, fresh.control_socket);
   }
 };
 
@@ -290,6 +364,9 @@ control::DaemonStatus DaemonAdmin::status() const {
   s.connections_out = d_.delivery->connections();
   s.counts = d_.delivery->scheduler().counts();
   s.spool = d_.spool->stats();
+  s.warnings.relayhost_auth = log::alerts(log::Alert::relayhost_auth);
+  s.warnings.tls_verify = log::alerts(log::Alert::tls_verify);
+  s.warnings.config = log::alerts(log::Alert::config);
   return s;
 }
 
@@ -312,6 +389,24 @@ void raise_fd_limit(const conf::Config& c) {
 }
 
 }  // namespace
+
+std::vector<std::string> check_files(const conf::Config& c) {
+  std::vector<std::string> problems;
+  if (!c.tls.certificate.empty()) {
+    std::error_code ec;
+    if (auto ok = tls_files_exist(c, false); !ok)
+      problems.push_back(ok.error());
+    else if (std::filesystem::exists(c.tls.certificate, ec))  // else: made at start
+      if (auto ctx = tls::TlsContext::server(c.tls.certificate, c.tls.private_key); !ctx)
+        problems.push_back("tls: " + ctx.error());
+  }
+  if (!c.auth.users_file.empty())
+    if (auto db = auth::UserDb::load(c.auth.users_file); !db)
+      each_line(db.error(),
+                [&](std::string_view l) { problems.push_back(fmt::format("auth.users_file: {}", l)); });
+  if (auto d = Delivery::setup(nullptr, c, nullptr); !d) problems.push_back(d.error());
+  return problems;
+}
 
 int run_daemon(conf::Config cfg) {
   signal(SIGPIPE, SIG_IGN);
@@ -341,7 +436,7 @@ int run_daemon(conf::Config cfg) {
   }
   auto users = load_users(c);
   if (!users) {
-    log::error("users: {}", users.error());
+    each_line(users.error(), [](std::string_view l) { log::error("users: {}", l); });
     return 1;
   }
   for (const auto& l : c.listeners) {

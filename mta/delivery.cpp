@@ -60,26 +60,50 @@ void Delivery::refresh_myself() {
   myself_ = std::make_shared<const queue::Myself>(listening, interface_addresses());
 }
 
+namespace {
+
+queue::SchedulerOptions scheduler_options(const conf::Delivery& dc) {
+  queue::SchedulerOptions o;
+  o.max_connections = std::max<uint32_t>(1, dc.max_connections);
+  o.max_connections_per_destination = std::max<uint32_t>(1, dc.max_connections_per_destination);
+  if (!dc.retry_schedule.empty()) {
+    o.retry_schedule_us.clear();
+    for (auto d : dc.retry_schedule)
+      o.retry_schedule_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  }
+  o.max_queue_lifetime_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(dc.max_queue_lifetime).count();
+  o.relayhost = dc.relayhost;
+  return o;
+}
+
+// The first line of the password file, without surrounding blanks.
+std::expected<std::string, std::string> read_password(const std::string& path) {
+  errno = 0;
+  std::ifstream f(path);
+  if (!f)
+    return std::unexpected(fmt::format("delivery.relayhost_password_file: cannot read {}: {}", path,
+                                       std::strerror(errno != 0 ? errno : EIO)));
+  std::string password;
+  std::getline(f, password);
+  while (!password.empty() && (password.back() == '\r' || password.back() == ' ' ||
+                               password.back() == '\t'))
+    password.pop_back();
+  size_t b = password.find_first_not_of(" \t");
+  password = b == std::string::npos ? std::string() : password.substr(b);
+  if (password.empty())
+    return std::unexpected(fmt::format("delivery.relayhost_password_file: {} is empty", path));
+  return password;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------
 
 Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
                    Intake& intake)
-    : loop_(loop), config_(std::move(config)), spool_(spool), intake_(intake), scheduler_([this] {
-        const auto& dc = config_->delivery;
-        queue::SchedulerOptions o;
-        o.max_connections = std::max<uint32_t>(1, dc.max_connections);
-        o.max_connections_per_destination = std::max<uint32_t>(1, dc.max_connections_per_destination);
-        if (!dc.retry_schedule.empty()) {
-          o.retry_schedule_us.clear();
-          for (auto d : dc.retry_schedule)
-            o.retry_schedule_us.push_back(
-                std::chrono::duration_cast<std::chrono::microseconds>(d).count());
-        }
-        o.max_queue_lifetime_us =
-            std::chrono::duration_cast<std::chrono::microseconds>(dc.max_queue_lifetime).count();
-        o.relayhost = dc.relayhost;
-        return o;
-      }()),
+    : loop_(loop), config_(std::move(config)), spool_(spool), intake_(intake),
+      scheduler_(scheduler_options(config_->delivery)),
       shared_(loop_, config_, spool_) {
   if (timer_.init(loop_, uv_timer_init) < 0) std::abort();  // cannot fail
   timer_->data = this;
@@ -88,29 +112,27 @@ Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, 
 
 Delivery::~Delivery() = default;
 
-std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
-    uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
-    Intake& intake) {
-  const auto& dc = config->delivery;
-  std::string login, password;
+DeliverySetup::~DeliverySetup() {
+  std::fill(password.begin(), password.end(), '\0');
+  asm volatile("" : : "r"(password.data()) : "memory");
+}
+
+std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const conf::Config& fresh,
+                                                          const conf::Config* running) {
+  const auto& dc = fresh.delivery;
+  DeliverySetup out;
   if (!dc.relayhost.empty() && !dc.relayhost_username.empty()) {
-    std::ifstream f(dc.relayhost_password_file);
-    if (!f) return std::unexpected("cannot read relayhost_password_file " + dc.relayhost_password_file);
-    std::getline(f, password);
-    while (!password.empty() && (password.back() == '\r' || password.back() == ' ' ||
-                                 password.back() == '\t'))
-      password.pop_back();
-    size_t b = password.find_first_not_of(" \t");
-    password = b == std::string::npos ? std::string() : password.substr(b);
-    if (password.empty()) return std::unexpected("relayhost_password_file " + dc.relayhost_password_file + " is empty");
-    login = dc.relayhost_username;
+    auto password = read_password(dc.relayhost_password_file);
+    if (!password) return std::unexpected(password.error());
+    out.password = std::move(*password);
+    std::fill(password->begin(), password->end(), '\0');
+    out.login = dc.relayhost_username;
   }
   // One client context: every message goes either to the relayhost or to
   // MX hosts. Verifying contexts abort the handshake on a certificate that
   // does not verify against delivery.ca_file; the others only report it.
-  std::shared_ptr<const tls::TlsContext> tls;
   const conf::DeliveryTls policy = outbound_tls(dc);
-  if (policy != conf::DeliveryTls::none || !login.empty()) {
+  if (policy != conf::DeliveryTls::none || !out.login.empty()) {
     const bool verify = policy == conf::DeliveryTls::verify;
     auto ctx = tls::TlsContext::client(verify, dc.ca_file);
     if (!ctx && !verify) {
@@ -119,19 +141,65 @@ std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
       ctx = tls::TlsContext::client(false);
     }
     if (!ctx) return std::unexpected("delivery tls: " + ctx.error());
-    tls = std::move(*ctx);
+    out.tls = std::move(*ctx);
   }
-  dns::Options dopt;
-  dopt.servers = config->dns.servers;
-  auto res = dns::Resolver::create(loop, std::move(dopt));
-  if (!res) return std::unexpected("dns: " + res.error());
+  if (loop && (!running || running->dns.servers != fresh.dns.servers)) {
+    dns::Options dopt;
+    dopt.servers = fresh.dns.servers;
+    auto res = dns::Resolver::create(loop, std::move(dopt));
+    if (!res) return std::unexpected("dns: " + res.error());
+    out.resolver = std::move(*res);
+  }
+  return out;
+}
+
+std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
+    uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
+    Intake& intake) {
+  auto setup = Delivery::setup(loop, *config, nullptr);
+  if (!setup) return std::unexpected(setup.error());
   std::unique_ptr<Delivery> d(new Delivery(loop, std::move(config), spool, intake));
-  d->resolver_ = std::move(*res);
-  d->shared_.tls = std::move(tls);
-  d->shared_.relay_login = std::move(login);
-  d->shared_.relay_password = std::move(password);
-  std::fill(password.begin(), password.end(), '\0');
+  d->resolver_ = std::move(setup->resolver);
+  d->shared_.tls = std::move(setup->tls);
+  d->shared_.relay_login = std::move(setup->login);
+  d->shared_.relay_password = setup->password;
   return d;
+}
+
+void Delivery::reload(std::shared_ptr<const conf::Config> config, DeliverySetup setup) {
+  if (stopping_) return;
+  const auto& dc = config->delivery;
+  const bool dns_changed = setup.resolver != nullptr;
+  config_ = std::move(config);
+  shared_.config = config_;
+  shared_.tls = std::move(setup.tls);
+  shared_.relay_login = std::move(setup.login);
+  std::fill(shared_.relay_password.begin(), shared_.relay_password.end(), '\0');
+  shared_.relay_password = setup.password;
+  scheduler_.set_options(scheduler_options(dc));
+  if (dns_changed) {
+    // Lookups in flight are cancelled: their answers come back from the
+    // retired resolver and are asked again of the new one (resolve()).
+    ++resolver_gen_;
+    retired_.push_back(std::move(resolver_));
+    resolver_ = std::move(setup.resolver);
+    dns::Resolver* old = retired_.back().get();
+    old->close([this, old] {
+      std::erase_if(retired_, [old](const auto& r) { return r.get() == old; });
+    });
+  }
+  // Parked connections were opened with the old settings (TLS, login).
+  std::vector<Outbound*> parked;
+  for (auto& [dest, v] : idle_)
+    for (Outbound* o : v) parked.push_back(o);
+  idle_.clear();
+  for (Outbound* o : parked) o->abort();
+  log::info("delivery: settings reloaded: relayhost={} tls={} retry_schedule={} "
+            "max_connections={} dns_servers={}{}",
+            dc.relayhost.empty() ? "-" : dc.relayhost, conf::to_string(outbound_tls(dc)),
+            dc.retry_schedule.size(), dc.max_connections, config_->dns.servers.size(),
+            dns_changed ? " (new resolver)" : "");
+  run();
 }
 
 void Delivery::start() {
@@ -399,16 +467,23 @@ void Delivery::evict_idle() {
 
 void Delivery::resolve(JobRun* run) {
   const uint64_t serial = run->job.serial;
+  const uint64_t gen = resolver_gen_;
   const auto& dc = config_->delivery;
+  // An answer from a resolver a reload replaced (cancelled) is asked again.
   if (!dc.relayhost.empty()) {
-    resolver_->resolve_addresses(dc.relayhost_name, [this, serial](dns::AddrResult r) {
-      if (JobRun* run = find_run(serial))
-        carry_out(run, run->attempt.on_addresses(r, config_->delivery.relayhost_name));
+    resolver_->resolve_addresses(dc.relayhost_name, [this, serial, gen](dns::AddrResult r) {
+      JobRun* run = find_run(serial);
+      if (!run) return;
+      if (gen != resolver_gen_ && !stopping_) return resolve(run);
+      carry_out(run, run->attempt.on_addresses(r, config_->delivery.relayhost_name));
     });
     return;
   }
-  resolver_->resolve_mx(run->job.destination, [this, serial](dns::MxResult r) {
-    if (JobRun* run = find_run(serial)) carry_out(run, run->attempt.on_mx(r, run->job.destination));
+  resolver_->resolve_mx(run->job.destination, [this, serial, gen](dns::MxResult r) {
+    JobRun* run = find_run(serial);
+    if (!run) return;
+    if (gen != resolver_gen_ && !stopping_) return resolve(run);
+    carry_out(run, run->attempt.on_mx(r, run->job.destination));
   });
 }
 

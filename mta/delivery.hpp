@@ -51,12 +51,38 @@ namespace sluice::mta {
 
 struct JobRun;
 
+// What a configuration gives delivery beyond its values, made before it is
+// used so that a reload can fail without touching the running delivery: the
+// relayhost login and password (read from its file), the client TLS context
+// and, when dns.servers differ from the running ones, a new resolver.
+struct DeliverySetup {
+  DeliverySetup() = default;
+  DeliverySetup(DeliverySetup&&) = default;
+  DeliverySetup& operator=(DeliverySetup&&) = default;
+  ~DeliverySetup();  // wipes the password
+  std::string login, password;
+  std::shared_ptr<const tls::TlsContext> tls;
+  std::unique_ptr<dns::Resolver> resolver;  // null: keep the running one
+};
+
 class Delivery final : private OutboundHost {
  public:
   static std::expected<std::unique_ptr<Delivery>, std::string> create(
       uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
       Intake& intake);
   ~Delivery() override;
+
+  // For a reload: everything `fresh` needs, or why it cannot be used (the
+  // running delivery is not touched either way). `running` is the
+  // configuration in force, null at start. Without a loop (sluiced --check)
+  // no resolver is made.
+  static std::expected<DeliverySetup, std::string> setup(uv_loop_t* loop, const conf::Config& fresh,
+                                                          const conf::Config* running);
+  // Puts a prepared configuration in force (SIGHUP; docs/configuration.md,
+  // "Reloading"): limits, retry schedule, queue lifetime, relayhost and its
+  // credentials, TLS and DNS servers apply to every attempt started from now;
+  // idle connections are closed; jobs in flight finish as they began.
+  void reload(std::shared_ptr<const conf::Config> config, DeliverySetup setup);
 
   // Adds every message of the spool to the scheduler and starts what is due.
   void start();
@@ -128,6 +154,8 @@ class Delivery final : private OutboundHost {
   Intake& intake_;  // bounces go in through it
   queue::Scheduler scheduler_;
   std::unique_ptr<dns::Resolver> resolver_;
+  uint64_t resolver_gen_ = 0;  // counts resolver swaps: an answer from an older one is asked again
+  std::vector<std::unique_ptr<dns::Resolver>> retired_;  // replaced by a reload, closing
   OutboundShared shared_;  // loop, config, spool, TLS context, relayhost credentials, buffers
   uv::Handle<uv_timer_t> timer_;
   std::unordered_map<uint64_t, Outbound*> conns_;  // every open one, busy or idle

@@ -101,7 +101,8 @@ std::span<char> OutboundShared::body_buffer() {
 Outbound::Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queue::Target target,
                    uint16_t port, std::string destination)
     : StreamConnection(shared.loop, Kind::tcp, shared.read_buffer()), shared_(shared), owner_(host),
-      id_(id), target_(std::move(target)), port_(port), destination_(std::move(destination)) {
+      id_(id), target_(std::move(target)), port_(port), destination_(std::move(destination)),
+      config_(shared.config), tls_ctx_(shared.tls) {
   host_ = fmt::format("{}[{}]", target_.host, target_.ip.str());
   relay_ = fmt::format("{}:{}", host_, port_);
 }
@@ -139,13 +140,13 @@ void Outbound::quit() { session_->quit(); }
 void Outbound::park() { idle_since_ = uv_now(loop()); }
 
 void Outbound::connect() {
-  const auto& dc = shared_.config->delivery;
+  const auto& dc = config_->delivery;
   client::ClientConfig cc;
-  cc.helo_name = shared_.config->hostname;
-  cc.own_hostname = shared_.config->hostname;  // the loop check (docs/delivery.md, "Mail loops")
+  cc.helo_name = config_->hostname;
+  cc.own_hostname = config_->hostname;  // the loop check (docs/delivery.md, "Mail loops")
   cc.tls = to_policy(outbound_tls(dc));
-  cc.tls_available = shared_.tls != nullptr;
-  implicit_tls_ = !dc.relayhost.empty() && port_ == 465 && shared_.tls != nullptr;
+  cc.tls_available = tls_ctx_ != nullptr;
+  implicit_tls_ = !dc.relayhost.empty() && port_ == 465 && tls_ctx_ != nullptr;
   cc.in_tls = implicit_tls_;
   cc.timeouts.idle = kIdleCacheTime;
   if (!dc.relayhost.empty() && !shared_.relay_login.empty()) {
@@ -193,8 +194,8 @@ void Outbound::send(std::string_view bytes) {
 void Outbound::start_tls() {
   // The name the certificate must carry: the MX name, or for the relayhost
   // its name, delivery.relayhost_tls_name, or its address (IP entries).
-  const auto& dc = shared_.config->delivery;
-  auto s = tls::TlsStream::client(shared_.tls, dc.relayhost.empty() ? target_.host
+  const auto& dc = config_->delivery;
+  auto s = tls::TlsStream::client(tls_ctx_, dc.relayhost.empty() ? target_.host
                                                                     : dc.relayhost_verify_name());
   if (!s) {
     tls_fail_ = s.error();
@@ -221,13 +222,22 @@ void Outbound::need_body() {
 void Outbound::transaction_done(client::TransactionResult result) { result_ = std::move(result); }
 
 void Outbound::connection_failed(client::ConnectionFailure f) {
+  // Failures only the administrator can fix: warnings, counted for status.
   if (f.kind == client::Failure::tls_untrusted)
-    log::warning("{}: relay={} {}; mail deferred; fix: {}", job_ ? message_id_ : "delivery", relay_,
-                 log::sanitize(f.reply.text(), 400), trust_fix(shared_.config->delivery));
-  if (f.kind == client::Failure::loop)
+    log::alert(log::Alert::tls_verify, "{}: relay={} {}; mail deferred; fix: {}",
+               job_ ? message_id_ : "delivery", relay_, log::sanitize(f.reply.text(), 400),
+               trust_fix(config_->delivery));
+  else if (f.kind == client::Failure::auth_failed || f.kind == client::Failure::auth_not_offered)
+    log::alert(log::Alert::relayhost_auth,
+               "{}: relay={} relayhost login {} failed: {}; mail deferred; fix: check "
+               "delivery.relayhost_username and delivery.relayhost_password_file ({}), then "
+               "reload (SIGHUP)",
+               job_ ? message_id_ : "delivery", relay_, log::sanitize(shared_.relay_login),
+               log::sanitize(f.reply.text(), 400), config_->delivery.relayhost_password_file);
+  else if (f.kind == client::Failure::loop)
     log::warning("{}: relay={} replied to EHLO with my own hostname {}: mail loops back to myself; "
                  "deferred (4.4.6), the next host is tried", job_ ? message_id_ : "delivery", relay_,
-                 log::sanitize(shared_.config->hostname));
+                 log::sanitize(config_->hostname));
   failure_ = std::move(f);
 }
 
@@ -344,7 +354,7 @@ void Outbound::after_event() {
     // Only noted: a neighbour may share the name; its EHLO reply decides.
     greeting_noted_ = true;
     log::info("{}: relay={} greets with my own hostname {}", job_ ? message_id_ : "delivery",
-              relay_, log::sanitize(shared_.config->hostname));
+              relay_, log::sanitize(config_->hostname));
   }
   if (closing()) return;
   if (!tls_fail_.empty() && !implicit_tls_) {

@@ -59,7 +59,9 @@ class OutboundShared {
   OutboundShared& operator=(const OutboundShared&) = delete;
 
   uv_loop_t* const loop;
-  const std::shared_ptr<const conf::Config> config;
+  // The delivery settings for new connections; a reload replaces them
+  // (Delivery::reload), and a connection keeps those it was opened with.
+  std::shared_ptr<const conf::Config> config;
   queue::Spool& spool;
   std::shared_ptr<const tls::TlsContext> tls;  // null: no client TLS
   std::string relay_login, relay_password;     // relayhost AUTH, when set
@@ -159,6 +161,9 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   queue::Target target_;
   uint16_t port_;
   std::string destination_;
+  // The settings this connection was opened with (OutboundShared's at the time).
+  std::shared_ptr<const conf::Config> config_;
+  std::shared_ptr<const tls::TlsContext> tls_ctx_;
   std::string host_;   // "mx.example.com[192.0.2.1]"
   std::string relay_;  // ... ":25"
   std::unique_ptr<client::ClientSession> session_;

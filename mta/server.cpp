@@ -566,6 +566,11 @@ std::expected<void, std::string> Server::listen() {
     if (rc == 0) rc = uv_listen(l->tcp.stream(), 1024, on_connection);
     Listener* raw = l.get();
     listeners_.push_back(std::move(l));
+    if (rc == UV_EACCES && lc.endpoint.port < 1024)
+      return std::unexpected(fmt::format(
+          "listener {}: {}: ports below 1024 need root (sluiced binds them, then runs as `user`) "
+          "or the CAP_NET_BIND_SERVICE capability (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE)",
+          lc.address, uv_strerror(rc)));
     if (rc < 0) return std::unexpected(fmt::format("listener {}: {}", lc.address, uv_strerror(rc)));
     log::info("listening on {} mode={}", raw->cfg.address, conf::to_string(raw->cfg.mode));
   }

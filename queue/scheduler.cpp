@@ -102,6 +102,36 @@ Scheduler::Scheduler(SchedulerOptions options) : opt_(std::move(options)) {
   }
 }
 
+void Scheduler::set_options(SchedulerOptions options) {
+  if (!options.random) options.random = opt_.random;
+  options.max_connections = std::max<uint32_t>(1, options.max_connections);
+  options.max_connections_per_destination = std::max<uint32_t>(1, options.max_connections_per_destination);
+  if (options.retry_schedule_us.empty()) options.retry_schedule_us = SchedulerOptions{}.retry_schedule_us;
+  options.jitter = std::clamp(options.jitter, 0.0, 0.99);
+  const bool regroup = options.relayhost != opt_.relayhost;
+  opt_ = std::move(options);
+  if (regroup) {
+    for (auto it = msgs_.begin(); it != msgs_.end(); ++it) {
+      Msg& m = it->second;
+      if (m.ready.empty()) continue;
+      std::vector<uint32_t> waiting;
+      for (auto& [dest, rcpts] : m.ready) {
+        waiting.insert(waiting.end(), rcpts.begin(), rcpts.end());
+        if (auto d = dests_.find(dest); d != dests_.end()) d->second.ready.erase({m.due, it->first});
+        touch(dest);
+      }
+      m.ready.clear();
+      std::sort(waiting.begin(), waiting.end());
+      for (uint32_t i : waiting) m.ready[destination_of(m.env.recipients[i].address)].push_back(i);
+      for (auto& [dest, rcpts] : m.ready) dests_[dest].ready.insert({m.due, it->first});
+    }
+  }
+  // The per-destination limit decides which destinations are eligible.
+  std::vector<std::string> names;
+  for (const auto& [name, d] : dests_) names.push_back(name);
+  for (const auto& name : names) touch(name);
+}
+
 std::string Scheduler::destination_of(std::string_view address) const {
   if (!opt_.relayhost.empty()) return opt_.relayhost;
   size_t at = address.rfind('@');

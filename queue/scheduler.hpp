@@ -114,6 +114,12 @@ class Scheduler {
  public:
   explicit Scheduler(SchedulerOptions options);
 
+  // A reload's new options (random keeps its source): limits, retry
+  // schedule and lifetime count from the next decision; a changed relayhost
+  // regroups the recipients waiting in a started attempt (jobs in flight
+  // keep their destination); waiting messages get it when they start.
+  void set_options(SchedulerOptions options);
+
   // The destination of a recipient address: the relayhost if set, else the
   // domain (after the last '@') in lower case; "" when there is no '@'.
   std::string destination_of(std::string_view address) const;

@@ -641,3 +641,42 @@ TEST_CASE("verdicts for recipients already done are ignored") {
   CHECK(c.persist == Completion::Persist::remove);
   CHECK(c.envelope.recipients[0].attempts == 1);
 }
+
+TEST_CASE("set_options: a reload's limits, schedule and relayhost apply to what comes next") {
+  Scheduler s(options(100, 1));
+  auto a = message({"x@a.example", "y@b.example"});
+  auto b = message({"z@a.example"});
+  s.add(a);
+  s.add(b);
+  auto first = s.take_jobs(T0);
+  REQUIRE(per_destination(first) == std::map<std::string, int>{{"a.example", 1}, {"b.example", 1}});
+
+  SECTION("a wider per-destination limit starts the waiting job at once") {
+    SchedulerOptions o = options(100, 5);
+    s.set_options(o);
+    auto more = s.take_jobs(T0);
+    REQUIRE(more.size() == 1);
+    CHECK(more[0].destination == "a.example");
+  }
+  SECTION("a new relayhost regroups waiting recipients; jobs in flight keep theirs") {
+    SchedulerOptions o = options(100, 5);
+    o.relayhost = "[smtp.example.net]:587";
+    s.set_options(o);
+    auto more = s.take_jobs(T0);
+    REQUIRE(more.size() == 1);
+    CHECK(more[0].destination == "[smtp.example.net]:587");
+    CHECK(more[0].message_id == b.id);
+    for (const Job& j : first) s.complete(j, all(j, sent()), T0);
+    s.complete(more[0], all(more[0], sent()), T0);
+    CHECK(s.counts().messages == 0);
+  }
+  SECTION("a new retry schedule times the next retry") {
+    SchedulerOptions o = options(100, 5);
+    o.retry_schedule_us = {42 * kSecondUs};
+    s.set_options(o);
+    for (const Job& j : first) s.complete(j, all(j, deferred()), T0);
+    for (const Job& j : s.take_jobs(T0)) s.complete(j, all(j, deferred()), T0);
+    REQUIRE(s.next_wakeup());
+    CHECK(*s.next_wakeup() == T0 + 42 * kSecondUs);
+  }
+}

@@ -28,6 +28,13 @@ struct DaemonStatus {
   size_t connections_out = 0;        // delivery connections open now
   queue::SchedulerCounts counts;     // messages by state, jobs in flight
   queue::Spool::Stats spool;         // commits, updates, syncs, bytes since start
+  // Warnings an administrator must act on, since start (conf/log.hpp Alert).
+  struct Warnings {
+    uint64_t relayhost_auth = 0;  // the relayhost refused the login
+    uint64_t tls_verify = 0;      // a next hop's certificate did not verify
+    uint64_t config = 0;          // configuration problems found at reload
+    uint64_t total() const { return relayhost_auth + tls_verify + config; }
+  } warnings;
 };
 
 class QueueAdmin {

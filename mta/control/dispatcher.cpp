@@ -172,6 +172,12 @@ Outcome status(QueueAdmin& admin) {
   sp["syncs"] = s.spool.syncs;
   sp["bytes"] = s.spool.bytes;
   j["spool"] = std::move(sp);
+  Json w;
+  w["total"] = s.warnings.total();
+  w["relayhost_auth"] = s.warnings.relayhost_auth;
+  w["tls_verify"] = s.warnings.tls_verify;
+  w["config"] = s.warnings.config;
+  j["warnings"] = std::move(w);
   return Outcome{dump(j), {}};
 }
 

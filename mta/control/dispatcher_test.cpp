@@ -248,6 +248,8 @@ TEST_CASE("dispatcher: status") {
   q.admin.daemon_status.connections_in_total = 1234;
   q.admin.daemon_status.connections_out = 7;
   q.admin.daemon_status.spool.commits = 99;
+  q.admin.daemon_status.warnings.relayhost_auth = 2;
+  q.admin.daemon_status.warnings.config = 1;
   auto j = call(q.admin, R"({"command":"status"})");
   CHECK(j["ok"] == true);
   CHECK(j["version"] == "0.1.0-test");
@@ -260,6 +262,7 @@ TEST_CASE("dispatcher: status") {
   CHECK(j["queue"]["held"] == 1);
   CHECK(j["queue"]["deferred"] == 0);
   CHECK(j["spool"]["commits"] == 99);
+  CHECK(j["warnings"] == json({{"total", 3}, {"relayhost_auth", 2}, {"tls_verify", 0}, {"config", 1}}));
 }
 
 TEST_CASE("dispatcher: malformed requests get an error response") {

@@ -265,6 +265,17 @@ std::string format_status(const J& response) {
                              plural(num(s, "commits").value_or(0), "message", "messages"),
                              numstr(s, "updates"), numstr(s, "syncs"),
                              human_size(num(s, "bytes").value_or(0))));
+  // Failures an administrator must fix; their lines are warnings in the log.
+  const J& w = object_or_empty(response, "warnings");
+  if (field(response, "warnings")) {
+    const uint64_t total = num(w, "total").value_or(0);
+    std::string text = total == 0 ? std::string("none")
+                                  : fmt::format("{} (relayhost login {}, certificate verification {}, "
+                                                "configuration {}); see the log's warning lines",
+                                                total, numstr(w, "relayhost_auth"),
+                                                numstr(w, "tls_verify"), numstr(w, "config"));
+    line("Warnings:", text);
+  }
   return out;
 }
 

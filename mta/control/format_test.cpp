@@ -154,6 +154,13 @@ TEST_CASE("format: status") {
         "Queue:            10 messages: 5 queued, 3 deferred, 2 held\n"
         "Delivery:         4 jobs in flight, 3 destinations with work\n"
         "Spool:            3456 messages committed, 120 updates, 800 syncs, 12.3 MiB written\n");
+  // A daemon that counts warnings (an older one sends none: no line).
+  s["warnings"] = json::parse(R"({"total":0,"relayhost_auth":0,"tls_verify":0,"config":0})");
+  CHECK(format_status(s).ends_with("Warnings:         none\n"));
+  s["warnings"] = json::parse(R"({"total":3,"relayhost_auth":2,"tls_verify":1,"config":0})");
+  CHECK(format_status(s).ends_with(
+      "Warnings:         3 (relayhost login 2, certificate verification 1, configuration 0); "
+      "see the log's warning lines\n"));
 }
 
 TEST_CASE("format: actions print one line per id") {

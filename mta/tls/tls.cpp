@@ -390,6 +390,22 @@ void TlsStream::feed_ciphertext(std::string_view bytes) {
   if (failed_ || eof_ || bytes.empty()) return;
   compact_input();
   in_.append(bytes);
+  constexpr size_t kHandshakeCopy = 32 * 1024;
+  if (!handshake_done_ && handshake_in_.size() < kHandshakeCopy)
+    handshake_in_.append(bytes.substr(0, kHandshakeCopy - handshake_in_.size()));
+}
+
+int plaintext_fatal_alert(std::string_view records) {
+  constexpr uint8_t kAlert = 21, kFatal = 2;
+  size_t pos = 0;
+  while (records.size() - pos >= 5) {
+    const auto byte = [&](size_t i) { return static_cast<uint8_t>(records[pos + i]); };
+    const size_t len = (size_t{byte(3)} << 8) | byte(4);
+    if (records.size() - pos - 5 < len) break;
+    if (byte(0) == kAlert && len == 2 && byte(5) == kFatal) return byte(6);
+    pos += 5 + len;
+  }
+  return -1;
 }
 
 void TlsStream::feed_eof() { eof_ = true; }
@@ -417,6 +433,18 @@ std::string TlsStream::reason_from_error_queue(int ssl_error) {
     default:
       break;
   }
+  // A peer that gave up during the handshake with a plaintext alert where
+  // an encrypted record was due (OpenSSL's TLS 1.3 client refusing our
+  // certificate): BoringSSL sees a record it cannot open ("bad packet
+  // length"); the alert is the reason.
+  if (!handshake_done_) {
+    const int alert = plaintext_fatal_alert(handshake_in_);
+    std::string().swap(handshake_in_);
+    if (alert >= 0) {
+      ERR_clear_error();
+      return fmt::format("alert from peer: {}", SSL_alert_desc_string_long(alert));
+    }
+  }
   uint32_t first = ERR_peek_error();
   if (ERR_GET_LIB(first) == ERR_LIB_SSL && ERR_GET_REASON(first) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
     ERR_clear_error();
@@ -441,6 +469,7 @@ std::expected<TlsStream::Events, std::string> TlsStream::process(std::string& pl
       return std::unexpected(error_);
     }
     handshake_done_ = true;
+    std::string().swap(handshake_in_);
     ev.handshake_completed = true;
     if (!early_plaintext_.empty()) {
       std::string pending;

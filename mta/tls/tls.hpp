@@ -222,6 +222,11 @@ class TlsStream {
   friend struct BufferBio;
   std::string in_;       // ciphertext fed, not yet consumed by BoringSSL
   size_t in_pos_ = 0;    // consumed prefix of in_
+  // A copy of what the peer sent during the handshake (at most 32 KiB,
+  // dropped once it ends): a TLS 1.3 peer that refuses our certificate may
+  // send its alert in plaintext where BoringSSL expects an encrypted record
+  // ("bad packet length"); the failure's reason is then read from this.
+  std::string handshake_in_;
   bool eof_ = false;
   std::string out_;      // ciphertext produced, not yet taken
 
@@ -237,6 +242,11 @@ class TlsStream {
   std::string error_;
   std::string certificate_refused_;
 };
+
+// The description of the first fatal alert record sent in plaintext in
+// `records` (TLS records from their start: type, version, length, body),
+// or -1 when there is none. Pure; for TlsStream's failure reason.
+int plaintext_fatal_alert(std::string_view records);
 
 // Makes a self-signed certificate for `hostname` (CN and subjectAltName
 // DNS:hostname, valid from one hour ago for ten years, RSA 2048 with

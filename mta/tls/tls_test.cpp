@@ -330,3 +330,46 @@ TEST_CASE("session resumption with tickets", "[tls][resume]") {
     saved.reset();
   }
 }
+
+TEST_CASE("a plaintext alert during a TLS 1.3 handshake is the failure's reason", "[tls][stream]") {
+  // OpenSSL's TLS 1.3 client that refuses the certificate sends its alert
+  // unencrypted, where the server expects the client's encrypted Finished;
+  // BoringSSL alone calls that "bad packet length".
+  Side s = server_side(server_ctx());
+  Side c = client_side(client_ctx());
+  std::string hello, flight;
+  REQUIRE(c.s->take_ciphertext(hello));
+  s.s->feed_ciphertext(hello);
+  s.step();
+  REQUIRE(s.error.empty());
+  REQUIRE(s.s->take_ciphertext(flight));  // ServerHello ... Finished: never delivered
+  SECTION("unknown CA") {
+    s.s->feed_ciphertext(std::string("\x15\x03\x03\x00\x02\x02\x30", 7));
+    s.step();
+    CHECK(s.error == "alert from peer: unknown CA");
+  }
+  SECTION("bad certificate, in two pieces, with the connection's end") {
+    s.s->feed_ciphertext(std::string("\x15\x03\x03\x00", 4));
+    s.step();
+    CHECK(s.error.empty());
+    s.s->feed_ciphertext(std::string("\x02\x02\x2a", 3));
+    s.s->feed_eof();
+    s.step();
+    CHECK(s.error == "alert from peer: bad certificate");
+  }
+  CHECK_FALSE(s.s->handshake_done());
+}
+
+TEST_CASE("plaintext_fatal_alert walks whole records only", "[tls]") {
+  using namespace std::string_literals;
+  CHECK(plaintext_fatal_alert("") == -1);
+  CHECK(plaintext_fatal_alert("\x15\x03\x03\x00\x02\x02\x30"s) == 48);
+  // after a handshake record and a ChangeCipherSpec
+  CHECK(plaintext_fatal_alert("\x16\x03\x01\x00\x03\x01\x02\x03" "\x14\x03\x03\x00\x01\x01"
+                              "\x15\x03\x03\x00\x02\x02\x2a"s) == 42);
+  CHECK(plaintext_fatal_alert("\x15\x03\x03\x00\x02\x01\x00"s) == -1);  // a warning
+  CHECK(plaintext_fatal_alert("\x15\x03\x03\x00\x02\x02"s) == -1);      // cut short
+  CHECK(plaintext_fatal_alert("\x17\x03\x03\x00\x02\x02\x30"s) == -1);  // encrypted
+  // 0x15 inside another record's body is not a record
+  CHECK(plaintext_fatal_alert("\x16\x03\x01\x00\x07\x15\x03\x03\x00\x02\x02\x30"s) == -1);
+}

@@ -337,12 +337,16 @@ class SubmissionSluiced(Sluiced):
         write_file_atomically(self.users_path, "".join(l + "\n" for l in lines))
 
     def reload(self, timeout=10):
-        """SIGHUP, then wait until the daemon says it re-read its configuration."""
-        before = self.log().count("reload: configuration re-read")
+        """SIGHUP, then wait until the daemon says it re-read its configuration,
+        or that it refused the new one (a reload is all or nothing)."""
+        def done():
+            log = self.log()
+            return log.count("reload: configuration re-read") + log.count("reload: configuration has errors")
+        before = done()
         self.proc.send_signal(signal.SIGHUP)
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.log().count("reload: configuration re-read") > before:
+            if done() > before:
                 return
             time.sleep(0.02)
         raise AssertionError("no reload in the log:\n" + self.log())

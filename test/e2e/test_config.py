@@ -24,9 +24,25 @@ class Check(unittest.TestCase):
     # account packaging/postinst makes. Here it is made for the test.
     @unittest.skipUnless(os.geteuid() == 0, "needs root: makes the sluice account")
     def test_example_config_is_valid(self):
-        with temporary_account("sluice"):
-            r = subprocess.run([SLUICED, "--check", "--config", EXAMPLE], capture_output=True, text=True)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        # --check loads the files the example names, as the start would: with
+        # its users file in place it passes (the default certificate pair is
+        # made at start, so a missing one is fine).
+        with open(EXAMPLE) as f:
+            text = f.read()
+        with tempfile.TemporaryDirectory() as tmp:
+            users = os.path.join(tmp, "users")
+            open(users, "w").close()
+            self.assertIn('users_file = "/etc/sluice/users"', text)
+            with temporary_account("sluice"):
+                r = check(text.replace('users_file = "/etc/sluice/users"', 'users_file = "%s"' % users))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                if not os.path.exists("/etc/sluice/users"):
+                    # ... and without it, that is the one problem, named by its key.
+                    r = subprocess.run([SLUICED, "--check", "--config", EXAMPLE], capture_output=True, text=True)
+                    self.assertEqual(r.returncode, 1, r.stdout)
+                    self.assertEqual(r.stderr.strip().splitlines(),
+                                     ["%s: auth.users_file: /etc/sluice/users: cannot open: No such file or directory"
+                                      % EXAMPLE])
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root: makes the sluice account")
     def test_minimal_config(self):

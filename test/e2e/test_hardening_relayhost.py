@@ -252,6 +252,16 @@ class RelayhostTls(unittest.TestCase):
         line = next(l for l in log.splitlines() if "certificate not trusted" in l and "delivery.ca_file" in l)
         self.assertIn(reason, line)
         self.assertNotIn(PASSWORD, log)
+        self.assertIn(" warning: ", line)
+        # A failure the administrator must fix: counted in sluicectl status.
+        import json
+        import subprocess
+        from test_reload import SLUICECTL
+        st = json.loads(subprocess.run([SLUICECTL, "--config", self.d.config_path, "status", "--json"],
+                                       capture_output=True, check=True, timeout=60).stdout)
+        warnings = [l for l in log.splitlines() if " warning: " in l and "certificate not trusted" in l]
+        self.assertGreaterEqual(len(warnings), 2)  # the first try and the retry
+        self.assertGreaterEqual(st["warnings"]["tls_verify"], len(warnings))  # (more retries may follow)
         self.d.stop()
         msgs = self.d.spool_messages(body=False)
         self.assertEqual(len(msgs), 1, msgs)

@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include "conf/aliases.hpp"
 #include "conf/net.hpp"
 
 namespace sluice::conf {
@@ -106,6 +107,8 @@ struct Config {
   Limits limits;
   Delivery delivery;
   Dns dns;
+  // [aliases]: local name (lower case) or "*" -> addresses (docs/aliases.md).
+  aliases::Table aliases;
   std::string source;  // file the config came from ("" when parsed from text)
 };
 

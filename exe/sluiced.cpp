@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
+    if (auto w = sluice::aliases::root_warning(config->aliases))
+      fmt::print(stderr, "{}: warning: {}\n", path, *w);
     fmt::print("{}: configuration ok\n", path);
     return 0;
   }

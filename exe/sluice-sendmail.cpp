@@ -144,11 +144,12 @@ class StdIo final : public sm::BsIo {
 int run_smtp(const sluice::conf::Config& config, sm::Context context) {
   ::signal(SIGPIPE, SIG_IGN);  // a client that goes away is EPIPE, not death
   StdIo io(config.spool_dir + "/maildrop", config.hostname);
-  sm::BsDialogue dialogue(
-      sm::bs_session_config(config.hostname, config.limits.max_message_size,
-                            config.limits.max_recipients,
-                            std::make_shared<const sluice::aliases::Table>(config.aliases)),
-      std::move(context), io);
+  auto session = sm::bs_session_config(config.hostname, config.limits.max_message_size,
+                                       config.limits.max_recipients,
+                                       std::make_shared<const sluice::aliases::Table>(config.aliases));
+  session.command_timeout = config.limits.command_timeout;
+  session.data_timeout = config.limits.data_timeout;
+  sm::BsDialogue dialogue(std::move(session), std::move(context), io);
   dialogue.start();
   std::vector<char> buf(64 * 1024);
   while (!dialogue.done() && !io.failed) {

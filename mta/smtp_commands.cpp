@@ -375,9 +375,11 @@ void Session::Commands::rcpt(Session& s, const proto::Command& c) {
   // expansion, checked at configuration load never to end in a local name).
   aliases::Resolution local;
   if (s.cfg_.aliases) local = aliases::resolve(*s.cfg_.aliases, s.cfg_.hostname, c.path.str());
-  // RFC 5321 §4.5.1: postmaster is accepted from any client.
+  // RFC 5321 §4.5.1: postmaster is accepted from any client — when it has
+  // somewhere to go; otherwise an untrusted client is refused as for any
+  // recipient (nothing about the table is told to it).
   const bool postmaster =
-      local.kind != aliases::Resolution::Kind::not_local && local.name == "postmaster";
+      local.kind == aliases::Resolution::Kind::alias && local.name == "postmaster";
   if (!s.cfg_.trusted && s.auth_login_.empty() && !postmaster) {
     ++s.rejected_rcpts_;
     s.error(fmt::format("RCPT <{}>", c.path.str()),

@@ -65,7 +65,8 @@ struct SessionConfig {
   int max_auth_failures = 3;     // failed AUTH attempts before "421 4.7.0"
   // [aliases] (conf/aliases.hpp): RCPT to a local name (no domain, hostname,
   // localhost) is replaced by its entry's addresses, or refused with
-  // "550 5.1.1" when it has none; postmaster is accepted from any client.
+  // "550 5.1.1" when it has none; postmaster (with an entry to go to) is
+  // accepted from any client.
   // Null: local names are not special (only unit tests of other rules).
   std::shared_ptr<const aliases::Table> aliases;
 };

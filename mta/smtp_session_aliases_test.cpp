@@ -129,14 +129,22 @@ TEST_CASE("aliases at RCPT: postmaster from any client, other names need trust")
   // The second names the same target: it adds nothing.
   CHECK(addresses(h.last) ==
         std::vector<std::string>{"pm@example.com rfc822;POSTMASTER@mx.test"});
-  // Without an entry for postmaster, root or "*", even postmaster is refused.
+  // Without an entry for postmaster, root or "*", postmaster is refused: an
+  // untrusted client as for any recipient, a trusted one with 550 5.1.1.
   Host h2;
   Session s2(cfg(false, {}), h2);
   s2.start();
   s2.feed("EHLO c\r\nMAIL FROM:<someone@example.net>\r\n");
   h2.take();
   s2.feed("RCPT TO:<postmaster>\r\n");
-  CHECK(h2.take() == "550 5.1.1 <postmaster>: Recipient address rejected: no such local user\r\n");
+  CHECK(h2.take() == "554 5.7.1 <postmaster>: Relay access denied\r\n");
+  Host h3;
+  Session s3(cfg(true, {}), h3);
+  s3.start();
+  s3.feed("EHLO c\r\nMAIL FROM:<someone@example.net>\r\n");
+  h3.take();
+  s3.feed("RCPT TO:<postmaster>\r\n");
+  CHECK(h3.take() == "550 5.1.1 <postmaster>: Recipient address rejected: no such local user\r\n");
 }
 
 TEST_CASE("aliases at RCPT: max_recipients counts the expanded addresses") {

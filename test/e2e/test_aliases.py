@@ -117,6 +117,28 @@ class Aliases(AliasCase):
         self.assertEqual(sorted(got["after"][1]), ["catch@example.test", "new-admin@example.test"])
         self.assertEqual(got["via sendmail"][1], ["catch@example.test"])
 
+    def drop_file(self, name, rcpts, subject):
+        """A maildrop file as an older sluice-sendmail (or one run under
+        another configuration) wrote it: local recipients not expanded."""
+        body = b"Subject: %s\r\n\r\nhi\r\n" % subject
+        head = b"SLUICE-MAILDROP 1\nsender a@sender.test\n" + b"".join(b"rcpt %s\n" % r for r in rcpts)
+        tmp = os.path.join(self.maildrop(), name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(head + b"size %d\n\n" % len(body) + body)
+        os.rename(tmp, os.path.join(self.maildrop(), name))
+
+    def test_pickup_expands_local_names_and_sets_aside_unknown_ones(self):
+        self.drop_file("0000000000000000aaaa", [b"root@mx.sluice.test", b"bob@example.test"], b"old")
+        mail_from, rcpts, content = self.delivered()[0]
+        self.assertEqual(sorted(rcpts), ["admin@example.test", "bob@example.test"])
+        self.drop_file("0000000000000000bbbb", [b"bob@example.test", b"nobody@localhost"], b"lost")
+        self.d.wait_log("moved to")
+        self.assertEqual(os.listdir(os.path.join(self.d.spool, "corrupt")), ["0000000000000000bbbb"])
+        line = [l for l in self.d.log().splitlines() if "0000000000000000bbbb" in l][0]
+        self.assertIn("error: maildrop", line)  # as for every file set aside
+        self.assertIn("<nobody@localhost> is a local name without an [aliases] entry", line)
+        self.assertEqual(len(self.mx.messages), 1)
+
     def test_newaliases_says_where_aliases_live(self):
         r = self.sendmail(["-bi"], b"")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -5,11 +5,26 @@ maildrop file and is delivered by the real sluiced to the sinks of
 test_delivery. Before issue 13 the binary refused -bs with exit 64.
 """
 import os
+import shutil
 import subprocess
 import unittest
 
 import test_sendmail as ts
 from test_sendmail import SENDMAIL, SendmailCase, have_root
+
+SYMFONY_MAILER = "/usr/share/php/Symfony/Component/Mailer/autoload.php"  # Debian's php-symfony-mailer
+SYMFONY_SCRIPT = """<?php
+require '%s';
+use Symfony\\Component\\Mailer\\Mailer;
+use Symfony\\Component\\Mailer\\Transport;
+use Symfony\\Component\\Mime\\Email;
+$mailer = new Mailer(Transport::fromDsn('sendmail://default?command=' . rawurlencode($argv[1])));
+foreach ([1, 2] as $i) {
+    $mailer->send((new Email())->from('app@sender.test')->to('bob@example.test')
+        ->bcc('carol@example.test')->subject("symfony $i")->text("hello $i"));
+}
+echo "sent\\n";
+"""
 
 
 class BsClient:
@@ -160,6 +175,26 @@ class SendmailBs(SendmailCase):
             text = f.read()
         d.write_config(text.replace("[dns]", "[limits]\nmax_message_size = \"64K\"\n[dns]", 1))
         return d
+
+    @unittest.skipUnless(shutil.which("php") and os.path.exists(SYMFONY_MAILER),
+                         "needs php-cli and php-symfony-mailer (scripts/deps --test)")
+    def test_symfony_mailer_sendmail_transport(self):
+        """Symfony Mailer's own sendmail transport in -bs mode, two messages
+        through one sluice-sendmail process, Bcc removed by Symfony."""
+        script = os.path.join(self.d.dir, "send.php")
+        with open(script, "w") as f:
+            f.write(SYMFONY_SCRIPT % SYMFONY_MAILER)
+        command = "%s -C %s -bs" % (SENDMAIL, self.d.config_path)
+        r = subprocess.run(["php", script, command], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout, b"sent\n", r.stderr)
+        got = sorted(self.delivered(2), key=lambda m: m[2].split(b"Subject: ")[1])
+        for i, (mail_from, rcpts, content) in enumerate(got, 1):
+            self.assertEqual(mail_from, "app@sender.test")
+            self.assertEqual(sorted(rcpts), ["bob@example.test", "carol@example.test"])
+            self.assertIn(b"Subject: symfony %d\r\n" % i, content)
+            self.assertNotIn(b"carol", content)  # Bcc only in the envelope
+            self.assertIn(b"(Sluice, from userid 0)", content)
 
     def test_recipients_as_arguments_are_a_usage_error(self):
         r = subprocess.run([SENDMAIL, "-C", self.d.config_path, "-bs", "bob@example.test"],

@@ -96,8 +96,8 @@ std::optional<std::string> check_name(std::string_view name) {
   // The grammar of RCPT TO decides what a dot-string is.
   auto path = proto::parse_path(fmt::format("<{}@example.com>", name), false);
   if (!path || path->local != name || path->local.front() == '"')
-    return fmt::format("\"{}\" is not a local name (letters, digits, dots and !#$%&'*+-/=?^_`{{|}}~)",
-                       name);
+    return fmt::format(
+        "\"{}\" is not a local name (letters, digits, dots and !#$%&'*+-/=?^_`{{|}}~)", name);
   return std::nullopt;
 }
 

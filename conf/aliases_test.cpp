@@ -108,7 +108,8 @@ TEST_CASE("aliases: names and targets that cannot be used") {
     INFO(ok);
     CHECK_FALSE(aliases::check_name(ok).has_value());
   }
-  for (std::string_view bad : std::initializer_list<std::string_view>{"", "a b", "a@b", ".root", "root.", "a..b", "\"quoted\"", "r\xc3\xa9",
+  using List = std::initializer_list<std::string_view>;
+  for (std::string_view bad : List{"", "a b", "a@b", ".root", "root.", "a..b", "\"quoted\"", "r\xc3\xa9",
                                std::string_view("x\0y", 3)}) {
     INFO(bad);
     CHECK(aliases::check_name(bad).has_value());
@@ -120,7 +121,7 @@ TEST_CASE("aliases: names and targets that cannot be used") {
     INFO(ok);
     CHECK_FALSE(aliases::check_target(ok, host).has_value());
   }
-  for (std::string_view bad : std::initializer_list<std::string_view>{"admin", "", "admin@", "@example.com", "<a@example.com>",
+  for (std::string_view bad : List{"admin", "", "admin@", "@example.com", "<a@example.com>",
                                "a b@example.com", "root@mail.example.net", "root@MAIL.example.NET",
                                "x@localhost", "postmaster", "j\xc3\xb6rg@example.com",
                                "@relay:a@example.com"}) {
@@ -174,7 +175,8 @@ TEST_CASE("config: [aliases] problems name the key and line") {
         "t.toml:6: aliases.root: needs at least one address\n");
   CHECK(problems("[aliases]\nroot = 3\n") ==
         "t.toml:6: aliases.root: expected an address or an array of addresses, got an integer\n");
-  CHECK(problems("[aliases]\n\"a b\" = [\"x@example.com\"]\n").find("t.toml:6: aliases.a b: ") == 0);
+  CHECK(problems("[aliases]\n\"a b\" = [\"x@example.com\"]\n").find("t.toml:6: aliases.a b: ") ==
+        0);
   CHECK(problems("[aliases]\nroot = [\"a@example.com\"]\nROOT = [\"b@example.com\"]\n")
             .find("aliases.ROOT and aliases.root are the same name (names ignore case)") !=
         std::string::npos);

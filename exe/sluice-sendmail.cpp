@@ -97,7 +97,8 @@ int run_newaliases(const sluice::conf::Config& config, const std::string& path) 
   fmt::print("{}: aliases live in the [aliases] table of {} ({} name{}); sluiced reads them at "
              "start and on SIGHUP, there is nothing to rebuild\n",
              kProgram, path, config.aliases.size(), config.aliases.size() == 1 ? "" : "s");
-  if (auto w = sluice::aliases::root_warning(config.aliases)) fmt::print("{}: warning: {}\n", kProgram, *w);
+  if (auto w = sluice::aliases::root_warning(config.aliases))
+    fmt::print("{}: warning: {}\n", kProgram, *w);
   return EX_OK;
 }
 
@@ -144,9 +145,9 @@ class StdIo final : public sm::BsIo {
 int run_smtp(const sluice::conf::Config& config, sm::Context context) {
   ::signal(SIGPIPE, SIG_IGN);  // a client that goes away is EPIPE, not death
   StdIo io(config.spool_dir + "/maildrop", config.hostname);
+  auto table = std::make_shared<const sluice::aliases::Table>(config.aliases);
   auto session = sm::bs_session_config(config.hostname, config.limits.max_message_size,
-                                       config.limits.max_recipients,
-                                       std::make_shared<const sluice::aliases::Table>(config.aliases));
+                                       config.limits.max_recipients, std::move(table));
   session.command_timeout = config.limits.command_timeout;
   session.data_timeout = config.limits.data_timeout;
   sm::BsDialogue dialogue(std::move(session), std::move(context), io);

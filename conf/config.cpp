@@ -462,6 +462,78 @@ void read_dns(Reader& r, const toml::node& n, const std::string& key, Dns& dns) 
   r.walk(n, key, fields);
 }
 
+// [aliases]: every key is a local name (or "*"), its value an address or an
+// array of addresses. The targets are checked in check_aliases(), once
+// hostname is known; `lines` keeps where each target was written.
+struct AliasLines {
+  struct Target {
+    std::string key;  // "aliases.NAME[i]"
+    int line;
+    std::string address;
+  };
+  std::vector<Target> targets;
+};
+
+void read_aliases(Reader& r, const toml::node& n, const std::string& key, Config& cfg,
+                  AliasLines& lines) {
+  const toml::table* table = n.as_table();
+  if (table == nullptr) {
+    r.wrong_type(n, key, "a table");
+    return;
+  }
+  std::map<std::string, std::string> written;  // lower-case name -> key as written
+  for (auto&& [k, value] : *table) {
+    const std::string name(k.str());
+    const std::string entry_key = fmt::format("{}.{}", key, name);
+    if (auto why = aliases::check_name(name)) {
+      r.add(entry_key, line_of(value), *why);
+      continue;
+    }
+    const std::string lower = aliases::lower(name);
+    if (auto [it, fresh] = written.emplace(lower, entry_key); !fresh) {
+      const auto& [a, b] = std::minmax(entry_key, it->second);
+      r.add(entry_key, line_of(value),
+            fmt::format("{} and {} are the same name (names ignore case)", a, b));
+      continue;
+    }
+    std::vector<std::string> targets;
+    auto add_target = [&](const toml::node& v, const std::string& target_key) {
+      auto s = r.string(v, target_key);
+      if (!s) return;
+      if (std::find(targets.begin(), targets.end(), *s) != targets.end()) {
+        r.add(target_key, line_of(v), fmt::format("\"{}\" is listed twice", *s));
+        return;
+      }
+      targets.push_back(*s);
+      lines.targets.push_back({target_key, line_of(v), *s});
+    };
+    if (value.is_string()) {
+      add_target(value, entry_key + "[1]");
+    } else if (value.is_array()) {
+      if (value.as_array()->empty()) {
+        r.add(entry_key, line_of(value), "needs at least one address");
+        continue;
+      }
+      if (value.as_array()->size() > aliases::kMaxTargets) {
+        r.add(entry_key, line_of(value),
+              fmt::format("at most {} addresses per name", aliases::kMaxTargets));
+        continue;
+      }
+      r.array(value, entry_key, add_target);
+    } else {
+      r.wrong_type(value, entry_key, "an address or an array of addresses");
+      continue;
+    }
+    cfg.aliases[lower] = std::move(targets);
+  }
+}
+
+// Alias targets must be complete addresses that are not local themselves.
+void check_aliases(Reader& r, const Config& cfg, const AliasLines& lines) {
+  for (const auto& t : lines.targets)
+    if (auto why = aliases::check_target(t.address, cfg.hostname)) r.add(t.key, t.line, *why);
+}
+
 // Checks that involve several keys, run once every key has been read.
 void check(Reader& r, Config& cfg, bool hostname_set) {
   if (!hostname_set && !r.seen.contains("hostname")) {
@@ -601,6 +673,7 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
 
   Reader r;
   bool hostname_set = false;
+  AliasLines alias_lines;
   auto section = [&r](auto read, auto& dest) {
     return
         [&r, read, &dest](const toml::node& n, const std::string& key) { read(r, n, key, dest); };
@@ -657,9 +730,14 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
       {"limits", section(read_limits, cfg.limits)},
       {"delivery", section(read_delivery, cfg.delivery)},
       {"dns", section(read_dns, cfg.dns)},
+      {"aliases",
+       [&](const toml::node& n, const std::string& key) {
+         read_aliases(r, n, key, cfg, alias_lines);
+       }},
   };
   r.walk(root, "", fields);
   check(r, cfg, hostname_set);
+  check_aliases(r, cfg, alias_lines);
   for (auto& p : r.problems)
     if (p.message == "unknown key")
       if (auto where = table_hint(p.key)) p.message += "; " + *where;

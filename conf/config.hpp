@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include "conf/aliases.hpp"
 #include "conf/net.hpp"
 
 namespace sluice::conf {
@@ -120,6 +121,8 @@ struct Config {
   Limits limits;
   Delivery delivery;
   Dns dns;
+  // [aliases]: local name (lower case) or "*" -> addresses (docs/aliases.md).
+  aliases::Table aliases;
   std::string source;  // file the config came from ("" when parsed from text)
 };
 

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
+    if (auto w = sluice::aliases::root_warning(config->aliases))
+      fmt::print(stderr, "{}: warning: {}\n", path, *w);
     // The files it names, loaded as the start loads them.
     const auto problems = sluice::mta::check_files(*config);
     for (const auto& p : problems) fmt::print(stderr, "{}: {}\n", path, p);

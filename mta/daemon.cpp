@@ -450,6 +450,8 @@ int run_daemon(conf::Config cfg) {
                    l.address);
   }
 
+  if (auto w = aliases::root_warning(c.aliases)) log::warning("{}", *w);
+
   // The spool is opened with the user's identity (when sluiced drops to
   // one): root never opens anything under spool_dir, which the user can
   // write. Every file there must be the user's; none is re-owned.

@@ -158,9 +158,28 @@ Picked take_file(const std::string& dir, const std::string& name, const conf::Co
       return p;
     }
     env.smtputf8 = env.smtputf8 || m->utf8();
-    queue::Recipient rcpt;
-    rcpt.address = m->str();
-    env.recipients.push_back(std::move(rcpt));
+    // sluice-sendmail expanded [aliases] already; a local name here was
+    // written under another configuration. Never relayed to this host.
+    auto local = aliases::resolve(cfg.aliases, cfg.hostname, m->str());
+    if (local.kind == aliases::Resolution::Kind::unknown) {
+      p.error = fmt::format("recipient <{}> is a local name without an [aliases] entry; add one "
+                            "and move the file back into maildrop/",
+                            log::sanitize(m->str()));
+      return p;
+    }
+    auto add = [&env](std::string address, std::string orcpt) {
+      for (const auto& x : env.recipients)
+        if (x.address == address) return;  // an alias target named twice
+      queue::Recipient rcpt;
+      rcpt.address = std::move(address);
+      rcpt.orcpt = std::move(orcpt);
+      env.recipients.push_back(std::move(rcpt));
+    };
+    if (local.kind == aliases::Resolution::Kind::alias) {
+      for (const std::string& t : *local.targets) add(t, m->utf8() ? "" : aliases::orcpt(m->str()));
+    } else {
+      add(m->str(), "");
+    }
   }
   if (env.recipients.empty()) {
     p.error = "no recipients";

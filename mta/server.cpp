@@ -243,6 +243,11 @@ class Connection final : public uv::StreamConnection, public SessionHost {
     log::info("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
               log::sanitize(what), r.code, r.enhanced, log::sanitize(r.text()));
   }
+  void rejected_warning(std::string_view what, const proto::Reply& r) override {
+    ++rejects_;
+    log::warning("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
+                 log::sanitize(what), r.code, r.enhanced, log::sanitize(r.text()));
+  }
   void accepted(const queue::Envelope& env) override {
     ++messages_;
     log::info("{}: accept conn={} from=<{}> size={} nrcpt={} msgid={} client={}{}{}", env.id, id_,
@@ -271,6 +276,8 @@ class Connection final : public uv::StreamConnection, public SessionHost {
     sc.in_tls = !tls_info.empty();
     sc.tls_info = std::move(tls_info);
     sc.auth_offered = server_.users_ != nullptr;
+    // The connection's configuration owns the table (a reload reaches new connections).
+    sc.aliases = std::shared_ptr<const aliases::Table>(config_, &config_->aliases);
     session_ = std::make_unique<Session>(std::move(sc), *this);
     session_->start();
   }

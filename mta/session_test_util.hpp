@@ -59,6 +59,10 @@ struct Host : SessionHost {
   void rejected(std::string_view what, const sluice::proto::Reply& r) override {
     rejects.push_back(std::string(what) + " " + std::to_string(r.code));
   }
+  std::vector<std::string> warnings;  // refusals the admin should see (an unknown local name)
+  void rejected_warning(std::string_view what, const sluice::proto::Reply& r) override {
+    warnings.push_back(std::string(what) + " " + std::to_string(r.code));
+  }
   void accepted(const sluice::queue::Envelope&) override { ++accepted_n; }
   std::vector<std::string> transitions;  // "from -> to"
   void state_changed(std::string_view from, std::string_view to) override {

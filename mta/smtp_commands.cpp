@@ -28,6 +28,7 @@
 // abort at the first command.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdlib>
@@ -109,6 +110,10 @@ struct Session::Commands {
   static void mail(Session& s, const proto::Command& c);
   static Reply rcpt_refused(const Session&) { return {503, "5.5.1", "Error: need MAIL command"}; }
   static void rcpt(Session& s, const proto::Command& c);
+  static std::vector<queue::Recipient> alias_recipients(const Session& s,
+                                                        const proto::Mailbox& path,
+                                                        const queue::Recipient& rcpt,
+                                                        const std::vector<std::string>& targets);
   static Reply data_refused(const Session& s);
   static void data(Session& s, const proto::Command& c);
   static void rset(Session& s, const proto::Command&) {
@@ -366,13 +371,38 @@ void Session::Commands::rcpt(Session& s, const proto::Command& c) {
     s.error("RCPT", Reply{553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8"});
     return;
   }
-  if (!s.cfg_.trusted && s.auth_login_.empty()) {
+  // [aliases]: a local name is replaced by its entry's addresses (one
+  // expansion, checked at configuration load never to end in a local name).
+  aliases::Resolution local;
+  if (s.cfg_.aliases) local = aliases::resolve(*s.cfg_.aliases, s.cfg_.hostname, c.path.str());
+  // RFC 5321 §4.5.1: postmaster is accepted from any client — when it has
+  // somewhere to go; otherwise an untrusted client is refused as for any
+  // recipient (nothing about the table is told to it).
+  const bool postmaster =
+      local.kind == aliases::Resolution::Kind::alias && local.name == "postmaster";
+  if (!s.cfg_.trusted && s.auth_login_.empty() && !postmaster) {
     ++s.rejected_rcpts_;
     s.error(fmt::format("RCPT <{}>", c.path.str()),
             Reply{554, "5.7.1", fmt::format("<{}>: Relay access denied", c.path.str())});
     return;
   }
-  if (s.env_.recipients.size() >= s.cfg_.max_recipients) {
+  if (local.kind == aliases::Resolution::Kind::unknown) {
+    ++s.rejected_rcpts_;
+    s.error(fmt::format("RCPT <{}> (no [aliases] entry for the local name {})", c.path.str(),
+                        local.name),
+            Reply{550, "5.1.1",
+                  fmt::format("<{}>: Recipient address rejected: no such local user", c.path.str())},
+            true);
+    return;
+  }
+  std::vector<queue::Recipient> add;
+  if (local.kind == aliases::Resolution::Kind::alias) {
+    add = alias_recipients(s, c.path, rcpt, *local.targets);
+  } else {
+    rcpt.address = c.path.str();
+    add.push_back(std::move(rcpt));
+  }
+  if (!add.empty() && s.env_.recipients.size() + add.size() > s.cfg_.max_recipients) {
     // Not an error at first: RFC 5321 §4.5.3.1.10 expects clients to send
     // the rest in a later transaction. Logged once per transaction; beyond
     // kRecipientOvershoot more (Postfix's smtpd_recipient_overshoot_limit)
@@ -386,10 +416,34 @@ void Session::Commands::rcpt(Session& s, const proto::Command& c) {
     s.reply(r);
     return;
   }
-  rcpt.address = c.path.str();
-  s.env_.recipients.push_back(std::move(rcpt));
+  for (auto& r : add) s.env_.recipients.push_back(std::move(r));
   s.enter(State::rcpt);
   s.reply(Reply{250, "2.1.5", "Ok"});
+}
+
+// The recipients an alias stands for: one per target not already in the
+// transaction (root and postmaster often go to the same address), each
+// keeping the address the client named as its DSN original recipient
+// (RFC 3461 ORCPT, "rfc822;" and the address in xtext) unless RCPT gave one.
+std::vector<queue::Recipient> Session::Commands::alias_recipients(
+    const Session& s, const proto::Mailbox& path, const queue::Recipient& rcpt,
+    const std::vector<std::string>& targets) {
+  std::string orcpt = rcpt.orcpt;
+  if (orcpt.empty() && !path.utf8())
+    orcpt = aliases::orcpt(path.domain.empty() ? fmt::format("{}@{}", path.local, s.cfg_.hostname)
+                                               : path.str());
+  std::vector<queue::Recipient> out;
+  for (const std::string& t : targets) {
+    auto same = [&t](const queue::Recipient& r) { return r.address == t; };
+    if (std::any_of(s.env_.recipients.begin(), s.env_.recipients.end(), same) ||
+        std::any_of(out.begin(), out.end(), same))
+      continue;
+    queue::Recipient r = rcpt;
+    r.address = t;
+    r.orcpt = orcpt;
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 Reply Session::Commands::data_refused(const Session& s) {

@@ -73,8 +73,12 @@ void Session::reply(const Reply& r) {
   host_.send(wire);
 }
 
-void Session::error(std::string_view what, const Reply& r) {
-  host_.rejected(what, r);
+void Session::error(std::string_view what, const Reply& r, bool warn) {
+  if (warn) {
+    host_.rejected_warning(what, r);
+  } else {
+    host_.rejected(what, r);
+  }
   reply(r);
   if (++errors_ >= cfg_.max_errors) {
     host_.rejected("session", kTooManyErrors);

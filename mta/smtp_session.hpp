@@ -27,10 +27,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "conf/aliases.hpp"
 #include "mail/headers.hpp"
 #include "mta/auth/sasl.hpp"
 #include "mta/proto/command.hpp"
@@ -62,6 +64,12 @@ struct SessionConfig {
   // system has less free space than this plus the declared SIZE (0: off).
   uint64_t min_free_space = 0;
   int max_auth_failures = 3;     // failed AUTH attempts before "421 4.7.0"
+  // [aliases] (conf/aliases.hpp): RCPT to a local name (no domain, hostname,
+  // localhost) is replaced by its entry's addresses, or refused with
+  // "550 5.1.1" when it has none; postmaster (with an entry to go to) is
+  // accepted from any client.
+  // Null: local names are not special (only unit tests of other rules).
+  std::shared_ptr<const aliases::Table> aliases;
 };
 
 class SessionHost {
@@ -100,6 +108,11 @@ class SessionHost {
   // For the log only: a refused command, and a message the intake committed
   // (delivery already has it), as committed (its size, its Message-ID).
   virtual void rejected(std::string_view what, const proto::Reply& reply) = 0;
+  // A refusal the administrator should see, logged as a warning: RCPT to a
+  // local name without an [aliases] entry. Default: as rejected().
+  virtual void rejected_warning(std::string_view what, const proto::Reply& reply) {
+    rejected(what, reply);
+  }
   virtual void accepted(const queue::Envelope& env) = 0;
   // Every state change, `from -> to` (Session::to_string names), for the
   // debug log. Must not call back into the session.
@@ -150,7 +163,8 @@ class Session {
   void process();
   void handle_line(std::string_view line);
   void reply(const proto::Reply& r);
-  void error(std::string_view what, const proto::Reply& r);  // counts towards max_errors
+  // Counts towards max_errors; `warn`: reported through rejected_warning().
+  void error(std::string_view what, const proto::Reply& r, bool warn = false);
   void reset_transaction();
   void finish_data();
   void close_with(const proto::Reply& r);

@@ -35,9 +35,7 @@ std::expected<void, std::string> apply_mode(std::string_view v, Options& o) {
     return std::unexpected(fmt::format(
         "-b{}: daemon mode is not provided by sluice-sendmail; run sluiced", v));
   } else if (v == "s") {
-    return std::unexpected(
-        "-bs: SMTP on standard input is not supported; connect to sluiced's relay "
-        "listener instead");
+    o.mode = Mode::smtp;
   } else if (v == "v" || v == "t" || v == "h" || v == "H" || v == "a" || v == "P") {
     return std::unexpected(fmt::format("-b{}: this mode is not supported by sluice-sendmail", v));
   } else {
@@ -149,6 +147,8 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     if (name == "mailq") o.mode = Mode::mailq;
     if (name == "newaliases") o.mode = Mode::newaliases;
   }
+  if (o.mode == Mode::smtp && !o.recipients.empty())
+    return std::unexpected("-bs: the recipients come in RCPT TO commands, not as arguments");
   return o;
 }
 

@@ -10,10 +10,11 @@
 // its argument or, when nothing is left, the next argument ("-fbob",
 // "-f bob"). Options and recipients may be mixed in any order; "--" ends the
 // options. See docs/sendmail.md for the full table.
-//   supported: -t -i -oi -O IgnoreDots -f -r -F -C -bm -bp -bi
+//   supported: -t -i -oi -O IgnoreDots -f -r -F -C -bm -bp -bi -bs (with -bs,
+//              no recipient arguments; -t -i -f -F mean nothing: SMTP says it all)
 //   accepted and ignored: -v -m -n -U -G -oANYTHING -O... -e? -h N -N dsn
 //                         -R ret -V envid -B type -L tag -X file -p proto -A?
-//   refused (an Error): -bd -bD -bs -bv -bt -bh -bH -ba -bP and other -b
+//   refused (an Error): -bd -bD -bv -bt -bh -bH -ba -bP and other -b
 //                       modes, -I, -q..., unknown options, missing values.
 // Errors are one line without the program name; sluice-sendmail prints
 // "sluice-sendmail: MESSAGE" and exits EX_USAGE.
@@ -29,7 +30,8 @@ namespace sluice::sendmail {
 enum class Mode {
   send,        // read a message and queue it (default, -bm)
   mailq,       // list the queue (-bp, or invoked as "mailq")
-  newaliases,  // nothing to do (-bi, or invoked as "newaliases")
+  newaliases,  // check [aliases] (-bi, or invoked as "newaliases")
+  smtp,        // SMTP on standard input and output (-bs; bs.hpp)
 };
 
 struct Options {

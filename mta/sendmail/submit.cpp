@@ -72,6 +72,57 @@ void add_arguments(const Options& o, const Context& c, Recipients& out,
   }
 }
 
+// [aliases]: each local recipient replaced by its entry's addresses, in
+// order, duplicates dropped; a local name without an entry is an error.
+std::expected<std::vector<Mailbox>, Failure> expand_aliases(const std::vector<Mailbox>& in,
+                                                            const Context& c) {
+  if (c.aliases == nullptr) return in;
+  Recipients out;
+  std::vector<std::string> unknown;
+  for (const Mailbox& m : in) {
+    auto r = aliases::resolve(*c.aliases, c.stamp.hostname, m.address());
+    switch (r.kind) {
+      case aliases::Resolution::Kind::not_local:
+        out.add(m);
+        break;
+      case aliases::Resolution::Kind::unknown:
+        unknown.push_back(m.address().substr(0, 80));
+        break;
+      case aliases::Resolution::Kind::alias:
+        for (const std::string& t : *r.targets) {
+          AddressList list = parse_address_list(t);  // checked at configuration load
+          for (Mailbox& target : list.mailboxes) out.add(std::move(target));
+        }
+        break;
+    }
+  }
+  if (!unknown.empty())
+    return std::unexpected(Failure{
+        EX_NOUSER, fmt::format("no such local user{}: {} (mail to this host goes only to the "
+                               "names in the configuration's [aliases])",
+                               unknown.size() == 1 ? "" : "s", joined(unknown))});
+  return out.list();
+}
+
+// The From field added to a message without one: the sender, or the user's
+// LOGIN@hostname for the null sender.
+std::string header_from(const std::string& sender, const Context& c) {
+  if (!sender.empty()) return sender;
+  const std::string local = canonical_local_part(c.login);
+  return (local.empty() ? std::string("postmaster") : local) + "@" + c.stamp.hostname;
+}
+
+std::expected<std::string, Failure> finish_message(Message& msg, const std::string& sender,
+                                                   std::string_view full_name, const Context& c) {
+  add_missing_headers(msg, c.stamp, header_from(sender, c), full_name);
+  std::string message = assemble(msg);
+  if (message.size() > c.max_message_size)
+    return std::unexpected(Failure{
+        EX_DATAERR, fmt::format("the message is {} octets, more than limits.max_message_size ({})",
+                                message.size(), c.max_message_size)});
+  return message;
+}
+
 Failure invalid(const std::vector<std::string>& errors) {
   return {EX_DATAERR, fmt::format("invalid recipient address{}: {}",
                                   errors.size() == 1 ? "" : "es", joined(errors))};
@@ -153,23 +204,45 @@ std::expected<Maildrop, Failure> build_maildrop(const Options& o, std::string_vi
     return std::unexpected(
         Failure{EX_DATAERR, fmt::format("too many recipients (at most {})", kMaxRecipients)});
 
-  std::string from = *sender;
-  if (from.empty()) {  // null sender: the From header names the user
-    const std::string local = canonical_local_part(c.login);
-    from = (local.empty() ? std::string("postmaster") : local) + "@" + c.stamp.hostname;
-  }
-  add_missing_headers(msg, c.stamp, from, o.full_name.value_or(""));
-  std::string message = assemble(msg);
-  if (message.size() > c.max_message_size)
-    return std::unexpected(Failure{
-        EX_DATAERR, fmt::format("the message is {} octets, more than limits.max_message_size ({})",
-                                message.size(), c.max_message_size)});
+  auto expanded = expand_aliases(rcpts.list(), c);
+  if (!expanded) return std::unexpected(expanded.error());
+  if (expanded->size() > kMaxRecipients)
+    return std::unexpected(
+        Failure{EX_DATAERR, fmt::format("too many recipients (at most {})", kMaxRecipients)});
+
+  auto message = finish_message(msg, *sender, o.full_name.value_or(""), c);
+  if (!message) return std::unexpected(message.error());
 
   Maildrop m;
   m.sender = std::move(*sender);
-  m.recipients.reserve(rcpts.list().size());
-  for (const Mailbox& mb : rcpts.list()) m.recipients.push_back(mb.address());
-  m.message = std::move(message);
+  m.recipients.reserve(expanded->size());
+  for (const Mailbox& mb : *expanded) m.recipients.push_back(mb.address());
+  m.message = std::move(*message);
+  return m;
+}
+
+std::expected<Maildrop, Failure> smtp_maildrop(const std::string& sender,
+                                               const std::vector<std::string>& recipients,
+                                               std::string_view content, const Context& c) {
+  Maildrop m;
+  std::unordered_set<std::string> seen;
+  for (const std::string& r : recipients) {
+    // same_address(): local parts exact, domains without case.
+    const size_t at = r.rfind('@');
+    std::string key = r;
+    if (at != std::string::npos)
+      for (size_t i = at; i < key.size(); ++i)
+        if (key[i] >= 'A' && key[i] <= 'Z') key[i] = static_cast<char>(key[i] - 'A' + 'a');
+    if (seen.insert(std::move(key)).second) m.recipients.push_back(r);
+  }
+  if (m.recipients.size() > kMaxRecipients)
+    return std::unexpected(
+        Failure{EX_DATAERR, fmt::format("too many recipients (at most {})", kMaxRecipients)});
+  Message msg = split(content);
+  auto message = finish_message(msg, sender, "", c);
+  if (!message) return std::unexpected(message.error());
+  m.sender = sender;
+  m.message = std::move(*message);
   return m;
 }
 

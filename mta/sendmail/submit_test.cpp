@@ -209,3 +209,39 @@ TEST_CASE("what build_maildrop makes, encode_maildrop accepts") {
   REQUIRE(back);
   CHECK(*back == m);
 }
+
+TEST_CASE("[aliases]: local recipients replaced by their entry; unknown ones are EX_NOUSER") {
+  const sluice::aliases::Table table = {{"root", {"admin@example.com"}},
+                                        {"backup", {"b1@example.org", "admin@example.com"}}};
+  Context c = context();
+  c.aliases = &table;
+  // Arguments and -t alike; the domain-less name, @hostname and @localhost.
+  Maildrop m = build({"-t", "root", "bob@example.com", "Backup@LOCALHOST"},
+                     "To: postmaster@Host.Example.Com, bob@example.com\r\n\r\nhi\r\n", c);
+  CHECK(m.recipients == V{"admin@example.com", "bob@example.com", "b1@example.org"});
+  // The header is not rewritten.
+  CHECK(m.message.starts_with("To: postmaster@Host.Example.Com, bob@example.com\r\n"));
+
+  Failure f = failure({"root", "nobody", "ghost@localhost", "x@example.com"}, "hi\r\n", c);
+  CHECK(f.exit_code == EX_NOUSER);
+  CHECK(f.message.find("nobody@host.example.com; ghost@localhost") != std::string::npos);
+
+  // Without a table (Context::aliases null) nothing is special.
+  CHECK(build({"nobody"}, "hi\r\n").recipients == V{"nobody@host.example.com"});
+}
+
+TEST_CASE("smtp_maildrop (-bs): fields added as for a plain submission, duplicates dropped") {
+  Context c = context();
+  auto m = smtp_maildrop("", {"a@example.com", "A@EXAMPLE.COM", "a@Example.com", "b@example.com"},
+                         "Subject: s\r\n\r\nbody\r\n", c);
+  REQUIRE(m);
+  CHECK(m->sender.empty());
+  CHECK(m->recipients == V{"a@example.com", "A@EXAMPLE.COM", "b@example.com"});
+  CHECK(m->message ==
+        "Subject: s\r\nDate: Mon, 26 Jan 2026 13:56:01 +0000\r\nFrom: alice@host.example.com\r\n"
+        "Message-ID: <20260126135601.123456.2a.0000000000000007@host.example.com>\r\n\r\nbody\r\n");
+  c.max_message_size = 40;
+  auto big = smtp_maildrop("x@example.com", {"a@example.com"}, "Subject: s\r\n\r\nbody\r\n", c);
+  REQUIRE_FALSE(big);
+  CHECK(big.error().exit_code == EX_DATAERR);
+}

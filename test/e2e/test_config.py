@@ -40,8 +40,12 @@ class Check(unittest.TestCase):
                     # ... and without it, that is the one problem, named by its key.
                     r = subprocess.run([SLUICED, "--check", "--config", EXAMPLE], capture_output=True, text=True)
                     self.assertEqual(r.returncode, 1, r.stdout)
+                    # (The example leaves [aliases] empty, so the root warning comes first.)
                     self.assertEqual(r.stderr.strip().splitlines(),
-                                     ["%s: auth.users_file: /etc/sluice/users: cannot open: No such file or directory"
+                                     ["%s: warning: aliases: root has no entry (and there is no \"*\"), so mail to root "
+                                      "and postmaster is refused; add root = [\"you@example.com\"] to [aliases]"
+                                      % EXAMPLE,
+                                      "%s: auth.users_file: /etc/sluice/users: cannot open: No such file or directory"
                                       % EXAMPLE])
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root: makes the sluice account")

@@ -150,6 +150,7 @@ int run_smtp(const sluice::conf::Config& config, sm::Context context) {
                                        config.limits.max_recipients, std::move(table));
   session.command_timeout = config.limits.command_timeout;
   session.data_timeout = config.limits.data_timeout;
+  session.max_hops = config.limits.max_hops;
   sm::BsDialogue dialogue(std::move(session), std::move(context), io);
   dialogue.start();
   std::vector<char> buf(64 * 1024);
@@ -220,6 +221,8 @@ int main(int argc, char** argv) {
   context.login = sm::login_name(::getuid());
   context.max_message_size = config->limits.max_message_size;
   context.aliases = &config->aliases;
+  context.add_missing_headers = config->relay.add_missing_headers;
+  context.max_hops = config->limits.max_hops;
   if (options->mode == sm::Mode::smtp) {
     context.stamp = stamp_now(config->hostname);
     const int rc = run_smtp(*config, context);

@@ -212,6 +212,11 @@ bool Message::has(std::string_view name) const {
                      [&](const Field& f) { return iequals(f.name, name); });
 }
 
+size_t Message::count(std::string_view name) const {
+  return static_cast<size_t>(std::count_if(header.begin(), header.end(),
+                                           [&](const Field& f) { return iequals(f.name, name); }));
+}
+
 void Message::remove(std::string_view name) {
   std::erase_if(header, [&](const Field& f) { return iequals(f.name, name); });
 }

@@ -79,6 +79,7 @@ struct Message {
   std::string body;  // after the empty line (or from the first non-header line)
 
   bool has(std::string_view name) const;  // case-insensitive
+  size_t count(std::string_view name) const;  // fields of that name, case-insensitive
   void remove(std::string_view name);     // every field of that name
 };
 

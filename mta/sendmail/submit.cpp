@@ -114,7 +114,11 @@ std::string header_from(const std::string& sender, const Context& c) {
 
 std::expected<std::string, Failure> finish_message(Message& msg, const std::string& sender,
                                                    std::string_view full_name, const Context& c) {
-  add_missing_headers(msg, c.stamp, header_from(sender, c), full_name);
+  if (const size_t hops = msg.count("Received"); hops > c.max_hops)
+    return std::unexpected(Failure{
+        EX_DATAERR, fmt::format("the message has {} Received header fields, more than "
+                                "limits.max_hops ({}): a mail loop?", hops, c.max_hops)});
+  if (c.add_missing_headers) add_missing_headers(msg, c.stamp, header_from(sender, c), full_name);
   std::string message = assemble(msg);
   if (message.size() > c.max_message_size)
     return std::unexpected(Failure{

@@ -11,7 +11,8 @@
 //   EX_DATAERR  an invalid recipient (on the command line or, with -t, in
 //               the header; every bad one is named), more than
 //               kMaxRecipients recipients, the message over the size limit
-//               once the added headers are counted
+//               once the added headers are counted, more Received fields
+//               than limits.max_hops (a mail loop, as the daemon's 554 5.4.6)
 // Rules (docs/sendmail.md):
 //   - each recipient argument is an address list ("a@b", "<a@b>",
 //     "Bob <b@c>, d@e"); with -t the header's recipients are added to them
@@ -23,7 +24,9 @@
 //     file names only remote recipients;
 //   - envelope sender: -f/-r when given ("" and "<>" are the null sender),
 //     else LOGIN@hostname; the From header added when the message has none
-//     uses the sender, or LOGIN@hostname for the null sender.
+//     uses the sender, or LOGIN@hostname for the null sender;
+//   - Date, From and Message-ID are added only while Context::
+//     add_missing_headers ([relay] add_missing_headers) is on.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +53,8 @@ struct Context {
   uint64_t max_message_size = 0;   // limits.max_message_size
   Stamp stamp;                     // clock, pid, random, hostname
   const aliases::Table* aliases = nullptr;  // [aliases]; null: local names not expanded
+  bool add_missing_headers = true;  // [relay] add_missing_headers: Date, From, Message-ID
+  uint32_t max_hops = 100;          // limits.max_hops: more Received fields are refused
 };
 
 // The envelope sender as stored ("" = null sender).

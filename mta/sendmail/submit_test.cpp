@@ -185,6 +185,27 @@ TEST_CASE("added headers: Date, From (with -F), Message-ID") {
   CHECK(long_name.exit_code == EX_USAGE);
 }
 
+TEST_CASE("[relay] add_missing_headers = false: the message is written as read") {
+  Context c = context();
+  c.add_missing_headers = false;
+  Maildrop m = build({"bob@example.com"}, "Subject: x\r\n\r\nhi\r\n", c);
+  CHECK(m.message == "Subject: x\r\n\r\nhi\r\n");
+}
+
+TEST_CASE("more Received fields than limits.max_hops: a data error, as the daemon's 554 5.4.6") {
+  Context c = context();
+  c.max_hops = 3;
+  auto hops = [](int n) {
+    std::string h;
+    for (int i = 0; i < n; ++i) h += "Received: by h" + std::to_string(i) + "; date\r\n";
+    return h + "Subject: loop\r\n\r\nx\r\n";
+  };
+  Failure f = failure({"bob@example.com"}, hops(4), c);
+  CHECK(f.exit_code == EX_DATAERR);
+  CHECK(f.message == "the message has 4 Received header fields, more than limits.max_hops (3): a mail loop?");
+  CHECK(build({"bob@example.com"}, hops(3), c).message.starts_with("Received: by h0; date\r\n"));
+}
+
 TEST_CASE("the size limit counts the added headers") {
   const std::string body(900, 'x');
   const std::string content = "Subject: x\r\n\r\n" + body + "\r\n";

@@ -30,6 +30,8 @@ import test_delivery as td
 from harness import Client, Sluiced
 
 SLUICECTL = os.environ.get("SLUICECTL", os.path.join(os.path.dirname(__file__), "../../build/exe/sluicectl"))
+SENDMAIL = os.environ.get("SLUICE_SENDMAIL",
+                          os.path.join(os.path.dirname(__file__), "../../build/exe/sluice-sendmail"))
 
 
 def received_fields(n):
@@ -177,6 +179,16 @@ class HopLimit(unittest.TestCase):
         self.d.stop()
         self.assertEqual(len(self.d.spool_messages(body=False)), 1)
         self.assertIn("554 5.4.6", self.d.log())
+
+    def test_sluice_sendmail_refuses_past_max_hops_too(self):
+        def sendmail(hops):
+            return subprocess.run([SENDMAIL, "-C", self.d.config_path, "b@example.test"],
+                                  input=(received_fields(hops) + "Subject: hops\r\n\r\nx\r\n").encode(),
+                                  capture_output=True, timeout=30)
+        r = sendmail(101)
+        self.assertEqual(r.returncode, 65, r.stderr)  # EX_DATAERR
+        self.assertIn(b"101 Received header fields, more than limits.max_hops (100)", r.stderr)
+        self.assertEqual(sendmail(100).returncode, 0)
 
 
 class TwoDaemonsEachOthersRelayhost(unittest.TestCase):

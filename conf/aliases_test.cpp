@@ -9,9 +9,12 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "conf/config_test_util.hpp"
 
 using namespace sluice;
 using Kind = aliases::Resolution::Kind;
+
+using sluice::conf::test::kMinimal;
 
 namespace {
 
@@ -131,12 +134,6 @@ TEST_CASE("aliases: names and targets that cannot be used") {
 }
 
 namespace {
-
-constexpr std::string_view kMinimal = R"(hostname = "mail.example.com"
-[[listener]]
-address = "127.0.0.1:25"
-mode = "relay"
-)";
 
 std::string problems(std::string_view extra) {
   auto r = conf::parse(std::string(kMinimal) + std::string(extra), "t.toml");

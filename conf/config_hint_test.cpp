@@ -7,16 +7,13 @@
 #include <string>
 
 #include "conf/config.hpp"
+#include "conf/config_test_util.hpp"
 
 using namespace sluice::conf;
 
-namespace {
+using sluice::conf::test::kMinimal;
 
-constexpr std::string_view kMinimal = R"(hostname = "mail.example.com"
-[[listener]]
-address = "127.0.0.1:25"
-mode = "relay"
-)";
+namespace {
 
 std::string problem_for(std::string_view text, std::string_view key) {
   auto r = parse(text, "test.toml");

@@ -1,6 +1,7 @@
 // config_test.cpp — unit tests for conf/config.{hpp,cpp}: defaults, every key,
 // every class of error with its key and line, and the shipped example file.
 #include "conf/config.hpp"
+#include "conf/config_test_util.hpp"
 
 #include <fmt/format.h>
 #include <stdlib.h>
@@ -13,14 +14,9 @@
 using namespace sluice::conf;
 using namespace std::chrono_literals;
 
-namespace {
+using sluice::conf::test::kMinimal;
 
-// A valid file's first lines; tests append to it.
-constexpr std::string_view kMinimal = R"(hostname = "mail.example.com"
-[[listener]]
-address = "127.0.0.1:25"
-mode = "relay"
-)";
+namespace {
 
 std::vector<Problem> problems_of(std::string_view text) {
   auto r = parse(text, "test.toml");

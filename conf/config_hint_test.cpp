@@ -1,5 +1,5 @@
 // config_hint_test.cpp — the hint for a key written under the wrong table
-// (conf/config.cpp table_hint), and its list of keys against the shipped
+// (conf/config_hint.cpp table_hint), and its list of keys against the shipped
 // example conf/sluice.toml, so a new key cannot be left out of it.
 #include <catch2/catch.hpp>
 

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -176,6 +177,41 @@ class Sluiced:
             if "body_hex" in m:
                 m["body"] = bytes.fromhex(m.pop("body_hex"))
         return msgs
+
+
+class ThreadedServer:
+    """A listening socket on host:port (0: any free port, then in .port) with
+    one thread per accepted connection, for the tests' scripted SMTP peers.
+    Subclasses set their own state first, then call this __init__ (serving
+    may begin at once), and write serve(conn, number): number counts the
+    connections from 1, `connections` is how many were accepted."""
+
+    def __init__(self, host, port=0, backlog=16):
+        self.connections = 0
+        self._count_lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(backlog)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self):
+        self.sock.close()  # accept() fails: the accepting thread ends
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._count_lock:
+                self.connections += 1
+                number = self.connections
+            threading.Thread(target=self.serve, args=(conn, number), daemon=True).start()
+
+    def serve(self, conn, number):
+        raise NotImplementedError
 
 
 class Client:

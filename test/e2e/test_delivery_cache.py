@@ -11,10 +11,10 @@ recipients and then hangs up at DATA.
 """
 import re
 import socket
-import threading
 import time
 import unittest
 
+from harness import ThreadedServer
 from test_delivery import ZONE, Delivery, wait_for
 
 CACHE_ZONE = ZONE + """\
@@ -28,7 +28,7 @@ mx1.twomx.test.    300 IN A 127.0.0.11
 CLOSED = re.compile(r"delivery: conn=\d+ relay=(\S+) closed transactions=(\d+) age=([0-9.]+)s")
 
 
-class OneShotServer:
+class OneShotServer(ThreadedServer):
     """One transaction per connection; the next command after it (the MAIL
     FROM of a reused connection) makes it close the socket without a reply.
     Records each message as (connection number, content). With
@@ -38,28 +38,10 @@ class OneShotServer:
     def __init__(self, host, port, hang_up_at_data=False):
         self.hang_up_at_data = hang_up_at_data
         self.rcpts = []
-        self.connections = 0
         self.messages = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(16)
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(host, port)
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn, self.connections), daemon=True).start()
-
-    def stop(self):
-        self.sock.close()
-
-    def _serve(self, conn, number):
+    def serve(self, conn, number):
         conn.settimeout(20)
         f = conn.makefile("rb")
         try:

@@ -13,13 +13,13 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import unittest
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from harness import ThreadedServer
 from test_delivery import ZONE, Delivery, SinkHandler, wait_for
 
 MORE_ZONE = ZONE + """\
@@ -198,36 +198,16 @@ class Relayhost465(MoreDelivery):
 
 # ---- hostile servers ---------------------------------------------------------
 
-class HostileServer:
+class HostileServer(ThreadedServer):
     """A raw SMTP-ish server on host:port, one thread per connection; behaviour
     decides what goes wrong. Counts connections."""
 
     def __init__(self, host, port, behaviour):
         self.behaviour = behaviour
-        self.connections = 0
         self.sent_lines = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(16)
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(host, port)
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-
-    def _serve(self, conn):
+    def serve(self, conn, number):
         conn.settimeout(20)
         f = conn.makefile("rb")
         try:

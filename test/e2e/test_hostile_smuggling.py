@@ -26,7 +26,7 @@ import threading
 import time
 import unittest
 
-from harness import Client, Sluiced, SubmissionSluiced, TlsClient, smtp_ssl, tls_context, user_line
+from harness import Client, Sluiced, SubmissionSluiced, ThreadedServer, TlsClient, smtp_ssl, tls_context, user_line
 
 SINK_HOST = "127.0.0.2"
 
@@ -84,7 +84,7 @@ def check_wire(test, raw):
 
 # ---- a raw receiving server --------------------------------------------------
 
-class RawSink:
+class RawSink(ThreadedServer):
     """A receiving SMTP server on raw sockets that records the exact bytes of
     every transaction: {"mail", "rcpts", "raw" (DATA section as sent, final
     CRLF included, terminator excluded), "tls"}. With `tls_context` it offers
@@ -99,31 +99,10 @@ class RawSink:
         self.transactions = []
         self.commands = []       # (in_tls, line) in arrival order, all connections
         self.plaintext_after_starttls = []
-        self.connections = 0
         self.lock = threading.Lock()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.listen(64)
-        self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(host, 0, backlog=64)
 
-    def stop(self):
-        self.stopping = True
-        self.sock.close()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn, number):
         conn.settimeout(30)
         buf = b""
         in_tls = False

@@ -19,7 +19,6 @@ import email
 import email.policy
 import os
 import shutil
-import socket
 import subprocess
 import time
 import unittest

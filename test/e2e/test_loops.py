@@ -17,12 +17,11 @@ count of accepted messages.
 import shutil
 import socket
 import tempfile
-import threading
 import unittest
 
 from aiosmtpd.controller import Controller
 
-from harness import Sluiced, free_port
+from harness import Sluiced, ThreadedServer, free_port
 from test_delivery import ZONE, Delivery, FakeDns, SinkHandler, wait_for
 
 HOSTNAME = "mx.sluice.test"  # the harness's hostname
@@ -47,7 +46,7 @@ ehlo-only.test.      300 IN MX 10 twin.ehlo-self.test.
 """
 
 
-class ScriptedMta:
+class ScriptedMta(ThreadedServer):
     """A small SMTP server on host:port that greets with `greeting_name` and
     answers EHLO with `ehlo_name`; records every command and message."""
 
@@ -55,24 +54,9 @@ class ScriptedMta:
         self.greeting_name, self.ehlo_name = greeting_name, ehlo_name
         self.commands = []
         self.messages = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(16)
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(host, port)
 
-    def stop(self):
-        self.sock.close()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn, number):
         conn.settimeout(20)
         f = conn.makefile("rb")
         data = None

@@ -15,11 +15,9 @@ using namespace sluice::mta::test;
 namespace {
 
 SessionConfig cfg(bool trusted, sluice::aliases::Table table) {
-  SessionConfig c;
-  c.hostname = "mx.test";
-  c.mode = Mode::relay;
-  c.trusted = trusted;
+  SessionConfig c = relay_cfg(trusted);
   c.client_address = "192.0.2.1";
+  c.max_message_size = SessionConfig{}.max_message_size;
   c.max_recipients = 4;
   c.aliases = std::make_shared<const sluice::aliases::Table>(std::move(table));
   return c;

@@ -1,6 +1,8 @@
 // dkim.cpp — see dkim.hpp.
 #include "dkim/dkim.hpp"
 
+#include "mta/proto/ascii.hpp"
+
 #include <openssl/base.h>
 #include <openssl/base64.h>
 #include <openssl/bio.h>
@@ -25,14 +27,8 @@ namespace sluice::dkim {
 
 namespace {
 
-bool is_wsp(char c) { return c == ' ' || c == '\t'; }
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
+using ascii::iequals;
+using ascii::is_wsp;
 
 std::string base64(std::string_view raw) {
   size_t n = 0;
@@ -155,7 +151,7 @@ std::string relaxed_header(std::string_view field) {
   std::string out;
   out.reserve(field.size());
   for (char c : field_name(field))
-    if (c != '\r' && c != '\n') out += lower(c);  // (a real field name has neither)
+    if (c != '\r' && c != '\n') out += ascii::to_lower(c);  // (a real field name has neither)
   out += ':';
   if (colon == std::string_view::npos) return out + "\r\n";
   bool wsp = false, start = true;

@@ -21,6 +21,7 @@
 // challenges (in practice "Username:" and "Password:", base64
 // "VXNlcm5hbWU6" and "UGFzc3dvcmQ6", which is what clients have seen from
 // every server for decades) and takes one response to each.
+#include "mta/proto/ascii.hpp"
 #include "mta/auth/sasl.hpp"
 
 #include <array>
@@ -51,18 +52,9 @@ constexpr std::array<int8_t, 256> kDecode = make_decode_table();
 constexpr std::string_view kUsernameChallenge = "VXNlcm5hbWU6";  // "Username:"
 constexpr std::string_view kPasswordChallenge = "UGFzc3dvcmQ6";  // "Password:"
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 32);
-    if (y >= 'a' && y <= 'z') y = static_cast<char>(y - 32);
-    if (x != y) return false;
-  }
-  return true;
-}
+using ascii::iequals;
 
-bool is_wsp(char c) { return c == ' ' || c == '\t'; }
+using ascii::is_wsp;
 
 Reply cancelled() { return Reply(501, "5.7.0", "Authentication cancelled"); }
 Reply bad_base64() { return Reply(501, "5.5.2", "Invalid base64 data"); }

@@ -20,6 +20,7 @@
 //   omitted when the command would exceed 512 octets (the server then sends
 //   "334 " and the client sends the response on its own line).
 // RFC 4616 (PLAIN): message = [authzid] NUL authcid NUL passwd.
+#include "mta/proto/ascii.hpp"
 #include "mta/client/client_session.hpp"
 
 #include <fmt/format.h>
@@ -36,14 +37,8 @@ namespace {
 
 constexpr size_t kMaxCommandLine = 512;  // RFC 5321 §4.5.3.1.4, CRLF included
 
-char upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c; }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (upper(a[i]) != upper(b[i])) return false;
-  return true;
-}
+using ascii::iequals;
 
 std::string_view first_word(std::string_view s) {
   const size_t sp = s.find(' ');

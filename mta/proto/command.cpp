@@ -17,6 +17,7 @@
 //              grammar accepts but we refuse, which is what 553 means.
 // Unknown or inappropriate parameter keywords (555) and unimplemented AUTH
 // mechanisms (504) are the session's decision.
+#include "mta/proto/ascii.hpp"
 #include "mta/proto/command.hpp"
 
 #include <arpa/inet.h>
@@ -34,15 +35,9 @@ using uchar = unsigned char;
 constexpr bool is_alpha(uchar c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
 constexpr bool is_digit(uchar c) { return c >= '0' && c <= '9'; }
 constexpr bool is_wsp(uchar c) { return c == ' ' || c == '\t'; }
-constexpr char to_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c; }
+using ascii::to_upper;
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (to_upper(a[i]) != to_upper(b[i])) return false;
-  }
-  return true;
-}
+using ascii::iequals;
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);

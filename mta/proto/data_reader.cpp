@@ -26,6 +26,7 @@
 // bare CR can reach the output. Because every transition depends only on the
 // state and the current byte, and runs are cut exactly where a limit is hit,
 // the result does not depend on how the input is split into feed() calls.
+#include "mta/proto/ascii.hpp"
 #include "mta/proto/data_reader.hpp"
 
 #include <algorithm>
@@ -38,18 +39,9 @@ namespace {
 constexpr size_t kMessageIdCap = 998;
 constexpr size_t kFieldNameCap = 64;
 
-bool is_wsp(char c) { return c == ' ' || c == '\t'; }
+using ascii::is_wsp;
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
+using ascii::iequals;
 
 constexpr bool special(unsigned char c) { return c == '\r' || c == '\n' || c == '\0'; }
 

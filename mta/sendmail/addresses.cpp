@@ -476,13 +476,6 @@ class Parser {
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
 std::string Mailbox::address() const {
   return domain.empty() ? local_part : local_part + "@" + domain;
 }

@@ -35,6 +35,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mta/proto/ascii.hpp"
+
 namespace sluice::sendmail {
 
 struct Mailbox {
@@ -79,7 +81,7 @@ bool valid_address(std::string_view address);
 bool valid_domain(std::string_view domain);  // host name or [address literal]
 
 // ASCII case-insensitive equality (header field names, domains).
-bool iequals(std::string_view a, std::string_view b);
+using ascii::iequals;
 
 // Length of the well-formed UTF-8 sequence of 2 to 4 octets starting at s[i]
 // (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or 0

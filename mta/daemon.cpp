@@ -310,7 +310,6 @@ struct Daemon {
     server->reload(config);
     pickup->reload(config);
     delivery->reload(config, std::move(*setup));
-    delivery->refresh_myself();  // the machine's addresses may have changed
     log::info("reload: configuration re-read from {}", config->source);
   }
 

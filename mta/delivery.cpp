@@ -177,6 +177,7 @@ void Delivery::reload(std::shared_ptr<const conf::Config> config, DeliverySetup 
   std::fill(shared_.relay_password.begin(), shared_.relay_password.end(), '\0');
   shared_.relay_password = setup.password;
   scheduler_.set_options(scheduler_options(dc));
+  refresh_myself();  // the machine's addresses may have changed
   if (dns_changed) {
     // Lookups in flight are cancelled: their answers come back from the
     // retired resolver and are asked again of the new one (resolve()).

@@ -99,12 +99,6 @@ class Delivery final : private OutboundHost {
 
   size_t connections() const { return conns_.size(); }  // busy and idle
 
-  // Gathers again what the loop check counts as this Sluice (the
-  // configuration's listeners, the machine's interface addresses), for the
-  // jobs started from now on: at start, and on reload (docs/delivery.md,
-  // "Mail loops").
-  void refresh_myself();
-
   // --- sluicectl (through the control socket) -----------------------------
   // The scheduler holds every live message: for listing and showing.
   const queue::Scheduler& scheduler() const { return scheduler_; }
@@ -119,6 +113,12 @@ class Delivery final : private OutboundHost {
   bool remove(std::string_view id);
 
  private:
+  // Gathers again what the loop check counts as this Sluice (the
+  // configuration's listeners, the machine's interface addresses), for the
+  // jobs started from now on: at start, and on reload (docs/delivery.md,
+  // "Mail loops").
+  void refresh_myself();
+
   Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, queue::Spool& spool,
            Intake& intake);
 

@@ -266,6 +266,16 @@ class Client:
         self.sock.close()
 
 
+def failed(test):
+    """Whether this test (or one of its subtests) has failed so far: for a
+    tearDown that prints the daemon's log only when it helps."""
+    result = getattr(getattr(test, "_outcome", None), "result", None)
+    if result is None:
+        return False
+    return any(t is test or getattr(t, "test_case", None) is test
+               for t, _ in list(result.failures) + list(result.errors))
+
+
 class SluicedTest(unittest.TestCase):
     """Base class: self.d is a started sluiced; override config() to change it."""
 
@@ -283,14 +293,7 @@ class SluicedTest(unittest.TestCase):
         shutil.rmtree(self.d.dir, ignore_errors=True)
 
     def _outcome_failed(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return False
-        errors = getattr(outcome, "errors", None) or []
-        result = getattr(outcome, "result", None)
-        if result is not None:
-            return bool(result.failures or result.errors)
-        return any(e[1] for e in errors)
+        return failed(self)
 
     def client(self):
         c = Client(self.d.port)

@@ -66,14 +66,6 @@ class SubmissionTest(SluicedTest):
         self.d = SubmissionSluiced(**cfg)
         self.d.start()
 
-    def _outcome_failed(self):
-        # Only this test's own failures (the harness looks at the whole run's).
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result is None:
-            return super()._outcome_failed()
-        return any(t is self or getattr(t, "test_case", None) is self
-                   for t, _ in list(result.failures) + list(result.errors))
-
     def open(self, port, **kw):
         c = TlsClient(port, **kw)
         self.addCleanup(c.close)

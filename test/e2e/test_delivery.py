@@ -21,6 +21,7 @@ from aiosmtpd.smtp import AuthResult
 
 logging.getLogger("mail.log").setLevel(logging.CRITICAL)  # aiosmtpd's tracebacks on refused handshakes
 
+import harness
 from harness import Sluiced, free_port
 
 FAKE_DNS = os.path.join(os.path.dirname(__file__), "../../dns/testdata/fake_dns.py")
@@ -119,7 +120,6 @@ class Delivery(unittest.TestCase):
     zone = ZONE  # what the fake DNS serves
 
     def setUp(self):
-        self._problems_before = self._problems()
         self.work = tempfile.mkdtemp(prefix="sluice-dlv-")
         self.dns = FakeDns(self.work, self.zone)
         self.port = sink_port()
@@ -209,16 +209,8 @@ class Delivery(unittest.TestCase):
         except OSError:
             return False
 
-    def _problems(self):
-        outcome = getattr(self, "_outcome", None)
-        result = getattr(outcome, "result", None) if outcome else None
-        return len(result.failures) + len(result.errors) if result is not None else 0
-
     def _failed(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
-            return True
-        return self._problems() > self._problems_before
+        return harness.failed(self)
 
     # A complete header section: the relay listener adds nothing to it
     # ([relay] add_missing_headers), so what arrives ends with what was sent.

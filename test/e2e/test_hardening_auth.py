@@ -32,7 +32,7 @@ import threading
 import time
 import unittest
 
-from harness import HOSTNAME, SubmissionSluiced, TlsClient, tls_context, user_line
+from harness import HOSTNAME, SubmissionSluiced, TlsClient, failed, tls_context, user_line
 
 AUTH_BAD = b"535 5.7.8 Authentication credentials invalid\r\n"
 YES1 = ("yes1@example.org", "Yes-pw-1")
@@ -61,11 +61,6 @@ def users():
 
 def plain(login, password):
     return base64.b64encode(("\0%s\0%s" % (login, password)).encode()).decode()
-
-
-def failed(test):
-    result = getattr(getattr(test, "_outcome", None), "result", None)
-    return bool(result and any(t is test for t, _ in result.failures + result.errors))
 
 
 class Base(unittest.TestCase):

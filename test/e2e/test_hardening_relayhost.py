@@ -31,6 +31,7 @@ import threading
 import time
 import unittest
 
+import harness
 from harness import Sluiced, free_port
 from testca import TestCa, self_signed
 from test_delivery import FakeDns, wait_for
@@ -187,7 +188,6 @@ class RelayhostTls(unittest.TestCase):
     implicit = False
 
     def setUp(self):
-        self._problems_before = self._problems()
         self.work = tempfile.mkdtemp(prefix="sluice-relaytls-")
         self.addCleanup(shutil.rmtree, self.work, True)
         self.ca = TestCa(self.work)
@@ -215,13 +215,8 @@ class RelayhostTls(unittest.TestCase):
         self.d.start()
         self.addCleanup(self.d.stop)
 
-    def _problems(self):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        return len(result.failures) + len(result.errors) if result is not None else 0
-
     def tearDown(self):
-        # (outcome.success is reset while tearDown runs: count the failures)
-        if self._problems() > self._problems_before:
+        if harness.failed(self):
             print("---- sluiced log ----\n" + self.d.log()[-6000:])
             print("---- relayhost saw ----\n%r" % (self.relay.commands,))
 

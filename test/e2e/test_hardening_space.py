@@ -27,6 +27,7 @@ import time
 import unittest
 
 import test_delivery as td
+import harness
 from harness import Sluiced
 
 SENDMAIL = os.environ.get("SLUICE_SENDMAIL",
@@ -198,11 +199,7 @@ class SmallSpool(unittest.TestCase):
         shutil.rmtree(self.work, ignore_errors=True)
 
     def _failed(self):
-        outcome = getattr(self, "_outcome", None)
-        result = getattr(outcome, "result", None) if outcome else None
-        if result is not None:
-            return bool(result.failures or result.errors)
-        return outcome is not None and not getattr(outcome, "success", True)
+        return harness.failed(self)
 
     def free(self):
         st = os.statvfs(self.d.spool)

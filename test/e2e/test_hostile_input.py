@@ -72,13 +72,6 @@ class HostileTest(SluicedTest):
         self.assertEqual([m["sender"] for m in msgs], senders)
         return msgs
 
-    def _outcome_failed(self):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result is None:
-            return super()._outcome_failed()
-        return any(t is self or getattr(t, "test_case", None) is self
-                   for t, _ in list(result.failures) + list(result.errors))
-
 
 # ---- open relay ------------------------------------------------------------------
 

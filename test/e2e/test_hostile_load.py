@@ -23,7 +23,7 @@ import time
 import unittest
 
 import harness
-from harness import (Client, Sluiced, SluicedTest, SubmissionSluiced, TlsClient, smtp_ssl, tls_context,
+from harness import (Client, Sluiced, SluicedTest, SubmissionSluiced, TlsClient, failed, smtp_ssl, tls_context,
                      user_line)
 
 
@@ -46,15 +46,6 @@ def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def failed(test):
-    """Whether this test (or one of its subtests) has failed so far."""
-    result = getattr(getattr(test, "_outcome", None), "result", None)
-    if result is None:
-        return False
-    return any(t is test or getattr(t, "test_case", None) is test
-               for t, _ in list(result.failures) + list(result.errors))
-
-
 def first_bytes(sock, timeout=5):
     """What the server sent first: the greeting, a 421, or b"" at EOF/reset."""
     sock.settimeout(timeout)
@@ -72,9 +63,6 @@ class Flood(SluicedTest):
         # limit (trusted clients are exempt from it).
         return {"limits": {"max_connections_per_client": self.PER_CLIENT, "max_connections": 1000},
                 "trusted": ["127.0.0.9/32"]}
-
-    def _outcome_failed(self):
-        return failed(self)
 
     def settle(self):
         self.d.wait_log("conn=1 disconnect")   # the harness's start-up probe is gone
@@ -268,9 +256,6 @@ class SlowSpool(SluicedTest):
     clients while [pending_bytes()] is large." With the spool writer stopped,
     a client that sends a 23 MB message must soon find the daemon no longer
     reading, instead of the daemon holding everything in memory."""
-
-    def _outcome_failed(self):
-        return failed(self)
 
     def test_reading_stops_while_the_spool_writer_lags(self):
         pid = self.d.proc.pid

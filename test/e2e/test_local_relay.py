@@ -26,7 +26,7 @@ import unittest
 import json
 
 import test_delivery as td
-from harness import Client, Sluiced
+from harness import Client, Sluiced, failed
 
 SLUICECTL = os.environ.get("SLUICECTL", os.path.join(os.path.dirname(__file__), "../../build/exe/sluicectl"))
 SENDMAIL = os.environ.get("SLUICE_SENDMAIL",
@@ -210,7 +210,7 @@ class TwoDaemonsEachOthersRelayhost(unittest.TestCase):
     def tearDown(self):
         for d in (self.a, self.b):
             d.stop()
-            if any(e[1] for e in getattr(self._outcome, "errors", [])) or not getattr(self._outcome, "success", True):
+            if failed(self):
                 print("---- %s ----\n%s" % (d.config_path, d.log()[-4000:]))
             shutil.rmtree(d.dir, ignore_errors=True)
 

@@ -270,7 +270,6 @@ class WildcardListener(Delivery):
     is an aiosmtpd sink there."""
 
     def setUp(self):  # not Delivery's: its sinks would hold the port on 127.0.0.2-3
-        self._problems_before = self._problems()
         self.work = tempfile.mkdtemp(prefix="sluice-wild-")
         for _ in range(50):
             self.port = free_port("::1")

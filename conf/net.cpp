@@ -251,4 +251,14 @@ std::string Endpoint::str() const {
   return fmt::format("{}:{}", ip.str(), port);
 }
 
+std::string reverse_name(const IpAddress& ip) {
+  std::string out;
+  if (ip.family == IpAddress::Family::v4) {
+    for (int i = 3; i >= 0; --i) out += fmt::format("{}.", ip.bytes[i]);
+    return out + "in-addr.arpa";
+  }
+  for (int i = 15; i >= 0; --i) out += fmt::format("{:x}.{:x}.", ip.bytes[i] & 0xf, ip.bytes[i] >> 4);
+  return out + "ip6.arpa";
+}
+
 }  // namespace sluice::net

@@ -72,4 +72,8 @@ struct Endpoint {
   std::string str() const;  // "127.0.0.1:25" / "[::1]:587"
 };
 
+// The name a PTR lookup asks for (RFC 1035 §3.5, RFC 3596 §2.5), without a
+// trailing dot: "10.2.0.192.in-addr.arpa", or 32 nibbles then "ip6.arpa".
+std::string reverse_name(const IpAddress& ip);
+
 }  // namespace sluice::net

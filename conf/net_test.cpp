@@ -218,3 +218,9 @@ TEST_CASE("Endpoint::to_sockaddr") {
   CHECK(ntohs(sin6.sin6_port) == 587);
   CHECK(IpAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&ss))->str() == "2001:db8::2");
 }
+
+TEST_CASE("reverse_name: the PTR owner of an address") {
+  CHECK(reverse_name(*IpAddress::parse("192.0.2.10")) == "10.2.0.192.in-addr.arpa");
+  CHECK(reverse_name(*IpAddress::parse("2001:db8::567:89ab")) ==
+        "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");  // RFC 3596 §2.5's form
+}

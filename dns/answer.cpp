@@ -1,13 +1,17 @@
 // answer.cpp — turning c-ares replies into Answers, reading TTLs, MX order.
 //
 // Pure and thread-safe. The record parsing is c-ares' own
-// (ares_parse_mx_reply, ares_parse_a_reply, ares_parse_aaaa_reply); the only
-// wire walking done here is reply_ttls(), which needs the TTLs c-ares does
-// not return for MX records and the SOA of negative answers. Every read is
+// (ares_parse_mx_reply, ares_parse_a_reply, ares_parse_aaaa_reply,
+// ares_parse_txt_reply_ext, ares_parse_ptr_reply). The wire walking done
+// here: reply_ttls(), which needs the TTLs c-ares does not return for MX
+// records and the SOA of negative answers; the header (RCODE, AD bit); and
+// TLSA, which c-ares 1.18 has no parser for. Every read is
 // bounds-checked; a reply that does not parse is a temporary failure.
 #include "dns/answer.hpp"
 
 #include <ares.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
@@ -20,6 +24,11 @@ namespace sluice::dns {
 namespace {
 
 constexpr uint16_t kTypeSoa = 6;
+constexpr uint16_t kTypeTlsa = 52;
+constexpr uint16_t kClassIn = 1;
+constexpr uint16_t kFlagAd = 0x0020;  // in the header's second 16-bit word
+// Like kMaxAddresses: a bound on what is kept, not on what is read.
+constexpr size_t kMaxTlsa = 64;
 // More addresses than a reply of 64 KiB could hold A records for is not
 // needed; the rest of a very long answer is simply not used.
 constexpr int kMaxAddresses = 64;
@@ -69,14 +78,14 @@ class Reader {
 
 struct Rr {
   uint16_t type = 0;
+  uint16_t klass = 0;
   uint32_t ttl = 0;
   size_t rdata = 0;  // offset of the RDATA in the reply
   uint16_t rdlength = 0;
 };
 
 bool read_rr(Reader& r, Rr& rr) {
-  uint16_t klass = 0;
-  if (!r.skip_name() || !r.u16(rr.type) || !r.u16(klass) || !r.u32(rr.ttl) || !r.u16(rr.rdlength))
+  if (!r.skip_name() || !r.u16(rr.type) || !r.u16(rr.klass) || !r.u32(rr.ttl) || !r.u16(rr.rdlength))
     return false;
   // RFC 2181 §8: a TTL with the top bit set is taken as zero.
   if (rr.ttl > 0x7fffffffu) rr.ttl = 0;
@@ -147,13 +156,127 @@ Answer parse_addresses(std::span<const unsigned char> reply, const ReplyTtls& tt
   return a;
 }
 
+// TXT: each record's character-strings joined into one (SPF, DKIM, DMARC
+// and TLS-RPT all read a record that way).
+Answer parse_txt(std::span<const unsigned char> reply, const ReplyTtls& ttls) {
+  ares_txt_ext* head = nullptr;
+  int rc = ares_parse_txt_reply_ext(reply.data(), static_cast<int>(reply.size()), &head);
+  if (rc == ARES_ENODATA) return negative(Answer::Kind::nodata, ttls);
+  if (rc != ARES_SUCCESS) return malformed(rc);
+  Answer a;
+  a.kind = Answer::Kind::records;
+  for (ares_txt_ext* p = head; p; p = p->next) {
+    if (p->record_start || a.txt.empty()) a.txt.emplace_back();
+    if (p->txt) a.txt.back().append(reinterpret_cast<const char*>(p->txt), p->length);
+  }
+  ares_free_data(head);
+  if (a.txt.empty()) return negative(Answer::Kind::nodata, ttls);  // only CNAMEs
+  a.ttl = ttls.answer.value_or(0);
+  return a;
+}
+
+// PTR: c-ares lists every PTR name of the answer (CNAMEs followed) as an
+// alias; the address it asks for is only copied into the hostent.
+Answer parse_ptr(std::span<const unsigned char> reply, const ReplyTtls& ttls) {
+  hostent* host = nullptr;
+  const unsigned char unused[4] = {};
+  int rc = ares_parse_ptr_reply(reply.data(), static_cast<int>(reply.size()), unused, sizeof unused,
+                                AF_INET, &host);
+  if (rc == ARES_ENODATA) return negative(Answer::Kind::nodata, ttls);
+  if (rc != ARES_SUCCESS) return malformed(rc);
+  Answer a;
+  a.kind = Answer::Kind::records;
+  for (char** alias = host->h_aliases; alias && *alias; ++alias) a.ptr.push_back(normalize_host(*alias));
+  if (a.ptr.empty() && host->h_name) a.ptr.push_back(normalize_host(host->h_name));
+  ares_free_hostent(host);
+  std::erase(a.ptr, std::string());
+  if (a.ptr.empty()) return negative(Answer::Kind::nodata, ttls);
+  a.ttl = ttls.answer.value_or(0);
+  return a;
+}
+
+// The header of a reply: its flags word and section counts.
+struct Header {
+  uint16_t flags = 0, qdcount = 0, ancount = 0, nscount = 0, arcount = 0;
+};
+
+bool read_header(Reader& r, Header& h) {
+  uint16_t id = 0;
+  return r.u16(id) && r.u16(h.flags) && r.u16(h.qdcount) && r.u16(h.ancount) && r.u16(h.nscount) &&
+         r.u16(h.arcount);
+}
+
+// An ARES_SUCCESS completion of ares_send() carries whatever RCODE the
+// server gave: map it the way ares_query() does. nullopt: the header does
+// not parse.
+std::optional<int> status_of_reply(std::span<const unsigned char> reply) {
+  Reader r(reply);
+  Header h;
+  if (!read_header(r, h)) return std::nullopt;
+  switch (h.flags & 0x000f) {
+    case 0: return h.ancount == 0 ? ARES_ENODATA : ARES_SUCCESS;
+    case 1: return ARES_EFORMERR;
+    case 2: return ARES_ESERVFAIL;
+    case 3: return ARES_ENOTFOUND;
+    case 4: return ARES_ENOTIMP;
+    case 5: return ARES_EREFUSED;
+    default: return ARES_EBADRESP;
+  }
+}
+
+// TLSA: every TLSA record of class IN in the answer section (CNAMEs are the
+// server's to follow; their targets' records are in the same section).
+Answer parse_tlsa(std::span<const unsigned char> reply, const ReplyTtls& ttls) {
+  Reader r(reply);
+  Header h;
+  if (!read_header(r, h)) return malformed(ARES_EBADRESP);
+  for (unsigned i = 0; i < h.qdcount; ++i)
+    if (!r.skip_name() || !r.skip(4)) return malformed(ARES_EBADRESP);
+  Answer a;
+  for (unsigned i = 0; i < h.ancount; ++i) {
+    Rr rr;
+    if (!read_rr(r, rr)) return malformed(ARES_EBADRESP);
+    if (rr.type != kTypeTlsa || rr.klass != kClassIn) continue;
+    if (a.tlsa.size() + a.tlsa_malformed >= kMaxTlsa) continue;
+    if (auto rec = parse_tlsa_rdata(reply.subspan(rr.rdata, rr.rdlength)))
+      a.tlsa.push_back(std::move(*rec));
+    else
+      ++a.tlsa_malformed;
+  }
+  if (a.tlsa.empty() && a.tlsa_malformed == 0) return negative(Answer::Kind::nodata, ttls);  // only CNAMEs
+  a.kind = Answer::Kind::records;
+  a.ttl = ttls.answer.value_or(0);
+  return a;
+}
+
+bool authenticated(std::span<const unsigned char> reply) {
+  Reader r(reply);
+  Header h;
+  return read_header(r, h) && (h.flags & kFlagAd) != 0;
+}
+
 }  // namespace
+
+std::optional<TlsaRecord> parse_tlsa_rdata(std::span<const unsigned char> rdata) {
+  if (rdata.size() < 4) return std::nullopt;
+  TlsaRecord t;
+  t.usage = rdata[0];
+  t.selector = rdata[1];
+  t.matching_type = rdata[2];
+  t.data.assign(rdata.begin() + 3, rdata.end());
+  return t;
+}
+
+bool requests_ad(QueryType t) { return t == QueryType::tlsa; }
 
 const char* to_string(QueryType t) {
   switch (t) {
     case QueryType::a: return "A";
     case QueryType::mx: return "MX";
     case QueryType::aaaa: return "AAAA";
+    case QueryType::txt: return "TXT";
+    case QueryType::ptr: return "PTR";
+    case QueryType::tlsa: return "TLSA";
   }
   return "?";
 }
@@ -167,19 +290,17 @@ Answer temporary_answer(std::string error) {
 
 std::optional<ReplyTtls> reply_ttls(std::span<const unsigned char> reply) {
   Reader r(reply);
-  uint16_t id = 0, flags = 0, qdcount = 0, ancount = 0, nscount = 0, arcount = 0;
-  if (!r.u16(id) || !r.u16(flags) || !r.u16(qdcount) || !r.u16(ancount) || !r.u16(nscount) ||
-      !r.u16(arcount))
-    return std::nullopt;
-  for (unsigned i = 0; i < qdcount; ++i)
+  Header h;
+  if (!read_header(r, h)) return std::nullopt;
+  for (unsigned i = 0; i < h.qdcount; ++i)
     if (!r.skip_name() || !r.skip(4)) return std::nullopt;
   ReplyTtls out;
   Rr rr;
-  for (unsigned i = 0; i < ancount; ++i) {
+  for (unsigned i = 0; i < h.ancount; ++i) {
     if (!read_rr(r, rr)) return std::nullopt;
     keep_min(out.answer, rr.ttl);
   }
-  for (unsigned i = 0; i < nscount; ++i) {
+  for (unsigned i = 0; i < h.nscount; ++i) {
     if (!read_rr(r, rr)) return std::nullopt;
     // SOA RDATA: MNAME, RNAME, then five 32-bit numbers, MINIMUM last.
     if (rr.type != kTypeSoa || rr.rdlength < 22) continue;
@@ -192,9 +313,12 @@ std::optional<ReplyTtls> reply_ttls(std::span<const unsigned char> reply) {
   return out;
 }
 
-Answer interpret_reply(QueryType type, int status, std::span<const unsigned char> reply) {
+namespace {
+
+Answer interpret_status(QueryType type, int status, std::span<const unsigned char> reply) {
   std::optional<ReplyTtls> ttls;
   if (!reply.empty()) ttls = reply_ttls(reply);
+  if (status == ARES_SUCCESS && !reply.empty()) status = status_of_reply(reply).value_or(ARES_EBADRESP);
   switch (status) {
     case ARES_SUCCESS: break;
     case ARES_ENODATA: return negative(Answer::Kind::nodata, ttls);
@@ -224,8 +348,19 @@ Answer interpret_reply(QueryType type, int status, std::span<const unsigned char
     case QueryType::a: return parse_addresses<ares_addrttl>(reply, *ttls, ares_parse_a_reply);
     case QueryType::aaaa:
       return parse_addresses<ares_addr6ttl>(reply, *ttls, ares_parse_aaaa_reply);
+    case QueryType::txt: return parse_txt(reply, *ttls);
+    case QueryType::ptr: return parse_ptr(reply, *ttls);
+    case QueryType::tlsa: return parse_tlsa(reply, *ttls);
   }
   return temporary_answer("unexpected query type");
+}
+
+}  // namespace
+
+Answer interpret_reply(QueryType type, int status, std::span<const unsigned char> reply) {
+  Answer a = interpret_status(type, status, reply);
+  if (a.cacheable()) a.authenticated = authenticated(reply);
+  return a;
 }
 
 std::vector<MxRecord> order_mx(std::vector<MxRecord> records, std::size_t cap,

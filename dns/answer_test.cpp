@@ -101,6 +101,28 @@ Packet a_reply() {
   return p;
 }
 
+// Two TXT records: one of two strings (split as RFC 1035 allows), one plain.
+Packet txt_reply() {
+  Packet p = reply("s1._domainkey.example.test", 16, 0, 2, 0);
+  auto str = [&](std::string_view s) {
+    p.b.push_back(static_cast<unsigned char>(s.size()));
+    p.b.insert(p.b.end(), s.begin(), s.end());
+  };
+  p.rr("s1._domainkey.example.test", 16, 300, [&] {
+    str("v=DKIM1; k=rsa; p=MIIB");
+    str("AQAB");
+  });
+  p.rr("s1._domainkey.example.test", 16, 60, [&] { str("other"); });
+  return p;
+}
+
+Packet ptr_reply() {
+  Packet p = reply("10.2.0.192.in-addr.arpa", 12, 0, 2, 0);
+  p.rr("10.2.0.192.in-addr.arpa", 12, 300, [&] { p.name("Mail.Example.Test"); });
+  p.rr("10.2.0.192.in-addr.arpa", 12, 200, [&] { p.name("other.example.test"); });
+  return p;
+}
+
 std::vector<std::string> strs(const std::vector<sluice::net::IpAddress>& v) {
   std::vector<std::string> out;
   for (auto& a : v) out.push_back(a.str());
@@ -165,6 +187,40 @@ TEST_CASE("interpret_reply", "[dns]") {
     CHECK(strs(a.addresses) == std::vector<std::string>{"2001:db8::1"});
     CHECK(a.ttl == 50);
   }
+  SECTION("TXT records: each record's strings joined, in answer order") {
+    Packet p = txt_reply();
+    Answer a = interpret_reply(QueryType::txt, ARES_SUCCESS, p.b);
+    REQUIRE(a.kind == Answer::Kind::records);
+    CHECK(a.txt == std::vector<std::string>{"v=DKIM1; k=rsa; p=MIIBAQAB", "other"});
+    CHECK(a.ttl == 60);
+  }
+  SECTION("an empty TXT string is a record") {
+    Packet p = reply("e.test", 16, 0, 1, 0);
+    p.rr("e.test", 16, 30, [&] { p.b.push_back(0); });
+    Answer a = interpret_reply(QueryType::txt, ARES_SUCCESS, p.b);
+    REQUIRE(a.kind == Answer::Kind::records);
+    CHECK(a.txt == std::vector<std::string>{""});
+  }
+  SECTION("PTR records: every name, lower-cased") {
+    Packet p = ptr_reply();
+    Answer a = interpret_reply(QueryType::ptr, ARES_SUCCESS, p.b);
+    REQUIRE(a.kind == Answer::Kind::records);
+    CHECK(a.ptr == std::vector<std::string>{"mail.example.test", "other.example.test"});
+    CHECK(a.ttl == 200);
+  }
+  SECTION("PTR through a CNAME (RFC 2317 classless delegation)") {
+    Packet p = reply("10.2.0.192.in-addr.arpa", 12, 0, 2, 0);
+    p.rr("10.2.0.192.in-addr.arpa", 5, 300, [&] { p.name("10.0/26.2.0.192.in-addr.arpa"); });
+    p.rr("10.0/26.2.0.192.in-addr.arpa", 12, 300, [&] { p.name("mail.example.test"); });
+    Answer a = interpret_reply(QueryType::ptr, ARES_SUCCESS, p.b);
+    REQUIRE(a.kind == Answer::Kind::records);
+    CHECK(a.ptr == std::vector<std::string>{"mail.example.test"});
+  }
+  SECTION("records of another type in the answer: NODATA") {
+    Packet p = a_reply();
+    CHECK(interpret_reply(QueryType::txt, ARES_SUCCESS, p.b).kind == Answer::Kind::nodata);
+    CHECK(interpret_reply(QueryType::ptr, ARES_SUCCESS, p.b).kind == Answer::Kind::nodata);
+  }
   SECTION("NXDOMAIN and NODATA take the SOA's TTL, or none") {
     Packet p = reply("x.test", 15, 3, 0, 1);
     soa(p, 3600, 600);
@@ -185,10 +241,10 @@ TEST_CASE("interpret_reply", "[dns]") {
     CHECK_FALSE(interpret_reply(QueryType::mx, ARES_ESERVFAIL, none).cacheable());
   }
   SECTION("every truncation of a reply is handled, never a crash") {
-    for (const Packet& p : {mx_reply(), a_reply()}) {
+    for (const Packet& p : {mx_reply(), a_reply(), txt_reply(), ptr_reply()}) {
       for (size_t len = 0; len < p.b.size(); ++len) {
         std::span<const unsigned char> cut(p.b.data(), len);
-        for (auto type : {QueryType::mx, QueryType::a, QueryType::aaaa}) {
+        for (auto type : {QueryType::mx, QueryType::a, QueryType::aaaa, QueryType::txt, QueryType::ptr}) {
           Answer a = interpret_reply(type, ARES_SUCCESS, cut);
           CHECK(a.kind == Answer::Kind::temporary);
         }
@@ -201,7 +257,8 @@ TEST_CASE("interpret_reply", "[dns]") {
       std::vector<unsigned char> junk(rng() % 200);
       for (auto& c : junk) c = static_cast<unsigned char>(rng());
       if (junk.size() >= 6 && i % 2) junk[5] = 1;  // claim one answer
-      for (auto type : {QueryType::mx, QueryType::a, QueryType::aaaa}) (void)interpret_reply(type, ARES_SUCCESS, junk);
+      for (auto type : {QueryType::mx, QueryType::a, QueryType::aaaa, QueryType::txt, QueryType::ptr})
+        (void)interpret_reply(type, ARES_SUCCESS, junk);
       (void)reply_ttls(junk);
     }
   }
@@ -265,5 +322,95 @@ TEST_CASE("AnswerCache", "[dns]") {
     AnswerCache off(0);
     off.put("a", answer("a"), T(0), 60s);
     CHECK(off.size() == 0);
+  }
+}
+
+TEST_CASE("TLSA RDATA and replies", "[dns][tlsa]") {
+  SECTION("parse_tlsa_rdata") {
+    const unsigned char ok[] = {3, 1, 1, 0xab, 0xcd};
+    auto t = parse_tlsa_rdata(ok);
+    REQUIRE(t);
+    CHECK((t->usage == 3 && t->selector == 1 && t->matching_type == 1));
+    CHECK(t->data == std::vector<uint8_t>{0xab, 0xcd});
+    // Numbers are not judged here: 255 parses (DANE finds it unusable).
+    const unsigned char odd[] = {255, 255, 255, 0};
+    CHECK(parse_tlsa_rdata(odd));
+    // Fewer than four octets: no association data.
+    const unsigned char short3[] = {3, 1, 1};
+    CHECK(!parse_tlsa_rdata(short3));
+    CHECK(!parse_tlsa_rdata(std::span<const unsigned char>(ok, 2)));
+    CHECK(!parse_tlsa_rdata({}));
+  }
+  const std::string q = "_25._tcp.mx.test";
+  auto tlsa_rr = [&](Packet& p, std::vector<unsigned char> rdata, unsigned klass = 1) {
+    p.name(q);
+    p.u16(52);
+    p.u16(klass);
+    p.u32(300);
+    p.u16(static_cast<unsigned>(rdata.size()));
+    p.b.insert(p.b.end(), rdata.begin(), rdata.end());
+  };
+  SECTION("records, malformed ones counted, other classes and types skipped") {
+    Packet p = reply(q, 52, 0, 5, 0);
+    tlsa_rr(p, {3, 1, 1, 1, 2, 3});
+    tlsa_rr(p, {2, 0, 0});  // no data
+    tlsa_rr(p, {3, 0, 1, 9}, 3);  // class CH
+    p.rr(q, 1, 300, [&] { p.u32(0xc0000201); });
+    tlsa_rr(p, {2, 1, 2, 7});
+    Answer a = interpret_reply(QueryType::tlsa, ARES_SUCCESS, p.b);
+    REQUIRE(a.kind == Answer::Kind::records);
+    CHECK(a.tlsa == std::vector<TlsaRecord>{{3, 1, 1, {1, 2, 3}}, {2, 1, 2, {7}}});
+    CHECK(a.tlsa_malformed == 1);
+    CHECK(a.ttl == 300);
+    CHECK(!a.authenticated);
+  }
+  SECTION("only malformed records: still records (an RRset exists)") {
+    Packet p = reply(q, 52, 0, 1, 0);
+    tlsa_rr(p, {3, 1});
+    Answer a = interpret_reply(QueryType::tlsa, ARES_SUCCESS, p.b);
+    CHECK(a.kind == Answer::Kind::records);
+    CHECK(a.tlsa.empty());
+    CHECK(a.tlsa_malformed == 1);
+  }
+  SECTION("the AD bit") {
+    Packet p = reply(q, 52, 0, 1, 0);
+    p.b[3] |= 0x20;
+    tlsa_rr(p, {3, 1, 1, 1});
+    CHECK(interpret_reply(QueryType::tlsa, ARES_SUCCESS, p.b).authenticated);
+    Packet nx = reply(q, 52, 3, 0, 1);
+    nx.b[3] |= 0x20;
+    soa(nx, 3600, 600);
+    Answer a = interpret_reply(QueryType::tlsa, ARES_ENOTFOUND, nx.b);
+    CHECK(a.kind == Answer::Kind::nxdomain);
+    CHECK(a.authenticated);
+    // A failure is never authenticated, whatever its header says.
+    Packet sf = reply(q, 52, 2, 0, 0);
+    sf.b[3] |= 0x20;
+    CHECK(!interpret_reply(QueryType::tlsa, ARES_SUCCESS, sf.b).authenticated);
+  }
+  SECTION("ares_send reports every RCODE as success: the header decides") {
+    Packet nx = reply(q, 52, 3, 0, 1);
+    soa(nx, 3600, 600);
+    Answer a = interpret_reply(QueryType::tlsa, ARES_SUCCESS, nx.b);
+    CHECK(a.kind == Answer::Kind::nxdomain);
+    CHECK(a.ttl == 600);
+    CHECK(interpret_reply(QueryType::tlsa, ARES_SUCCESS, reply(q, 52, 0, 0, 0).b).kind == Answer::Kind::nodata);
+    CHECK(interpret_reply(QueryType::tlsa, ARES_SUCCESS, reply(q, 52, 2, 0, 0).b).error ==
+          "server failure (SERVFAIL)");
+    CHECK(interpret_reply(QueryType::tlsa, ARES_SUCCESS, reply(q, 52, 5, 0, 0).b).error ==
+          "query refused (REFUSED)");
+    CHECK(interpret_reply(QueryType::tlsa, ARES_SUCCESS, reply(q, 52, 9, 0, 0).b).kind ==
+          Answer::Kind::temporary);
+  }
+  SECTION("only a CNAME: NODATA; a record cut short: malformed") {
+    Packet p = reply(q, 52, 0, 1, 0);
+    p.rr(q, 5, 300, [&] { p.name("other.test"); });
+    CHECK(interpret_reply(QueryType::tlsa, ARES_SUCCESS, p.b).kind == Answer::Kind::nodata);
+    Packet cut = reply(q, 52, 0, 1, 0);
+    tlsa_rr(cut, {3, 1, 1, 1, 2});
+    cut.b.pop_back();
+    Answer a = interpret_reply(QueryType::tlsa, ARES_SUCCESS, cut.b);
+    CHECK(a.kind == Answer::Kind::temporary);
+    CHECK_THAT(a.error, Catch::Contains("malformed"));
   }
 }

@@ -1,4 +1,5 @@
-// resolver.hpp — asynchronous MX / A / AAAA resolution for delivery.
+// resolver.hpp — asynchronous MX / A / AAAA resolution for delivery, TXT
+// and PTR lookups (sluicectl dns-records --check), and TLSA (for DANE).
 //
 // A Resolver runs c-ares on a libuv loop: one uv_poll_t per c-ares socket
 // (driven by ARES_OPT_SOCK_STATE_CB), one uv_timer_t re-armed from
@@ -55,7 +56,8 @@
 
 namespace sluice::dns {
 
-// Status, MxHost, MxResult and AddrResult: dns/result.hpp.
+// Status, MxHost, MxResult, AddrResult, TxtResult, PtrResult and TlsaResult:
+// dns/result.hpp.
 
 struct Options {
   // dns.servers: tried in order; a port of 0 means 53. Empty: /etc/resolv.conf.
@@ -69,6 +71,12 @@ struct Options {
   // Random numbers in [0, bound) for shuffling equal MX preferences.
   // Default: a std::mt19937 seeded from std::random_device.
   std::function<uint32_t(uint32_t bound)> random;
+  // Ask every query with the AD bit (TLSA always is), so that a validating
+  // resolver tells whether MX and address answers are authenticated
+  // (MxResult::mx_secure, MxHost::secure, AddrResult::secure; otherwise
+  // they are false with most resolvers). Off: delivery does not use it yet
+  // (DANE, issue 15). The AD bit is believed only as dns/trust.hpp says.
+  bool request_ad = false;
   // Current time for the cache (any fixed origin). Default: uv_now(loop).
   std::function<std::chrono::milliseconds()> clock;
 };
@@ -100,6 +108,17 @@ class Resolver {
   // A and AAAA of one host name (CNAMEs followed). A literal "[192.0.2.1]",
   // "[IPv6:...]" or a bare address is returned as is without DNS.
   RequestId resolve_addresses(std::string_view host, std::function<void(AddrResult)> cb);
+  // The TXT records of `name` (any name DNS can carry, underscores too), each
+  // record's strings joined. No CNAME is followed beyond what the server does.
+  RequestId resolve_txt(std::string_view name, std::function<void(TxtResult)> cb);
+  // The PTR names of `address` (its in-addr.arpa / ip6.arpa name).
+  RequestId resolve_ptr(const net::IpAddress& address, std::function<void(PtrResult)> cb);
+  // The TLSA records of `name` (e.g. "_25._tcp.mx.example.net"), asked with
+  // the AD bit set; TlsaResult::secure is the reply's AD bit (believe it
+  // only as dns/trust.hpp says). NXDOMAIN -> nxdomain, NODATA -> no_route
+  // (no records: DANE does not apply), SERVFAIL or timeout -> temporary.
+  // Not used by delivery yet (DANE, issue 15).
+  RequestId resolve_tlsa(std::string_view name, std::function<void(TlsaResult)> cb);
   // The callback of `id` will not be called. Unknown or finished ids are ignored.
   void cancel(RequestId id);
   // See "Lifetime" above. A second close() adds its done to the first's; on a

@@ -5,199 +5,23 @@
 // receives, which lets tests count what reached the wire (cache, sharing of
 // queries in flight). One server serves the whole test binary; it exits when
 // the binary does (its stdin pipe closes). Each test runs its own uv loop and
-// Resolver, and checks at the end that every handle was closed.
+// Resolver, and checks at the end that every handle was closed (the server
+// and that Harness: fake_dns_test.hpp; TLSA and the AD bit: tlsa_test.cpp).
 #include <catch2/catch.hpp>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "dns/fake_dns_test.hpp"
 #include "dns/resolver.hpp"
 
-extern char** environ;
-
-using namespace sluice;
-using namespace std::chrono_literals;
-using dns::AddrResult;
-using dns::MxResult;
-using dns::Resolver;
-using dns::Status;
-
-namespace {
-
-class FakeDns {
- public:
-  static FakeDns& get() {
-    static FakeDns server;
-    return server;
-  }
-
-  uint16_t port() const { return port_; }
-
-  // How many queries for (name, type) the server has received so far.
-  int count(const std::string& name, const std::string& type) const {
-    std::ifstream in(log_);
-    std::string line, want = name + " " + type;
-    int n = 0;
-    while (std::getline(in, line)) n += line == want;
-    return n;
-  }
-
- private:
-  FakeDns() {
-    char log[] = "/tmp/sluice-fake-dns-XXXXXX";
-    int fd = mkstemp(log);
-    REQUIRE(fd >= 0);
-    ::close(fd);
-    log_ = log;
-    int out[2], in[2];
-    REQUIRE(pipe2(out, O_CLOEXEC) == 0);
-    REQUIRE(pipe2(in, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    std::string script = DNS_TESTDATA "/fake_dns.py", zone = DNS_TESTDATA "/zone.txt";
-    const char* argv[] = {"/usr/bin/python3", script.c_str(), zone.c_str(), log_.c_str(), nullptr};
-    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, const_cast<char**>(argv), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(in[0]);
-    ::close(out[1]);
-    REQUIRE(rc == 0);
-    stdin_ = in[1];
-    // The first line of its output is the port.
-    std::string line;
-    char c;
-    pollfd p{out[0], POLLIN, 0};
-    while (line.find('\n') == std::string::npos && poll(&p, 1, 10000) == 1 && ::read(out[0], &c, 1) == 1)
-      line += c;
-    ::close(out[0]);
-    INFO("fake_dns.py did not start (is python3-dnslib installed? apt-get install python3-dnslib)");
-    REQUIRE(!line.empty());
-    port_ = static_cast<uint16_t>(std::stoi(line));
-  }
-  ~FakeDns() {
-    ::close(stdin_);  // the server exits at EOF
-    for (int i = 0; i < 100; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = 0;
-        break;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    unlink(log_.c_str());
-  }
-
-  pid_t pid_ = 0;
-  int stdin_ = -1;
-  uint16_t port_ = 0;
-  std::string log_;
-};
-
-net::Endpoint loopback(uint16_t port) {
-  auto ep = net::Endpoint::parse("127.0.0.1:" + std::to_string(port));
-  REQUIRE(ep);
-  return *ep;
-}
-
-// A UDP port of 127.0.0.1 nobody listens on (bound, then released).
-uint16_t dead_port() {
-  int s = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
-std::vector<std::string> ips(const std::vector<net::IpAddress>& v) {
-  std::vector<std::string> out;
-  for (auto& a : v) out.push_back(a.str());
-  return out;
-}
-std::vector<std::string> names(const MxResult& r) {
-  std::vector<std::string> out;
-  for (auto& h : r.hosts) out.push_back(h.name);
-  return out;
-}
-
-// Runs the loop until pred() holds; false if the loop ran dry or 10 s passed.
-bool run_until(uv_loop_t* loop, const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    if (uv_run(loop, UV_RUN_ONCE) == 0 && !pred()) return false;
-  }
-  return true;
-}
-
-// A loop, a Resolver pointed at the fake server, and a fake clock.
-struct Harness {
-  uv_loop_t loop{};
-  std::unique_ptr<Resolver> resolver;
-  std::chrono::milliseconds clock{1'000'000};
-
-  explicit Harness(std::function<void(dns::Options&)> tweak = {}) {
-    REQUIRE(uv_loop_init(&loop) == 0);
-    dns::Options o;
-    o.servers = {loopback(FakeDns::get().port())};
-    o.timeout = 300ms;
-    o.tries = 1;
-    o.clock = [this] { return clock; };
-    if (tweak) tweak(o);
-    auto r = Resolver::create(&loop, std::move(o));
-    INFO((r ? "" : r.error()));
-    REQUIRE(r);
-    resolver = std::move(*r);
-  }
-
-  ~Harness() {
-    if (resolver) {
-      bool done = false;
-      resolver->close([&] { done = true; });
-      CHECK(run_until(&loop, [&] { return done; }));
-      resolver.reset();
-    }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK(uv_loop_close(&loop) == 0);  // every handle was closed
-  }
-
-  MxResult mx(std::string_view domain) {
-    std::optional<MxResult> out;
-    resolver->resolve_mx(domain, [&](MxResult r) { out = std::move(r); });
-    REQUIRE(run_until(&loop, [&] { return out.has_value(); }));
-    return *out;
-  }
-
-  AddrResult addrs(std::string_view host) {
-    std::optional<AddrResult> out;
-    resolver->resolve_addresses(host, [&](AddrResult r) { out = std::move(r); });
-    REQUIRE(run_until(&loop, [&] { return out.has_value(); }));
-    return *out;
-  }
-};
-
-}  // namespace
+using namespace dns_test;
 
 TEST_CASE("MX hosts come in preference order, equal preferences shuffled by the injected RNG", "[dns]") {
   SECTION("an RNG that always says 0") {
@@ -433,6 +257,35 @@ TEST_CASE("resolve_addresses", "[dns]") {
   CHECK(h.addrs("servfail.test").status == Status::temporary);
 }
 
+TEST_CASE("resolve_txt and resolve_ptr", "[dns]") {
+  Harness h;
+  auto t = h.txt("TXT.test.");
+  REQUIRE(t.status == Status::ok);
+  CHECK(t.records == std::vector<std::string>{"v=spf1 ip4:192.0.2.1 ~all", "other"});
+  CHECK(h.txt("notxt.test").status == Status::no_route);
+  CHECK(h.txt("notxt.test").reason == "notxt.test TXT: no such record");
+  CHECK(h.txt("nothere.test").status == Status::nxdomain);
+  auto fail = h.txt("txtfail.test");
+  CHECK(fail.status == Status::temporary);
+  CHECK(fail.reason == "txtfail.test TXT: server failure (SERVFAIL)");
+  CHECK(h.txt("a..b").status == Status::no_route);
+
+  auto p = h.ptr("192.0.2.10");
+  REQUIRE(p.status == Status::ok);
+  CHECK(p.names == std::vector<std::string>{"mail.example.test"});
+  auto two = h.ptr("192.0.2.11");
+  REQUIRE(two.status == Status::ok);
+  CHECK(std::set<std::string>(two.names.begin(), two.names.end()) == std::set<std::string>{"a.test", "b.test"});
+  CHECK(h.ptr("2001:db8::1").names == std::vector<std::string>{"v6.test"});
+  auto none = h.ptr("192.0.2.12");
+  CHECK(none.status == Status::nxdomain);
+  CHECK(none.reason == "12.2.0.192.in-addr.arpa: domain does not exist (NXDOMAIN)");
+  // The second lookup of a name comes from the cache.
+  const int before = FakeDns::get().count("txt.test", "TXT");
+  CHECK(h.txt("txt.test").status == Status::ok);
+  CHECK(FakeDns::get().count("txt.test", "TXT") == before);
+}
+
 TEST_CASE("answers are cached by TTL, temporary failures never", "[dns]") {
   FakeDns& server = FakeDns::get();
   SECTION("positive answers until their TTL runs out") {
@@ -585,6 +438,11 @@ TEST_CASE("close() with lookups in flight", "[dns]") {
     CHECK(r.reason == "cancelled");
     events.push_back("addrs");
   });
+  h.resolver->resolve_txt("timeout.test", [&](dns::TxtResult r) {
+    CHECK(r.status == Status::temporary);
+    CHECK(r.reason == "cancelled");
+    events.push_back("txt");
+  });
   auto start = std::chrono::steady_clock::now();
   uv_run(&h.loop, UV_RUN_NOWAIT);  // the queries are on the wire
   CHECK(events.empty());
@@ -600,7 +458,7 @@ TEST_CASE("close() with lookups in flight", "[dns]") {
     events.push_back("late");
   });
   REQUIRE(run_until(&h.loop, [&] { return done; }));
-  CHECK(events == std::vector<std::string>{"mx", "addrs", "late", "done"});
+  CHECK(events == std::vector<std::string>{"mx", "addrs", "txt", "late", "done"});
   CHECK(std::chrono::steady_clock::now() - start < 2s);
   h.resolver.reset();
 }

@@ -196,6 +196,8 @@ std::optional<std::string> domain_name_error(std::string_view name) {
 
 }  // namespace
 
+std::optional<std::string> check_domain_name(std::string_view name) { return domain_name_error(name); }
+
 std::string machine_hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0) return "";
@@ -689,6 +691,7 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
       {"limits", section(read_limits, cfg.limits)},
       {"delivery", section(read_delivery, cfg.delivery)},
       {"dns", section(read_dns, cfg.dns)},
+      {"dkim", [&](const toml::node& n, const std::string& key) { read_dkim(r, n, key, cfg); }},
       {"aliases",
        [&](const toml::node& n, const std::string& key) {
          read_aliases(r, n, key, cfg, alias_lines);

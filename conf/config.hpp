@@ -108,6 +108,20 @@ struct Dns {
   std::vector<net::Endpoint> servers;  // empty = /etc/resolv.conf; port defaults to 53
 };
 
+// One [[dkim]] table: one signature for mail whose From is at `domain` or a
+// subdomain of it. Two tables for one domain sign twice (RSA and Ed25519).
+// The key itself is loaded by the daemon (mta/signing.hpp), not here.
+struct Dkim {
+  std::string domain;       // lower case, no trailing dot
+  std::string selector;     // lower case
+  std::string private_key;  // absolute path of a PEM file
+  std::vector<std::string> headers;  // h= names; empty: dkim::default_headers()
+  int line = 0;             // where the table starts, for messages
+  size_t index = 0;         // 1-based position among the [[dkim]] tables
+  // "[[dkim]] 2 (example.com, selector s2026a)", for messages.
+  std::string describe() const;
+};
+
 struct Config {
   std::string hostname;  // default: the machine's FQDN (gethostname)
   std::string spool_dir = "/var/spool/sluice";
@@ -121,6 +135,7 @@ struct Config {
   Limits limits;
   Delivery delivery;
   Dns dns;
+  std::vector<Dkim> dkim;  // [[dkim]], in file order
   // [aliases]: local name (lower case) or "*" -> addresses (docs/aliases.md).
   aliases::Table aliases;
   std::string source;  // file the config came from ("" when parsed from text)
@@ -161,6 +176,10 @@ std::optional<std::string> table_hint(std::string_view key);
 // Where the binaries look for the file: explicit flag, else $SLUICE_CONFIG,
 // else /etc/sluice/sluice.toml.
 std::string config_path(std::string_view flag_value);
+
+// Why `name` is not a domain name as the configuration takes one (letters,
+// digits, hyphens; labels of 1..63, 253 in all), or nullopt when it is one.
+std::optional<std::string> check_domain_name(std::string_view name);
 
 // The default for hostname: gethostname(), made fully qualified through
 // getaddrinfo(AI_CANONNAME) when that yields a dotted name. May consult DNS.

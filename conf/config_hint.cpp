@@ -26,6 +26,7 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kT
                   "max_queue_lifetime", "tls", "relayhost", "relayhost_username",
                   "relayhost_password_file", "relayhost_tls", "relayhost_tls_name", "ca_file"}},
     {"dns", {"servers"}},
+    {"dkim", {"domain", "selector", "private_key", "headers"}},
 };
 
 }  // namespace
@@ -42,7 +43,7 @@ std::optional<std::string> table_hint(std::string_view key) {
     for (std::string_view k : keys)
       if (k == name)
         homes.push_back(t.empty() ? std::string("at the top of the file, before any [table]")
-                                  : t == "listener" ? std::string("in a [[listener]] block")
+                                  : t == "listener" || t == "dkim" ? fmt::format("in a [[{}]] block", t)
                                                     : fmt::format("in [{}]", t));
   }
   if (homes.empty()) return std::nullopt;

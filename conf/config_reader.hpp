@@ -104,3 +104,11 @@ Field bool_field(Reader& r, std::string_view name, bool& dest);
 Field duration_field(Reader& r, std::string_view name, Duration& dest);
 
 }  // namespace sluice::conf::reader
+
+namespace sluice::conf {
+
+// [[dkim]] (conf/config_dkim.cpp): the tables of `n` (the value at `key`)
+// into cfg.dkim, problems into r.
+void read_dkim(reader::Reader& r, const toml::node& n, const std::string& key, Config& cfg);
+
+}  // namespace sluice::conf

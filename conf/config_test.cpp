@@ -772,3 +772,52 @@ TEST_CASE("a submissions listener needs a certificate") {
       "[tls]\ncertificate = \"/etc/c.pem\"\nprivate_key = \"/etc/k.pem\"\n");
   CHECK(ok);
 }
+
+TEST_CASE("[[dkim]] tables: domain, selector, key and headers") {
+  std::string text(kMinimal);
+  text += R"([[dkim]]
+domain = "Example.COM."
+selector = "S2026a"
+private_key = "/etc/sluice/dkim/a.key"
+[[dkim]]
+domain = "example.com"
+selector = "s2026e"
+private_key = "/etc/sluice/dkim/e.key"
+headers = ["From", "Subject"]
+)";
+  auto c = parse(text);
+  REQUIRE(c);
+  REQUIRE(c->dkim.size() == 2);
+  CHECK(c->dkim[0].domain == "example.com");
+  CHECK(c->dkim[0].selector == "s2026a");
+  CHECK(c->dkim[0].private_key == "/etc/sluice/dkim/a.key");
+  CHECK(c->dkim[0].headers.empty());
+  CHECK(c->dkim[0].describe() == "[[dkim]] 1 (example.com, selector s2026a)");
+  CHECK(c->dkim[1].headers == std::vector<std::string>{"From", "Subject"});
+  CHECK(c->dkim[1].index == 2);
+}
+
+TEST_CASE("[[dkim]] problems name the table and the key") {
+  auto problems = [](std::string_view body) {
+    auto c = parse(std::string(kMinimal) + std::string(body));
+    REQUIRE_FALSE(c);
+    std::string all;
+    for (const auto& p : c.error()) all += p.str() + "\n";
+    return all;
+  };
+  CHECK_THAT(problems("[[dkim]]\ndomain = \"example.com\"\n"),
+             Catch::Contains("dkim[1].selector: missing") && Catch::Contains("dkim[1].private_key: missing"));
+  CHECK_THAT(problems("[[dkim]]\ndomain = \"exa mple.com\"\nselector = \"s\"\nprivate_key = \"/k\"\n"),
+             Catch::Contains("dkim[1].domain:"));
+  CHECK_THAT(problems("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\nprivate_key = \"k\"\n"),
+             Catch::Contains("dkim[1].private_key:"));
+  CHECK_THAT(problems("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\nprivate_key = \"/k\"\n"
+                      "headers = [\"Subject\"]\n"),
+             Catch::Contains("dkim[1].headers: must include From"));
+  CHECK_THAT(problems("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\nprivate_key = \"/k\"\n"
+                      "[[dkim]]\ndomain = \"example.com\"\nselector = \"S\"\nprivate_key = \"/j\"\n"),
+             Catch::Contains("s._domainkey.example.com is already used by [[dkim]] 1"));
+  CHECK_THAT(problems("[dkim]\ndomain = \"example.com\"\n"), Catch::Contains("[[dkim]]"));
+  CHECK_THAT(problems("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\nprivate_key = \"/k\"\nkey = 1\n"),
+             Catch::Contains("dkim[1].key: unknown key"));
+}

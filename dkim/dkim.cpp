@@ -1,5 +1,6 @@
 // dkim.cpp — see dkim.hpp.
 #include "dkim/dkim.hpp"
+#include "dkim/pkey.hpp"
 
 #include "mta/proto/ascii.hpp"
 
@@ -40,15 +41,6 @@ std::string base64(std::string_view raw) {
   return out;
 }
 
-std::string openssl_error(std::string_view what) {
-  const uint32_t e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return std::string(what);
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return fmt::format("{}: {}", what, buf);
-}
-
 // The field's name, as written (without WSP before the colon).
 std::string_view field_name(std::string_view field) {
   const size_t colon = field.find(':');
@@ -65,11 +57,6 @@ std::string_view to_string(Algorithm a) {
 
 // ---- keys -------------------------------------------------------------------
 
-struct Key::Pkey {
-  EVP_PKEY* p = nullptr;
-  ~Pkey() { EVP_PKEY_free(p); }
-};
-
 Key::Key(std::unique_ptr<Pkey> k, Algorithm a) : pkey_(std::move(k)), algorithm_(a) {}
 Key::Key(Key&&) noexcept = default;
 Key& Key::operator=(Key&&) noexcept = default;
@@ -80,7 +67,7 @@ std::expected<Key, std::string> Key::from_pem(std::string_view pem) {
   if (!bio) return std::unexpected("out of memory");
   auto k = std::make_unique<Pkey>();
   k->p = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
-  if (k->p == nullptr) return std::unexpected(openssl_error("not a PEM private key"));
+  if (k->p == nullptr) return std::unexpected(crypto_error("not a PEM private key"));
   switch (EVP_PKEY_id(k->p)) {
     case EVP_PKEY_RSA:
       if (EVP_PKEY_bits(k->p) < 1024)
@@ -98,7 +85,7 @@ std::expected<Key, std::string> Key::ed25519_seed(std::span<const uint8_t> seed)
   if (seed.size() != 32) return std::unexpected("an Ed25519 seed has 32 octets");
   auto k = std::make_unique<Pkey>();
   k->p = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size());
-  if (k->p == nullptr) return std::unexpected(openssl_error("bad Ed25519 seed"));
+  if (k->p == nullptr) return std::unexpected(crypto_error("bad Ed25519 seed"));
   return Key(std::move(k), Algorithm::ed25519_sha256);
 }
 
@@ -120,28 +107,52 @@ std::string Key::public_record() const {
   return out;
 }
 
+namespace {
+
+// What EVP_DigestSign/EVP_DigestVerify take for `data`: RSA the data itself,
+// hashed with SHA-256 by the EVP layer; Ed25519 (PureEdDSA, no digest of its
+// own) the SHA-256 hash of the data (RFC 8463 §3).
+struct SignedInput {
+  std::array<uint8_t, SHA256_DIGEST_LENGTH> digest{};
+  std::string_view bytes;
+  const EVP_MD* md = nullptr;
+  SignedInput(Algorithm a, std::string_view data) : bytes(data), md(EVP_sha256()) {
+    if (a != Algorithm::ed25519_sha256) return;
+    SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), digest.data());
+    bytes = std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size());
+    md = nullptr;
+  }
+  SignedInput(const SignedInput&) = delete;  // `bytes` may point into `digest`
+};
+
+}  // namespace
+
 std::expected<std::string, std::string> Key::sign(std::string_view data) const {
   bssl::ScopedEVP_MD_CTX ctx;
-  std::array<uint8_t, SHA256_DIGEST_LENGTH> digest{};
-  std::string_view input = data;
-  const EVP_MD* md = EVP_sha256();
-  if (algorithm_ == Algorithm::ed25519_sha256) {
-    // RFC 8463 §3: Ed25519 signs the SHA-256 hash of the data.
-    SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), digest.data());
-    input = std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size());
-    md = nullptr;  // PureEdDSA takes no digest of its own
-  }
-  if (!EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, pkey_->p))
-    return std::unexpected(openssl_error("sign init"));
+  const SignedInput si(algorithm_, data);
+  const std::string_view input = si.bytes;
+  if (!EVP_DigestSignInit(ctx.get(), nullptr, si.md, nullptr, pkey_->p))
+    return std::unexpected(crypto_error("sign init"));
   size_t len = 0;
   const auto* in = reinterpret_cast<const uint8_t*>(input.data());
   if (!EVP_DigestSign(ctx.get(), nullptr, &len, in, input.size()))
-    return std::unexpected(openssl_error("sign"));
+    return std::unexpected(crypto_error("sign"));
   std::string sig(len, '\0');
   if (!EVP_DigestSign(ctx.get(), reinterpret_cast<uint8_t*>(sig.data()), &len, in, input.size()))
-    return std::unexpected(openssl_error("sign"));
+    return std::unexpected(crypto_error("sign"));
   sig.resize(len);
   return sig;
+}
+
+bool Key::verify(std::string_view data, std::string_view signature) const {
+  bssl::ScopedEVP_MD_CTX ctx;
+  const SignedInput si(algorithm_, data);
+  const bool ok =
+      EVP_DigestVerifyInit(ctx.get(), nullptr, si.md, nullptr, pkey_->p) &&
+      EVP_DigestVerify(ctx.get(), reinterpret_cast<const uint8_t*>(signature.data()), signature.size(),
+                       reinterpret_cast<const uint8_t*>(si.bytes.data()), si.bytes.size());
+  ERR_clear_error();
+  return ok;
 }
 
 // ---- canonicalisation ----------------------------------------------------------

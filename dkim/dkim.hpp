@@ -37,6 +37,11 @@ class Key {
   static std::expected<Key, std::string> from_pem(std::string_view pem);
   // An Ed25519 key from its 32-octet seed (RFC 8032), as RFC 8463 prints it.
   static std::expected<Key, std::string> ed25519_seed(std::span<const uint8_t> seed);
+  // A new random key (dkim/keygen.cpp): RSA of `bits` (1024..8192, a multiple
+  // of 128) with e = 65537, or Ed25519 (`bits` ignored).
+  static std::expected<Key, std::string> generate(Algorithm a, int bits);
+  // The private key as PKCS#8 PEM ("BEGIN PRIVATE KEY"), which from_pem reads.
+  std::expected<std::string, std::string> private_pem() const;
   Key(Key&&) noexcept;
   Key& operator=(Key&&) noexcept;
   ~Key();
@@ -47,6 +52,8 @@ class Key {
   // Signs what RFC 6376 §3.7 hashes: RSA over `data` with SHA-256; Ed25519
   // (PureEdDSA) over SHA-256(data) (RFC 8463 §3). Raw signature octets.
   std::expected<std::string, std::string> sign(std::string_view data) const;
+  // Whether `signature` is this key's signature of `data` (as sign() makes it).
+  bool verify(std::string_view data, std::string_view signature) const;
 
  private:
   struct Pkey;

@@ -16,8 +16,11 @@
 #include <vector>
 
 #include "dkim/dkim.hpp"
+#include "dkim/test_util.hpp"
 
 using namespace sluice::dkim;
+
+using dkim_test::run;
 
 namespace {
 
@@ -63,19 +66,6 @@ constexpr std::string_view kSignatureField =
 constexpr std::string_view kSignature =
     "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw==";
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  INFO(out);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
-  return out;
-}
 
 }  // namespace
 

@@ -92,6 +92,13 @@ std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_tls(cons
 }
 
 // The accounts of [auth]; null without a users file.
+// One line per [[dkim]] table in force (start, reload).
+void log_signing(const Signing& s) {
+  for (const auto& signer : s.signers())
+    log::info("dkim: {} signs with a {} key from {}", signer.table.describe(),
+              dkim::to_string(signer.key.algorithm()), signer.table.private_key);
+}
+
 std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const conf::Config& c) {
   if (c.auth.users_file.empty()) return nullptr;
   auto db = auth::UserDb::load(c.auth.users_file);
@@ -227,7 +234,8 @@ struct Daemon {
   uv::Handle<uv_signal_t> sigterm, sigint, sighup;
   uv::Handle<uv_timer_t> grace;
   bool stopping = false;
-  int exit_code = 0;  // 1 when a start-up step failed after the loop began
+  int exit_code = 0;
+  Signing::Reader key_reader;  // who besides root may read [[dkim]] key files  // 1 when a start-up step failed after the loop began
 
   void stop(const char* why) {
     if (stopping) return;
@@ -266,7 +274,13 @@ struct Daemon {
   }
 
   void finish() {
-    // No connection is left; let the writer finish, then close our handles.
+    // No connection is left; the signatures still being made on the thread
+    // pool hold spool messages: they go first.
+    intake->drain([this] { finish_drained(); });
+  }
+
+  void finish_drained() {
+    // Let the writer finish, then close our handles.
     auto st = spool->stats();
     log::info("spool: commits={} updates={} syncs={} bytes={}", st.commits, st.updates, st.syncs,
               st.bytes);
@@ -297,6 +311,8 @@ struct Daemon {
       each_line(users.error(), [&](std::string_view l) { problems.push_back(fmt::format("users: {}", l)); });
     auto setup = Delivery::setup(loop, *fresh, config.get());
     if (!setup) problems.push_back(setup.error());
+    auto signing = Signing::load(fresh->dkim, key_reader);
+    if (!signing) problems.insert(problems.end(), signing.error().begin(), signing.error().end());
     if (!problems.empty()) {
       for (const auto& p : problems) log::alert(log::Alert::config, "reload: {}", p);
       log::error("reload: configuration has errors; keeping the running one");
@@ -305,6 +321,8 @@ struct Daemon {
     log_restart_needed(*config, *fresh);
     config = std::make_shared<const conf::Config>(std::move(*fresh));
     intake->add_missing_on_relay(config->relay.add_missing_headers);
+    intake->set_signing(*signing);
+    log_signing(**signing);
     server->set_tls(*tls_ctx);
     server->set_users(*users);
     server->reload(config);
@@ -404,6 +422,11 @@ std::vector<std::string> check_files(const conf::Config& c) {
       each_line(db.error(),
                 [&](std::string_view l) { problems.push_back(fmt::format("auth.users_file: {}", l)); });
   if (auto d = Delivery::setup(nullptr, c, nullptr); !d) problems.push_back(d.error());
+  // Key files by the daemon's rules, for the account it will run as.
+  Signing::Reader reader{::geteuid(), ::getegid()};
+  if (auto a = conf::lookup_user(c)) reader = {a->uid, a->gid};
+  if (auto s = Signing::load(c.dkim, reader); !s)
+    for (const auto& p : s.error()) problems.push_back("dkim: " + p);
   return problems;
 }
 
@@ -438,6 +461,22 @@ int run_daemon(conf::Config cfg) {
     each_line(users.error(), [](std::string_view l) { log::error("users: {}", l); });
     return 1;
   }
+  // The keys are read with the daemon's identity, at start as on reload.
+  d->key_reader = {owner.drop ? owner.uid : ::geteuid(), owner.drop ? owner.gid : ::getegid()};
+  std::expected<std::shared_ptr<const Signing>, std::vector<std::string>> signing;
+  if (!owner.drop) {
+    signing = Signing::load(c.dkim, d->key_reader);
+  } else if (auto as = as_user(owner, [&]() -> std::expected<void, std::string> {
+               signing = Signing::load(c.dkim, d->key_reader);
+               return {};
+             }); !as) {
+    signing = std::unexpected(std::vector<std::string>{as.error()});
+  }
+  if (!signing) {
+    for (const auto& p : signing.error()) log::error("dkim: {}", p);
+    return 1;
+  }
+  log_signing(**signing);
   for (const auto& l : c.listeners) {
     if (l.mode == conf::ListenerMode::relay) continue;
     // (submissions without [tls] is a configuration error, caught by conf.)
@@ -479,6 +518,7 @@ int run_daemon(conf::Config cfg) {
 
   d->intake = std::make_unique<Intake>(d->loop, *d->spool);
   d->intake->add_missing_on_relay(d->config->relay.add_missing_headers);
+  d->intake->set_signing(*signing);
   d->server = std::make_unique<Server>(d->loop, d->config, *d->spool, *d->intake);
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);

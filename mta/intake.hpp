@@ -12,10 +12,19 @@
 //      the envelope sender) — for Source::submission always, for
 //      Source::relay when `[relay] add_missing_headers` is on (the default;
 //      applications on the local relay often send neither, and big receivers
-//      refuse mail without a Message-ID); (DKIM signing goes here too, issue 14)
-//   3. commits: the spool fills in the envelope's id and size and makes
+//      refuse mail without a Message-ID);
+//   3. signs (mta/signing.hpp): while the content streams by, a dkim::Scan
+//      keeps its header fields and hashes its body; before the commit, the
+//      [[dkim]] tables of the From domain sign it, and the DKIM-Signature
+//      fields go in front of the content (Spool::Incoming::prepend, a HEAD
+//      record), so the signature is stored with the message and retries
+//      never sign again. From the loop the signing runs on libuv's thread
+//      pool (an RSA signature costs about 0.4 ms); a commit made on another
+//      thread (the maildrop's, already on the pool) signs right there. Not
+//      for bounces, which are Sluice's own null-sender mail;
+//   4. commits: the spool fills in the envelope's id and size and makes
 //      content and envelope durable (group commit, queue/spool.hpp);
-//   4. when the commit is durable, on the loop: hands the committed envelope
+//   5. when the commit is durable, on the loop: hands the committed envelope
 //      to delivery (deliver_to) exactly once, and only then tells the source
 //      (its Done), which answers its client ("250 2.0.0 Ok: queued as").
 // A failed commit is only told to the source (451 for SMTP; the maildrop
@@ -27,8 +36,11 @@
 // uv::Inbox that the spool's writer thread posts to. A Done must look up
 // whatever it needs by a weak reference (a connection id): the source may
 // be gone when its commit completes; the message is delivered all the same.
-// close() (loop thread, after the spool has stopped, so that nothing can be
-// posted any more) runs what is left and closes the inbox.
+// drain(done) (loop thread) waits for the signatures being made on the
+// thread pool, whose messages hold spool Incomings: the daemon calls it
+// before it destroys the spool. close() (loop thread, after the spool has
+// stopped, so that nothing can be posted any more) runs what is left and
+// closes the inbox.
 #pragma once
 
 #include <uv.h>
@@ -38,8 +50,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 
+#include "dkim/message.hpp"
 #include "mail/headers.hpp"
+#include "mta/signing.hpp"
 #include "mta/uv/inbox.hpp"
 #include "queue/envelope.hpp"
 #include "queue/spool.hpp"
@@ -61,7 +76,13 @@ class Intake {
     const std::string& id() const { return in_->id(); }
     // Content in stored form. The header section is whatever comes before
     // end_of_headers().
-    void append(std::string_view content) { in_->append(content); }
+    void append(std::string_view content) {
+      if (scan_) scan_->feed(content);
+      in_->append(content);
+    }
+    // An authenticated login's rule for the From address: a message whose
+    // From it may not use is not signed (mta/signing.hpp).
+    void from_rule(FromRule rule) { rule_ = std::move(rule); }
     // The header section is complete (the empty line is next, or the
     // message has no body). Call it once, before the body; what the sender's
     // fields were is the caller's knowledge (proto::DataReader tracks them);
@@ -76,6 +97,9 @@ class Intake {
     mail::Trace trace_;
     std::unique_ptr<queue::Spool::Incoming> in_;
     std::string added_message_id_;  // the Message-ID end_of_headers() added
+    std::shared_ptr<const Signing> signing_;  // the keys when it began; null: not signed
+    std::unique_ptr<dkim::Scan> scan_;        // set with signing_
+    FromRule rule_;
   };
 
   // On the loop, once per durable message: delivery takes it from here.
@@ -93,6 +117,9 @@ class Intake {
   void deliver_to(Deliver deliver) { deliver_ = std::move(deliver); }
   // `[relay] add_missing_headers`; any thread (set at start and on reload).
   void add_missing_on_relay(bool on) { relay_adds_missing_.store(on, std::memory_order_relaxed); }
+  // The [[dkim]] keys for messages begun from now on (null or empty: none);
+  // any thread (set at start and on reload).
+  void set_signing(std::shared_ptr<const Signing> s) { signing_.store(std::move(s)); }
 
   // Any thread. Allocates the queue id (trace.id is set to it) and writes
   // the Received field (Source::bounce: nothing).
@@ -104,6 +131,9 @@ class Intake {
   // Commits handed to the spool whose Done has not run yet.
   uint64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
+  // Loop thread: `done` runs (on the loop) once no signature is being made
+  // on the thread pool; at once when none is.
+  void drain(std::function<void()> done);
   // Loop thread, after the spool is gone; see above.
   void close() { inbox_.close(); }
 
@@ -113,12 +143,23 @@ class Intake {
     queue::Envelope env;
     Done done;
   };
+  struct SignJob;
   void finish(Committed c);
+  // Signs on this thread (the work of a SignJob, or a commit off the loop).
+  static Signatures sign_now(Message& m, const SignPlan& plan);
+  static void log_signed(const std::string& id, const Signatures& s);
+  void commit_now(std::unique_ptr<Message> message, queue::Envelope env, Done done);
+  void job_done();
 
+  uv_loop_t* loop_;
+  std::thread::id loop_thread_;
   queue::Spool& spool_;
   Deliver deliver_;
   std::atomic<bool> relay_adds_missing_{true};
   std::atomic<uint64_t> in_flight_{0};
+  std::atomic<std::shared_ptr<const Signing>> signing_;
+  uint64_t jobs_ = 0;                     // SignJobs on the thread pool (loop thread)
+  std::vector<std::function<void()>> drained_;
   uv::Inbox<Committed> inbox_;
 };
 

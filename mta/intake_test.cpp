@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "dkim/message.hpp"
+
 using sluice::mail::Trace;
 using sluice::mta::Intake;
 using sluice::queue::Envelope;
@@ -231,4 +233,106 @@ TEST_CASE("commits from another thread complete on the loop's thread") {
   CHECK(f.delivered.size() == 20);
   CHECK(f.spool->message_count() == 20);
   CHECK(f.intake->in_flight() == 0);
+}
+
+namespace {
+
+// One Ed25519 table for example.org (RFC 8463 Appendix A's key).
+std::shared_ptr<const sluice::mta::Signing> example_org_signing() {
+  constexpr std::string_view pem =
+      "-----BEGIN PRIVATE KEY-----\n"
+      "MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n"
+      "-----END PRIVATE KEY-----\n";
+  auto key = sluice::dkim::Key::from_pem(pem);
+  REQUIRE(key);
+  sluice::conf::Dkim t;
+  t.domain = "example.org";
+  t.selector = "s1";
+  t.index = 1;
+  std::vector<sluice::mta::Signing::Signer> signers;
+  signers.push_back({t, std::move(*key), {}});
+  return std::make_shared<const sluice::mta::Signing>(std::move(signers));
+}
+
+// Whether `stored` starts with a signature by example.org's key that verifies.
+bool signed_by_example_org(const std::string& stored) {
+  sluice::dkim::Scan scan;
+  scan.feed(stored);
+  const auto fields = scan.fields();
+  const std::string bh = scan.body_hash();
+  auto signing = example_org_signing();
+  return stored.starts_with("DKIM-Signature: v=1; a=ed25519-sha256;") &&
+         sluice::dkim::verifies(fields, 0, bh, signing->signers()[0].key, "example.org", "s1");
+}
+
+}  // namespace
+
+TEST_CASE("signing: on the thread pool from the loop, the signature in front, sized and delivered once") {
+  Fixture f;
+  f.intake->set_signing(example_org_signing());
+  auto m = f.intake->begin(Intake::Source::submission, smtp_trace());
+  const std::string id = m->id();
+  m->append("From: a@example.org\r\nSubject: hi\r\n");
+  m->end_of_headers({.from = true}, "a@example.org");
+  m->append("\r\nbody\r\n");
+  bool finished = false;
+  f.intake->commit(std::move(m), envelope(), [&](bool ok, const Envelope& e) {
+    f.events.push_back("done " + e.id + (ok ? " ok" : " failed"));
+    finished = ok;
+  });
+  // Not committed yet: the signature is being made on the pool; drain()
+  // waits for it.
+  CHECK(f.intake->in_flight() == 0);
+  bool drained = false;
+  f.intake->drain([&] { drained = true; });
+  CHECK_FALSE(drained);
+  while (!finished) uv_run(&f.loop, UV_RUN_ONCE);
+  CHECK(drained);
+  const std::string stored = f.stored(id);
+  CHECK(signed_by_example_org(stored));
+  CHECK(stored.find("DKIM-Signature:", 10) == std::string::npos);  // one table, one signature
+  REQUIRE(f.delivered.size() == 1);
+  CHECK(f.delivered[0].size == stored.size());
+  CHECK(f.events == std::vector<std::string>{"deliver " + id, "done " + id + " ok"});
+  // The missing Date and Message-ID the intake added are signed too.
+  CHECK(stored.find("h=From:From:Reply-To:Subject:Subject:Date:Date:Message-ID:To:Cc:Content-Type;") !=
+        std::string::npos);
+}
+
+TEST_CASE("signing: a commit off the loop signs on its own thread; bounces and other domains are not signed") {
+  Fixture f;
+  f.intake->set_signing(example_org_signing());
+  std::string local_id;
+  int done = 0;
+  std::thread worker([&] {
+    auto m = f.intake->begin(Intake::Source::local, Trace{});
+    local_id = m->id();
+    m->append("From: a@example.org\r\n\r\nx\r\n");
+    f.intake->commit(std::move(m), envelope(), [&](bool ok, const Envelope&) { done += ok; });
+  });
+  worker.join();
+  while (done < 1) uv_run(&f.loop, UV_RUN_ONCE);
+  CHECK(signed_by_example_org(f.stored(local_id)));
+
+  auto b = f.intake->begin(Intake::Source::bounce, Trace{});
+  const std::string bounce_id = b->id();
+  b->append("From: MAILER-DAEMON@example.org\r\n\r\nbounce\r\n");
+  f.commit(std::move(b), envelope());
+  CHECK(f.stored(bounce_id) == "From: MAILER-DAEMON@example.org\r\n\r\nbounce\r\n");
+
+  auto o = f.intake->begin(Intake::Source::relay, smtp_trace());
+  const std::string other_id = o->id();
+  o->append("From: a@example.net\r\n");
+  o->end_of_headers({.from = true}, "a@example.net");
+  o->append("\r\nx\r\n");
+  f.commit(std::move(o), envelope());
+  CHECK(f.stored(other_id).starts_with("Received: "));
+
+  // Keys set to none: nothing signed from then on.
+  f.intake->set_signing(nullptr);
+  auto n = f.intake->begin(Intake::Source::relay, smtp_trace());
+  const std::string none_id = n->id();
+  n->append("From: a@example.org\r\n\r\nx\r\n");
+  f.commit(std::move(n), envelope());
+  CHECK(f.stored(none_id).starts_with("Received: "));
 }

@@ -193,6 +193,9 @@ class Connection final : public uv::StreamConnection, public SessionHost {
     const auto source = to_mode(listener_.mode) == Mode::relay ? Intake::Source::relay
                                                                : Intake::Source::submission;
     message_ = server_.intake_.begin(source, trace);
+    // A login signs only with the From addresses it may use (mta/signing.hpp).
+    if (user_)
+      message_->from_rule([user = user_](std::string_view from) { return auth::may_send_as(*user, from); });
     return message_->id();
   }
   void message_data(std::string_view content) override {

@@ -134,7 +134,7 @@ std::expected<View, Error> parse(std::string_view bytes) {
   uint32_t crc = crc32c(bytes.substr(8, 1));
   if (crc32c(payload, crc) != want) return std::unexpected(Error::bad_crc);
   auto type = static_cast<Type>(static_cast<unsigned char>(bytes[8]));
-  if (type != Type::chunk && type != Type::commit && type != Type::done)
+  if (type != Type::chunk && type != Type::commit && type != Type::done && type != Type::head)
     return std::unexpected(Error::bad_type);
   if (len < kIdSize || (type == Type::done && len != kIdSize))
     return std::unexpected(Error::bad_length);

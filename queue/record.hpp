@@ -32,6 +32,8 @@ enum class Type : uint8_t {
   chunk = 1,   // id + content bytes
   commit = 2,  // id + encoded Envelope: the message is live
   done = 3,    // id only: the message is finished
+  head = 4,    // id + content that goes before the message's CHUNKs (written
+               // last, just before its COMMIT: e.g. a DKIM signature)
 };
 
 // CRC-32C (Castagnoli). `crc` is a previous result to continue from, so
@@ -48,7 +50,7 @@ std::string make(Type type, std::string_view id, std::string_view body);
 struct View {
   Type type;
   std::string_view id;    // 16 bytes, a valid queue id
-  std::string_view body;  // content (chunk), encoded envelope (commit), empty (done)
+  std::string_view body;  // content (chunk, head), encoded envelope (commit), empty (done)
   size_t size;            // the whole record, header included
 };
 

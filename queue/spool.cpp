@@ -53,6 +53,12 @@ class Spool::Impl::IncomingImpl final : public Spool::Incoming {
   const std::string& id() const override { return id_; }
   uint64_t size() const override { return size_; }
 
+  void prepend(std::string_view bytes) override {
+    if (committed_) std::abort();  // API misuse: content after commit()
+    head_.insert(0, bytes);
+    size_ += bytes.size();
+  }
+
   void append(std::string_view bytes) override {
     if (committed_) std::abort();  // API misuse: content after commit()
     const size_t chunk = s_.opt.chunk_size;
@@ -70,13 +76,23 @@ class Spool::Impl::IncomingImpl final : public Spool::Incoming {
     committed_ = true;
     env.id = id_;
     env.size = size_;
-    Item items[2];
+    Item items[3];
     size_t n = 0;
     if (buf_.size() > rec::kPrefixSize) {
       rec::seal(rec::Type::chunk, buf_.data(), buf_.size() - rec::kHeaderSize);
       items[n].kind = Item::Kind::chunk;
       items[n].id = num_;
       items[n++].bytes = std::move(buf_);
+    }
+    if (!head_.empty()) {
+      Item& h = items[n++];
+      h.kind = Item::Kind::head;
+      h.id = num_;
+      h.bytes.reserve(rec::kPrefixSize + head_.size());
+      h.bytes.append(rec::kHeaderSize, '\0');
+      h.bytes.append(id_);
+      h.bytes.append(head_);
+      rec::seal(rec::Type::head, h.bytes.data(), h.bytes.size() - rec::kHeaderSize);
     }
     Item& c = items[n++];
     c.kind = Item::Kind::commit;
@@ -117,6 +133,7 @@ class Spool::Impl::IncomingImpl final : public Spool::Incoming {
   std::string id_;
   uint64_t num_;
   std::string buf_;  // header space + id + content not yet handed over
+  std::string head_;  // prepend()ed content, sent as a HEAD record at commit
   uint64_t size_ = 0;
   bool sent_chunk_ = false;
   bool committed_ = false;

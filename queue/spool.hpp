@@ -83,6 +83,12 @@ class Spool {
     // Appends content (already in stored form: CRLF line ends, not dot-stuffed).
     virtual void append(std::string_view bytes) = 0;
     virtual uint64_t size() const = 0;
+    // Puts `bytes` in front of the content (stored form too), however much
+    // was appended already: what can only be written once the whole content
+    // is known (a DKIM signature). Calls add up, each new one in front. The
+    // bytes go to disk with the commit, as one HEAD record; size() counts
+    // them, and read_body()/read_at() serve them first.
+    virtual void prepend(std::string_view bytes) = 0;
     // Hands the envelope over; env.id and env.size are filled in here. May be
     // called once (append() or commit() after it abort the process); `done`
     // runs later on the writer thread.

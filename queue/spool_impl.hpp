@@ -78,14 +78,25 @@ struct Extent {
   uint64_t length = 0;
 };
 
+// Whether one of `extents` lies in segment `seq`.
+inline bool occupies(const std::vector<Extent>& extents, uint64_t seq) {
+  return std::any_of(extents.begin(), extents.end(), [seq](const Extent& e) { return e.seq == seq; });
+}
+
 // Calls f once for every segment a message occupies: those of its extents
-// (in increasing order) and that of its COMMIT record (unless kNoSeq).
+// and that of its COMMIT record (unless kNoSeq). The extents are in content
+// order: CHUNKs in increasing segment order, but a HEAD (written last,
+// served first) may come first from a later segment.
 template <class F>
 void for_each_segment(const std::vector<Extent>& extents, uint64_t commit_seq, F f) {
   uint64_t last = kNoSeq;
-  for (const Extent& e : extents)
-    if (e.seq != last) f(last = e.seq);
-  if (commit_seq != kNoSeq && commit_seq != last) f(commit_seq);
+  const uint64_t head = extents.empty() ? kNoSeq : extents.front().seq;
+  for (size_t i = 0; i < extents.size(); ++i) {
+    const uint64_t s = extents[i].seq;
+    if (s == last || (i > 0 && s == head)) continue;
+    f(last = s);
+  }
+  if (commit_seq != kNoSeq && !occupies(extents, commit_seq)) f(commit_seq);
 }
 
 // A committed, live message.
@@ -116,6 +127,7 @@ struct Pending {
 struct Item {
   enum class Kind : uint8_t {
     chunk,   // bytes = CHUNK record
+    head,    // bytes = HEAD record (content in front of the CHUNKs), just before its commit
     commit,  // bytes = COMMIT record, env and done set
     update,  // bytes = COMMIT record without content for a live message, env and done set
     done,    // bytes = DONE record, done set

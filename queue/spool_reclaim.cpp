@@ -155,7 +155,9 @@ void Spool::Impl::compact() {
         got += size_t(n);
       }
       auto r = rec::parse(it.bytes);
-      if (!fd || got != it.bytes.size() || !r || r->type != rec::Type::chunk ||
+      // A HEAD stays a HEAD (first in content order, so first in the copy).
+      if (!fd || got != it.bytes.size() || !r ||
+          (r->type != rec::Type::chunk && r->type != rec::Type::head) ||
           r->size != it.bytes.size() || id_value(r->id) != id) {
         readable = false;  // leave it where it is
         break;

@@ -44,6 +44,7 @@ std::expected<void, std::string> Spool::Impl::recover() {
 
   struct Found {
     std::vector<Extent> chunks;   // since its last COMMIT
+    Extent head;                  // its HEAD since its last COMMIT (length 0: none)
     std::vector<Extent> extents;  // content of the live version
     Envelope env;
     uint64_t commit_seq = 0;
@@ -116,6 +117,9 @@ std::expected<void, std::string> Spool::Impl::recover() {
           if (!r->body.empty())
             found[id].chunks.push_back({seq, off + rec::kPrefixSize, r->body.size()});
           break;
+        case rec::Type::head:
+          if (!r->body.empty()) found[id].head = {seq, off + rec::kPrefixSize, r->body.size()};
+          break;
         case rec::Type::commit: {
           auto env = decode_envelope(r->body);
           if (!env) {
@@ -130,16 +134,22 @@ std::expected<void, std::string> Spool::Impl::recover() {
           // envelope: an update (no chunks), or the stray start of a copy
           // cut short by a crash (compaction) before an update. A message
           // not yet live takes what there is (checked against its size
-          // below).
+          // below). A HEAD since the previous COMMIT is content too, in
+          // front of the chunks.
+          const bool head = m.head.length > 0 && m.head.length <= env->size;
+          const uint64_t want = env->size - (head ? m.head.length : 0);
           uint64_t sum = 0;
           size_t first = m.chunks.size();
-          while (first > 0 && sum < env->size) sum += m.chunks[--first].length;
-          if (sum == env->size && (!m.chunks.empty() || !m.live)) {
+          while (first > 0 && sum < want) sum += m.chunks[--first].length;
+          if (sum == want && (!m.chunks.empty() || head || !m.live)) {
             m.extents.assign(m.chunks.begin() + ptrdiff_t(first), m.chunks.end());
+            if (head) m.extents.insert(m.extents.begin(), m.head);
           } else if (!m.live) {
             m.extents = std::move(m.chunks);
+            if (head) m.extents.insert(m.extents.begin(), m.head);
           }
           m.chunks.clear();
+          m.head = Extent{};
           if (m.live) add_old_commit(m.old_commits, m.commit_seq, seq);
           env->id = std::string(r->id);
           m.env = std::move(*env);

@@ -213,6 +213,18 @@ void Spool::Impl::process(std::vector<Item>& batch) {
         p.extents.push_back(e);
         break;
       }
+      case Item::Kind::head: {  // written after the CHUNKs, content in front of them
+        Pending& p = pending[it.id];
+        if (p.failed) break;
+        if (!place(it)) {
+          ok = false;
+          break;
+        }
+        Extent e{it.seq, it.offset + rec::kPrefixSize, it.bytes.size() - rec::kPrefixSize};
+        if (!occupies(p.extents, e.seq)) pin(e.seq);
+        p.extents.insert(p.extents.begin(), e);
+        break;
+      }
       case Item::Kind::commit: {
         auto pit = pending.find(it.id);
         if (pit != pending.end() && pit->second.failed) {
@@ -312,7 +324,7 @@ void Spool::Impl::fail(std::vector<Item>& batch) {
   iov.clear();
   for (auto& [id, p] : pending) p.failed = true;
   for (Item& it : batch)
-    if (it.kind == Item::Kind::chunk) pending[it.id].failed = true;
+    if (it.kind == Item::Kind::chunk || it.kind == Item::Kind::head) pending[it.id].failed = true;
   if (cur_fd) {
     // Best effort: take this batch's records back out, so that a commit
     // reported as failed does not come back after a restart.
@@ -334,6 +346,7 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
     for (Item& it : batch) {
       switch (it.kind) {
         case Item::Kind::chunk:
+        case Item::Kind::head:
           break;
         case Item::Kind::commit: {
           std::vector<Extent> extents;
@@ -348,7 +361,7 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
             for_each_segment(extents, kNoSeq, [this](uint64_t s) { unpin(s); });
             break;
           }
-          if (extents.empty() || extents.back().seq != it.seq) pin(it.seq);
+          if (!occupies(extents, it.seq)) pin(it.seq);
           auto [pos, fresh] = index.try_emplace(it.id);
           std::vector<uint64_t> old_commits;
           if (!fresh) {

@@ -10,7 +10,11 @@
 //  - the body hash is the same fed whole or in pieces of any size;
 //  - header_list() names each default field once per occurrence at most
 //    plus once, and signing_input() is the relaxed fields it chose plus the
-//    relaxed signature field without its CRLF.
+//    relaxed signature field without its CRLF;
+//  - dkim/message.hpp: Scan finds the same fields and body hash fed whole
+//    or in pieces; author() gives an address with one @ before a lower-case
+//    domain without WSP, or an error; parse_tags() gives names and values
+//    without WSP; verifies() on every field neither crashes nor leaks.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "dkim/dkim.hpp"
+#include "dkim/message.hpp"
 
 namespace {
 
@@ -72,5 +77,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string sig_field = "DKIM-Signature: v=1; b=\r\n";
   const std::string input = sluice::dkim::signing_input(fields, names, sig_field);
   check(input.ends_with("dkim-signature:v=1; b="));
+
+  // The intake's view: the whole message streamed through a Scan.
+  sluice::dkim::Scan a, b;
+  a.feed(in);
+  for (size_t i = 0; i < in.size(); i += piece) b.feed(in.substr(i, piece));
+  check(a.too_large() == b.too_large());
+  check(a.fields() == b.fields());
+  const std::string bh = a.body_hash();
+  check(bh == b.body_hash());
+  if (auto who = sluice::dkim::author(a.fields())) {
+    const size_t at = who->rfind('@');
+    check(at != std::string::npos && at > 0 && at + 1 < who->size());
+    for (char c : std::string_view(*who).substr(at + 1)) check(c != ' ' && c != '\t' && !(c >= 'A' && c <= 'Z'));
+  }
+  static const sluice::dkim::Key key = [] {
+    uint8_t seed[32] = {1};
+    return std::move(*sluice::dkim::Key::ed25519_seed(seed));
+  }();
+  for (size_t i = 0; i < a.fields().size(); ++i) {
+    const std::string& f = a.fields()[i];
+    if (auto tags = sluice::dkim::parse_tags(std::string_view(f).substr(f.find(':') + 1)))
+      for (const auto& [name, value] : *tags) {
+        check(!name.empty());
+        check(value.find(' ') == std::string::npos && value.find('\t') == std::string::npos);
+      }
+    (void)sluice::dkim::verifies(a.fields(), i, bh, key, "example.com", "s");
+  }
   return 0;
 }

@@ -4,6 +4,8 @@
 // refused or failed the request (unknown id, ...), 2 usage, 3 the daemon
 // cannot be reached (not running, no socket, permission denied, busy, timeout,
 // or the configuration naming the socket cannot be read).
+// `dkim keygen` and `dns-records` need no daemon: mta/dnsrec/commands.hpp
+// (their exit codes are there).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -13,11 +15,12 @@
 #include "conf/config.hpp"
 #include "mta/control/client.hpp"
 #include "mta/control/format.hpp"
+#include "mta/dnsrec/commands.hpp"
 
 namespace ctl = sluice::control;
 
 int main(int argc, char** argv) {
-  CLI::App app{"sluicectl: inspect and steer the queue of a running sluiced"};
+  CLI::App app{"sluicectl: inspect and steer the queue of a running sluiced; DKIM keys and DNS records"};
   app.fallthrough();  // --json, --socket, ... also after the subcommand
   std::string config_flag, socket_flag, state;
   bool json = false, body = false, all = false;
@@ -30,7 +33,7 @@ int main(int argc, char** argv) {
   app.add_option("-s,--socket", socket_flag, "the control socket (instead of the configuration's)");
   app.add_option("--timeout", timeout_s, "seconds to wait for the daemon (default 30)")
       ->check(CLI::PositiveNumber);
-  app.add_flag("--json", json, "print the daemon's JSON response (docs/control.md)");
+  app.add_flag("--json", json, "print JSON: the daemon's response, or dns-records' records (docs/control.md)");
   app.set_version_flag("--version", SLUICE_VERSION);
   app.require_subcommand(1);
 
@@ -56,10 +59,37 @@ int main(int argc, char** argv) {
   bounce->add_option("ids", ids, "queue ids")->required();
   auto* status = app.add_subcommand("status", "version, uptime, connections, queue counts");
 
+  sluice::dnsrec::KeygenArgs kg;
+  auto* dkim = app.add_subcommand("dkim", "DKIM keys (no daemon needed)");
+  dkim->require_subcommand(1);
+  auto* keygen = dkim->add_subcommand("keygen", "write a new key file and print its TXT record");
+  keygen->add_option("--domain", kg.domain, "the signing domain (d=)")->required();
+  keygen->add_option("--selector", kg.selector, "the selector (s=), e.g. s2026a")->required();
+  keygen->add_option("--type", kg.type, "rsa (default) or ed25519")->check(CLI::IsMember({"rsa", "ed25519"}));
+  keygen->add_option("--bits", kg.bits, "RSA key size, 1024..8192 (default 2048)");
+  keygen->add_option("--out", kg.out, "the key file (default /etc/sluice/dkim/DOMAIN.SELECTOR.key)");
+  sluice::dnsrec::DnsRecordsArgs dr;
+  auto* records = app.add_subcommand("dns-records", "the DNS records to publish, and --check (no daemon needed)");
+  records->add_option("--domain", dr.domains, "a sending domain (repeatable; default: the [[dkim]] domains)");
+  records->add_option("--ip", dr.ips, "a sending address (repeatable; default: this machine's global ones)");
+  records->add_flag("--check", dr.check, "look each record up and say whether it is right");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? ctl::kExitOk : ctl::kExitUsage;
+  }
+
+  if (keygen->parsed()) {
+    kg.config_path = sluice::conf::config_path(config_flag);
+    return sluice::dnsrec::keygen(kg, std::cout, std::cerr);
+  }
+  if (records->parsed()) {
+    dr.config_path = sluice::conf::config_path(config_flag);
+    dr.json = json;
+    int rc = sluice::dnsrec::dns_records(dr, std::cout, std::cerr);
+    std::cout.flush();
+    return rc;
   }
 
   if (list->parsed()) {

@@ -5,13 +5,18 @@
 What one run does, in a private temporary directory, all on loopback:
 
   1. direct: smtp-source straight into smtp-sink, no MTA (the ceiling).
-  2. rounds: for R rounds, A B A B: a fresh private Postfix (127.0.0.20,
+  2. rounds: for R rounds, A B C A B C: a fresh private Postfix (127.0.0.20,
      relayhost = an smtp-sink on 127.0.0.22), then a fresh sluiced (127.0.0.21,
-     relayhost = an smtp-sink on 127.0.0.23), each loaded with the same
-     `smtp-source -s S -m N -l L`. Per round: end-to-end messages/s (first
-     message sent until the sink has received all N), accept messages/s
-     (smtp-source's wall time), peak RSS and PSS, CPU seconds per 1,000
-     messages, and for sluiced its own count of spool fdatasyncs.
+     relayhost = an smtp-sink on 127.0.0.23), then the same sluiced with two
+     [[dkim]] tables for the load's From domain ("Sluice with dual signing":
+     an RSA-2048 and an Ed25519 key, made with openssl by bench_dkim.py),
+     each loaded with the same `smtp-source -s S -m N -l L`. Per round:
+     end-to-end messages/s (first message sent until the sink has received
+     all N), accept messages/s (smtp-source's wall time), peak RSS and PSS,
+     CPU seconds per 1,000 messages, and for sluiced its own count of spool
+     fdatasyncs. Before the rounds, a few messages go through the dual-signing
+     configuration into a sink that keeps them; unless each carries both
+     signatures and they verify, that row is labelled "(not signed!)".
   3. fsync: a smaller separate run of each MTA under `strace -f -c`, counting
      fsync and fdatasync calls per message (proof that both still sync).
   4. latency: sluice_loadgen offers half of each MTA's peak accept rate
@@ -39,6 +44,7 @@ import sys
 import tempfile
 import time
 
+from bench_dkim import OPENSSL, DkimKeyError, check_dump_dir, dkim_config, make_keys
 from bench_mtas import (
     BenchError, DIRECT_SINK_HOST, HELO, IDLE_SOURCES, PF_HOST, PF_SINK_HOST, POSTCONF,
     POSTFIX, PostfixMta, RECIPIENT, REPO, SENDER, SKIP, SL_HOST, SL_SINK_HOST, SMTP_SINK,
@@ -53,6 +59,7 @@ class Bench:
         os.makedirs(self.work, exist_ok=True)
         os.chmod(self.work, 0o755)
         self.serial = 0
+        self.dkim_keys = []  # bench_dkim.make_keys(), for the sluice-dkim rounds
 
     def subdir(self, name):
         self.serial += 1
@@ -64,7 +71,8 @@ class Bench:
     def make_mta(self, kind, d, relay, limits=None):
         if kind == "postfix":
             return PostfixMta(d, PF_HOST, relay)
-        return SluiceMta(d, SL_HOST, relay, self.a.sluiced, limits)
+        dkim = dkim_config(self.dkim_keys) if kind == "sluice-dkim" else None
+        return SluiceMta(d, SL_HOST, relay, self.a.sluiced, limits, dkim)
 
     def round_timeout(self):
         # generous: 20 messages/s is far below anything either MTA does
@@ -97,7 +105,7 @@ class Bench:
             done_at = sink.wait(self.round_timeout())
             cpu1 = mta.cpu_seconds()
             sampler.stop()
-            hwm = mta.hwm_kib() if kind == "sluice" else 0
+            hwm = mta.hwm_kib() if kind != "postfix" else 0
             if done_at is None:
                 raise BenchError("%s round %d: the sink received %d of %d messages in time\n%s" % (
                     kind, n, sink.received(), N, mta.log_tail()))
@@ -121,12 +129,35 @@ class Bench:
             "rss_samples": sampler.samples,
             "loadavg_1m_before": load1,
         }
-        if kind == "sluice":
+        if kind != "postfix":
             row["vm_hwm_mib"] = hwm / 1024
             row["spool"] = stats
             if stats.get("commits"):
                 row["syncs_per_message"] = stats["syncs"] / stats["commits"]
         return row
+
+    def dkim_check(self):
+        """A few messages through the dual-signing configuration into a sink
+        that keeps them (not timed): does each carry both signatures, and do
+        they verify? (bench_dkim.check_messages)"""
+        d = self.subdir("sluice-dkim-check")
+        M = self.a.dkim_check_messages
+        dump = os.path.join(d, "received")
+        sink = Sink(d, "sink", SL_SINK_HOST, expect=M, dump_dir=dump)
+        mta = self.make_mta("sluice-dkim", d, (sink.host, sink.port))
+        try:
+            mta.start()
+            smtp_source(mta.host, mta.port, M, min(self.a.sessions, M), self.a.size, self.round_timeout())
+            if sink.wait(self.round_timeout()) is None:
+                raise BenchError("dual signing check: the sink received %d of %d" % (sink.received(), M))
+            mta.stop()
+        except BaseException:
+            log("---- sluice log ----\n%s" % mta.log_tail())
+            mta.stop()
+            raise
+        finally:
+            sink.stop()
+        return check_dump_dir(dump, self.dkim_keys)
 
     def fsync_count(self, kind):
         """A separate small run under strace -f -c: fsync and fdatasync calls
@@ -255,6 +286,8 @@ class Bench:
 
 # ---- report ------------------------------------------------------------------
 
+KINDS = ("postfix", "sluice", "sluice-dkim")
+
 COLUMNS = [
     ("e2e_rate", "e2e msg/s", "%.0f"),
     ("accept_rate", "accept msg/s", "%.0f"),
@@ -315,18 +348,28 @@ def md_table(header, rows):
                      ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+def label(result, kind):
+    """The name a row shows: the dual-signing row says when the check found
+    its mail unsigned, so that figure is never taken for a signed one."""
+    if kind != "sluice-dkim":
+        return kind
+    return "sluice with dual signing" + ("" if result["dkim_check"]["signed"] else " (not signed!)")
+
+
 def render(result):
     """(text for the terminal, markdown)"""
     header = ["round", "mta"] + [c[1] for c in COLUMNS] + ["syncs/msg"]
     rows = []
     for r in result["rounds"]:
-        rows.append([str(r["round"]), r["mta"]] + [f % r[k] for k, _, f in COLUMNS] +
+        rows.append([str(r["round"]), label(result, r["mta"])] + [f % r[k] for k, _, f in COLUMNS] +
                     ["%.3f" % r["syncs_per_message"] if "syncs_per_message" in r else "-"])
-    for kind in ("postfix", "sluice"):
+    for kind in KINDS:
         m = result["median"][kind]
-        rows.append(["median", kind] + [f % m[k] for k, _, f in COLUMNS] + [""])
-    ratio = result["ratio"]
-    rows.append(["ratio", "sluice/postfix"] + ["%.2fx" % ratio[k] for k, _, _ in COLUMNS] + [""])
+        rows.append(["median", label(result, kind)] + [f % m[k] for k, _, f in COLUMNS] + [""])
+    for key, a, b in (("ratio", "sluice", "postfix"), ("ratio_dual_signing", "sluice-dkim", "postfix"),
+                      ("ratio_signing_cost", "sluice-dkim", "sluice")):
+        rows.append(["ratio", "%s / %s" % (label(result, a), label(result, b))] +
+                    ["%.2fx" % result[key][k] for k, _, _ in COLUMNS] + [""])
     d = result["direct"]
     m = result["machine"]
     intro = [
@@ -334,9 +377,11 @@ def render(result):
         "machine: %s CPUs (%s), %d MiB, disk %s %s, kernel %s" % (
             m["nproc"], m["cpu_model"], m["mem_total_mib"], m.get("disk", {}).get("device", "?"),
             m.get("disk", {}).get("fstype", "?"), m["kernel"]),
-        "load: smtp-source -s %d -m %d -l %d, %d round(s) each, alternating postfix, sluice" % (
+        "load: smtp-source -s %d -m %d -l %d, %d round(s) each, alternating postfix, sluice, "
+        "sluice with dual signing" % (
             result["sessions"], result["messages"], result["size"], result["rounds_each"]),
         "direct (smtp-source -> smtp-sink, no MTA): %.0f msg/s" % d["rate"],
+        dkim_check_line(result["dkim_check"]),
     ]
     fs = ["fsync proof (strace -f -c over %d messages): %s" % (
         result["fsync"][0]["messages"], ", ".join("%s %.3f fsync+fdatasync calls/msg (%s)" % (
@@ -360,6 +405,14 @@ def render(result):
     return text, md
 
 
+def dkim_check_line(c):
+    verified = ("both verified by dkimpy in %d" % c["verified_by_all"] if c["verified_by_all"] is not None
+                else "not verified (python3-dkim is missing)")
+    line = ("dual signing check (%d messages through sluiced with the two [[dkim]] tables): "
+            "both signatures in %d, %s" % (c["messages"], c["signed_by_all"], verified))
+    return line + ("" if c["signed"] else ": NOT SIGNED (%s)" % c["problem"])
+
+
 def check_figures(result):
     """Every figure is a positive finite number: the run measured something."""
     problems = []
@@ -372,13 +425,14 @@ def check_figures(result):
     for r in result["rounds"]:
         for k, _, _ in COLUMNS:
             pos("%s round %d %s" % (r["mta"], r["round"], k), r[k])
-        if r["mta"] == "sluice":
-            pos("sluice round %d syncs_per_message" % r["round"], r.get("syncs_per_message"))
-    for kind in ("postfix", "sluice"):
+        if r["mta"] != "postfix":
+            pos("%s round %d syncs_per_message" % (r["mta"], r["round"]), r.get("syncs_per_message"))
+    for kind in KINDS:
         for k, _, _ in COLUMNS:
             pos("median %s %s" % (kind, k), result["median"][kind][k])
-    for k, _, _ in COLUMNS:
-        pos("ratio %s" % k, result["ratio"][k])
+    for key in ("ratio", "ratio_dual_signing", "ratio_signing_cost"):
+        for k, _, _ in COLUMNS:
+            pos("%s %s" % (key, k), result[key][k])
     for f in result["fsync"]:
         pos("%s fsync syncs_per_message" % f["mta"], f["syncs_per_message"])
     for l in result["latency"]:
@@ -418,6 +472,8 @@ def main(argv=None):
     p.add_argument("--sessions", type=int, default=20, help="smtp-source -s and loadgen connections (20)")
     p.add_argument("--size", type=int, default=2048, help="smtp-source -l payload octets (2048)")
     p.add_argument("--fsync-messages", type=int, default=1000, help="messages in the strace run (1000)")
+    p.add_argument("--dkim-check-messages", type=int, default=20,
+                   help="messages kept and checked for both DKIM signatures (20)")
     p.add_argument("--latency-seconds", type=float, default=10, help="length of the latency run (10)")
     p.add_argument("--latency-min-messages", type=int, default=200, help="at least this many (200)")
     p.add_argument("--latency-rate", type=float, default=0,
@@ -434,9 +490,9 @@ def main(argv=None):
     if os.geteuid() != 0:
         log("bench: skipped: a private Postfix instance needs root")
         return SKIP
-    for tool in (POSTFIX, POSTCONF, SMTP_SOURCE, SMTP_SINK, STRACE):
+    for tool in (POSTFIX, POSTCONF, SMTP_SOURCE, SMTP_SINK, STRACE, OPENSSL):
         if not os.path.exists(tool):
-            log("bench: %s is missing (packages postfix and strace)" % tool)
+            log("bench: %s is missing (packages postfix, strace and openssl)" % tool)
             return 1
     started = datetime.datetime.now().astimezone()
     out = a.out or os.path.abspath("sluice-bench-%s" % started.strftime("%Y%m%d-%H%M%S"))
@@ -469,9 +525,16 @@ def main(argv=None):
         result["direct"] = b.direct()
         log("  %.0f msg/s" % result["direct"]["rate"])
 
+        domain = SENDER.split("@")[1]  # smtp-source writes From: <SENDER>
+        b.dkim_keys = make_keys(os.path.join(b.work, "dkim"), domain)
+        log("dual signing check: %d messages, [[dkim]] %s with an RSA-2048 and an Ed25519 key" % (
+            a.dkim_check_messages, domain))
+        result["dkim_check"] = b.dkim_check()
+        log("  " + dkim_check_line(result["dkim_check"]))
+
         rows = []
         for n in range(1, a.rounds + 1):
-            for kind in ("postfix", "sluice"):
+            for kind in KINDS:
                 log("round %d %s: %d messages" % (n, kind, a.messages))
                 row = b.one_round(kind, n)
                 rows.append(row)
@@ -479,10 +542,12 @@ def main(argv=None):
                     row["e2e_rate"], row["accept_rate"], row["peak_rss_mib"], row["cpu_per_1000"],
                     ", syncs/msg %.3f" % row["syncs_per_message"] if "syncs_per_message" in row else ""))
         result["rounds"] = rows
-        med = {k: median_row([r for r in rows if r["mta"] == k]) for k in ("postfix", "sluice")}
+        med = {k: median_row([r for r in rows if r["mta"] == k]) for k in KINDS}
         result["median"] = med
-        result["ratio"] = {k: med["sluice"][k] / med["postfix"][k] if med["postfix"][k] else float("nan")
-                           for k, _, _ in COLUMNS}
+        ratio = lambda x, y: {k: med[x][k] / med[y][k] if med[y][k] else float("nan") for k, _, _ in COLUMNS}
+        result["ratio"] = ratio("sluice", "postfix")
+        result["ratio_dual_signing"] = ratio("sluice-dkim", "postfix")
+        result["ratio_signing_cost"] = ratio("sluice-dkim", "sluice")
 
         result["fsync"] = []
         for kind in ("postfix", "sluice"):
@@ -503,7 +568,7 @@ def main(argv=None):
         log("idle: sluiced with %d idle connections" % a.idle_connections)
         result["idle"] = b.idle()
         log("  RSS %.1f MiB" % result["idle"]["rss_idle_mib"])
-    except (BenchError, subprocess.SubprocessError, OSError, ValueError) as e:
+    except (BenchError, DkimKeyError, subprocess.SubprocessError, OSError, ValueError) as e:
         log("bench: FAILED: %s: %s" % (type(e).__name__, e))
         log("bench: work directory kept: %s" % b.work)
         return 1

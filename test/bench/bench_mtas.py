@@ -156,9 +156,10 @@ class Sampler:
 class Sink:
     """smtp-sink on host:port. With `expect`, it exits on receiving that many
     messages (-M); a watcher thread notes the moment (waitpid, exact). -c
-    writes its running counters to a file, for diagnostics."""
+    writes its running counters to a file, for diagnostics. With `dump_dir`,
+    each message goes to a file there (-d; for checks, never in a timed round)."""
 
-    def __init__(self, workdir, name, host, expect=None):
+    def __init__(self, workdir, name, host, expect=None, dump_dir=None):
         self.host, self.port = host, free_port(host)
         self.counter_path = os.path.join(workdir, "%s.counters" % name)
         self.expect = expect
@@ -166,6 +167,10 @@ class Sink:
         args = [SMTP_SINK, "-u", "postfix", "-c"]
         if expect:
             args += ["-M", str(expect)]
+        if dump_dir:
+            os.makedirs(dump_dir)
+            shutil.chown(dump_dir, "postfix")  # the sink writes as -u postfix
+            args += ["-d", os.path.join(dump_dir, "%H%M%S.")]
         args += ["%s:%d" % (host, self.port), "1024"]
         self._out = open(self.counter_path, "wb")
         self.proc = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT)
@@ -318,11 +323,12 @@ class PostfixMta:
 class SluiceMta:
     """sluiced with one relay listener on host:port, relayhost = the sink,
     its spool under `workdir`. Its defaults otherwise (every message
-    fdatasynced, in groups, before its 250)."""
+    fdatasynced, in groups, before its 250). `dkim`: the [[dkim]] table
+    lines to add (bench_dkim.dkim_config)."""
 
     name = "sluice"
 
-    def __init__(self, workdir, host, relay, binary, limits=None):
+    def __init__(self, workdir, host, relay, binary, limits=None, dkim=None):
         self.dir = os.path.join(workdir, "sluice")
         os.makedirs(self.dir)
         self.binary = binary
@@ -343,6 +349,7 @@ class SluiceMta:
         if limits:
             lines.append("[limits]")
             lines += ["%s = %s" % (k, json.dumps(v)) for k, v in limits.items()]
+        lines += dkim or []
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.proc = None

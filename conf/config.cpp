@@ -441,6 +441,8 @@ void read_delivery(Reader& r, const toml::node& n, const std::string& key, Deliv
            d.relayhost_tls_name = *s;
        }},
       path_field(r, "ca_file", d.ca_file, false),
+      bool_field(r, "mta_sts", d.mta_sts),
+      bool_field(r, "dane", d.dane),
   };
   r.walk(n, key, fields);
 }

@@ -97,6 +97,11 @@ struct Delivery {
   std::string relayhost_tls_name;
   // Trust anchors (PEM bundle) for every certificate verification.
   std::string ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  // RFC 8461: apply the MTA-STS policies recipient domains publish.
+  bool mta_sts = true;
+  // RFC 7672: look up TLSA records for MX hosts whose addresses are
+  // DNSSEC-secure (believed only from loopback resolvers, dns/trust.hpp).
+  bool dane = true;
   // The name a relayhost certificate is verified against (relayhost_tls_name,
   // else relayhost_name).
   const std::string& relayhost_verify_name() const {

@@ -24,7 +24,7 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kT
                 "max_hops", "command_timeout", "data_timeout", "auth_failure_delay", "min_free_space"}},
     {"delivery", {"max_connections", "max_connections_per_destination", "port", "retry_schedule",
                   "max_queue_lifetime", "tls", "relayhost", "relayhost_username",
-                  "relayhost_password_file", "relayhost_tls", "relayhost_tls_name", "ca_file"}},
+                  "relayhost_password_file", "relayhost_tls", "relayhost_tls_name", "ca_file", "mta_sts", "dane"}},
     {"dns", {"servers"}},
     {"dkim", {"domain", "selector", "private_key", "headers"}},
 };

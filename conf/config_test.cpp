@@ -76,6 +76,8 @@ TEST_CASE("minimal file gets every default") {
   CHECK(c.delivery.relayhost_tls == DeliveryTls::opportunistic);  // = delivery.tls
   CHECK(c.delivery.relayhost_tls_name.empty());
   CHECK(c.delivery.ca_file == "/etc/ssl/certs/ca-certificates.crt");
+  CHECK(c.delivery.mta_sts);
+  CHECK(c.delivery.dane);
   CHECK(c.dns.servers.empty());
   CHECK(c.source.empty());
 }
@@ -132,6 +134,8 @@ relayhost_password_file = "/etc/x/relay-pass"
 relayhost_tls = "required"
 relayhost_tls_name = "relay.example.net"
 ca_file = "/dev/null"
+mta_sts = false
+dane = false
 
 [dns]
 servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:54", "[2001:db8::35]"]
@@ -182,6 +186,8 @@ servers = ["127.0.0.1:5353", "192.0.2.53", "[2001:db8::53]:54", "[2001:db8::35]"
   CHECK(c.delivery.relayhost_tls_name == "relay.example.net");
   CHECK(c.delivery.relayhost_verify_name() == "relay.example.net");
   CHECK(c.delivery.ca_file == "/dev/null");
+  CHECK(!c.delivery.mta_sts);
+  CHECK(!c.delivery.dane);
   REQUIRE(c.dns.servers.size() == 4);
   CHECK(c.dns.servers[0].str() == "127.0.0.1:5353");
   CHECK(c.dns.servers[1].str() == "192.0.2.53:53");

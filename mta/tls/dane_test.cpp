@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mta/tls/dane.hpp"
+#include "mta/tls/tls.hpp"
 
 using namespace sluice;
 using dns::TlsaRecord;
@@ -63,7 +64,8 @@ const Pki& pki() {
         "    openssl dgst -sha256 -binary -out $c.$w.sha256 $c.$w; "
         "    openssl dgst -sha512 -binary -out $c.$w.sha512 $c.$w; "
         "  done; "
-        "done";
+        "done; "
+        "cat leaf.pem int.pem > chain.pem";
     int rc = std::system(("(" + script + ") >/dev/null 2>&1").c_str());
     INFO("the openssl CLI failed to make the test certificates in " << p.dir);
     REQUIRE(rc == 0);
@@ -207,4 +209,85 @@ TEST_CASE("hostile chains", "[dane]") {
   Bytes longer = pki().get("leaf", "der");
   longer.push_back(0);
   CHECK(tls::dane::match(records, std::vector<Bytes>{longer}).outcome == Outcome::mismatch);
+}
+
+// --- TlsStream::client_dane: the same records in a real handshake -------------
+
+namespace {
+
+struct Handshake {
+  bool completed = false;
+  bool verified = false;
+  std::string error, refused, match;
+};
+
+// A server sending leaf + intermediate, and a DANE client for `host`.
+Handshake dane_handshake(std::vector<TlsaRecord> records, const std::string& host) {
+  auto server_ctx = tls::TlsContext::server(pki().dir + "/chain.pem", pki().dir + "/leaf.key");
+  REQUIRE(server_ctx);
+  auto client_ctx = tls::TlsContext::client(false, pki().dir + "/other.pem");  // trusts nothing here
+  REQUIRE(client_ctx);
+  auto server = tls::TlsStream::server(*server_ctx);
+  auto client = tls::TlsStream::client_dane(*client_ctx, host, std::move(records));
+  REQUIRE(server);
+  REQUIRE(client);
+  Handshake h;
+  std::string plain, bytes;
+  auto step = [&](tls::TlsStream& s) {
+    auto r = s.process(plain);
+    if (!r && h.error.empty() && &s == client->get()) h.error = r.error();
+    if (r && r->handshake_completed && &s == client->get()) h.completed = true;
+  };
+  step(**client);
+  for (int round = 0; round < 20; ++round) {
+    bool moved = false;
+    bytes.clear();
+    if ((*client)->take_ciphertext(bytes)) {
+      (*server)->feed_ciphertext(bytes);
+      step(**server);
+      moved = true;
+    }
+    bytes.clear();
+    if ((*server)->take_ciphertext(bytes)) {
+      (*client)->feed_ciphertext(bytes);
+      step(**client);
+      moved = true;
+    }
+    if (!moved) break;
+  }
+  h.verified = (*client)->peer_verified();
+  h.refused = (*client)->certificate_refused();
+  h.match = (*client)->dane_match();
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("client_dane: DANE-EE authenticates the leaf, whatever its name", "[dane][handshake]") {
+  Handshake h = dane_handshake({for_cert(3, 1, 1, "leaf")}, "not-the-name.example.test");
+  CHECK(h.completed);
+  CHECK(h.error.empty());
+  CHECK(h.verified);
+  CHECK(h.match == "DANE-EE(3) SPKI SHA2-256 matched the leaf certificate");
+  // The renewed leaf shares the key: the SPKI record still matches it.
+  CHECK(dane_handshake({for_cert(3, 1, 1, "renewed")}, "mx.example.test").verified);
+}
+
+TEST_CASE("client_dane: a mismatch fails the handshake with DANE's reason", "[dane][handshake]") {
+  Handshake h = dane_handshake({for_cert(3, 1, 1, "other"), for_cert(2, 0, 1, "root")}, "mx.example.test");
+  CHECK_FALSE(h.completed);
+  CHECK_FALSE(h.verified);
+  CHECK(h.refused == "DANE: 2 usable TLSA record(s), none matched the certificate chain");
+  CHECK(h.error == "certificate verify failed: " + h.refused);
+}
+
+TEST_CASE("client_dane: DANE-TA anchors the chain and checks the name", "[dane][handshake]") {
+  Handshake ok = dane_handshake({for_cert(2, 1, 1, "int")}, "mx.example.test");
+  CHECK(ok.completed);
+  CHECK(ok.verified);
+  CHECK_FALSE(ok.match.empty());
+  Handshake wrong = dane_handshake({for_cert(2, 1, 1, "int")}, "other.example.test");
+  CHECK_FALSE(wrong.completed);
+  CHECK(wrong.refused.rfind("DANE: ", 0) == 0);
+  CHECK(wrong.refused.find("Hostname mismatch") != std::string::npos);
 }

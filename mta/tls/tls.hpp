@@ -72,6 +72,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "dns/result.hpp"
 
 // BoringSSL's own type names, so that users of this header need not include
 // <openssl/ssl.h>.
@@ -143,6 +146,20 @@ class TlsStream {
   static std::expected<std::unique_ptr<TlsStream>, std::string> client(
       std::shared_ptr<const TlsContext> ctx, std::string_view hostname);
 
+  // A client stream authenticated by DANE (RFC 7672) instead of the CA
+  // store: `tlsa` are the host's DNSSEC-validated TLSA records (at least one
+  // usable, tls/dane.hpp). The handshake fails unless the server's chain
+  // matches them: a DANE-EE(3) record matches the leaf (names and dates
+  // ignored), or a DANE-TA(2) record matches a chain certificate from which
+  // the chain verifies and whose leaf names `hostname` (or, as RFC 7672
+  // §3.2.2 allows, the MX host name is all that is checked). Done in
+  // BoringSSL's custom verify callback, so nothing is sent to a server
+  // that fails. peer_verified() then means "DANE matched"; the refusal's
+  // reason ("DANE: no TLSA record matched ...") is certificate_refused().
+  static std::expected<std::unique_ptr<TlsStream>, std::string> client_dane(
+      std::shared_ptr<const TlsContext> ctx, std::string_view hostname,
+      std::vector<dns::TlsaRecord> tlsa);
+
   ~TlsStream();
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
@@ -200,6 +217,9 @@ class TlsStream {
   // context a completed handshake implies it. verify_error() says why not
   // ("Hostname mismatch", "self signed certificate"; empty when verified).
   bool peer_verified() const;
+  // A client_dane() stream whose handshake completed: how DANE matched
+  // ("DANE-EE(3) SPKI SHA2-256 matched the leaf certificate"). Empty otherwise.
+  const std::string& dane_match() const { return dane_match_; }
   std::string verify_error() const;
   // Client streams whose handshake failed because a verifying context
   // refused the server's certificate: why ("self signed certificate",
@@ -241,6 +261,11 @@ class TlsStream {
   bool failed_ = false;
   std::string error_;
   std::string certificate_refused_;
+  // DANE (client_dane): the records, and the verdict of the verify callback.
+  friend struct DaneVerifier;
+  std::vector<dns::TlsaRecord> tlsa_;
+  std::string dane_match_;    // set when the chain matched
+  std::string dane_refused_;  // set when it did not: the reason
 };
 
 // The description of the first fatal alert record sent in plaintext in

@@ -11,10 +11,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <utility>
 
 #include "conf/log.hpp"
+#include "dns/trust.hpp"
+#include "mta/tls/dane.hpp"
 #include "mta/client/client_session.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/uv/guard.hpp"
@@ -96,6 +99,25 @@ std::expected<std::string, std::string> read_password(const std::string& path) {
   return password;
 }
 
+// DANE needs DNSSEC answers it can believe: delivery.dane, and every
+// resolver on loopback (dns.servers, else /etc/resolv.conf). `why` says
+// which it was, for the start-up line.
+bool dane_in_force(const conf::Config& c, std::string* why) {
+  if (!c.delivery.dane) {
+    if (why) *why = "off (delivery.dane = false)";
+    return false;
+  }
+  std::string resolv_conf;
+  if (c.dns.servers.empty()) {
+    std::ifstream f("/etc/resolv.conf");
+    resolv_conf.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  const bool trusted = dns::ad_bit_trusted(c.dns.servers, resolv_conf);
+  if (why)
+    *why = trusted ? "on" : "off (a DNS server is not on loopback, so its AD bit cannot be believed)";
+  return trusted;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -132,7 +154,10 @@ std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const
   // MX hosts. Verifying contexts abort the handshake on a certificate that
   // does not verify against delivery.ca_file; the others only report it.
   const conf::DeliveryTls policy = outbound_tls(dc);
-  if (policy != conf::DeliveryTls::none || !out.login.empty()) {
+  out.dane = dc.relayhost.empty() && dane_in_force(fresh, nullptr);
+  // MTA-STS and DANE may demand TLS whatever delivery.tls says.
+  const bool published = dc.relayhost.empty() && (dc.mta_sts || out.dane);
+  if (policy != conf::DeliveryTls::none || !out.login.empty() || published) {
     const bool verify = policy == conf::DeliveryTls::verify;
     auto ctx = tls::TlsContext::client(verify, dc.ca_file);
     if (!ctx && !verify) {
@@ -143,9 +168,12 @@ std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const
     if (!ctx) return std::unexpected("delivery tls: " + ctx.error());
     out.tls = std::move(*ctx);
   }
-  if (loop && (!running || running->dns.servers != fresh.dns.servers)) {
+  const bool running_dane =
+      running && running->delivery.relayhost.empty() && dane_in_force(*running, nullptr);
+  if (loop && (!running || running->dns.servers != fresh.dns.servers || running_dane != out.dane)) {
     dns::Options dopt;
     dopt.servers = fresh.dns.servers;
+    dopt.request_ad = out.dane;  // MX and address answers say whether they are DNSSEC-secure
     auto res = dns::Resolver::create(loop, std::move(dopt));
     if (!res) return std::unexpected("dns: " + res.error());
     out.resolver = std::move(*res);
@@ -160,6 +188,7 @@ std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
   if (!setup) return std::unexpected(setup.error());
   std::unique_ptr<Delivery> d(new Delivery(loop, std::move(config), spool, intake));
   d->resolver_ = std::move(setup->resolver);
+  d->dane_ = setup->dane;
   d->shared_.tls = std::move(setup->tls);
   d->shared_.relay_login = std::move(setup->login);
   d->shared_.relay_password = setup->password;
@@ -173,6 +202,7 @@ void Delivery::reload(std::shared_ptr<const conf::Config> config, DeliverySetup 
   config_ = std::move(config);
   shared_.config = config_;
   shared_.tls = std::move(setup.tls);
+  dane_ = setup.dane;
   shared_.relay_login = std::move(setup.login);
   std::fill(shared_.relay_password.begin(), shared_.relay_password.end(), '\0');
   shared_.relay_password = setup.password;
@@ -211,10 +241,14 @@ void Delivery::start() {
       spool_.remove(c.id, [](bool) {});
   }
   const auto& dc = config_->delivery;
+  std::string dane_why;
+  dane_in_force(*config_, &dane_why);
   log::info("delivery: {} messages queued, relayhost={} tls={} ca_file={}{}", msgs.size(),
             dc.relayhost.empty() ? "-" : dc.relayhost, conf::to_string(outbound_tls(dc)),
             dc.ca_file,
-            dc.relayhost.empty() ? "" : fmt::format(" tls_name={}", dc.relayhost_verify_name()));
+            dc.relayhost.empty()
+                ? fmt::format(" mta_sts={} dane={}", dc.mta_sts ? "on" : "off", dane_why)
+                : fmt::format(" tls_name={}", dc.relayhost_verify_name()));
   run();
 }
 
@@ -490,9 +524,65 @@ void Delivery::resolve(JobRun* run) {
 
 void Delivery::open(JobRun* run, const queue::Target& target) {
   const auto& dc = config_->delivery;
+  // RFC 7672 §2.2: TLSA records count only for a host whose address records
+  // are DNSSEC-secure (then the TLSA answer can be too); never through a relayhost.
+  if (!dane_ || !dc.relayhost.empty() || !target.secure) {
+    open_with(run, target, protection_without_dane(*run));
+    return;
+  }
+  const uint64_t serial = run->job.serial;
+  const uint64_t gen = resolver_gen_;
+  const std::string name = fmt::format("_{}._tcp.{}", dc.port, target.host);
+  resolver_->resolve_tlsa(name, [this, serial, gen, target, name](dns::TlsaResult r) {
+    JobRun* run = find_run(serial);
+    if (!run) return;
+    if (gen != resolver_gen_ && !stopping_) return open(run, target);  // a reload swapped resolvers
+    if (r.status == dns::Status::temporary) {
+      // Not "no records": an answer that could have been secure did not
+      // come. Never weaker TLS for it: this host is not tried (§2.2).
+      fail_target(run, target, fmt::format("TLSA lookup of {} failed: {}", name, r.reason));
+      return;
+    }
+    if (r.status != dns::Status::ok || !r.secure) {
+      // No records, or records that are not DNSSEC-secure: DANE does not apply.
+      open_with(run, target, protection_without_dane(*run));
+      return;
+    }
+    Protection p;
+    for (auto& rec : r.records)
+      if (tls::dane::usable(rec)) p.tlsa.push_back(std::move(rec));
+    if (!p.tlsa.empty()) {
+      p.rule = Protection::Rule::dane;  // DANE takes precedence over MTA-STS
+    } else {
+      // Records, none usable: TLS mandatory, not authenticated by DANE; an
+      // enforced MTA-STS policy may still demand PKIX.
+      p = protection_without_dane(*run);
+      if (p.rule == Protection::Rule::configured) p.rule = Protection::Rule::dane_unusable;
+    }
+    open_with(run, target, std::move(p));
+  });
+}
+
+Protection Delivery::protection_without_dane(const JobRun&) const { return Protection{}; }
+
+void Delivery::fail_target(JobRun* run, const queue::Target& target, std::string detail) {
+  const auto& dc = config_->delivery;
+  const std::string host = fmt::format("{}[{}]", target.host, target.ip.str());
+  const std::string relay = fmt::format("{}:{}", host, dc.relayhost.empty() ? dc.port : dc.relayhost_port);
+  log::warning("{}: relay={} not tried: {}", run->job.message_id, relay, log::sanitize(detail, 400));
+  run->attempt.on_connection(host, relay, false);
+  queue::HostReport report;
+  report.failure = queue::policy::SessionEvent{queue::policy::SessionFailure::tls_failed, host, {},
+                                               std::move(detail), false};
+  carry_out(run, run->attempt.on_host_done(std::move(report)));
+}
+
+void Delivery::open_with(JobRun* run, const queue::Target& target, Protection protection) {
+  const auto& dc = config_->delivery;
   uint16_t port = dc.relayhost.empty() ? dc.port : dc.relayhost_port;
   if (conns_.size() >= dc.max_connections) evict_idle();
-  auto* o = new Outbound(shared_, *this, next_conn_++, target, port, run->job.destination);
+  auto* o = new Outbound(shared_, *this, next_conn_++, target, port, run->job.destination,
+                         std::move(protection));
   conns_.emplace(o->id(), o);
   attach(*o, *run, false);
   o->connect();
@@ -509,7 +599,7 @@ void Delivery::finish(JobRun* run, bool run_after) {
     runs_.erase(run->job.serial);
     return;
   }
-  auto [verdicts, relays] = run->attempt.finish();
+  auto [verdicts, relays, tls] = run->attempt.finish();
   const int64_t now = wall_clock_us();
   queue::Job job = run->job;
   runs_.erase(job.serial);  // `run` is gone from here on
@@ -534,9 +624,9 @@ void Delivery::finish(JobRun* run, bool run_after) {
       status = "bounced";
     }
     double delay = static_cast<double>(now - c.envelope.arrival_us) / 1e6;
-    log::info("{}: to=<{}> relay={} delay={:.1f} dsn={} status={} ({})", job.message_id,
-              log::sanitize(rcpt), log::sanitize(relays[i]), delay, dsn, status,
-              log::sanitize(v.reply, 400));
+    log::info("{}: to=<{}> relay={} delay={:.1f} tls={} dsn={} status={} ({})", job.message_id,
+              log::sanitize(rcpt), log::sanitize(relays[i]), delay, queue::to_string(tls[i]), dsn,
+              status, log::sanitize(v.reply, 400));
   }
   handle_completion(std::move(c));
   if (run_after) this->run();

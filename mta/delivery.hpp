@@ -63,6 +63,9 @@ struct DeliverySetup {
   std::string login, password;
   std::shared_ptr<const tls::TlsContext> tls;
   std::unique_ptr<dns::Resolver> resolver;  // null: keep the running one
+  // delivery.dane, and the resolvers' AD bit can be believed (dns/trust.hpp):
+  // TLSA records are looked up (and the resolver asks with the AD bit).
+  bool dane = false;
 };
 
 class Delivery final : private OutboundHost {
@@ -141,7 +144,15 @@ class Delivery final : private OutboundHost {
   void evict_idle();
   void carry_out(JobRun* run, queue::DeliveryAttempt::Decision d);  // the attempt's decision
   void resolve(JobRun* run);
-  void open(JobRun* run, const queue::Target& target);  // a new connection for the job
+  // A new connection for the job: after the host's TLSA lookup when DANE
+  // applies to it (its addresses are DNSSEC-secure), else at once.
+  void open(JobRun* run, const queue::Target& target);
+  void open_with(JobRun* run, const queue::Target& target, Protection protection);
+  // What the target's session needs when no usable TLSA record speaks for it.
+  Protection protection_without_dane(const JobRun& run) const;
+  // A target that cannot be tried (its TLSA lookup failed): the attempt
+  // counts it as a host's TLS failure and moves on.
+  void fail_target(JobRun* run, const queue::Target& target, std::string detail);
   void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
   void handle_completion(queue::Completion c);
   void store_bounce(const queue::Completion& c);
@@ -154,6 +165,7 @@ class Delivery final : private OutboundHost {
   Intake& intake_;  // bounces go in through it
   queue::Scheduler scheduler_;
   std::unique_ptr<dns::Resolver> resolver_;
+  bool dane_ = false;  // DeliverySetup::dane in force
   uint64_t resolver_gen_ = 0;  // counts resolver swaps: an answer from an older one is asked again
   std::vector<std::unique_ptr<dns::Resolver>> retired_;  // replaced by a reload, closing
   OutboundShared shared_;  // loop, config, spool, TLS context, relayhost credentials, buffers

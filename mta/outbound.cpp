@@ -73,6 +73,27 @@ client::TlsPolicy to_policy(conf::DeliveryTls t) {
 
 }  // namespace
 
+// "the MTA-STS policy of example.com", for reasons.
+std::string demand_of(Protection::Rule r, const std::string& destination) {
+  switch (r) {
+    case Protection::Rule::mta_sts: return "the MTA-STS policy of " + destination;
+    case Protection::Rule::dane: return "DANE (TLSA records)";
+    case Protection::Rule::dane_unusable: return "DANE (TLSA records, none usable)";
+    case Protection::Rule::configured: break;
+  }
+  return "delivery.tls";
+}
+
+std::string_view to_string(Protection::Rule r) {
+  switch (r) {
+    case Protection::Rule::configured: return "configured";
+    case Protection::Rule::mta_sts: return "mta-sts";
+    case Protection::Rule::dane: return "dane";
+    case Protection::Rule::dane_unusable: return "dane (unusable TLSA)";
+  }
+  return "configured";
+}
+
 conf::DeliveryTls outbound_tls(const conf::Delivery& dc) {
   return dc.relayhost.empty() ? dc.tls : dc.relayhost_tls;
 }
@@ -99,10 +120,10 @@ std::span<char> OutboundShared::body_buffer() {
 // --- Outbound: what Delivery asks ---------------------------------------------
 
 Outbound::Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queue::Target target,
-                   uint16_t port, std::string destination)
+                   uint16_t port, std::string destination, Protection protection)
     : StreamConnection(shared.loop, Kind::tcp, shared.read_buffer()), shared_(shared), owner_(host),
       id_(id), target_(std::move(target)), port_(port), destination_(std::move(destination)),
-      config_(shared.config), tls_ctx_(shared.tls) {
+      protection_(std::move(protection)), config_(shared.config), tls_ctx_(shared.tls) {
   host_ = fmt::format("{}[{}]", target_.host, target_.ip.str());
   relay_ = fmt::format("{}:{}", host_, port_);
 }
@@ -144,7 +165,15 @@ void Outbound::connect() {
   client::ClientConfig cc;
   cc.helo_name = config_->hostname;
   cc.own_hostname = config_->hostname;  // the loop check (docs/delivery.md, "Mail loops")
-  cc.tls = to_policy(outbound_tls(dc));
+  // What the destination publishes overrides the configuration: an MTA-STS
+  // policy or usable TLSA records demand verified TLS; TLSA records none of
+  // which is usable, TLS at least (RFC 7672 §2.2).
+  switch (protection_.rule) {
+    case Protection::Rule::configured: cc.tls = to_policy(outbound_tls(dc)); break;
+    case Protection::Rule::mta_sts:
+    case Protection::Rule::dane: cc.tls = client::TlsPolicy::verify; break;
+    case Protection::Rule::dane_unusable: cc.tls = client::TlsPolicy::required; break;
+  }
   cc.tls_available = tls_ctx_ != nullptr;
   implicit_tls_ = !dc.relayhost.empty() && port_ == 465 && tls_ctx_ != nullptr;
   cc.in_tls = implicit_tls_;
@@ -195,8 +224,10 @@ void Outbound::start_tls() {
   // The name the certificate must carry: the MX name, or for the relayhost
   // its name, delivery.relayhost_tls_name, or its address (IP entries).
   const auto& dc = config_->delivery;
-  auto s = tls::TlsStream::client(tls_ctx_, dc.relayhost.empty() ? target_.host
-                                                                    : dc.relayhost_verify_name());
+  const std::string& name = dc.relayhost.empty() ? target_.host : dc.relayhost_verify_name();
+  auto s = protection_.rule == Protection::Rule::dane
+               ? tls::TlsStream::client_dane(tls_ctx_, name, protection_.tlsa)
+               : tls::TlsStream::client(tls_ctx_, name);
   if (!s) {
     tls_fail_ = s.error();
     return;
@@ -307,9 +338,26 @@ void Outbound::read_tls(std::string_view ciphertext) {
     return;
   }
   if (ev->handshake_completed) {
-    log::info("delivery: tls to {} {} with cipher {} verified={}{}", relay_, t.version(), t.cipher(),
-              t.peer_verified() ? "yes" : "no",
-              t.peer_verified() ? "" : " (" + log::sanitize(t.verify_error()) + ")");
+    // What the session can be called: verified only counts when the rule
+    // demanded it (an opportunistic session that happens to verify is
+    // still opportunistic: nothing would have stopped a downgrade).
+    const bool verified = t.peer_verified();
+    const bool demanded = protection_.rule == Protection::Rule::mta_sts ||
+                          protection_.rule == Protection::Rule::dane ||
+                          (protection_.rule == Protection::Rule::configured &&
+                           outbound_tls(config_->delivery) == conf::DeliveryTls::verify);
+    tls_level_ = queue::TlsLevel::opportunistic;
+    if (verified && demanded) {
+      switch (protection_.rule) {
+        case Protection::Rule::mta_sts: tls_level_ = queue::TlsLevel::mta_sts; break;
+        case Protection::Rule::dane: tls_level_ = queue::TlsLevel::dane; break;
+        default: tls_level_ = queue::TlsLevel::pkix; break;
+      }
+    }
+    log::info("delivery: tls to {} {} with cipher {} verified={}{}{}", relay_, t.version(), t.cipher(),
+              verified ? "yes" : "no",
+              verified ? "" : " (" + log::sanitize(t.verify_error()) + ")",
+              t.dane_match().empty() ? "" : " dane=\"" + log::sanitize(t.dane_match()) + "\"");
     if (implicit_tls_)
       session_->on_connected(t.peer_verified(), t.verify_error());
     else
@@ -409,6 +457,7 @@ void Outbound::pump_body() {
 // means is decided in queue/policy.
 queue::HostReport Outbound::take_report() {
   queue::HostReport rep;
+  rep.tls = tls_level_;
   if (result_) {
     if (result_->too_big) {
       rep.failure = SessionEvent{SessionFailure::too_big, host_, {},
@@ -456,6 +505,19 @@ SessionEvent Outbound::event_of(const client::ConnectionFailure& f) const {
     case client::Failure::connection_closed:
     case client::Failure::service_closing: ev.what = SessionFailure::connection_lost; break;
     case client::Failure::loop: ev.what = SessionFailure::loop; break;
+  }
+  // TLS that the destination demands (MTA-STS, DANE) and could not be had:
+  // a TLS failure, 4.7.5, whatever stopped it (a stripped STARTTLS
+  // included), and the log says which demand it was.
+  if (protection_.rule != Protection::Rule::configured &&
+      (f.kind == client::Failure::tls_not_offered || f.kind == client::Failure::tls_unavailable ||
+       f.kind == client::Failure::tls_refused || f.kind == client::Failure::tls_untrusted ||
+       f.kind == client::Failure::tls_failed)) {
+    ev.what = SessionFailure::tls_failed;
+    ev.reply = {};
+    ev.detail = fmt::format("{} requires TLS: {}", demand_of(protection_.rule, destination_),
+                            f.reply.code ? f.reply.text() : f.phase);
+    return ev;
   }
   if (ev.reply.code == 0) {
     if (f.kind == client::Failure::timeout || f.kind == client::Failure::connection_closed)

@@ -38,7 +38,9 @@
 #include "conf/config.hpp"
 #include "mta/client/client_session.hpp"
 #include "mta/uv/stream.hpp"
+#include "dns/result.hpp"
 #include "queue/attempt.hpp"
+#include "queue/tls_level.hpp"
 #include "queue/spool.hpp"
 
 namespace sluice::mta {
@@ -74,6 +76,21 @@ class OutboundShared {
   std::unique_ptr<char[]> body_buf_;
 };
 
+// What one connection's session must be protected by, decided by Delivery
+// per target (docs/transport-security.md): the configuration (delivery.tls,
+// or relayhost_tls), or what the destination publishes.
+struct Protection {
+  enum class Rule : uint8_t {
+    configured,     // delivery.tls / relayhost_tls
+    mta_sts,        // an enforced MTA-STS policy lists this MX: TLS verified for its name
+    dane,           // usable TLSA records: TLS authenticated by them (RFC 7672 §2.2)
+    dane_unusable,  // TLSA records, none usable: TLS required, not authenticated
+  };
+  Rule rule = Rule::configured;
+  std::vector<dns::TlsaRecord> tlsa;  // dane: the host's DNSSEC-validated records
+};
+std::string_view to_string(Protection::Rule r);  // "configured", "mta-sts", "dane", "dane (unusable TLSA)"
+
 // The events of an Outbound. `job` is the serial given to take_job(); the
 // connection no longer carries it when these are called.
 class OutboundHost {
@@ -97,7 +114,7 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
  public:
   // `destination` is the job's (a domain or the relayhost), for the idle cache.
   Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queue::Target target, uint16_t port,
-           std::string destination);
+           std::string destination, Protection protection = {});
   Outbound(const Outbound&) = delete;
   Outbound& operator=(const Outbound&) = delete;
 
@@ -105,6 +122,8 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   const std::string& host() const { return host_; }    // "mx.example.com[192.0.2.1]"
   const std::string& relay() const { return relay_; }  // "mx.example.com[192.0.2.1]:25"
   const std::string& destination() const { return destination_; }
+  // How the session is protected so far (none until a handshake completes).
+  queue::TlsLevel tls_level() const { return tls_level_; }
   bool has_job() const { return job_ != 0; }
   // Ready, not closing, and not too old (Postfix's smtp_connection_reuse_time_limit).
   bool reusable() const;
@@ -161,6 +180,8 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   queue::Target target_;
   uint16_t port_;
   std::string destination_;
+  Protection protection_;
+  queue::TlsLevel tls_level_ = queue::TlsLevel::none;
   // The settings this connection was opened with (OutboundShared's at the time).
   std::shared_ptr<const conf::Config> config_;
   std::shared_ptr<const tls::TlsContext> tls_ctx_;

@@ -20,7 +20,8 @@ namespace {
 DeliveryAttempt::DeliveryAttempt(std::size_t recipients, policy::Context ctx,
                                  std::shared_ptr<const Myself> myself, uint16_t port)
     : ctx_(ctx), myself_(myself ? std::move(myself) : std::make_shared<const Myself>()),
-      port_(port), verdicts_(recipients), relays_(recipients, "none") {}
+      port_(port), verdicts_(recipients), relays_(recipients, "none"),
+      tls_(recipients, TlsLevel::none) {}
 
 DeliveryAttempt::Decision DeliveryAttempt::decide_all(const Verdict& v) {
   for (auto& x : verdicts_)
@@ -36,8 +37,8 @@ DeliveryAttempt::Decision DeliveryAttempt::on_mx(const dns::MxResult& r, std::st
   targets_.clear();
   next_ = 0;
   for (const auto& h : hosts) {
-    for (const auto& ip : h.ipv4) targets_.push_back({h.name, ip});
-    for (const auto& ip : h.ipv6) targets_.push_back({h.name, ip});
+    for (const auto& ip : h.ipv4) targets_.push_back({h.name, ip, h.secure});
+    for (const auto& ip : h.ipv6) targets_.push_back({h.name, ip, h.secure});
   }
   return next_host();
 }
@@ -50,8 +51,8 @@ DeliveryAttempt::Decision DeliveryAttempt::on_addresses(const dns::AddrResult& r
     return decide_all(policy::loops_back(name));
   targets_.clear();
   next_ = 0;
-  for (const auto& ip : r.ipv4) targets_.push_back({std::string(name), ip});
-  for (const auto& ip : r.ipv6) targets_.push_back({std::string(name), ip});
+  for (const auto& ip : r.ipv4) targets_.push_back({std::string(name), ip, r.secure});
+  for (const auto& ip : r.ipv6) targets_.push_back({std::string(name), ip, r.secure});
   return next_host();
 }
 
@@ -80,12 +81,14 @@ const std::vector<std::size_t>& DeliveryAttempt::start_transaction() {
 DeliveryAttempt::Decision DeliveryAttempt::on_host_done(HostReport report) {
   if (report.results.size() > sent_.size()) misuse("more results than recipients offered");
   const bool failed = report.failure.has_value();
+  last_tls_ = report.tls;
   for (std::size_t k = 0; k < report.results.size(); ++k) {
     const std::size_t i = sent_[k];
     auto v = policy::recipient_verdict(report.results[k], host_, failed);
     if (!v) continue;
     verdicts_[i] = std::move(*v);
     relays_[i] = relay_;
+    tls_[i] = report.tls;
   }
   sent_.clear();
   if (std::all_of(verdicts_.begin(), verdicts_.end(), [](const auto& v) { return v.has_value(); })) {
@@ -121,6 +124,7 @@ DeliveryAttempt::Result DeliveryAttempt::finish() const {
   Result r;
   r.verdicts.reserve(verdicts_.size());
   r.relays = relays_;
+  r.tls = tls_;
   std::optional<Verdict> session_v;
   for (std::size_t i = 0; i < verdicts_.size(); ++i) {
     if (verdicts_[i]) {
@@ -130,6 +134,7 @@ DeliveryAttempt::Result DeliveryAttempt::finish() const {
     if (!session_v) session_v = policy::session_verdict(events_, ctx_);
     r.verdicts.push_back(*session_v);
     r.relays[i] = relay_;
+    r.tls[i] = last_tls_;
   }
   return r;
 }

@@ -48,6 +48,7 @@
 #include "dns/result.hpp"
 #include "queue/myself.hpp"
 #include "queue/policy.hpp"
+#include "queue/tls_level.hpp"
 
 namespace sluice::queue {
 
@@ -55,6 +56,9 @@ namespace sluice::queue {
 struct Target {
   std::string host;  // the MX (or relayhost) name
   net::IpAddress ip;
+  // The host's address records were DNSSEC-validated (dns::MxHost::secure):
+  // DANE's TLSA lookup applies to it (RFC 7672 §2.2).
+  bool secure = false;
   bool operator==(const Target&) const = default;
 };
 
@@ -67,6 +71,8 @@ struct HostReport {
   // lost...) or the message's (too_big). Unset when the transaction ran to
   // its end on a healthy connection.
   std::optional<policy::SessionEvent> failure;
+  // How the session was protected (for the log and `queue show`).
+  TlsLevel tls = TlsLevel::none;
 };
 
 class DeliveryAttempt {
@@ -88,6 +94,7 @@ class DeliveryAttempt {
   struct Result {
     std::vector<Verdict> verdicts;
     std::vector<std::string> relays;
+    std::vector<TlsLevel> tls;  // per recipient: the deciding session's protection
   };
 
   // `myself` (null: nothing is) says which next hops are this Sluice, at
@@ -141,12 +148,14 @@ class DeliveryAttempt {
   uint16_t port_;
   std::vector<std::optional<Verdict>> verdicts_;  // per job recipient
   std::vector<std::string> relays_;               // per job recipient, once decided
+  std::vector<TlsLevel> tls_;                     // per job recipient, once decided
   std::vector<Target> targets_;
   std::size_t next_ = 0;                          // targets_[next_] is the next to try
   std::vector<policy::SessionEvent> events_;      // each host's failure, in order
   std::vector<std::size_t> sent_;                 // offered in the transaction in flight
   std::string host_;                              // the connection's, for verdicts
   std::string relay_ = "none";                    // the connection's, for the log
+  TlsLevel last_tls_ = TlsLevel::none;            // the last host's session
   bool reused_ = false;
   bool stopped_ = false;
 };

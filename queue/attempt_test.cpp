@@ -475,3 +475,49 @@ TEST_CASE("attempt: an EHLO reply naming our hostname defers with 4.4.6 and the 
     CHECK(v.reply == "451 4.4.6 mail loops back to myself at mx2.example.com[192.0.2.2]: named");
   }
 }
+
+TEST_CASE("attempt: each recipient keeps the protection of the session that decided it") {
+  dns::MxResult r = two_mx();
+  r.hosts[1].secure = true;  // mx2's addresses are DNSSEC-validated
+  DeliveryAttempt a(2, kMx);
+  auto d = a.on_mx(r, "example.com");
+  REQUIRE(target_of(d) == "mx1.example.com[192.0.2.1]");
+  CHECK_FALSE(std::get<DeliveryAttempt::Connect>(d).target.secure);
+  connect(a, d);
+  a.start_transaction();
+  // a@ refused for good over opportunistic TLS; the connection is lost before b@'s data.
+  HostReport first{{res(Stage::rcpt, reply(550, "5.1.1", "no such user")),
+                    res(Stage::data, reply(451, "4.4.2", "lost"), false)},
+                   failure(SessionFailure::connection_lost, "mx1.example.com[192.0.2.1]", {}, "after RCPT TO")};
+  first.tls = TlsLevel::opportunistic;
+  d = a.on_host_done(first);
+  REQUIRE(target_of(d) == "mx1.example.com[2001:db8::1]");
+  connect(a, d);
+  a.start_transaction();
+  HostReport second{{}, failure(SessionFailure::tls_failed, "mx1.example.com[2001:db8::1]", {}, "no")};
+  second.tls = TlsLevel::none;
+  d = a.on_host_done(second);
+  REQUIRE(target_of(d) == "mx2.example.com[192.0.2.2]");
+  CHECK(std::get<DeliveryAttempt::Connect>(d).target.secure);
+  connect(a, d);
+  a.start_transaction();
+  HostReport third{{sent()}, {}};
+  third.tls = TlsLevel::dane;
+  CHECK(std::holds_alternative<DeliveryAttempt::Done>(a.on_host_done(third)));
+  auto out = a.finish();
+  CHECK(out.tls == std::vector<TlsLevel>{TlsLevel::opportunistic, TlsLevel::dane});
+  CHECK(to_string(out.tls[1]) == "dane");
+}
+
+TEST_CASE("attempt: undecided recipients get the last session's protection") {
+  DeliveryAttempt a(1, kMx);
+  auto d = a.on_mx(two_mx(), "example.com");
+  for (int i = 0; i < 3; ++i) {
+    connect(a, d);
+    a.start_transaction();
+    HostReport rep{{}, failure(SessionFailure::tls_failed, target_of(d), {}, "certificate")};
+    rep.tls = i == 2 ? TlsLevel::mta_sts : TlsLevel::none;
+    d = a.on_host_done(rep);
+  }
+  CHECK(a.finish().tls == std::vector<TlsLevel>{TlsLevel::mta_sts});
+}

@@ -121,8 +121,8 @@ class Delivery(unittest.TestCase):
 
     def setUp(self):
         self.work = tempfile.mkdtemp(prefix="sluice-dlv-")
-        self.dns = FakeDns(self.work, self.zone)
         self.port = sink_port()
+        self.dns = FakeDns(self.work, self.zone_text())
         self.mx = SinkHandler()
         self.bounce_mx = SinkHandler()
         kw = {}
@@ -137,10 +137,7 @@ class Delivery(unittest.TestCase):
             kw = dict(tls_context=ctx, require_starttls=True)
         elif self.sink_tls:
             import ssl
-            cert, key = os.path.join(self.work, "cert.pem"), os.path.join(self.work, "key.pem")
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                            "-subj", "/CN=mx.example.test", "-keyout", key, "-out", cert],
-                           check=True, capture_output=True, timeout=60)
+            cert, key = self.sink_certificate()
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(cert, key)
             kw = dict(tls_context=ctx, require_starttls=True)
@@ -180,6 +177,19 @@ class Delivery(unittest.TestCase):
                 extra += 'ca_file = "%s"\n' % self.ca.cert
         self.d = self.make_daemon(extra, ["127.0.0.1:%d" % self.dns.port])
         self.d.start()
+
+    def zone_text(self):
+        """What the fake DNS serves; self.port and self.work are set."""
+        return self.zone
+
+    def sink_certificate(self):
+        """(cert, key) of the sinks under sink_tls: self-signed for mx.example.test."""
+        cert, key = os.path.join(self.work, "cert.pem"), os.path.join(self.work, "key.pem")
+        if not os.path.exists(cert):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=mx.example.test", "-keyout", key, "-out", cert],
+                           check=True, capture_output=True, timeout=60)
+        return cert, key
 
     def make_daemon(self, extra, dns_servers):
         return Sluiced(extra=extra, dns_servers=dns_servers)

@@ -42,7 +42,7 @@ mx.pf.test.        300 IN A 127.0.0.9
 def log_line(log, rcpt, status):
     """The first delivery log line for rcpt with that status, as a match with
     groups relay, dsn, reason; None when there is none."""
-    pat = re.compile(r" [0-9A-F]+: to=<%s> relay=(\S+) delay=\S+ dsn=(\S+) status=%s \((.*)\)$"
+    pat = re.compile(r" [0-9A-F]+: to=<%s> relay=(\S+) delay=\S+ tls=\S+ dsn=(\S+) status=%s \((.*)\)$"
                      % (re.escape(rcpt), status), re.M)
     return pat.search(log)
 
@@ -360,7 +360,7 @@ class RestartWhileDeferred(MoreDelivery):
         time.sleep(1.5)  # a retry interval: a second delivery would show by now
         self.assertEqual(len(self.mx.messages), 1)
         self.assertEqual(self.mx.messages[0][1], ["bob@example.test"])
-        sent = re.findall(r"to=<bob@example\.test> relay=\S+ delay=\S+ dsn=\S+ status=sent", self.d.log())
+        sent = re.findall(r"to=<bob@example\.test> relay=\S+ delay=\S+ tls=\S+ dsn=\S+ status=sent", self.d.log())
         self.assertEqual(len(sent), 1)
         self.d.stop()
         self.assertEqual(self.d.spool_messages(), [])

@@ -429,7 +429,7 @@ class StarttlsInjectionAtTheMx(RelayToSink):
         self.assertTrue(in_tls[0].upper().startswith(b"EHLO "), in_tls)
         self.assertIn("delivery: tls to 127.0.0.2[127.0.0.2]:%d" % self.sink.port, self.d.log())
         # the reply logged is the real server's, not a forged one
-        self.assertRegex(self.d.log(), r"to=<bob@dest\.test> relay=\S+ delay=\S+ dsn=2\.0\.0 status=sent "
+        self.assertRegex(self.d.log(), r"to=<bob@dest\.test> relay=\S+ delay=\S+ tls=\S+ dsn=2\.0\.0 status=sent "
                                        r"\(250 2\.0\.0 Ok: queued as REAL1\)")
         self.assertNotIn("forged", self.d.log())
         self.assertEqual(self.sink.plaintext_after_starttls, [])

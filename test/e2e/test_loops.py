@@ -208,7 +208,7 @@ class Neighbours(LoopCase):
         self.submit("alice@sender.test", ["dave@ehlo-only.test"])
         self.d.wait_log("status=deferred")
         self.assertRegex(self.d.log(), r"to=<dave@ehlo-only\.test> relay=twin\.ehlo-self\.test"
-                                       r"\[127\.0\.0\.5\]:\d+ delay=\S+ dsn=4\.4\.6 status=deferred "
+                                       r"\[127\.0\.0\.5\]:\d+ delay=\S+ tls=\S+ dsn=4\.4\.6 status=deferred "
                                        r"\(451 4\.4\.6 mail loops back to myself at ")
         self.assertEqual(self.twin.messages, [])
         self.assertEqual(self.bounce_mx.messages, [])

@@ -255,6 +255,23 @@ class StsFetch(unittest.TestCase):
         self.assertIn("mta-sts: domain=good.test fetch failed: ", log)
         self.assertFalse(os.path.exists(os.path.join(self.work, "sts", "good.test")))
 
+    def test_store_rate_limits_fetches(self):
+        # A failing policy host is asked once per domain and id per 5 minutes.
+        self.zone()
+        self.serve(response(GOOD, ctype="text/html"))
+        out, log = self.store("--times", "3")
+        self.assertEqual(out, ["cached none", "policy none", "policy none", "policy none"])
+        self.assertEqual(log.count("mta-sts: domain=good.test fetch failed: "), 1)
+        self.assertEqual(len(self.server.requests), 1)
+
+    def test_store_fetches_once_per_id(self):
+        self.zone()
+        self.serve(response(GOOD))
+        out, log = self.store("--times", "2")
+        self.assertEqual(out[1:], ["policy mode=enforce max_age=86400 mx=mx.good.test,*.backup.test"] * 2)
+        self.assertEqual(log.count("mta-sts: domain=good.test id=20240101"), 1)
+        self.assertEqual(len(self.server.requests), 1)
+
     def test_store_ignores_a_corrupt_file(self):
         self.zone()
         self.serve(response(GOOD))

@@ -6,7 +6,8 @@
 //   sts_fetch_tool store --dns IP:PORT --ca-file CA --dir DIR [--port P] [--now UNIX] DOMAIN
 //       opens the store on DIR (loading the cache), prints what is cached
 //       ("cached id=I mode=M" or "cached none"), then recheck(DOMAIN) and
-//       prints "policy mode=M max_age=N" or "policy none"; exit 0.
+//       prints "policy mode=M max_age=N" or "policy none"; exit 0. With
+//       --times K, recheck K times in a row (the rate limits show).
 // The store's log lines go to stderr as in the daemon.
 #include <uv.h>
 
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   std::string dns_server, ca_file, dir, domain;
   uint16_t port = 443;
   long timeout_ms = 30000;
+  int times = 1;
   std::optional<int64_t> now;
   for (int i = 2; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -63,6 +65,7 @@ int main(int argc, char** argv) {
     else if (a == "--port") port = static_cast<uint16_t>(std::stoi(value()));
     else if (a == "--timeout-ms") timeout_ms = std::stol(value());
     else if (a == "--now") now = std::stoll(value());
+    else if (a == "--times") times = std::stoi(value());
     else if (!a.starts_with("--") && domain.empty()) domain = a;
     else usage();
   }
@@ -129,13 +132,19 @@ int main(int argc, char** argv) {
     else
       fmt::print("cached none\n");
     std::fflush(stdout);
-    store->recheck(domain, [&](std::optional<sts::Policy> p) {
-      if (p)
-        fmt::print("policy mode={} max_age={} mx={}\n", sts::mode_name(p->mode), p->max_age, mx_list(*p));
-      else
-        fmt::print("policy none\n");
-      finished = true;
-    });
+    for (int k = 0; k < times; ++k) {
+      finished = false;
+      store->recheck(domain, [&](std::optional<sts::Policy> p) {
+        if (p)
+          fmt::print("policy mode={} max_age={} mx={}\n", sts::mode_name(p->mode), p->max_age, mx_list(*p));
+        else
+          fmt::print("policy none\n");
+        finished = true;
+      });
+      if (k + 1 < times)
+        while (!finished && uv_run(&loop, UV_RUN_ONCE) != 0) {
+        }
+    }
   }
   while (!finished && uv_run(&loop, UV_RUN_ONCE) != 0) {
   }

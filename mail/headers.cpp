@@ -82,4 +82,81 @@ std::string missing_fields(const Present& have, const Trace& t, std::string_view
   return add;
 }
 
+// ---- TLS-Required (RFC 8689 §3) -------------------------------------------
+//   tls-required = "TLS-Required:" [FWS] "No" CRLF
+// Stored content has CRLF line ends only; a line starting with WSP continues
+// the field (unfolding removes the CRLF). The header section ends at the
+// first empty line.
+
+namespace {
+
+bool wsp(char c) { return c == ' ' || c == '\t'; }
+
+bool iequal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view trim_wsp(std::string_view s) {
+  while (!s.empty() && wsp(s.front())) s.remove_prefix(1);
+  while (!s.empty() && wsp(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+bool TlsRequiredScan::matches() const {
+  if (too_long_ || field_.empty() || wsp(field_.front())) return false;
+  std::string_view f = field_;
+  const size_t colon = f.find(':');
+  return colon != std::string_view::npos && iequal(trim_wsp(f.substr(0, colon)), "tls-required") &&
+         iequal(trim_wsp(f.substr(colon + 1)), "no");
+}
+
+void TlsRequiredScan::field_end() {
+  if (matches()) found_ = true;
+  field_.clear();
+  too_long_ = false;
+}
+
+void TlsRequiredScan::feed(std::string_view content) {
+  for (size_t i = 0; i < content.size() && in_headers_; ++i) {
+    const char c = content[i];
+    if (c == '\n') {
+      // cr_ is set: the line ended (a bare LF cannot occur in stored form;
+      // taken as a line end all the same).
+      cr_ = false;
+      if (bol_) {  // an empty line: the header section is over
+        field_end();
+        in_headers_ = false;
+        return;
+      }
+      bol_ = true;
+      continue;
+    }
+    if (cr_) {  // a CR not before LF: content of the line
+      if (field_.size() < kCap) field_.push_back('\r'); else too_long_ = true;
+      cr_ = false;
+    }
+    if (c == '\r') {
+      cr_ = true;
+      continue;
+    }
+    if (bol_) {
+      bol_ = false;
+      if (!wsp(c)) field_end();  // a new field starts; else a continuation
+    }
+    if (field_.size() < kCap)
+      field_.push_back(c);
+    else
+      too_long_ = true;
+  }
+}
+
 }  // namespace sluice::mail

@@ -7,6 +7,7 @@
 // of every message that enters the queue), by bounces (queue/dsn.cpp: Date)
 // and by sluice-sendmail (mta/sendmail/message.cpp: Date and Message-ID in
 // the sender's time zone, added before the message reaches the daemon).
+// Also one thing Sluice reads there: TlsRequiredScan (RFC 8689 §3).
 #pragma once
 
 #include <cstdint>
@@ -68,5 +69,33 @@ struct Present {
 // `message_id_out` gets the Message-ID added, if any.
 std::string missing_fields(const Present& have, const Trace& t, std::string_view sender,
                            std::string* message_id_out);
+
+// RFC 8689 §3: does the message's header section have a "TLS-Required: No"
+// field (the sender asks that MTA-STS and DANE be relaxed for it)? Fed the
+// content in stored form (CRLF lines) in pieces of any size; only the header
+// section is looked at, and nothing but the current field's first octets
+// is kept. The field name is matched case-insensitively (WSP before the colon
+// tolerated), the value after unfolding and trimming WSP must be "No" in any
+// case; one such field is enough. The same pieces split any other way give
+// the same answer.
+class TlsRequiredScan {
+ public:
+  void feed(std::string_view content);
+  // Also for a message that is all header section (no empty line).
+  bool tls_required_no() const { return found_ || matches(); }
+  bool in_headers() const { return in_headers_; }
+
+ private:
+  bool matches() const;  // the current field is "TLS-Required: No"
+  void field_end();
+
+  static constexpr size_t kCap = 64;  // "TLS-Required: No" with room for WSP
+  std::string field_;      // the current field, unfolded, capped at kCap octets
+  bool too_long_ = false;  // the current field is longer than kCap: not ours
+  bool bol_ = true;        // at the start of a line
+  bool cr_ = false;        // the last octet was a CR
+  bool in_headers_ = true;
+  bool found_ = false;
+};
 
 }  // namespace sluice::mail

@@ -81,3 +81,48 @@ TEST_CASE("missing_fields adds only what is missing: Date, Message-ID, From") {
         "Message-ID: <20231114221320.0123456789ABCDEF@mx.example.net>\r\n"
         "From: MAILER-DAEMON@mx.example.net\r\n");
 }
+
+namespace {
+// The answer for `content` fed whole, byte by byte and in pieces of 3.
+bool tls_required_no(std::string_view content) {
+  TlsRequiredScan whole;
+  whole.feed(content);
+  TlsRequiredScan bytes;
+  for (char c : content) bytes.feed(std::string_view(&c, 1));
+  TlsRequiredScan threes;
+  for (size_t i = 0; i < content.size(); i += 3) threes.feed(content.substr(i, 3));
+  CHECK(bytes.tls_required_no() == whole.tls_required_no());
+  CHECK(threes.tls_required_no() == whole.tls_required_no());
+  CHECK(bytes.in_headers() == whole.in_headers());
+  return whole.tls_required_no();
+}
+}  // namespace
+
+TEST_CASE("TlsRequiredScan: a TLS-Required: No field in the header section (RFC 8689 §3)") {
+  CHECK(tls_required_no("Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"));
+  CHECK(tls_required_no("TLS-Required: No\r\n\r\n"));
+  CHECK(tls_required_no("tls-required:no\r\n\r\n"));
+  CHECK(tls_required_no("TLS-REQUIRED :\t NO \t\r\n\r\n"));
+  CHECK(tls_required_no("TLS-Required:\r\n No\r\nSubject: x\r\n\r\n"));   // folded
+  CHECK(tls_required_no("Subject: x\r\nTLS-Required: No\r\n"));           // no body
+  CHECK(tls_required_no("A: b\r\nTLS-Required: Yes\r\nTLS-Required: No\r\n\r\n"));  // one is enough
+  // Not it.
+  CHECK_FALSE(tls_required_no(""));
+  CHECK_FALSE(tls_required_no("Subject: x\r\n\r\nTLS-Required: No\r\n"));  // in the body
+  CHECK_FALSE(tls_required_no("TLS-Required: Yes\r\n\r\n"));
+  CHECK_FALSE(tls_required_no("TLS-Required: No thanks\r\n\r\n"));
+  CHECK_FALSE(tls_required_no("TLS-Required: N\r\n o\r\n\r\n"));  // unfolds to "N o"
+  CHECK_FALSE(tls_required_no("X-TLS-Required: No\r\n\r\n"));
+  CHECK_FALSE(tls_required_no("TLS-Required-X: No\r\n\r\n"));
+  CHECK_FALSE(tls_required_no("Subject: TLS-Required: No\r\n\r\n"));
+  CHECK_FALSE(tls_required_no("Subject: x\r\n TLS-Required: No\r\n\r\n"));  // a continuation
+  CHECK_FALSE(tls_required_no(" TLS-Required: No\r\n\r\n"));
+  CHECK_FALSE(tls_required_no("TLS-Required: No" + std::string(100, ' ') + "x\r\n\r\n"));
+  // A long field before does not disturb the next one.
+  CHECK(tls_required_no("X-Long: " + std::string(5000, 'a') + "\r\nTLS-Required: No\r\n\r\n"));
+  TlsRequiredScan s;
+  s.feed("A: b\r\n\r\n");
+  CHECK_FALSE(s.in_headers());
+  s.feed("TLS-Required: No\r\n\r\n");
+  CHECK_FALSE(s.tls_required_no());
+}

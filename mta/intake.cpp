@@ -40,6 +40,7 @@ std::unique_ptr<Intake::Message> Intake::begin(Source source, mail::Trace trace)
   const bool add_missing = source == Source::submission ||
                            (source == Source::relay && relay_adds_missing_.load(std::memory_order_relaxed));
   std::unique_ptr<Message> m(new Message(add_missing, std::move(trace), std::move(in)));
+  if (source != Source::bounce) m->tls_scan_.emplace();
   if (source != Source::bounce) {
     auto signing = signing_.load();
     if (signing && !signing->empty()) {
@@ -118,6 +119,18 @@ void Intake::commit_now(std::unique_ptr<Message> message, queue::Envelope env, D
   if (env.message_id.empty()) env.message_id = message->added_message_id_;
   env.id = message->id();
   env.size = message->in_->size();
+  if (message->tls_scan_ && message->tls_scan_->tls_required_no()) {
+    // RFC 8689 §4.1: MAIL's REQUIRETLS wins over the header field.
+    if (env.requiretls) {
+      log::info("{}: TLS-Required: No ignored: the message was sent with REQUIRETLS", env.id);
+    } else {
+      env.tls_optional = true;
+      log::info("{}: TLS-Required: No: MTA-STS and DANE will not be enforced for this message",
+                env.id);
+    }
+  } else if (env.requiretls) {
+    log::info("{}: REQUIRETLS: delivery only over authenticated TLS to a REQUIRETLS server", env.id);
+  }
   in_flight_.fetch_add(1, std::memory_order_relaxed);
   // The spool's writer thread runs this, once; it only posts (queue/spool.hpp).
   Committed c{false, env, std::move(done)};

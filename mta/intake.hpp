@@ -22,6 +22,9 @@
 //      pool (an RSA signature costs about 0.4 ms); a commit made on another
 //      thread (the maildrop's, already on the pool) signs right there. Not
 //      for bounces, which are Sluice's own null-sender mail;
+//   3b. notes a "TLS-Required: No" header field (mail::TlsRequiredScan) in
+//      the envelope's tls_optional, unless MAIL had REQUIRETLS, which wins
+//      (RFC 8689 §4.1; docs/transport-security.md "REQUIRETLS"); logged;
 //   4. commits: the spool fills in the envelope's id and size and makes
 //      content and envelope durable (group commit, queue/spool.hpp);
 //   5. when the commit is durable, on the loop: hands the committed envelope
@@ -48,6 +51,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -78,6 +82,7 @@ class Intake {
     // end_of_headers().
     void append(std::string_view content) {
       if (scan_) scan_->feed(content);
+      if (tls_scan_ && tls_scan_->in_headers()) tls_scan_->feed(content);
       in_->append(content);
     }
     // An authenticated login's rule for the From address: a message whose
@@ -99,6 +104,9 @@ class Intake {
     std::string added_message_id_;  // the Message-ID end_of_headers() added
     std::shared_ptr<const Signing> signing_;  // the keys when it began; null: not signed
     std::unique_ptr<dkim::Scan> scan_;        // set with signing_
+    // RFC 8689 §3 "TLS-Required: No" (not for bounces). Its own small scan:
+    // scan_ exists only when signing is on.
+    std::optional<mail::TlsRequiredScan> tls_scan_;
     FromRule rule_;
   };
 

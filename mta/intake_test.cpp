@@ -198,6 +198,40 @@ TEST_CASE("local: the trace field names the uid; a bounce gets nothing added") {
   CHECK(f.delivered[1].sender.empty());
 }
 
+TEST_CASE("TLS-Required: No sets tls_optional, unless MAIL had REQUIRETLS (RFC 8689 §4.1)") {
+  Fixture f;
+  auto stored_env = [&](const std::string& id) {
+    for (const Envelope& e : f.spool->messages())
+      if (e.id == id) return e;
+    FAIL("not in the spool: " << id);
+    return Envelope{};
+  };
+  auto commit = [&](Intake::Source source, std::string content, bool requiretls) {
+    auto m = f.intake->begin(source, smtp_trace());
+    // In pieces that split the field, as the session streams it.
+    for (size_t i = 0; i < content.size(); i += 5) m->append(std::string_view(content).substr(i, 5));
+    Envelope env = envelope();
+    env.requiretls = requiretls;
+    return f.commit(std::move(m), env);
+  };
+  const std::string no = "Subject: s\r\nTLS-Required: No\r\n\r\nbody\r\n";
+  Envelope c = commit(Intake::Source::relay, no, false);
+  CHECK(c.tls_optional);
+  CHECK_FALSE(c.requiretls);
+  CHECK(f.delivered.back().tls_optional);
+  CHECK(stored_env(c.id).tls_optional);  // stored (envelope version 3)
+  c = commit(Intake::Source::submission, no, true);
+  CHECK_FALSE(c.tls_optional);
+  CHECK(c.requiretls);
+  CHECK(stored_env(c.id).requiretls);
+  c = commit(Intake::Source::local, "Subject: s\r\n\r\nTLS-Required: No\r\n", false);
+  CHECK_FALSE(c.tls_optional);  // in the body: not a header field
+  c = commit(Intake::Source::local, "tls-required:  no\r\n\r\nx\r\n", false);
+  CHECK(c.tls_optional);
+  c = commit(Intake::Source::bounce, no, false);
+  CHECK_FALSE(c.tls_optional);  // Sluice's own bounces are never relaxed
+}
+
 TEST_CASE("a message given up before its commit is not stored and not delivered") {
   Fixture f;
   {

@@ -42,6 +42,7 @@ queue::policy::Stage to_stage(client::Stage s) {
     case client::Stage::data: return S::data;
     case client::Stage::message: return S::message;
     case client::Stage::end_of_data: return S::end_of_data;
+    case client::Stage::requiretls: return S::requiretls;
   }
   return S::local;
 }

@@ -23,8 +23,10 @@
 // and RCPT parameters, and the verbs it adds. The EHLO reply lists the
 // offered keywords in the order of kExtensions. A MAIL or RCPT parameter
 // that no extension registers gets "555 5.5.4 Error: unsupported parameter".
-// Adding an extension (DSN, CHUNKING, REQUIRETLS) is one row there plus its
-// handlers here. Broken invariants of the table (a verb registered twice)
+// Adding an extension (DSN, CHUNKING) is one row there plus its handlers
+// here, as REQUIRETLS (RFC 8689) is: offered only inside TLS, and its MAIL
+// parameter outside TLS gets "530 5.7.10" (RFC 3207's "issue STARTTLS first"
+// code with RFC 5248's "Encryption Needed" status), with a value "501 5.5.4". Broken invariants of the table (a verb registered twice)
 // abort at the first command.
 #include <fmt/format.h>
 
@@ -66,6 +68,7 @@ struct ParamContext {
   const SessionConfig& cfg;
   queue::Envelope& env;            // MAIL: the new envelope; RCPT: the transaction's
   queue::Recipient* rcpt;          // RCPT: the recipient being added; MAIL: null
+  bool in_tls = false;             // the session is protected by TLS
   uint64_t declared_size = 0;      // MAIL SIZE=
 };
 
@@ -93,7 +96,7 @@ struct Session::Commands {
 
   static const Row kBase[];
   static const Extension kExtensions[];
-  static const Param kSizeParams[], kBodyParams[], kUtf8Params[];
+  static const Param kSizeParams[], kBodyParams[], kUtf8Params[], kRequireTlsParams[];
   static const Row kStarttlsRows[], kAuthRows[];
 
   static constexpr size_t kMaxVerbs = 32;
@@ -157,6 +160,12 @@ struct Session::Commands {
   static std::optional<Reply> size_param(ParamContext& ctx, const proto::Param& p);
   static std::optional<Reply> body_param(ParamContext& ctx, const proto::Param& p);
   static std::optional<Reply> smtputf8_param(ParamContext& ctx, const proto::Param& p);
+
+  // REQUIRETLS (RFC 8689): only inside TLS.
+  static std::string requiretls_keyword(const Session& s) {
+    return s.in_tls_ ? "REQUIRETLS" : "";
+  }
+  static std::optional<Reply> requiretls_param(ParamContext& ctx, const proto::Param& p);
 };
 
 // The base commands: verb, states, check, refusal, handler. EXPN and BDAT
@@ -180,6 +189,8 @@ const Session::Commands::Row Session::Commands::kBase[] = {
 const Session::Commands::Param Session::Commands::kSizeParams[] = {{"SIZE", &size_param}};
 const Session::Commands::Param Session::Commands::kBodyParams[] = {{"BODY", &body_param}};
 const Session::Commands::Param Session::Commands::kUtf8Params[] = {{"SMTPUTF8", &smtputf8_param}};
+const Session::Commands::Param Session::Commands::kRequireTlsParams[] = {
+    {"REQUIRETLS", &requiretls_param}};
 const Session::Commands::Row Session::Commands::kStarttlsRows[] = {
     {Verb::starttls, bit(State::connected) | bit(State::ready), &starttls_check,
      &starttls_refused, &starttls}};
@@ -195,6 +206,7 @@ const Session::Commands::Extension Session::Commands::kExtensions[] = {
     {"SMTPUTF8", [](const Session&) { return std::string("SMTPUTF8"); }, kUtf8Params, {}, {}},
     {"STARTTLS", &starttls_keyword, {}, {}, kStarttlsRows},
     {"AUTH", &auth_keyword, {}, {}, kAuthRows},
+    {"REQUIRETLS", &requiretls_keyword, kRequireTlsParams, {}, {}},
 };
 
 const std::array<const Session::Commands::Row*, Session::Commands::kMaxVerbs>&
@@ -298,7 +310,7 @@ void Session::Commands::mail(Session& s, const proto::Command& c) {
     return;
   }
   queue::Envelope env;
-  ParamContext ctx{cfg, env, nullptr};
+  ParamContext ctx{cfg, env, nullptr, s.in_tls_};
   for (const auto& p : c.params) {
     if (!s.esmtp_) {
       s.error("MAIL", Reply{555, "5.5.4", "Error: parameters need EHLO"});
@@ -353,7 +365,7 @@ void Session::Commands::mail(Session& s, const proto::Command& c) {
 
 void Session::Commands::rcpt(Session& s, const proto::Command& c) {
   queue::Recipient rcpt;
-  ParamContext ctx{s.cfg_, s.env_, &rcpt};
+  ParamContext ctx{s.cfg_, s.env_, &rcpt, s.in_tls_};
   // No EHLO check here, unlike MAIL: without registered RCPT parameters every
   // one is "unsupported", after HELO too.
   for (const auto& p : c.params) {
@@ -534,6 +546,16 @@ std::optional<Reply> Session::Commands::body_param(ParamContext& ctx, const prot
 std::optional<Reply> Session::Commands::smtputf8_param(ParamContext& ctx, const proto::Param& p) {
   if (p.value) return Reply{501, "5.5.4", "Error: SMTPUTF8 takes no value"};
   ctx.env.smtputf8 = true;
+  return std::nullopt;
+}
+
+// RFC 8689 §4.1: the flag goes with the envelope to the intake's commit
+// (queue::Envelope::requiretls), which then ignores any TLS-Required: No.
+std::optional<Reply> Session::Commands::requiretls_param(ParamContext& ctx, const proto::Param& p) {
+  if (p.value) return Reply{501, "5.5.4", "Error: REQUIRETLS takes no value"};
+  if (!ctx.in_tls)
+    return Reply{530, "5.7.10", "Error: REQUIRETLS needs a TLS session; issue STARTTLS first"};
+  ctx.env.requiretls = true;
   return std::nullopt;
 }
 

@@ -187,6 +187,53 @@ TEST_CASE("STARTTLS: offered, plaintext after it discarded, session restarts") {
   CHECK(h.content.starts_with("Received: from c ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits))\r\n\tby mx.test (Sluice) with ESMTPS id "));
 }
 
+TEST_CASE("REQUIRETLS: offered only in TLS; MAIL's parameter refused outside it, kept inside") {
+  Host h;
+  auto cfg = relay_cfg();
+  cfg.tls_offered = true;
+  Session s(cfg, h);
+  s.feed("EHLO c\r\n");
+  std::string ehlo = h.take();
+  CHECK(ehlo.find("STARTTLS") != std::string::npos);
+  CHECK(ehlo.find("REQUIRETLS") == std::string::npos);
+  // Known, but not usable in plaintext: 530 5.7.10, and no transaction.
+  s.feed("MAIL FROM:<a@x.test> REQUIRETLS\r\n");
+  CHECK(h.take() == "530 5.7.10 Error: REQUIRETLS needs a TLS session; issue STARTTLS first\r\n");
+  CHECK(s.state() == Session::State::ready);
+  s.feed("STARTTLS\r\n");
+  h.take();
+  s.on_tls_started("TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 bits)");
+  s.feed("EHLO c\r\n");
+  CHECK(h.take() ==
+        "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-ENHANCEDSTATUSCODES\r\n"
+        "250-8BITMIME\r\n250-SMTPUTF8\r\n250 REQUIRETLS\r\n");
+  s.feed("MAIL FROM:<a@x.test> REQUIRETLS=yes\r\n");
+  CHECK(h.take() == "501 5.5.4 Error: REQUIRETLS takes no value\r\n");
+  // Any case, with other parameters; the flag reaches the commit.
+  s.feed("MAIL FROM:<a@x.test> SIZE=10 requiretls\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
+         "Subject: hi\r\nTLS-Required: No\r\n\r\nx\r\n.\r\n");
+  CHECK(h.codes() == std::vector<int>{250, 250, 354});
+  h.take();
+  CHECK(h.committed == 1);
+  CHECK(h.last.requiretls);
+  s.on_commit(true, h.last);
+  CHECK(h.codes() == std::vector<int>{250});
+  h.take();
+  // The next transaction starts without it.
+  s.feed("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nx\r\n.\r\n");
+  CHECK(h.committed == 2);
+  CHECK_FALSE(h.last.requiretls);
+  s.on_commit(true, h.last);
+
+  // After HELO, no parameters at all (as for every extension).
+  Host h2;
+  auto tls_cfg = relay_cfg();
+  tls_cfg.in_tls = true;
+  Session s2(tls_cfg, h2);
+  s2.feed("HELO c\r\nMAIL FROM:<a@x.test> REQUIRETLS\r\n");
+  CHECK(h2.codes() == std::vector<int>{250, 555});
+}
+
 TEST_CASE("STARTTLS not offered without a certificate; handshake timeout closes silently") {
   Host h;
   auto cfg = relay_cfg();
@@ -234,7 +281,7 @@ TEST_CASE("AUTH PLAIN with initial response inside TLS, then sender policy") {
   Host h;
   Session s(submission_cfg(true), h);
   s.feed("EHLO c\r\n");
-  CHECK(h.take().find("250 AUTH PLAIN LOGIN\r\n") != std::string::npos);
+  CHECK(h.take().find("250-AUTH PLAIN LOGIN\r\n250 REQUIRETLS\r\n") != std::string::npos);
   // \0alice@x.test\0secret
   s.feed("AUTH PLAIN AGFsaWNlQHgudGVzdABzZWNyZXQ=\r\nMAIL FROM:<alice@x.test>\r\n");
   CHECK(s.blocked());
@@ -435,6 +482,7 @@ const std::vector<std::string> kProbes = {
     "EHLO c2", "HELO c2", "MAIL FROM:<p@x.test>", "MAIL FROM:<a@x.test> SIZE=10 BODY=8BITMIME SMTPUTF8",
     "MAIL FROM:<p@x.test> SIZE=x", "MAIL FROM:<p@x.test> SIZE=99999", "MAIL FROM:<p@x.test> BODY=7bit",
     "MAIL FROM:<p@x.test> BODY=9BIT", "MAIL FROM:<p@x.test> SMTPUTF8=1", "MAIL FROM:<p@x.test> FOO=1",
+    "MAIL FROM:<p@x.test> REQUIRETLS",
     "MAIL FROM:<p\xc3\xa9@x.test>", "MAIL FROM:<>", "RCPT TO:<q@y.test>",
     "RCPT TO:<q@y.test> NOTIFY=NEVER", "RCPT TO:<q\xc3\xa9@y.test>", "DATA", "RSET", "NOOP", "QUIT",
     "VRFY x", "HELP", "EXPN x", "BDAT 10 LAST", "STARTTLS", "AUTH PLAIN", "AUTH LOGIN",
@@ -516,7 +564,7 @@ TEST_CASE("command table: every verb in every state replies as recorded") {
 TEST_CASE("command table: the EHLO keywords are the registered extensions, in today's order") {
   CHECK(Session::extensions() ==
         std::vector<std::string_view>{"PIPELINING", "SIZE", "ENHANCEDSTATUSCODES", "8BITMIME",
-                                      "SMTPUTF8", "STARTTLS", "AUTH"});
+                                      "SMTPUTF8", "STARTTLS", "AUTH", "REQUIRETLS"});
   // A trusted relay client with a certificate and a users file is offered all of them.
   Host h;
   auto cfg = relay_cfg(true);
@@ -529,6 +577,9 @@ TEST_CASE("command table: the EHLO keywords are the registered extensions, in to
         "250-8BITMIME\r\n250-SMTPUTF8\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n");
   std::vector<std::string> keywords;
   for (auto name : Session::extensions()) keywords.emplace_back(name);
+  // REQUIRETLS only once in TLS (where STARTTLS is no longer offered).
+  REQUIRE(keywords.back() == "REQUIRETLS");
+  keywords.pop_back();
   // Each line starts with its extension's name, in the same order.
   std::vector<std::string> lines = {"PIPELINING", "SIZE 1000", "ENHANCEDSTATUSCODES", "8BITMIME",
                                     "SMTPUTF8", "STARTTLS", "AUTH PLAIN LOGIN"};

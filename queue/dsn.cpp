@@ -11,6 +11,11 @@
 // With SMTPUTF8 (the original was SMTPUTF8, or an address is not ASCII) parts
 // 2 and 3 are message/global-delivery-status and message/global-headers and
 // non-ASCII addresses are typed utf-8 (RFC 6533).
+// A bounce of a REQUIRETLS message (RFC 8689 §5) is redacted: part 3 is left
+// out, so it carries no header or body of the original; and bounce_envelope()
+// sets its own requiretls. Either alone would satisfy the RFC; both together
+// mean the bounce leaks nothing of the original even if it were ever sent
+// without REQUIRETLS (docs/transport-security.md "REQUIRETLS").
 #include "queue/dsn.hpp"
 
 
@@ -208,9 +213,14 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
   // 1. For a person.
   std::string text;
   text += "This is the mail delivery system at " + mta + "." + std::string(kCrlf) + std::string(kCrlf);
+  const bool redact = original.requiretls;
   layout(text, "", "",
-         "Your message could not be delivered to one or more of its recipients. Each one is "
-         "listed below with the reason. The headers of your message are attached.",
+         redact ? "Your message could not be delivered to one or more of its recipients. Each "
+                  "one is listed below with the reason. Your message was sent with REQUIRETLS, "
+                  "so none of its content or headers is attached."
+                : "Your message could not be delivered to one or more of its recipients. Each "
+                  "one is listed below with the reason. The headers of your message are "
+                  "attached.",
          76);
   text += kCrlf;
   for (const FailedRecipient& f : failed) {
@@ -249,7 +259,7 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
   }
 
   // 3. The original headers.
-  std::string headers = headers_part(header_section(original_headers));
+  std::string headers = redact ? std::string() : headers_part(header_section(original_headers));
 
   const bool text8 = !is_ascii(text), report8 = !is_ascii(report), headers8 = !is_ascii(headers);
   auto cte = [](bool eight) { return eight ? "8bit" : "7bit"; };
@@ -297,13 +307,15 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
   out += report;
   out += kCrlf;
 
-  out += "--" + boundary + std::string(kCrlf);
-  field(out, "Content-Description", "Undelivered Message Headers");
-  field(out, "Content-Type", global && headers8 ? "message/global-headers" : "text/rfc822-headers");
-  if (headers8) field(out, "Content-Transfer-Encoding", "8bit");
-  out += kCrlf;
-  out += headers;
-  out += kCrlf;
+  if (!redact) {
+    out += "--" + boundary + std::string(kCrlf);
+    field(out, "Content-Description", "Undelivered Message Headers");
+    field(out, "Content-Type", global && headers8 ? "message/global-headers" : "text/rfc822-headers");
+    if (headers8) field(out, "Content-Transfer-Encoding", "8bit");
+    out += kCrlf;
+    out += headers;
+    out += kCrlf;
+  }
   out += "--" + boundary + "--" + std::string(kCrlf);
   return out;
 }
@@ -319,6 +331,7 @@ Envelope bounce_envelope(const Envelope& original, std::string_view content,
   e.body = is_ascii(content) ? BodyType::seven_bit : BodyType::eight_bit_mime;
   e.smtputf8 = original.smtputf8 || !is_ascii(original.sender);
   e.message_id = angle(bounce_message_id);
+  e.requiretls = original.requiretls;  // RFC 8689 §5
   return e;
 }
 

@@ -46,7 +46,8 @@ inline constexpr size_t kMaxDsnHeaderBytes = 64 * 1024;
 std::string_view header_section(std::string_view content);
 
 // The bounce content. `original` is the failed message's envelope (sender,
-// id, arrival, ENVID); `reporting_mta` the host name Sluice uses
+// id, arrival, ENVID; with requiretls the bounce is redacted: no part with
+// the original's headers, RFC 8689 §5); `reporting_mta` the host name Sluice uses
 // (`hostname`); `original_headers` its header section (header_section() is
 // applied again, so the first bytes of the content will do); `now_us` the
 // Date; `bounce_message_id` the bounce's own Message-ID, with or without <>
@@ -57,7 +58,8 @@ std::string make_dsn(const Envelope& original, std::span<const FailedRecipient> 
 
 // The envelope for a bounce with `content`: null sender, the original sender
 // as the one recipient, arrival `now_us`, 8BITMIME when the content has 8-bit
-// bytes, SMTPUTF8 when the original was SMTPUTF8 or its sender is not ASCII.
+// bytes, SMTPUTF8 when the original was SMTPUTF8 or its sender is not ASCII,
+// REQUIRETLS when the original was sent with it (RFC 8689 §5).
 // (Incoming::commit() fills in id and size.)
 Envelope bounce_envelope(const Envelope& original, std::string_view content,
                          std::string_view bounce_message_id, int64_t now_us);

@@ -361,3 +361,46 @@ TEST_CASE("expired and cancelled recipients explain themselves; bad status falls
   CHECK(blocks[2].count("diagnostic-code") == 0);
   CHECK((p.parts[2].body.empty() || (p.parts[2].body.size() == 1 && p.parts[2].body[0].empty())));
 }
+
+TEST_CASE("REQUIRETLS: the bounce is redacted and itself sent with REQUIRETLS (RFC 8689 §5)") {
+  Envelope env = original();
+  env.requiretls = true;
+  FailedRecipient f = failed("bob@dest.example",
+                             "550 5.7.30 REQUIRETLS support required, not met by mx1.dest.example: "
+                             "it does not offer REQUIRETLS",
+                             "");
+  f.status = "5.7.30";
+  std::vector<FailedRecipient> fs = {f};
+  std::string msg = make_dsn(env, fs, "mail.origin.example", kContent, kNow, "<b@x>");
+  Parsed p = parse(msg);
+  // Two parts: no text/rfc822-headers, nothing of the original's header
+  // section or body anywhere.
+  REQUIRE(p.parts.size() == 2);
+  CHECK(one(p.parts[0].headers, "content-type") == "text/plain; charset=utf-8");
+  CHECK(one(p.parts[1].headers, "content-type") == "message/delivery-status");
+  CHECK(msg.find("Subject: hello") == std::string::npos);
+  CHECK(msg.find("m1@origin.example") == std::string::npos);
+  CHECK(msg.find("client.example") == std::string::npos);
+  CHECK(msg.find("the body, which must not appear") == std::string::npos);
+  std::string text;
+  for (auto& l : p.parts[0].body) text += l + " ";
+  CHECK(squeeze(text).find("sent with REQUIRETLS, so none of its content or headers is attached") !=
+        std::string::npos);
+  auto blocks = report_blocks(p.parts[1]);
+  REQUIRE(blocks.size() == 2);
+  CHECK(one(blocks[1], "status") == "5.7.30");
+  CHECK(squeeze(one(blocks[1], "diagnostic-code")).starts_with("X-Sluice; 550 5.7.30 REQUIRETLS"));
+
+  Envelope b = bounce_envelope(env, msg, "<b@x>", kNow);
+  CHECK(b.requiretls);
+  CHECK_FALSE(b.tls_optional);
+  CHECK(b.sender.empty());
+
+  // Without REQUIRETLS (also with TLS-Required: No) the bounce is as always.
+  env.requiretls = false;
+  env.tls_optional = true;
+  msg = make_dsn(env, fs, "mail.origin.example", kContent, kNow, "<b@x>");
+  CHECK(parse(msg).parts.size() == 3);
+  CHECK_FALSE(bounce_envelope(env, msg, "<b@x>", kNow).requiretls);
+  CHECK_FALSE(bounce_envelope(env, msg, "<b@x>", kNow).tls_optional);
+}

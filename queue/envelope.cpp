@@ -1,15 +1,18 @@
 // envelope.cpp — the binary form of an Envelope (format in docs/spool.md).
 //
-// Version 2, all integers little-endian, strings as u32 length + bytes:
-//   u8 version=2 | str id | i64 arrival_us | str sender
+// Version 3, all integers little-endian, strings as u32 length + bytes:
+//   u8 version=3 | str id | i64 arrival_us | str sender
 //   | u32 count, count x (str address, str orcpt, u8 notify, u8 status, str last_reply,
-//                         u32 attempts, i64 last_attempt_us, str dsn_status, str remote_host)
+//                         u32 attempts, i64 last_attempt_us, str dsn_status, str remote_host,
+//                         u8 tls)
 //   | u64 size | u8 body | u8 smtputf8 | str envid | u8 ret
 //   | str client_address | str helo | str auth_user | str message_id
 //   | u32 attempts | i64 next_attempt_us | u8 held
 //   | u32 history count, count x (i64 time_us, i32 recipient, str host, str reply)
-// Version 1 is the same without the per-recipient fields after last_reply and
-// without everything after message_id; it is still read (never written).
+//   | u8 requiretls | u8 tls_optional
+// Version 2 is the same without the recipients' tls and the last two bytes.
+// Version 1 is version 2 without the per-recipient fields after last_reply and
+// without everything after message_id. Both are still read (never written).
 // decode_envelope() checks every length against the bytes left, so hostile
 // input can neither crash it nor make it allocate more than its own size.
 #include "queue/envelope.hpp"
@@ -19,11 +22,13 @@
 namespace sluice::queue {
 namespace {
 
-constexpr uint8_t kVersion = 2;
+constexpr uint8_t kVersion = 3;
 // Version 1: address, orcpt and last_reply lengths, notify, status.
 constexpr size_t kMinRecipientBytesV1 = 4 + 4 + 4 + 1 + 1;
 // Version 2 adds attempts, last_attempt_us, dsn_status and remote_host lengths.
 constexpr size_t kMinRecipientBytesV2 = kMinRecipientBytesV1 + 4 + 8 + 4 + 4;
+// Version 3 adds tls.
+constexpr size_t kMinRecipientBytesV3 = kMinRecipientBytesV2 + 1;
 // time_us, recipient, host and reply lengths.
 constexpr size_t kMinAttemptBytes = 8 + 4 + 4 + 4;
 
@@ -131,6 +136,7 @@ void encode_append(const Envelope& env, std::string& out) {
     put_u64(out, uint64_t(r.last_attempt_us));
     put_str(out, r.dsn_status);
     put_str(out, r.remote_host);
+    put_u8(out, uint8_t(r.tls));
   }
   put_u64(out, env.size);
   put_u8(out, uint8_t(env.body));
@@ -151,6 +157,8 @@ void encode_append(const Envelope& env, std::string& out) {
     put_str(out, a.host);
     put_str(out, a.reply);
   }
+  put_u8(out, env.requiretls ? 1 : 0);
+  put_u8(out, env.tls_optional ? 1 : 0);
 }
 
 std::string encode(const Envelope& env) {
@@ -163,10 +171,17 @@ std::expected<Envelope, std::string> decode_envelope(std::string_view bytes) {
   Reader in(bytes);
   Envelope env;
   uint8_t version = in.u8("version");
-  if (in.ok() && version != 1 && version != 2)
+  if (in.ok() && (version < 1 || version > kVersion))
     return std::unexpected("unknown envelope version " + std::to_string(version));
-  const bool v2 = version == 2;
-  const size_t min_recipient = v2 ? kMinRecipientBytesV2 : kMinRecipientBytesV1;
+  const bool v2 = version >= 2, v3 = version >= 3;
+  const size_t min_recipient =
+      v3 ? kMinRecipientBytesV3 : v2 ? kMinRecipientBytesV2 : kMinRecipientBytesV1;
+  // A flag byte that must be 0 or 1.
+  auto flag = [&in](const char* field) {
+    uint8_t b = in.u8(field);
+    if (in.ok() && b > 1) in.fail(std::string("bad ") + field + " flag " + std::to_string(b));
+    return b == 1;
+  };
   in.str(env.id, "id");
   env.arrival_us = int64_t(in.u64("arrival_us"));
   in.str(env.sender, "sender");
@@ -189,6 +204,11 @@ std::expected<Envelope, std::string> decode_envelope(std::string_view bytes) {
     r.last_attempt_us = int64_t(in.u64("recipient last_attempt_us"));
     in.str(r.dsn_status, "recipient dsn_status");
     in.str(r.remote_host, "recipient remote_host");
+    if (!v3) continue;
+    uint8_t tls = in.u8("recipient tls");
+    if (in.ok() && tls > uint8_t(TlsLevel::dane))
+      in.fail("bad recipient tls level " + std::to_string(tls));
+    r.tls = TlsLevel(tls);
   }
   env.size = in.u64("size");
   uint8_t body = in.u8("body");
@@ -224,6 +244,10 @@ std::expected<Envelope, std::string> decode_envelope(std::string_view bytes) {
       in.str(a.host, "history host");
       in.str(a.reply, "history reply");
     }
+  }
+  if (v3) {
+    env.requiretls = flag("requiretls");
+    env.tls_optional = flag("tls_optional");
   }
   if (in.ok() && in.left() != 0)
     in.fail(std::to_string(in.left()) + " trailing bytes after the envelope");

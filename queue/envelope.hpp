@@ -3,8 +3,8 @@
 // Plain values; encode()/decode() give the binary form stored in the spool's
 // commit records (format in docs/spool.md). decode() never trusts its input:
 // malformed bytes give an error, never a crash. encode() always writes the
-// newest version (2); decode_envelope() also reads version 1, giving the
-// delivery-state fields their defaults.
+// newest version (3); decode_envelope() also reads versions 1 and 2, giving
+// the fields they lack their defaults.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "queue/tls_level.hpp"
 
 namespace sluice::queue {
 
@@ -31,6 +33,9 @@ struct Recipient {
   int64_t last_attempt_us = 0;   // when the last one ended; 0 never
   std::string dsn_status;        // enhanced status of the last verdict ("4.4.1", "5.1.1"), "" none
   std::string remote_host;       // the server whose reply last_reply is; "" when Sluice made it up
+  // Envelope version 3 (none when read from 1 or 2): how the session that gave
+  // the last verdict was protected (delivery fills it; docs/transport-security.md).
+  TlsLevel tls = TlsLevel::none;
   bool operator==(const Recipient&) const = default;
 };
 
@@ -63,6 +68,10 @@ struct Envelope {
   int64_t next_attempt_us = 0;  // when the next round is due; 0 as soon as possible
   bool held = false;            // sluicectl queue hold: no delivery until released
   std::vector<Attempt> history; // oldest first; add_history() keeps it bounded
+  // Envelope version 3 (false when read from 1 or 2); RFC 8689, see
+  // docs/transport-security.md "REQUIRETLS".
+  bool requiretls = false;      // MAIL FROM:<...> REQUIRETLS: deliver only over authenticated TLS
+  bool tls_optional = false;    // a "TLS-Required: No" header field, and requiretls not set
   bool operator==(const Envelope&) const = default;
 };
 

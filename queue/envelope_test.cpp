@@ -38,6 +38,11 @@ Envelope full_envelope() {
   e.history.push_back({1'700'000'001'000'000, -1, "", "451 4.4.1 connect to mx: refused"});
   e.history.push_back({1'700'000'002'000'000, 2, "mx1.example.net[192.0.2.25]", "451 4.7.1 try later"});
   e.history.push_back({1'700'000'003'000'000, 3, "mx", std::string("550\0y", 5)});
+  e.recipients[1].tls = TlsLevel::dane;
+  e.recipients[2].tls = TlsLevel::opportunistic;
+  e.recipients[3].tls = TlsLevel::mta_sts;
+  e.requiretls = true;
+  e.tls_optional = true;  // not a combination intake makes; the format carries it
   return e;
 }
 
@@ -79,8 +84,58 @@ std::string encode_v1(const Envelope& e) {
   return o;
 }
 
+// Version 2, as written before REQUIRETLS (byte for byte, like version 1).
+std::string encode_v2(const Envelope& e) {
+  std::string o;
+  o.push_back(2);
+  v1_str(o, e.id);
+  v1_u64(o, uint64_t(e.arrival_us));
+  v1_str(o, e.sender);
+  v1_u32(o, uint32_t(e.recipients.size()));
+  for (const Recipient& r : e.recipients) {
+    v1_str(o, r.address);
+    v1_str(o, r.orcpt);
+    o.push_back(char(r.notify));
+    o.push_back(char(r.status));
+    v1_str(o, r.last_reply);
+    v1_u32(o, r.attempts);
+    v1_u64(o, uint64_t(r.last_attempt_us));
+    v1_str(o, r.dsn_status);
+    v1_str(o, r.remote_host);
+  }
+  v1_u64(o, e.size);
+  o.push_back(char(e.body));
+  o.push_back(e.smtputf8 ? 1 : 0);
+  v1_str(o, e.envid);
+  o.push_back(char(e.ret));
+  v1_str(o, e.client_address);
+  v1_str(o, e.helo);
+  v1_str(o, e.auth_user);
+  v1_str(o, e.message_id);
+  v1_u32(o, e.attempts);
+  v1_u64(o, uint64_t(e.next_attempt_us));
+  o.push_back(e.held ? 1 : 0);
+  v1_u32(o, uint32_t(e.history.size()));
+  for (const Attempt& a : e.history) {
+    v1_u64(o, uint64_t(a.time_us));
+    v1_u32(o, uint32_t(a.recipient));
+    v1_str(o, a.host);
+    v1_str(o, a.reply);
+  }
+  return o;
+}
+
+// The fields version 2 has, with the version 3 ones at their defaults.
+Envelope v2_part(Envelope e) {
+  for (Recipient& r : e.recipients) r.tls = TlsLevel::none;
+  e.requiretls = false;
+  e.tls_optional = false;
+  return e;
+}
+
 // The fields version 1 has, with the delivery state at its defaults.
 Envelope v1_part(Envelope e) {
+  e = v2_part(std::move(e));
   for (Recipient& r : e.recipients) {
     r.attempts = 0;
     r.last_attempt_us = 0;
@@ -150,7 +205,7 @@ TEST_CASE("garbage is rejected") {
   std::string bytes = encode(full_envelope());
   SECTION("trailing bytes") { CHECK_FALSE(decode_envelope(bytes + "x")); }
   SECTION("unknown version") {
-    bytes[0] = 3;
+    bytes[0] = 4;
     auto d = decode_envelope(bytes);
     REQUIRE_FALSE(d);
     CHECK(d.error().find("version") != std::string::npos);
@@ -185,8 +240,9 @@ TEST_CASE("garbage is rejected") {
     e.recipients.push_back({"a@b", "", 0, RcptStatus::pending, ""});
     e.history.push_back({5, 0, "h", "r"});
     std::string b = encode(e);
-    // From the end: history entry (8 + 4 + 4+1 + 4+1 = 22), count (4), held (1).
-    size_t entry_at = b.size() - 22, count_at = entry_at - 4, held_at = count_at - 1;
+    // From the end: requiretls and tls_optional (2), history entry
+    // (8 + 4 + 4+1 + 4+1 = 22), count (4), held (1).
+    size_t entry_at = b.size() - 2 - 22, count_at = entry_at - 4, held_at = count_at - 1;
     std::string c = b;
     c[held_at] = 2;
     auto d = decode_envelope(c);
@@ -224,9 +280,9 @@ TEST_CASE("version 1 envelopes still decode, with default delivery state") {
   CHECK(*d == v1_part(e));
   CHECK(d->recipients[2].status == RcptStatus::deferred);
   CHECK(d->recipients[2].last_reply == "451 4.7.1 try later");
-  // Re-encoding writes version 2 and keeps everything.
+  // Re-encoding writes version 3 and keeps everything.
   std::string v2 = encode(*d);
-  CHECK(v2[0] == 2);
+  CHECK(v2[0] == 3);
   auto again = decode_envelope(v2);
   REQUIRE(again);
   CHECK(*again == *d);
@@ -247,11 +303,68 @@ TEST_CASE("version 1 envelopes still decode, with default delivery state") {
   }
 }
 
-TEST_CASE("version 2 writes the delivery state") {
+TEST_CASE("version 3 writes the delivery state and REQUIRETLS fields") {
   Envelope e = full_envelope();
   std::string b = encode(e);
-  CHECK(b[0] == 2);
-  CHECK(b.size() > encode_v1(e).size());
+  CHECK(b[0] == 3);
+  CHECK(b.size() == encode_v2(e).size() + e.recipients.size() + 2);
+}
+
+TEST_CASE("version 2 envelopes still decode, with the version 3 fields at defaults") {
+  Envelope e = full_envelope();
+  std::string v2 = encode_v2(e);
+  auto d = decode_envelope(v2);
+  REQUIRE(d);
+  CHECK(*d == v2_part(e));
+  CHECK(d->recipients[2].attempts == 7);
+  CHECK(d->recipients[1].tls == TlsLevel::none);
+  CHECK_FALSE(d->requiretls);
+  CHECK_FALSE(d->tls_optional);
+  auto again = decode_envelope(encode(*d));
+  REQUIRE(again);
+  CHECK(*again == *d);
+  SECTION("version 2 truncations and trailing bytes are rejected") {
+    for (size_t n = 0; n < v2.size(); ++n) CHECK_FALSE(decode_envelope(std::string_view(v2).substr(0, n)));
+    CHECK_FALSE(decode_envelope(v2 + "x"));
+  }
+  SECTION("version 2 bytes with the version byte changed to 3 do not decode") {
+    std::string b = v2;
+    b[0] = 3;
+    CHECK_FALSE(decode_envelope(b));
+  }
+}
+
+TEST_CASE("version 3: bad tls level and flags are rejected") {
+  Envelope e;
+  e.recipients.push_back({"a@b", "", 0, RcptStatus::pending, ""});
+  e.recipients[0].tls = TlsLevel::pkix;
+  e.requiretls = true;
+  std::string b = encode(e);
+  auto d = decode_envelope(b);
+  REQUIRE(d);
+  CHECK(d->recipients[0].tls == TlsLevel::pkix);
+  CHECK(d->requiretls);
+  CHECK_FALSE(d->tls_optional);
+  // tls follows remote_host, the last recipient field: version, id, arrival,
+  // sender, count (1+4+8+4+4), address 4+3, orcpt 4, notify, status,
+  // last_reply 4, attempts 4, last_attempt 8, dsn_status 4, remote_host 4.
+  size_t tls_at = 1 + 4 + 8 + 4 + 4 + 7 + 4 + 1 + 1 + 4 + 4 + 8 + 4 + 4;
+  REQUIRE(b[tls_at] == char(TlsLevel::pkix));
+  std::string c = b;
+  c[tls_at] = 5;
+  d = decode_envelope(c);
+  REQUIRE_FALSE(d);
+  CHECK(d.error().find("tls") != std::string::npos);
+  c = b;
+  c[c.size() - 2] = 2;
+  d = decode_envelope(c);
+  REQUIRE_FALSE(d);
+  CHECK(d.error().find("requiretls") != std::string::npos);
+  c = b;
+  c[c.size() - 1] = 7;
+  d = decode_envelope(c);
+  REQUIRE_FALSE(d);
+  CHECK(d.error().find("tls_optional") != std::string::npos);
 }
 
 TEST_CASE("add_history keeps the newest kMaxHistory entries") {
@@ -267,7 +380,8 @@ TEST_CASE("add_history keeps the newest kMaxHistory entries") {
 
 TEST_CASE("decode(x) re-encodes to bytes that decode to the same envelope (fuzz invariant)") {
   // Mutations of both versions: whatever decodes must round-trip.
-  for (const std::string& base : {encode(full_envelope()), encode_v1(full_envelope())}) {
+  for (const std::string& base :
+       {encode(full_envelope()), encode_v2(full_envelope()), encode_v1(full_envelope())}) {
     for (size_t i = 0; i < base.size(); ++i) {
       for (unsigned v : {0x00u, 0x01u, 0x02u, 0x7Fu, 0xFFu}) {
         std::string b = base;

@@ -131,6 +131,9 @@ Verdict verdict_for(const SessionEvent& e, const Context& ctx) {
       // not know as ours: not certain enough to bounce (Postfix: 4.4.6).
       return made_up(Action::defer, 451, "4.4.6",
                      with_detail("mail loops back to myself at " + host, e.detail));
+    case SessionFailure::requiretls:
+      return made_up(Action::defer, 451, "4.7.30",
+                     with_detail("REQUIRETLS support required, not met by " + host, e.detail));
   }
   (void)ctx;
   return made_up(Action::defer, 451, "4.0.0", "unknown failure at " + host);
@@ -152,6 +155,7 @@ std::string_view to_string(SessionFailure f) {
     case SessionFailure::mail_from: return "MAIL FROM refused";
     case SessionFailure::too_big: return "message too big";
     case SessionFailure::loop: return "loops back to myself";
+    case SessionFailure::requiretls: return "REQUIRETLS not possible";
   }
   return "unknown";
 }
@@ -209,6 +213,7 @@ bool try_next_host(const SessionEvent& e, const Context& ctx) {
     case SessionFailure::tls_unavailable:
     case SessionFailure::tls_failed:
     case SessionFailure::loop:  // the next MX may be the real one
+    case SessionFailure::requiretls:  // the next MX may qualify
       return true;
     case SessionFailure::timeout:
     case SessionFailure::connection_lost:
@@ -254,6 +259,7 @@ std::optional<Verdict> recipient_verdict(const RecipientResult& r, std::string_v
   const std::string_view remote_host = r.remote ? host : std::string_view();
   if (o.positive()) return data_reply(o, host);
   if (r.stage == Stage::mail && r.remote) return std::nullopt;  // refused_mail() decides
+  if (r.stage == Stage::requiretls) return std::nullopt;        // so it does here
   if (!r.remote && o.transient() && connection_failed) return std::nullopt;
   switch (r.stage) {
     case Stage::local:
@@ -262,6 +268,7 @@ std::optional<Verdict> recipient_verdict(const RecipientResult& r, std::string_v
       if (auto v = rcpt_reply(o, remote_host)) return v;
       return data_reply(o, remote_host);
     case Stage::mail:
+    case Stage::requiretls:
     case Stage::data:
     case Stage::message:
     case Stage::end_of_data:
@@ -272,10 +279,34 @@ std::optional<Verdict> recipient_verdict(const RecipientResult& r, std::string_v
 
 std::optional<SessionEvent> refused_mail(std::span<const RecipientResult> results,
                                          std::string_view host) {
-  for (const RecipientResult& r : results)
+  for (const RecipientResult& r : results) {
     if (r.stage == Stage::mail && r.remote && !r.reply.positive())
       return SessionEvent{SessionFailure::mail_from, std::string(host), r.reply, {}, false};
+    if (r.stage == Stage::requiretls)
+      return SessionEvent{SessionFailure::requiretls, std::string(host), {},
+                          "it does not offer REQUIRETLS", false};
+  }
   return std::nullopt;
+}
+
+std::optional<SessionEvent> requiretls_refusal(std::string_view host, bool name_authenticated,
+                                               TlsLevel level, bool peer_offers_requiretls) {
+  auto refuse = [host](std::string detail) {
+    return SessionEvent{SessionFailure::requiretls, std::string(host), {}, std::move(detail), false};
+  };
+  if (!name_authenticated)
+    return refuse("its name is not authenticated (MX records not DNSSEC-signed, no MTA-STS "
+                  "policy in enforce mode naming it)");
+  if (!authenticated(level))
+    return refuse("TLS is " + std::string(to_string(level)) +
+                  ", not authenticated by PKIX, MTA-STS or DANE");
+  if (!peer_offers_requiretls) return refuse("it does not offer REQUIRETLS");
+  return std::nullopt;
+}
+
+Verdict requiretls_impossible(std::string_view why) {
+  return made_up(Action::bounce, 550, "5.7.30",
+                 with_detail("REQUIRETLS support required", why));
 }
 
 Verdict loops_back(std::string_view destination) {
@@ -289,6 +320,14 @@ bool expired(int64_t arrival_us, int64_t lifetime_us, int64_t now_us) {
 
 Verdict expire(Verdict deferred) {
   deferred.action = Action::bounce;
+  if (deferred.status == "4.7.30") {
+    // RFC 8689 §5: "REQUIRETLS support required" is what the sender learns.
+    deferred.status = "5.7.30";
+    constexpr std::string_view kPrefix = "451 4.7.30";
+    if (deferred.reply.starts_with(kPrefix))
+      deferred.reply = "550 5.7.30" + deferred.reply.substr(kPrefix.size());
+    return deferred;
+  }
   deferred.status = "4.4.7";
   return deferred;
 }

@@ -27,6 +27,7 @@
 #include <string_view>
 
 #include "dns/result.hpp"
+#include "queue/tls_level.hpp"
 
 namespace sluice::queue {
 
@@ -108,6 +109,7 @@ enum class SessionFailure : uint8_t {
   mail_from,        // MAIL FROM refused                                       (reply)
   too_big,          // the server's SIZE limit is below the message size       (detail)
   loop,             // its EHLO (or HELO) reply names our own hostname          (detail)
+  requiretls,       // a REQUIRETLS message, and this host does not qualify     (detail)
 };
 std::string_view to_string(SessionFailure f);
 
@@ -124,9 +126,9 @@ struct SessionEvent {
 // After `e` at one host: is it worth trying the next MX host or address now
 // (if one is left)? Yes for connection failures, timeouts, lost connections
 // (unless the data was sent), any greeting or EHLO refusal, TLS problems, a
-// host naming itself with our hostname (a loop: 4.4.6, as Postfix) and a 4xx
-// to MAIL FROM; no for AUTH failures, a 5xx to MAIL FROM and a message
-// too big for the server.
+// host naming itself with our hostname (a loop: 4.4.6, as Postfix), a 4xx
+// to MAIL FROM and a host a REQUIRETLS message may not go to; no for AUTH
+// failures, a 5xx to MAIL FROM and a message too big for the server.
 bool try_next_host(const SessionEvent& e, const Context& ctx);
 
 // The verdict for the recipients still undecided once try_next_host() said
@@ -150,9 +152,11 @@ Verdict loops_back(std::string_view destination);
 
 // Where one recipient's result was decided in a transaction: before anything
 // was sent (local), or in reply to MAIL FROM, RCPT TO, the DATA command, while
-// the content went out (message) or to the final dot (end_of_data). The
-// client session's stages, mirrored: queue/ does not depend on mta/.
-enum class Stage : uint8_t { local, mail, rcpt, data, message, end_of_data };
+// the content went out (message) or to the final dot (end_of_data); or
+// nothing was sent because the message needs REQUIRETLS and the server does
+// not offer it (requiretls). The client session's stages, mirrored: queue/
+// does not depend on mta/.
+enum class Stage : uint8_t { local, mail, rcpt, data, message, end_of_data, requiretls };
 
 struct RecipientResult {
   Stage stage = Stage::local;
@@ -163,9 +167,9 @@ struct RecipientResult {
 
 // What one recipient's result from a transaction at `host` means: its
 // verdict, or nullopt when the result is not about the recipient and the
-// host's failure decides instead: a refused MAIL FROM (refused_mail() makes
-// that failure), or a temporary result the client made up because the
-// connection failed (`connection_failed`). Local refusals (an address the
+// host's failure decides instead: a refused MAIL FROM or a server without
+// REQUIRETLS (refused_mail() makes that failure), or a temporary result the
+// client made up because the connection failed (`connection_failed`). Local refusals (an address the
 // client will not send, content the server cannot take) bounce or defer by
 // their class, with no remote host.
 std::optional<Verdict> recipient_verdict(const RecipientResult& r, std::string_view host,
@@ -173,7 +177,9 @@ std::optional<Verdict> recipient_verdict(const RecipientResult& r, std::string_v
 
 // A refused MAIL FROM among the results of one transaction at `host`: a
 // failure of the whole message at that host (the next host is tried after a
-// 4xx; a 5xx bounces), as a SessionEvent. nullopt when MAIL was not refused.
+// 4xx; a 5xx bounces), as a SessionEvent. A Stage::requiretls result (MAIL
+// not sent: the server lacks REQUIRETLS) gives SessionFailure::requiretls.
+// nullopt when MAIL was neither refused nor held back.
 std::optional<SessionEvent> refused_mail(std::span<const RecipientResult> results,
                                          std::string_view host);
 
@@ -188,6 +194,34 @@ std::optional<Verdict> rcpt_reply(const Outcome& reply, std::string_view host);
 Verdict data_reply(const Outcome& reply, std::string_view host);
 
 // ---------------------------------------------------------------------------
+// REQUIRETLS (RFC 8689 §4.2.1; docs/transport-security.md "REQUIRETLS",
+// docs/delivery.md "REQUIRETLS").
+
+// Whether a message sent with REQUIRETLS may go to `host` on this
+// connection, asked once TLS (or its absence) is settled and the EHLO reply
+// is known, before the transaction. nullopt: it may (send MAIL with
+// REQUIRETLS). Otherwise the SessionFailure::requiretls event to report for
+// that host instead of a transaction: try_next_host() says yes, and when no
+// host is left session_verdict() defers with 451 4.7.30; the deferral that
+// outlives delivery.max_queue_lifetime becomes 550 5.7.30 (expire()).
+//   name_authenticated     the host's name is authenticated: the MX records
+//                          were DNSSEC-secure, or an MTA-STS policy in
+//                          enforce mode lists the host, or it is the
+//                          configured relayhost
+//   level                  how this session is protected; it must be
+//                          authenticated() (PKIX, MTA-STS or DANE)
+//   peer_offers_requiretls REQUIRETLS was in the EHLO reply (after STARTTLS)
+// The first unmet condition, in this order, is the event's detail.
+std::optional<SessionEvent> requiretls_refusal(std::string_view host, bool name_authenticated,
+                                               TlsLevel level, bool peer_offers_requiretls);
+
+// A REQUIRETLS message that no next hop can ever take under the present
+// configuration (delivery.tls = "none": Sluice never starts TLS, so waiting
+// cannot help): bounce at once, "550 5.7.30 REQUIRETLS support required:
+// <why>".
+Verdict requiretls_impossible(std::string_view why);
+
+// ---------------------------------------------------------------------------
 // Lifetime and the administrator.
 
 // True when a message that arrived at `arrival_us` has been queued for
@@ -195,7 +229,9 @@ Verdict data_reply(const Outcome& reply, std::string_view host);
 bool expired(int64_t arrival_us, int64_t lifetime_us, int64_t now_us);
 
 // A deferral after the message expired: bounce with status 4.4.7 (delivery
-// time expired, RFC 3463), keeping the last reply for the DSN.
+// time expired, RFC 3463), keeping the last reply for the DSN. A REQUIRETLS
+// deferral (status 4.7.30) bounces as RFC 8689 §5 says instead: 550 5.7.30,
+// the reply's code and status made permanent, its text kept.
 Verdict expire(Verdict deferred);
 
 // `sluicectl queue bounce`: give up now, status 5.0.0.

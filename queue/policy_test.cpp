@@ -409,3 +409,76 @@ TEST_CASE("to_string of actions and failures") {
   CHECK(to_string(SessionFailure::auth_failed) == "authentication failed");
   CHECK(to_string(SessionFailure::loop) == "loops back to myself");
 }
+
+TEST_CASE("REQUIRETLS: which host may take the message, and what happens when none does") {
+  // Every condition met: send.
+  CHECK_FALSE(requiretls_refusal("mx1[192.0.2.1]", true, TlsLevel::dane, true).has_value());
+  CHECK_FALSE(requiretls_refusal("mx1[192.0.2.1]", true, TlsLevel::pkix, true).has_value());
+  CHECK_FALSE(requiretls_refusal("mx1[192.0.2.1]", true, TlsLevel::mta_sts, true).has_value());
+  // The first unmet condition names the reason; the event is the host's.
+  struct Row {
+    bool name;
+    TlsLevel level;
+    bool offers;
+    std::string_view says;
+  };
+  const Row rows[] = {
+      {false, TlsLevel::dane, true, "name is not authenticated"},
+      {false, TlsLevel::none, false, "name is not authenticated"},
+      {true, TlsLevel::opportunistic, true, "TLS is opportunistic, not authenticated"},
+      {true, TlsLevel::none, true, "TLS is none, not authenticated"},
+      {true, TlsLevel::pkix, false, "does not offer REQUIRETLS"},
+  };
+  for (const Row& r : rows) {
+    auto e = requiretls_refusal("mx1[192.0.2.1]", r.name, r.level, r.offers);
+    REQUIRE(e.has_value());
+    CHECK(e->what == SessionFailure::requiretls);
+    CHECK(e->host == "mx1[192.0.2.1]");
+    CHECK(e->detail.find(r.says) != std::string::npos);
+    CHECK(e->reply.code == 0);
+    // Try the next MX, also behind a relayhost (there is none, but the rule
+    // is the same), and defer with 4.7.30 when it was the last.
+    CHECK(try_next_host(*e, kMx));
+    CHECK(try_next_host(*e, kRelay));
+    SessionEvent tried[] = {*e};
+    Verdict v = session_verdict(tried, kMx);
+    CHECK(v.action == Action::defer);
+    CHECK(v.status == "4.7.30");
+    CHECK(v.reply.starts_with("451 4.7.30 REQUIRETLS support required, not met by mx1[192.0.2.1]: "));
+    CHECK(v.remote_host.empty());
+    // At the end of the queue lifetime: 550 5.7.30 (RFC 8689 §5).
+    Verdict b = expire(v);
+    CHECK(b.action == Action::bounce);
+    CHECK(b.status == "5.7.30");
+    CHECK(b.reply.starts_with("550 5.7.30 REQUIRETLS support required, not met by mx1"));
+  }
+  // The last host decides, as for any failure: a REQUIRETLS refusal after
+  // other failures defers with 4.7.30, one before them does not matter.
+  SessionEvent mixed[] = {ev(SessionFailure::connect_failed, "mx1", {}, "refused"),
+                          *requiretls_refusal("mx2", true, TlsLevel::opportunistic, true)};
+  CHECK(session_verdict(mixed, kMx).status == "4.7.30");
+  // No next hop can ever qualify (delivery.tls = "none"): bounce at once.
+  Verdict never = requiretls_impossible("delivery.tls is \"none\"");
+  CHECK(never.action == Action::bounce);
+  CHECK(never.status == "5.7.30");
+  CHECK(never.reply == "550 5.7.30 REQUIRETLS support required: delivery.tls is \"none\"");
+  CHECK(to_string(SessionFailure::requiretls) == "REQUIRETLS not possible");
+}
+
+TEST_CASE("REQUIRETLS: a server that does not offer it is the host's failure, not the recipients'") {
+  const std::vector<RecipientResult> held = {
+      res(Stage::requiretls, reply(451, "4.7.30", "REQUIRETLS support required"), false),
+      res(Stage::requiretls, reply(451, "4.7.30", "REQUIRETLS support required"), false)};
+  for (const auto& r : held) {
+    CHECK_FALSE(recipient_verdict(r, "mx1", false).has_value());
+    CHECK_FALSE(recipient_verdict(r, "mx1", true).has_value());
+  }
+  auto e = refused_mail(held, "mx1");
+  REQUIRE(e.has_value());
+  CHECK(e->what == SessionFailure::requiretls);
+  CHECK(e->detail == "it does not offer REQUIRETLS");
+  CHECK(try_next_host(*e, kMx));
+  // Other deferrals still expire with 4.4.7.
+  Verdict d = *rcpt_reply(reply(451, "4.7.1", "greylisted"), "mx.example");
+  CHECK(expire(d).status == "4.4.7");
+}

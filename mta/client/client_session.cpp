@@ -90,6 +90,7 @@ Capabilities parse_ehlo(const Reply& r) {
     else if (iequals(kw, "8BITMIME")) c.eightbitmime = true;
     else if (iequals(kw, "SMTPUTF8")) c.smtputf8 = true;
     else if (iequals(kw, "DSN")) c.dsn = true;
+    else if (iequals(kw, "REQUIRETLS")) c.requiretls = true;
     else if (iequals(kw, "ENHANCEDSTATUSCODES")) c.enhanced = true;
     else if (iequals(kw, "SIZE")) c.size = parse_size(params);
     else if (iequals(kw, "AUTH")) add_mechanisms(c, params);
@@ -160,6 +161,7 @@ std::string_view to_string(Stage s) {
     case Stage::data: return "DATA";
     case Stage::message: return "message content";
     case Stage::end_of_data: return "end of DATA";
+    case Stage::requiretls: return "REQUIRETLS";
   }
   return "?";
 }

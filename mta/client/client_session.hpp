@@ -144,6 +144,11 @@ struct Transaction {
   bool needs_smtputf8 = false;  // SMTPUTF8 (also implied by a non-ASCII address)
   std::string envid;            // DSN ENVID (xtext), "" when absent
   uint8_t ret = 0;              // DSN RET: 0 unset, 1 FULL, 2 HDRS
+  // RFC 8689: send MAIL FROM:<...> REQUIRETLS. A server that does not offer
+  // REQUIRETLS gets nothing: every recipient has Stage::requiretls and a local
+  // 451 4.7.30 (queue/policy tries the next host). Whether the host's name and
+  // TLS qualify is policy::requiretls_refusal(), asked before the transaction.
+  bool requiretls = false;
 };
 
 // What became of one recipient. The reply's class always agrees with the
@@ -151,8 +156,10 @@ struct Transaction {
 enum class Outcome { sent, temporary, permanent };
 // Where it was decided: locally before sending (local), or in reply to /
 // while waiting for ... (mail, rcpt, data = the DATA command, message = while
-// sending the content, end_of_data = the final dot).
-enum class Stage { local, mail, rcpt, data, message, end_of_data };
+// sending the content, end_of_data = the final dot), or requiretls: nothing
+// was sent because the message needs REQUIRETLS and the server does not offer
+// it (a fact about the server, not the recipient: try the next host).
+enum class Stage { local, mail, rcpt, data, message, end_of_data, requiretls };
 std::string_view to_string(Outcome o);
 std::string_view to_string(Stage s);  // "MAIL FROM", "RCPT TO", "DATA", "end of DATA", ...
 
@@ -217,6 +224,7 @@ struct Capabilities {
   bool eightbitmime = false;
   bool smtputf8 = false;
   bool dsn = false;
+  bool requiretls = false;     // RFC 8689 (only ever offered inside TLS)
   bool enhanced = false;       // ENHANCEDSTATUSCODES
   bool auth_plain = false;
   bool auth_login = false;

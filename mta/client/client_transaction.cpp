@@ -26,6 +26,12 @@
 //   server without it: 553 5.6.7.
 // RFC 3461 (DSN): RET/ENVID on MAIL and NOTIFY/ORCPT on RCPT, only when the
 //   server offers DSN.
+// RFC 8689 §4.2.1 (REQUIRETLS): a REQUIRETLS message goes only to a server
+//   that offers REQUIRETLS, with the MAIL parameter; otherwise nothing is
+//   sent and every recipient gets Stage::requiretls with a local
+//   451 4.7.30 "REQUIRETLS support required" (policy tries the next host).
+//   Checked before everything else: the message may not go to this server
+//   at all, so no other refusal of it here is final.
 #include "mta/client/client_session.hpp"
 
 #include <fmt/format.h>
@@ -138,6 +144,15 @@ void ClientSession::begin(Transaction t) {
     end_transaction(false);
     return;
   }
+  if (tx_.requiretls && !caps_.requiretls) {
+    for (size_t i = 0; i < n; ++i)
+      decide(i, Outcome::temporary, Stage::requiretls,
+             Reply(451, "4.7.30",
+                   "REQUIRETLS support required, but the server does not offer REQUIRETLS"),
+             false);
+    end_transaction(false);
+    return;
+  }
   if (has_control(tx_.sender)) {
     refuse_all(Reply(501, "5.1.7", "Invalid sender address"));
     return;
@@ -184,6 +199,7 @@ void ClientSession::begin(Transaction t) {
     if (tx_.ret == 2) mail += " RET=HDRS";
     if (valid_xtext(tx_.envid, 100)) mail += " ENVID=" + tx_.envid;
   }
+  if (tx_.requiretls) mail += " REQUIRETLS";
   mail += "\r\n";
   state_ = State::mail;
   if (caps_.pipelining) {

@@ -610,3 +610,62 @@ TEST_CASE("client: odd corners") {
     CHECK(ClientSession::to_string(State::data_done) == "data_done");
   }
 }
+
+TEST_CASE("client: REQUIRETLS only to a server that offers it (RFC 8689)") {
+  SECTION("offered in TLS: MAIL carries REQUIRETLS, the transaction runs") {
+    Host h;
+    ClientSession s(config(TlsPolicy::opportunistic, true), h);
+    connect(s, h, kEhloTls);
+    CHECK_FALSE(s.capabilities().requiretls);
+    into_tls(s, h);
+    s.feed("250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 REQUIRETLS\r\n");
+    REQUIRE(s.ready());
+    CHECK(s.capabilities().requiretls);
+    Transaction t = tx({"b@y.test"});
+    t.requiretls = true;
+    s.start_transaction(std::move(t));
+    CHECK(h.take() == "MAIL FROM:<a@x.test> SIZE=100 REQUIRETLS\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+    s.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    s.body("x\r\n");
+    s.body_end();
+    s.feed("250 queued\r\n");
+    REQUIRE(h.done.size() == 1);
+    CHECK(h.done[0].count(Outcome::sent) == 1);
+  }
+  SECTION("not offered: nothing sent, every recipient Stage::requiretls, 451 4.7.30") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, kEhloPipe);
+    REQUIRE(s.ready());
+    // Checked first: a message that also needs SMTPUTF8 or is too big is
+    // still "not for this server" rather than refused for good.
+    Transaction t = tx({"b@y.test", "c@y.test"}, 5000, "\xc3\xa4@x.test");
+    t.requiretls = true;
+    s.start_transaction(std::move(t));
+    CHECK(h.take().empty());
+    REQUIRE(h.done.size() == 1);
+    CHECK_FALSE(h.done[0].too_big.has_value());
+    REQUIRE(h.done[0].recipients.size() == 2);
+    for (const auto& r : h.done[0].recipients) {
+      CHECK(r.outcome == Outcome::temporary);
+      CHECK(r.stage == Stage::requiretls);
+      CHECK(r.reply.code == 451);
+      CHECK(r.reply.enhanced == "4.7.30");
+      CHECK_FALSE(r.remote);
+    }
+    CHECK(h.failures.empty());
+    CHECK(sluice::client::to_string(Stage::requiretls) == "REQUIRETLS");
+    // The connection stays usable for a message without REQUIRETLS.
+    CHECK(s.ready());
+    s.start_transaction(tx({"b@y.test"}));
+    CHECK(h.take() == "MAIL FROM:<a@x.test> SIZE=100\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  }
+  SECTION("without requiretls the keyword is never sent, offered or not") {
+    Host h;
+    ClientSession s(config(), h);
+    connect(s, h, "250-mx\r\n250-PIPELINING\r\n250 requiretls\r\n");
+    CHECK(s.capabilities().requiretls);  // keywords are case-insensitive
+    s.start_transaction(tx({"b@y.test"}));
+    CHECK(h.take() == "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+  }
+}

@@ -186,6 +186,10 @@ std::string format_show(const J& response) {
   std::string body_type = str(m, "body_type", "");
   line("Body type:", (body_type.empty() ? std::string("-") : body_type) +
                          (flag(m, "smtputf8") ? ", SMTPUTF8" : ""));
+  // RFC 8689: MAIL's REQUIRETLS, or a "TLS-Required: No" header field.
+  if (flag(m, "requiretls") || flag(m, "tls_optional"))
+    line("TLS:", flag(m, "requiretls") ? "REQUIRETLS (authenticated TLS to every hop)"
+                                       : "optional (TLS-Required: No)");
   std::string envid = str(m, "envid", "");
   std::string ret = str(m, "ret", "");
   if (!envid.empty() || !ret.empty())
@@ -199,6 +203,10 @@ std::string format_show(const J& response) {
     if (attempts && *attempts > 0) status += ", " + plural(*attempts, "attempt", "attempts");
     if (const J* last = field(r, "last_attempt"); last && last->is_string())
       status += ", last " + human_time(r, "last_attempt") + " UTC";
+    // How the session that gave the last verdict was protected: shown when a
+    // server gave it (remote_host set), as delivery logs it (tls=...).
+    if (!str(r, "remote_host", "").empty() && field(r, "tls") != nullptr)
+      status += ", tls=" + str(r, "tls");
     fmt::format_to(std::back_inserter(out), "      status: {}\n", status);
     std::string reply = str(r, "last_reply", "");
     if (!reply.empty()) {

@@ -140,6 +140,31 @@ TEST_CASE("format: queue show from a real dispatcher response") {
   CHECK(held.find("Message:") == std::string::npos);
 }
 
+TEST_CASE("format: queue show with REQUIRETLS, TLS-Required: No and tls levels") {
+  MemoryAdmin admin;
+  std::string id = make_id(kT0, 2);
+  auto env = make_envelope(id, kT0, "alice@example.org", {"bob@example.net", "carol@example.net"}, 21);
+  env.requiretls = true;
+  // As delivery records it (once wired): the session was DANE-authenticated.
+  for (auto& r : env.recipients) r.tls = queue::TlsLevel::dane;
+  admin.add(env, "Subject: hi\r\n\r\nbody\r\n");
+  admin.complete_all(queue::Verdict{queue::Action::defer, "4.7.1", "451 4.7.1 later", "mx.example.net"});
+  auto resp = json::parse(handle_request(R"({"command":"queue.show","id":")" + id + "\"}", admin).response);
+  CHECK(resp["message"]["requiretls"] == true);
+  CHECK(resp["message"]["tls_optional"] == false);
+  CHECK(resp["message"]["recipients"][0]["tls"] == "dane");
+  std::string out = format_show(resp);
+  CHECK(out.find("TLS:            REQUIRETLS (authenticated TLS to every hop)\n") != std::string::npos);
+  CHECK(out.find("      status: deferred, 1 attempt, last 2025-12-03 06:02:23 UTC, tls=dane\n") !=
+        std::string::npos);
+  // TLS-Required: No; the line is absent when neither is set.
+  resp["message"]["requiretls"] = false;
+  resp["message"]["tls_optional"] = true;
+  CHECK(format_show(resp).find("TLS:            optional (TLS-Required: No)\n") != std::string::npos);
+  resp["message"]["tls_optional"] = false;
+  CHECK(format_show(resp).find("TLS:") == std::string::npos);
+}
+
 TEST_CASE("format: status") {
   json s = json::parse(R"({"ok":true,"version":"0.1.0","time":"2026-12-06T10:14:23Z",
     "started":"2026-12-03T06:02:23Z","uptime_seconds":274320,

@@ -456,6 +456,8 @@ Json message_detail(const queue::Envelope& env) {
   j["auth_user"] = env.auth_user;
   j["body_type"] = or_null(body_type_name(env.body));
   j["smtputf8"] = env.smtputf8;
+  j["requiretls"] = env.requiretls;
+  j["tls_optional"] = env.tls_optional;
   j["envid"] = env.envid;
   j["ret"] = or_null(env.ret == 1 ? "FULL" : env.ret == 2 ? "HDRS" : nullptr);
   Json& rs = j["recipients"];
@@ -466,6 +468,7 @@ Json message_detail(const queue::Envelope& env) {
     x["last_attempt"] = optional_time(r.last_attempt_us);
     x["dsn_status"] = r.dsn_status;
     x["remote_host"] = r.remote_host;
+    x["tls"] = queue::to_string(r.tls);
     x["orcpt"] = r.orcpt;
     x["notify"] = notify_flags(r.notify);
   }

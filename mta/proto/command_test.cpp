@@ -228,6 +228,19 @@ TEST_CASE("parse_command: esmtp parameters") {
   CHECK(c->find("smtputf8") != nullptr);
   CHECK(c->find("AUTH") == nullptr);
 
+  // RFC 8689 §2: "REQUIRETLS" on MAIL, a keyword without a value (which
+  // parameters the session accepts, and when, is its own business).
+  auto rt = parse_command("MAIL FROM:<a@example.com> SIZE=10 requiretls");
+  REQUIRE(rt);
+  REQUIRE(rt->params.size() == 2);
+  CHECK(rt->params[1].keyword == "REQUIRETLS");
+  CHECK_FALSE(rt->params[1].value.has_value());
+  CHECK(rt->find("REQUIRETLS") != nullptr);
+  auto rt_value = parse_command("MAIL FROM:<a@example.com> REQUIRETLS=no");
+  REQUIRE(rt_value);
+  CHECK(rt_value->find("REQUIRETLS")->value == "no");
+  CHECK_FALSE(parse_command("MAIL FROM:<a@example.com> REQUIRETLS REQUIRETLS"));  // duplicate
+
   auto r = parse_command("RCPT TO:<b@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.com");
   REQUIRE(r);
   REQUIRE(r->params.size() == 2);

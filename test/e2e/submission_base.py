@@ -34,7 +34,8 @@ def b64(s):
 EHLO_PLAIN_587 = (b"250-mx.sluice.test\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n"
                   b"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 STARTTLS\r\n")
 EHLO_IN_TLS = (b"250-mx.sluice.test\r\n250-PIPELINING\r\n250-SIZE 36700160\r\n"
-               b"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 AUTH PLAIN LOGIN\r\n")
+               b"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-AUTH PLAIN LOGIN\r\n"
+               b"250 REQUIRETLS\r\n")
 AUTH_OK = b"235 2.7.0 Authentication successful\r\n"
 AUTH_BAD = b"535 5.7.8 Authentication credentials invalid\r\n"
 RFC5322_DATE = rb"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d \+0000"

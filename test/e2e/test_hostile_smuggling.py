@@ -496,7 +496,7 @@ class StarttlsInjectionAtSluiced(unittest.TestCase):
         self.assertEqual(c.reply(), b"220 2.0.0 Ready to start TLS\r\n")
         c.starttls(self.ctx)   # fails if any plaintext came after the 220
         self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>"), b"503 5.5.1 Error: send HELO/EHLO first\r\n")
-        self.assertTrue(c.cmd("EHLO client.test").endswith(b"250 AUTH PLAIN LOGIN\r\n"))  # not logged in
+        self.assertTrue(c.cmd("EHLO client.test").endswith(b"250-AUTH PLAIN LOGIN\r\n250 REQUIRETLS\r\n"))  # not logged in
         self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>"), b"250 2.1.0 Ok\r\n")
         self.assertEqual(c.cmd("RCPT TO:<x@example.net>"), b"554 5.7.1 <x@example.net>: Relay access denied\r\n")
         self.assertEqual(c.cmd("QUIT"), b"221 2.0.0 Bye\r\n")

@@ -8,6 +8,9 @@
 //  - output is CRLF-clean: no bare CR, no LF without CR before it;
 //  - when done, the bytes left in `in` are a suffix of the input; when not,
 //    everything was consumed;
+//  - mail::TlsRequiredScan (RFC 8689's "TLS-Required: No", what the intake
+//    runs over the same stored content) gives the same answer fed whole,
+//    byte by byte or in two pieces;
 //  - when done without error: every output line ends in CRLF and is at most
 //    998 octets, and dot-stuffing the output and appending "." CRLF (what the
 //    outbound client sends) decodes back to exactly the same content — so
@@ -17,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "mail/headers.hpp"
 #include "mta/proto/data_reader.hpp"
 
 using sluice::proto::DataReader;
@@ -71,6 +75,19 @@ Run run(std::string_view input, size_t first, size_t step, uint64_t max_size) {
   return res;
 }
 
+bool tls_required_no(std::string_view content, size_t first, size_t step) {
+  sluice::mail::TlsRequiredScan s;
+  size_t pos = 0;
+  while (pos < content.size()) {
+    size_t n = pos == 0 ? first : (step == 0 ? content.size() - pos : step);
+    if (n == 0) n = content.size() - pos;
+    n = std::min(n, content.size() - pos);
+    s.feed(content.substr(pos, n));
+    pos += n;
+  }
+  return s.tls_required_no();
+}
+
 void check_clean(const std::string& out) {
   for (size_t i = 0; i < out.size(); ++i) {
     if (out[i] == '\r') check(i + 1 < out.size() && out[i + 1] == '\n');
@@ -103,6 +120,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(run(input, 1, 1, max_size) == whole);
     check(run(input, split, 3, max_size) == whole);
     check_clean(whole.out);
+    const bool no = tls_required_no(whole.out, whole.out.size(), 0);
+    check(tls_required_no(whole.out, 1, 1) == no);
+    check(tls_required_no(whole.out, split, 0) == no);
 
     if (whole.done && whole.error == DataReader::Error::none) {
       check(whole.out.empty() || whole.out.ends_with("\r\n"));

@@ -1,6 +1,7 @@
 // spool_dump — test tool: prints the messages in a spool as JSON, one per
 // line: {"id","arrival_us","sender","recipients":[...],"size","message_id",
-// "client_address","helo","body"?}. Opens the spool exactly as sluiced does
+// "client_address","helo","smtputf8","requiretls","tls_optional",
+// "body"?}; each recipient {"address","status","attempts","tls","last_reply"}. Opens the spool exactly as sluiced does
 // (including recovery), so it must not run while sluiced uses the same spool.
 #include <cstdio>
 #include <cstring>
@@ -30,6 +31,8 @@ int main(int argc, char** argv) {
     j["client_address"] = env.client_address;
     j["helo"] = env.helo;
     j["smtputf8"] = env.smtputf8;
+    j["requiretls"] = env.requiretls;
+    j["tls_optional"] = env.tls_optional;
     j["body_type"] = static_cast<int>(env.body);
     j["attempts"] = env.attempts;
     j["next_attempt_us"] = env.next_attempt_us;
@@ -38,6 +41,7 @@ int main(int argc, char** argv) {
       rs.push_back({{"address", r.address},
                     {"status", std::string(sluice::queue::to_string(r.status))},
                     {"attempts", r.attempts},
+                    {"tls", std::string(sluice::queue::to_string(r.tls))},
                     {"last_reply", r.last_reply}});
     if (body) {
       std::string content;

@@ -538,6 +538,47 @@ void check_aliases(Reader& r, const Config& cfg, const AliasLines& lines) {
     if (auto why = aliases::check_target(t.address, cfg.hostname)) r.add(t.key, t.line, *why);
 }
 
+// [tls_reports]: printable ASCII organization; when enabled, a contact
+// address whose domain a [[dkim]] table signs (reports must be DKIM-signed,
+// RFC 8460 §5.3; a table for the domain or a parent domain signs it).
+void check_tls_reports(Reader& r, Config& cfg) {
+  TlsReports& t = cfg.tls_reports;
+  for (char c : t.organization)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+      r.add("tls_reports.organization", r.line("tls_reports.organization"), "must be printable ASCII");
+      break;
+    }
+  if (t.organization.empty()) t.organization = cfg.hostname;
+  if (!t.contact.empty()) {
+    auto at = t.contact.rfind('@');
+    bool ok = at != std::string::npos && at > 0 && !domain_name_error(t.contact.substr(at + 1));
+    for (char c : t.contact)
+      if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f || c == '<' ||
+          c == '>' || c == '"' || c == ',')
+        ok = false;
+    if (!ok) {
+      r.add("tls_reports.contact", r.line("tls_reports.contact"),
+            fmt::format("\"{}\": not an address (local@domain)", t.contact));
+      return;
+    }
+  }
+  if (!t.enabled) return;
+  if (t.contact.empty()) {
+    r.add("tls_reports.contact", r.line("tls_reports.enabled"),
+          "required when tls_reports.enabled is true (the reports' From and contact-info)");
+    return;
+  }
+  std::string domain = t.contact.substr(t.contact.rfind('@') + 1);
+  for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  bool signed_ = false;
+  for (const Dkim& k : cfg.dkim)
+    if (domain == k.domain || (domain.size() > k.domain.size() && domain.ends_with("." + k.domain)))
+      signed_ = true;
+  if (!signed_)
+    r.add("tls_reports.contact", r.line("tls_reports.contact"),
+          fmt::format("reports are DKIM-signed by the contact's domain: add a [[dkim]] table for {}", domain));
+}
+
 // Checks that involve several keys, run once every key has been read.
 void check(Reader& r, Config& cfg, bool hostname_set) {
   if (!hostname_set && !r.seen.contains("hostname")) {
@@ -566,6 +607,8 @@ void check(Reader& r, Config& cfg, bool hostname_set) {
     std::string key = fmt::format("listener[{}].mode", i + 1);
     r.add(key, r.line(key), "\"submissions\" (implicit TLS) needs [tls] certificate and private_key");
   }
+
+  check_tls_reports(r, cfg);
 
   const Delivery& d = cfg.delivery;
   bool has_user = !d.relayhost_username.empty();
@@ -693,6 +736,15 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
       {"limits", section(read_limits, cfg.limits)},
       {"delivery", section(read_delivery, cfg.delivery)},
       {"dns", section(read_dns, cfg.dns)},
+      {"tls_reports",
+       [&](const toml::node& n, const std::string& key) {
+         const Field f[] = {
+             bool_field(r, "enabled", cfg.tls_reports.enabled),
+             string_field(r, "organization", cfg.tls_reports.organization),
+             string_field(r, "contact", cfg.tls_reports.contact),
+         };
+         r.walk(n, key, f);
+       }},
       {"dkim", [&](const toml::node& n, const std::string& key) { read_dkim(r, n, key, cfg); }},
       {"aliases",
        [&](const toml::node& n, const std::string& key) {

@@ -113,6 +113,13 @@ struct Dns {
   std::vector<net::Endpoint> servers;  // empty = /etc/resolv.conf; port defaults to 53
 };
 
+// [tls_reports]: SMTP TLS Reporting (RFC 8460, docs/transport-security.md).
+struct TlsReports {
+  bool enabled = false;
+  std::string organization;  // organization-name in reports; default: hostname
+  std::string contact;       // From of the reports and contact-info; required when enabled
+};
+
 // One [[dkim]] table: one signature for mail whose From is at `domain` or a
 // subdomain of it. Two tables for one domain sign twice (RSA and Ed25519).
 // The key itself is loaded by the daemon (mta/signing.hpp), not here.
@@ -141,6 +148,7 @@ struct Config {
   Delivery delivery;
   Dns dns;
   std::vector<Dkim> dkim;  // [[dkim]], in file order
+  TlsReports tls_reports;
   // [aliases]: local name (lower case) or "*" -> addresses (docs/aliases.md).
   aliases::Table aliases;
   std::string source;  // file the config came from ("" when parsed from text)

@@ -26,6 +26,7 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kT
                   "max_queue_lifetime", "tls", "relayhost", "relayhost_username",
                   "relayhost_password_file", "relayhost_tls", "relayhost_tls_name", "ca_file", "mta_sts", "dane"}},
     {"dns", {"servers"}},
+    {"tls_reports", {"enabled", "organization", "contact"}},
     {"dkim", {"domain", "selector", "private_key", "headers"}},
 };
 

@@ -827,3 +827,39 @@ TEST_CASE("[[dkim]] problems name the table and the key") {
   CHECK_THAT(problems("[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\nprivate_key = \"/k\"\nkey = 1\n"),
              Catch::Contains("dkim[1].key: unknown key"));
 }
+
+TEST_CASE("[tls_reports]: off by default; when enabled, contact and its [[dkim]] table") {
+  auto c = parse(std::string(kMinimal));
+  REQUIRE(c);
+  CHECK(!c->tls_reports.enabled);
+  CHECK(c->tls_reports.contact.empty());
+  CHECK(c->tls_reports.organization == c->hostname);
+
+  const std::string dkim =
+      "[[dkim]]\ndomain = \"example.com\"\nselector = \"s\"\nprivate_key = \"/k\"\n";
+  auto ok = parse(std::string(kMinimal) + dkim +
+                  "[tls_reports]\nenabled = true\norganization = \"Example Ltd\"\n"
+                  "contact = \"tlsrpt@Mail.Example.com\"\n");
+  INFO(dump(ok ? std::vector<Problem>{} : ok.error()));
+  REQUIRE(ok);
+  CHECK(ok->tls_reports.enabled);
+  CHECK(ok->tls_reports.organization == "Example Ltd");
+  CHECK(ok->tls_reports.contact == "tlsrpt@Mail.Example.com");
+
+  auto problems = [](std::string body) {
+    auto r = parse(std::string(kMinimal) + body);
+    REQUIRE_FALSE(r);
+    std::string all;
+    for (const auto& p : r.error()) all += p.str() + "\n";
+    return all;
+  };
+  CHECK_THAT(problems("[tls_reports]\nenabled = true\n"),
+             Catch::Contains("tls_reports.contact: required when tls_reports.enabled is true"));
+  CHECK_THAT(problems("[tls_reports]\nenabled = true\ncontact = \"r@example.org\"\n"),
+             Catch::Contains("add a [[dkim]] table for example.org"));
+  CHECK_THAT(problems(dkim + "[tls_reports]\ncontact = \"no address\"\n"),
+             Catch::Contains("tls_reports.contact:"));
+  CHECK_THAT(problems("[tls_reports]\nenable = true\n"), Catch::Contains("tls_reports.enable: unknown key"));
+  // A disabled table needs no [[dkim]].
+  CHECK(parse(std::string(kMinimal) + "[tls_reports]\ncontact = \"r@example.org\"\n"));
+}

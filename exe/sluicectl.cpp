@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
   auto* bounce = queue->add_subcommand("bounce", "give up now and return the messages to their senders");
   bounce->add_option("ids", ids, "queue ids")->required();
   auto* status = app.add_subcommand("status", "version, uptime, connections, queue counts");
+  bool include_today = false;
+  auto* tls_reports = app.add_subcommand("tls-reports", "TLS-RPT counts per domain and UTC day (RFC 8460)");
+  auto* tls_send = tls_reports->add_subcommand("send", "mail the reports of the days that have ended now");
+  tls_send->add_flag("--include-today", include_today, "and the current day so far (its counts start again)");
 
   sluice::dnsrec::KeygenArgs kg;
   auto* dkim = app.add_subcommand("dkim", "DKIM keys (no daemon needed)");
@@ -118,6 +122,11 @@ int main(int argc, char** argv) {
     req.command = ctl::Command::bounce;
   } else if (status->parsed()) {
     req.command = ctl::Command::status;
+  } else if (tls_send->parsed()) {
+    req.command = ctl::Command::tls_reports_send;
+    req.include_today = include_today;
+  } else if (tls_reports->parsed()) {
+    req.command = ctl::Command::tls_reports;
   }
   req.ids = ids;
   if (req.ids.size() > ctl::kMaxIds) {

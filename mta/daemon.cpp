@@ -22,6 +22,7 @@
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
 #include "mta/intake.hpp"
+#include "mta/tls_reports.hpp"
 #include "mta/pickup.hpp"
 #include "mta/uv/guard.hpp"
 #include "mta/uv/handle.hpp"
@@ -214,6 +215,9 @@ class DaemonAdmin final : public control::QueueAdmin {
   bool bounce(std::string_view id) override;
   bool remove(std::string_view id) override;
   control::DaemonStatus status() const override;
+  bool tls_reports_enabled() const override;
+  std::vector<tlsrpt::Day> tls_report_days() const override;
+  std::expected<size_t, std::string> send_tls_reports(bool include_today) override;
 
  private:
   Daemon& d_;
@@ -225,6 +229,8 @@ struct Daemon {
   std::unique_ptr<queue::Spool> spool;
   std::unique_ptr<Intake> intake;  // every message's way into the spool and to delivery
   std::unique_ptr<Server> server;
+  // TLS-RPT counts and reports; destroyed after delivery, which records into it.
+  std::unique_ptr<TlsReports> tls_reports;
   std::unique_ptr<Delivery> delivery;
   std::unique_ptr<Pickup> pickup;
   std::unique_ptr<ControlServer> control;
@@ -241,6 +247,7 @@ struct Daemon {
     if (stopping) return;
     stopping = true;
     log::info("shutdown requested ({}): {} connections open", why, server->connections());
+    tls_reports->stop();  // before delivery closes the resolver it looks _smtp._tls up through
     uv_timer_start(grace.get(), [](uv_timer_t* t) {
       uv::guard("shutdown grace timer", [t] {
         auto* d = static_cast<Daemon*>(t->data);
@@ -284,6 +291,7 @@ struct Daemon {
     auto st = spool->stats();
     log::info("spool: commits={} updates={} syncs={} bytes={}", st.commits, st.updates, st.syncs,
               st.bytes);
+    tls_reports->stop();  // again: the last counts to disk; reports committed later delete their day
     spool.reset();
     delivery->close_handles();
     server->close_handles();
@@ -328,6 +336,7 @@ struct Daemon {
     server->reload(config);
     pickup->reload(config);
     delivery->reload(config, std::move(*setup));
+    tls_reports->reload(*config);
     log::info("reload: configuration re-read from {}", config->source);
   }
 
@@ -371,6 +380,12 @@ bool DaemonAdmin::flush(std::string_view id) { return d_.delivery->flush(id); }
 size_t DaemonAdmin::flush_all() { return d_.delivery->flush_all(); }
 bool DaemonAdmin::bounce(std::string_view id) { return d_.delivery->bounce(id); }
 bool DaemonAdmin::remove(std::string_view id) { return d_.delivery->remove(id); }
+
+bool DaemonAdmin::tls_reports_enabled() const { return d_.tls_reports->enabled(); }
+std::vector<tlsrpt::Day> DaemonAdmin::tls_report_days() const { return d_.tls_reports->days(); }
+std::expected<size_t, std::string> DaemonAdmin::send_tls_reports(bool include_today) {
+  return d_.tls_reports->send_now(include_today);
+}
 
 control::DaemonStatus DaemonAdmin::status() const {
   control::DaemonStatus s;
@@ -533,6 +548,9 @@ int run_daemon(conf::Config cfg) {
   }
   d->delivery = std::move(*delivery);
   d->intake->deliver_to([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
+  d->tls_reports = std::make_unique<TlsReports>(d->loop, *d->intake,
+                                                [dl = d->delivery.get()] { return dl->resolver(); });
+  d->delivery->set_tls_reports(d->tls_reports.get());
   d->pickup = std::make_unique<Pickup>(d->loop, d->config, *d->spool, *d->intake);
   if (auto ok = d->server->listen(); !ok) {
     log::error("{}", ok.error());
@@ -587,6 +605,8 @@ int run_daemon(conf::Config cfg) {
       log::info("running as {} (uid {}, gid {}); ports bound as root", owner.name, owner.uid, owner.gid);
   }
   if (!d->stopping) {
+    // After the privileges went: <spool_dir>/tlsrpt belongs to `user`.
+    if (auto ok = d->tls_reports->start(c); !ok) log::error("tls-reports: {}; counts are not kept", ok.error());
     log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
               c.listeners.size());
     d->delivery->start();

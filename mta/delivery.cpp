@@ -21,6 +21,7 @@
 #include "mta/client/client_session.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/uv/guard.hpp"
+#include "mta/tls_reports.hpp"
 #include "mta/uv_util.hpp"
 #include "queue/dsn.hpp"
 #include "queue/policy.hpp"
@@ -390,7 +391,47 @@ client::Transaction Delivery::transaction(JobRun& run) {
 
 // --- what the connections report ---------------------------------------------
 
+// --- TLS-RPT (issue 15, t15b): one outgoing session's TLS outcome ----------------
+// Called when a connection is ready (TLS up or not: `failure` null) and when
+// it failed over TLS. Only MX delivery (a relayhost is not a recipient
+// domain's MX). TODO(lead): the STS / DANE policy (type, policy strings, mx
+// patterns) and their result types (sts-*, tlsa-invalid, dane-required,
+// certificate-host-mismatch...), the sending IP.
+namespace {
+void record_tls(TlsReports* reports, const OutboundShared& shared, const Outbound& o,
+                const queue::policy::SessionEvent* failure) {
+  if (!reports || !shared.config->delivery.relayhost.empty()) return;
+  if (outbound_tls(shared.config->delivery) == conf::DeliveryTls::none || !shared.tls) return;
+  TlsSession s;
+  s.policy_domain = o.destination();
+  s.type = tlsrpt::PolicyType::no_policy_found;
+  const std::string& host = o.host();  // "mx.example.com[192.0.2.1]"
+  const auto bracket = host.find('[');
+  s.receiving_mx = host.substr(0, bracket);
+  if (bracket != std::string::npos && host.back() == ']')
+    s.receiving_ip = host.substr(bracket + 1, host.size() - bracket - 2);
+  if (failure) {
+    using F = queue::policy::SessionFailure;
+    if (failure->what == F::tls_unavailable) {
+      s.failure = tlsrpt::ResultType::starttls_not_supported;
+    } else if (failure->what == F::tls_failed) {
+      const bool cert = failure->detail.find("certificate") != std::string::npos ||
+                        failure->reply.text.find("certificate") != std::string::npos;
+      s.failure = cert ? tlsrpt::ResultType::certificate_not_trusted : tlsrpt::ResultType::validation_failure;
+      s.failure_reason = failure->detail.substr(0, 200);
+    } else {
+      return;  // not about TLS
+    }
+  } else if (!o.in_tls()) {
+    s.failure = tlsrpt::ResultType::starttls_not_supported;
+  }
+  reports->record(std::move(s));
+}
+}  // namespace
+// --- end TLS-RPT -------------------------------------------------------------------
+
 void Delivery::on_ready(Outbound& o, uint64_t job) {
+  record_tls(tls_reports_, shared_, o, nullptr);  // TLS-RPT (t15b)
   if (JobRun* run = find_run(job)) o.start(transaction(*run));
 }
 
@@ -430,7 +471,8 @@ void Delivery::on_transaction_done(Outbound& o, uint64_t job, queue::HostReport 
   o.quit();
 }
 
-void Delivery::on_failed(Outbound&, uint64_t job, queue::HostReport report) {
+void Delivery::on_failed(Outbound& o, uint64_t job, queue::HostReport report) {
+  if (report.failure) record_tls(tls_reports_, shared_, o, &*report.failure);  // TLS-RPT (t15b)
   if (JobRun* run = find_run(job)) carry_out(run, run->attempt.on_host_done(std::move(report)));
 }
 

@@ -68,6 +68,8 @@ struct DeliverySetup {
   bool dane = false;
 };
 
+class TlsReports;
+
 class Delivery final : private OutboundHost {
  public:
   static std::expected<std::unique_ptr<Delivery>, std::string> create(
@@ -101,6 +103,12 @@ class Delivery final : private OutboundHost {
   void close_handles();
 
   size_t connections() const { return conns_.size(); }  // busy and idle
+
+  // --- TLS-RPT (issue 15, t15b) ----------------------------------------------
+  // Where each outgoing TLS session's outcome is counted (null: nowhere).
+  void set_tls_reports(TlsReports* r) { tls_reports_ = r; }
+  // The running resolver (TlsReports looks _smtp._tls up through it).
+  dns::Resolver* resolver() const { return resolver_.get(); }
 
   // --- sluicectl (through the control socket) -----------------------------
   // The scheduler holds every live message: for listing and showing.
@@ -166,6 +174,7 @@ class Delivery final : private OutboundHost {
   queue::Scheduler scheduler_;
   std::unique_ptr<dns::Resolver> resolver_;
   bool dane_ = false;  // DeliverySetup::dane in force
+  TlsReports* tls_reports_ = nullptr;  // TLS-RPT (t15b)
   uint64_t resolver_gen_ = 0;  // counts resolver swaps: an answer from an older one is asked again
   std::vector<std::unique_ptr<dns::Resolver>> retired_;  // replaced by a reload, closing
   OutboundShared shared_;  // loop, config, spool, TLS context, relayhost credentials, buffers

@@ -144,6 +144,8 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   // Parked in the idle cache (since now); idle_since() is 0 while busy.
   void park();
   uint64_t idle_since() const { return idle_since_; }
+  // Whether the session runs in TLS now (TLS-RPT counting, t15b).
+  bool in_tls() const { return tls() != nullptr; }
 
   // --- client::ClientHost ---------------------------------------------------
   void send(std::string_view bytes) override;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "queue/envelope.hpp"
+#include "tlsrpt/counts.hpp"
 #include "queue/scheduler.hpp"
 #include "queue/spool.hpp"
 
@@ -60,6 +61,17 @@ class QueueAdmin {
   virtual bool remove(std::string_view id) = 0;   // delete without notice
 
   virtual DaemonStatus status() const = 0;
+
+  // TLS-RPT (mta/tls_reports.hpp). The defaults: not available.
+  // Whether [tls_reports] is enabled, and every stored day of counts.
+  virtual bool tls_reports_enabled() const { return false; }
+  virtual std::vector<tlsrpt::Day> tls_report_days() const { return {}; }
+  // Sends the days that have ended (and today's with include_today): the
+  // number of report messages queued, or why none could be.
+  virtual std::expected<size_t, std::string> send_tls_reports(bool include_today) {
+    (void)include_today;
+    return std::unexpected(std::string("TLS reports are not available"));
+  }
 };
 
 }  // namespace sluice::control

@@ -181,6 +181,60 @@ Outcome status(QueueAdmin& admin) {
   return Outcome{dump(j), {}};
 }
 
+// tls-reports.list: {"ok":true,"enabled":B,"days":[{"day":"YYYY-MM-DD","domains":[{"domain",
+// "rua":[...],"successful":N,"failed":N,"policies":[{"type","successful","failed",
+// "failures":[{"result","sending_ip","receiving_mx","receiving_ip","reason","count"}]}]}]}]}
+Outcome tls_reports(QueueAdmin& admin) {
+  Json days = Json::array();
+  for (const auto& d : admin.tls_report_days()) {
+    Json domains = Json::array();
+    for (const auto& [domain, dc] : d.domains) {
+      uint64_t ok = 0, failed = 0;
+      Json policies = Json::array();
+      for (const auto& [key, pc] : dc.policies) {
+        ok += pc.success;
+        failed += pc.failure_total();
+        Json failures = Json::array();
+        for (const auto& [fk, n] : pc.failures)
+          failures.push_back({{"result", tlsrpt::result_type_name(fk.result)},
+                              {"sending_ip", fk.sending_ip},
+                              {"receiving_mx", fk.receiving_mx},
+                              {"receiving_ip", fk.receiving_ip},
+                              {"reason", fk.reason},
+                              {"count", n}});
+        policies.push_back({{"type", tlsrpt::policy_type_name(key.type)},
+                            {"policy_strings", key.strings},
+                            {"mx_patterns", key.mx},
+                            {"successful", pc.success},
+                            {"failed", pc.failure_total()},
+                            {"failures", std::move(failures)}});
+      }
+      domains.push_back({{"domain", domain},
+                         {"rua", dc.rua},
+                         {"successful", ok},
+                         {"failed", failed},
+                         {"policies", std::move(policies)}});
+    }
+    days.push_back({{"day", tlsrpt::day_name(d.day)}, {"domains", std::move(domains)}});
+  }
+  Json j;
+  j["ok"] = true;
+  j["enabled"] = admin.tls_reports_enabled();
+  j["days"] = std::move(days);
+  return Outcome{dump(j), {}};
+}
+
+// tls-reports.send: {"ok":true,"action":"sent","count":N}
+Outcome tls_reports_send(const Request& r, QueueAdmin& admin) {
+  auto n = admin.send_tls_reports(r.include_today);
+  if (!n) return error(ErrorCode::bad_request, n.error());
+  Json j;
+  j["ok"] = true;
+  j["action"] = "sent";
+  j["count"] = *n;
+  return Outcome{dump(j), {fmt::format("tls reports sent{}: {} messages", r.include_today ? " (today included)" : "", *n)}};
+}
+
 }  // namespace
 
 Outcome dispatch(const Request& r, QueueAdmin& admin) {
@@ -194,6 +248,8 @@ Outcome dispatch(const Request& r, QueueAdmin& admin) {
       case Command::release:
       case Command::flush:
       case Command::bounce: return action(r, admin);
+      case Command::tls_reports: return tls_reports(admin);
+      case Command::tls_reports_send: return tls_reports_send(r, admin);
     }
     return error(ErrorCode::internal, "unhandled command");
   } catch (const std::exception& e) {

@@ -17,6 +17,9 @@
 //   actions       {"ok":true,"action":"held","count":N,"ids":[...]}  (flush of all: no ids)
 //   status        {"ok":true,"version":...,"time":...,"started":...,"uptime_seconds":...,
 //                  "connections":{...},"queue":{...},"spool":{...}}
+//   tls-reports.list {"ok":true,"enabled":B,"days":[{"day","domains":[{domain, rua, successful,
+//                  failed, policies:[{type, ..., failures:[...]}]}]}]}
+//   tls-reports.send {"ok":true,"action":"sent","count":N}
 #pragma once
 
 #include <string>

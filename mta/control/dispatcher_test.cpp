@@ -295,3 +295,57 @@ TEST_CASE("dispatcher: a list of 10,000 messages is built quickly") {
   CHECK(j["messages"].size() == 10'000);
   CHECK(j["total"]["deferred"] == 10'000);
 }
+
+TEST_CASE("dispatcher: tls-reports.list shows the counts per day and domain") {
+  MemoryAdmin admin;
+  json j = call(admin, R"({"command":"tls-reports.list"})");
+  CHECK(j["ok"] == true);
+  CHECK(j["enabled"] == false);
+  CHECK(j["days"].empty());
+
+  admin.tls_enabled = true;
+  tlsrpt::Day d;
+  d.day = 20000;
+  tlsrpt::Session ok{"example.net", {tlsrpt::PolicyType::no_policy_found, {}, {}}, std::nullopt};
+  tlsrpt::Session bad = ok;
+  bad.failure = tlsrpt::FailureKey{tlsrpt::ResultType::starttls_not_supported, "", "mx.example.net", "127.0.0.2", ""};
+  tlsrpt::add(d, ok, {"r@example.net"});
+  tlsrpt::add(d, ok, {"r@example.net"});
+  tlsrpt::add(d, bad, {"r@example.net"});
+  admin.tls_days.push_back(d);
+  j = call(admin, R"({"command":"tls-reports.list"})");
+  CHECK(j["enabled"] == true);
+  REQUIRE(j["days"].size() == 1);
+  CHECK(j["days"][0]["day"] == "2024-10-04");
+  auto& dom = j["days"][0]["domains"][0];
+  CHECK(dom["domain"] == "example.net");
+  CHECK(dom["rua"][0] == "r@example.net");
+  CHECK(dom["successful"] == 2);
+  CHECK(dom["failed"] == 1);
+  CHECK(dom["policies"][0]["type"] == "no-policy-found");
+  CHECK(dom["policies"][0]["failures"][0]["result"] == "starttls-not-supported");
+  CHECK(dom["policies"][0]["failures"][0]["receiving_ip"] == "127.0.0.2");
+  CHECK(call(admin, R"({"command":"tls-reports.list","all":true})")["error"] == "bad_request");
+}
+
+TEST_CASE("dispatcher: tls-reports.send") {
+  MemoryAdmin admin;
+  json j = call(admin, R"({"command":"tls-reports.send"})");
+  CHECK(j["ok"] == false);
+  CHECK(j["error"] == "bad_request");
+  admin.tls_enabled = true;
+  admin.tls_days.push_back(tlsrpt::Day{});
+  admin.tls_days.back().domains["example.net"];
+  std::vector<std::string> changes;
+  j = call(admin, R"({"command":"tls-reports.send","include_today":true})", &changes);
+  CHECK(j["ok"] == true);
+  CHECK(j["action"] == "sent");
+  CHECK(j["count"] == 1);
+  CHECK(admin.tls_sends == std::vector<bool>{true});
+  CHECK(changes.size() == 1);
+  CHECK(call(admin, R"({"command":"tls-reports.send","include_today":1})")["error"] == "bad_request");
+  Request r;
+  r.command = Command::tls_reports_send;
+  r.include_today = true;
+  CHECK(encode_request(r) == R"({"command":"tls-reports.send","include_today":true})");
+}

@@ -287,6 +287,31 @@ std::string format_status(const J& response) {
   return out;
 }
 
+std::string format_tls_reports(const J& response) {
+  std::string out;
+  if (!flag(response, "enabled")) out += "TLS reports are not enabled ([tls_reports] enabled = false)\n";
+  const J& days = array_or_empty(response, "days");
+  size_t rows = 0;
+  for (const J& d : days) {
+    for (const J& dom : array_or_empty(d, "domains")) {
+      if (rows++ == 0) out += fmt::format("{:<10}  {:<30} {:>10} {:>8}  {}\n", "DAY", "DOMAIN", "SUCCESSFUL", "FAILED", "REPORTS TO");
+      std::string rua;
+      for (const J& a : array_or_empty(dom, "rua"))
+        if (a.is_string()) rua += (rua.empty() ? "" : ",") + printable(a.get<std::string>());
+      out += fmt::format("{:<10}  {:<30} {:>10} {:>8}  {}\n", str(d, "day"), printable(str(dom, "domain")),
+                         numstr(dom, "successful"), numstr(dom, "failed"), rua);
+      for (const J& p : array_or_empty(dom, "policies"))
+        for (const J& f : array_or_empty(p, "failures"))
+          out += fmt::format("{:<10}    {} x {} ({}) from={} mx={} ip={}{}\n", "", numstr(f, "count"),
+                             str(f, "result"), str(p, "type"), printable(str(f, "sending_ip", "")),
+                             printable(str(f, "receiving_mx", "")), printable(str(f, "receiving_ip", "")),
+                             str(f, "reason", "").empty() ? "" : " reason=" + printable(str(f, "reason", "")));
+    }
+  }
+  if (rows == 0) out += "No TLS sessions counted\n";
+  return out;
+}
+
 std::string format_action(const J& response) {
   const std::string action = str(response, "action");
   const J* ids = field(response, "ids");
@@ -344,6 +369,7 @@ int render(const Request& request, std::string_view response_line, bool json, st
         }
         case Command::show: out << format_show(j); break;
         case Command::status: out << format_status(j); break;
+        case Command::tls_reports: out << format_tls_reports(j); break;
         default: out << format_action(j); break;
       }
     }

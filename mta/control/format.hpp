@@ -38,6 +38,9 @@ std::string format_status(const nlohmann::json& response);
 // Actions: one line per id ("0123456789ABCDEF: held"), or a count for a
 // flush of every message.
 std::string format_action(const nlohmann::json& response);
+// tls-reports.list: one line per day and policy domain (sessions that
+// succeeded and failed, where reports go), then one per kind of failure.
+std::string format_tls_reports(const nlohmann::json& response);
 // The message of an error response, one line.
 std::string format_error(const nlohmann::json& response);
 

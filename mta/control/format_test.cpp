@@ -237,3 +237,25 @@ TEST_CASE("render: exit codes, streams and --json") {
   CHECK(out.str() == "A1: deleted\n");
   CHECK(err.str() == "sluicectl: B2: left the queue before it could be deleted\n");
 }
+
+TEST_CASE("format: tls-reports, a line per day and domain and one per kind of failure") {
+  MemoryAdmin admin;
+  auto text = [&] {
+    return format_tls_reports(json::parse(handle_request(R"({"command":"tls-reports.list"})", admin).response));
+  };
+  CHECK(text() == "TLS reports are not enabled ([tls_reports] enabled = false)\nNo TLS sessions counted\n");
+  admin.tls_enabled = true;
+  tlsrpt::Day d;
+  d.day = 20000;
+  tlsrpt::Session ok{"example.net", {tlsrpt::PolicyType::no_policy_found, {}, {}}, std::nullopt};
+  tlsrpt::Session bad = ok;
+  bad.failure = tlsrpt::FailureKey{tlsrpt::ResultType::starttls_not_supported, "", "mx.example.net", "127.0.0.2", ""};
+  tlsrpt::add(d, ok, {"r@example.net"});
+  tlsrpt::add(d, bad, {"r@example.net"});
+  admin.tls_days.push_back(d);
+  const std::string t = text();
+  CHECK(t.starts_with("DAY         DOMAIN"));
+  CHECK(t.find("2024-10-04  example.net                             1        1  r@example.net\n") != std::string::npos);
+  CHECK(t.find("1 x starttls-not-supported (no-policy-found) from= mx=mx.example.net ip=127.0.0.2\n") !=
+        std::string::npos);
+}

@@ -95,6 +95,19 @@ class MemoryAdmin final : public QueueAdmin {
     s.counts = sched_.counts();
     return s;
   }
+  // TLS-RPT: the days given, and what send_tls_reports() was asked.
+  bool tls_enabled = false;
+  std::vector<tlsrpt::Day> tls_days;
+  std::vector<bool> tls_sends;  // include_today of each send
+  bool tls_reports_enabled() const override { return tls_enabled; }
+  std::vector<tlsrpt::Day> tls_report_days() const override { return tls_days; }
+  std::expected<size_t, std::string> send_tls_reports(bool include_today) override {
+    if (!tls_enabled) return std::unexpected(std::string("[tls_reports] enabled is false"));
+    tls_sends.push_back(include_today);
+    size_t n = 0;
+    for (const auto& d : tls_days) n += d.domains.size();
+    return n;
+  }
 
  private:
   bool keep(std::optional<queue::Completion> c) {

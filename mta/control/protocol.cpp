@@ -13,9 +13,9 @@ namespace sluice::control {
 
 namespace {
 
-constexpr std::array<std::string_view, 8> kCommandNames = {
-    "queue.list",    "queue.show",  "queue.delete",  "queue.hold",
-    "queue.release", "queue.flush", "queue.bounce", "status"};
+constexpr std::array<std::string_view, 10> kCommandNames = {
+    "queue.list",    "queue.show",  "queue.delete",  "queue.hold",      "queue.release",
+    "queue.flush",   "queue.bounce", "status",       "tls-reports.list", "tls-reports.send"};
 
 // The deepest nesting of arrays and objects outside strings. A cheap scan
 // before parsing, so that hostile input like 100,000 '[' never reaches the
@@ -67,6 +67,8 @@ bool field_allowed(Command c, std::string_view key) {
     case Command::flush:
     case Command::bounce: return key == "ids";
     case Command::status: return false;
+    case Command::tls_reports: return false;
+    case Command::tls_reports_send: return key == "include_today";
   }
   return false;
 }
@@ -124,6 +126,10 @@ std::expected<Request, Error> parse_object(const nlohmann::json& j) {
       if (!b->is_boolean()) return std::unexpected(bad("\"body\" must be true or false"));
       r.body = b->get<bool>();
     }
+  }
+  if (auto t = j.find("include_today"); t != j.end()) {
+    if (!t->is_boolean()) return std::unexpected(bad("\"include_today\" must be true or false"));
+    r.include_today = t->get<bool>();
   }
   if (auto a = j.find("all"); a != j.end()) {
     if (!a->is_boolean()) return std::unexpected(bad("\"all\" must be true or false"));
@@ -329,6 +335,10 @@ std::string encode_request(const Request& r) {
       if (!r.ids.empty() || r.command != Command::flush) j["ids"] = r.ids;
       break;
     case Command::status: break;
+    case Command::tls_reports: break;
+    case Command::tls_reports_send:
+      if (r.include_today) j["include_today"] = true;
+      break;
   }
   return dump(j);
 }

@@ -42,9 +42,10 @@ inline constexpr size_t kMaxIds = 50'000;               // ids in one request
 inline constexpr int kMaxDepth = 8;                     // nesting of arrays and objects
 inline constexpr uint64_t kMaxBodyBytes = 64ull * 1024 * 1024;  // content sent by queue.show
 
-enum class Command : uint8_t { list, show, remove, hold, release, flush, bounce, status };
+enum class Command : uint8_t { list, show, remove, hold, release, flush, bounce, status, tls_reports, tls_reports_send };
 // The wire name: "queue.list", "queue.show", "queue.delete", "queue.hold",
-// "queue.release", "queue.flush", "queue.bounce", "status".
+// "queue.release", "queue.flush", "queue.bounce", "status", "tls-reports.list",
+// "tls-reports.send".
 std::string_view to_string(Command c);
 std::optional<Command> parse_command_name(std::string_view name);
 
@@ -57,6 +58,7 @@ struct Request {
   // queue.flush with none flushes every message.
   std::vector<std::string> ids;
   bool all = false;                          // queue.delete: every message
+  bool include_today = false;                // tls-reports.send: the current UTC day too
 };
 
 enum class ErrorCode : uint8_t {

@@ -2,6 +2,7 @@
 #include "mta/delivery.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <ifaddrs.h>
 #include <sys/socket.h>
 
@@ -38,6 +39,13 @@ struct JobRun {
   queue::Job job;
   client::Transaction tx;
   queue::DeliveryAttempt attempt;
+  // The destination's MTA-STS policy for this attempt (enforce or testing).
+  std::shared_ptr<const sts::Policy> sts;
+  bool mx_secure = false;   // the MX answer was DNSSEC-secure (REQUIRETLS's name check)
+  bool requiretls = false;  // MAIL FROM ... REQUIRETLS (RFC 8689)
+  // No MTA-STS or DANE enforcement: `TLS-Required: No` (RFC 8689 §5), or a
+  // TLS-RPT report (RFC 8460 §5.3.1).
+  bool relaxed = false;
 };
 
 // The machine's addresses (getifaddrs), for the loop check: a wildcard
@@ -169,6 +177,11 @@ std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const
     if (!ctx) return std::unexpected("delivery tls: " + ctx.error());
     out.tls = std::move(*ctx);
   }
+  if (dc.relayhost.empty() && dc.mta_sts) {
+    auto ctx = tls::TlsContext::client(true, dc.ca_file);
+    if (!ctx) return std::unexpected("delivery.mta_sts: " + ctx.error());
+    out.sts_tls = std::move(*ctx);
+  }
   const bool running_dane =
       running && running->delivery.relayhost.empty() && dane_in_force(*running, nullptr);
   if (loop && (!running || running->dns.servers != fresh.dns.servers || running_dane != out.dane)) {
@@ -190,6 +203,7 @@ std::expected<std::unique_ptr<Delivery>, std::string> Delivery::create(
   std::unique_ptr<Delivery> d(new Delivery(loop, std::move(config), spool, intake));
   d->resolver_ = std::move(setup->resolver);
   d->dane_ = setup->dane;
+  d->sts_tls_ = std::move(setup->sts_tls);
   d->shared_.tls = std::move(setup->tls);
   d->shared_.relay_login = std::move(setup->login);
   d->shared_.relay_password = setup->password;
@@ -204,6 +218,7 @@ void Delivery::reload(std::shared_ptr<const conf::Config> config, DeliverySetup 
   shared_.config = config_;
   shared_.tls = std::move(setup.tls);
   dane_ = setup.dane;
+  if (setup.sts_tls) sts_tls_ = std::move(setup.sts_tls);  // fetches from now on (a running store keeps its own)
   shared_.relay_login = std::move(setup.login);
   std::fill(shared_.relay_password.begin(), shared_.relay_password.end(), '\0');
   shared_.relay_password = setup.password;
@@ -235,6 +250,19 @@ void Delivery::reload(std::shared_ptr<const conf::Config> config, DeliverySetup 
 }
 
 void Delivery::start() {
+  if (sts_tls_ && !sts_) {
+    StsPolicies::Options o;
+    o.dir = config_->spool_dir + "/sts";
+    o.tls = sts_tls_;
+    o.resolver = [this] { return resolver_.get(); };
+    auto store = StsPolicies::open(loop_, std::move(o));
+    if (store) {
+      sts_ = std::move(*store);
+      sts_closed_ = false;
+    } else {
+      log::error("mta-sts: {}; MTA-STS policies are not applied", store.error());
+    }
+  }
   auto msgs = spool_.messages();
   for (auto& env : msgs) {
     auto c = scheduler_.add(std::move(env));
@@ -341,6 +369,9 @@ JobRun* Delivery::make_run(queue::Job job) {
     run->tx.needs_smtputf8 = env->smtputf8;
     run->tx.envid = env->envid;
     run->tx.ret = env->ret;
+    run->requiretls = env->requiretls;
+    run->relaxed = (env->tls_optional && !env->requiretls) ||
+                   (tls_reports_ && tls_reports_->is_tls_report(env->id));
     for (uint32_t k : run->job.recipients) {
       const auto& r = env->recipients.at(k);
       run->tx.recipients.push_back(client::Recipient{r.address, r.orcpt, r.notify});
@@ -365,11 +396,26 @@ void Delivery::start_job(queue::Job job) {
   JobRun* run = make_run(std::move(job));
   if (!run) return;
   if (Outbound* o = take_idle(run->job.destination)) {
-    attach(*o, *run, true);
-    o->start_now(transaction(*run));
-    return;
+    if (may_reuse(*o, *run)) {
+      attach(*o, *run, true);
+      o->start_now(transaction(*run));
+      return;
+    }
+    o->abort();  // opened before the destination demanded more
   }
   resolve(run);
+}
+
+// A connection opened for an earlier job carries this one only if it was
+// held to what this job needs now: an MTA-STS policy in enforce mode (it may
+// have arrived since the connection was opened) or REQUIRETLS.
+bool Delivery::may_reuse(const Outbound& o, const JobRun& run) {
+  const Protection& p = o.protection();
+  const bool held = p.rule == Protection::Rule::mta_sts || p.rule == Protection::Rule::dane;
+  if (run.requiretls && !held && !p.verify) return false;
+  if (held || run.relaxed || !sts_ || !config_->delivery.mta_sts) return true;
+  auto policy = sts_->current(run.job.destination);
+  return !policy || policy->mode != sts::Mode::enforce;
 }
 
 void Delivery::attach(Outbound& o, JobRun& run, bool reused) {
@@ -385,26 +431,47 @@ client::Transaction Delivery::transaction(JobRun& run) {
   t.needs_smtputf8 = run.tx.needs_smtputf8;
   t.envid = run.tx.envid;
   t.ret = run.tx.ret;
+  t.requiretls = run.requiretls;  // the client refuses a server that does not offer it
   for (size_t i : run.attempt.start_transaction()) t.recipients.push_back(run.tx.recipients[i]);
   return t;
 }
 
 // --- what the connections report ---------------------------------------------
 
-// --- TLS-RPT (issue 15, t15b): one outgoing session's TLS outcome ----------------
+// --- TLS-RPT: one outgoing session's TLS outcome, counted per policy domain ---
 // Called when a connection is ready (TLS up or not: `failure` null) and when
-// it failed over TLS. Only MX delivery (a relayhost is not a recipient
-// domain's MX). TODO(lead): the STS / DANE policy (type, policy strings, mx
-// patterns) and their result types (sts-*, tlsa-invalid, dane-required,
-// certificate-host-mismatch...), the sending IP.
+// it failed. Only MX delivery (a relayhost is not a recipient domain's MX).
+// The policy is the one the session was held to: DANE's TLSA records, the
+// MTA-STS policy (enforce or testing), or none found (RFC 8460 §4.4).
 namespace {
+
+std::string tlsa_text(const dns::TlsaRecord& r) {
+  std::string hex;
+  for (uint8_t b : r.data) hex += fmt::format("{:02x}", b);
+  return fmt::format("{} {} {} {}", r.usage, r.selector, r.matching_type, hex);
+}
+
 void record_tls(TlsReports* reports, const OutboundShared& shared, const Outbound& o,
                 const queue::policy::SessionEvent* failure) {
   if (!reports || !shared.config->delivery.relayhost.empty()) return;
-  if (outbound_tls(shared.config->delivery) == conf::DeliveryTls::none || !shared.tls) return;
+  if (!shared.tls) return;  // no TLS at all: nothing to report about it
+  const Protection& p = o.protection();
   TlsSession s;
   s.policy_domain = o.destination();
-  s.type = tlsrpt::PolicyType::no_policy_found;
+  using R = tlsrpt::ResultType;
+  if (p.rule == Protection::Rule::dane || p.rule == Protection::Rule::dane_unusable) {
+    s.type = tlsrpt::PolicyType::tlsa;
+    for (const auto& r : p.tlsa) s.policy_strings.push_back(tlsa_text(r));
+  } else if (p.sts) {
+    s.type = tlsrpt::PolicyType::sts;
+    s.policy_strings.push_back("version: STSv1");
+    s.policy_strings.push_back(fmt::format("mode: {}", sts::mode_name(p.sts->mode)));
+    for (const auto& mx : p.sts->mx) s.policy_strings.push_back("mx: " + mx);
+    s.policy_strings.push_back(fmt::format("max_age: {}", p.sts->max_age));
+    s.mx_patterns = p.sts->mx;
+  } else if (outbound_tls(shared.config->delivery) == conf::DeliveryTls::none) {
+    return;  // TLS off by configuration and nothing published demands it
+  }
   const std::string& host = o.host();  // "mx.example.com[192.0.2.1]"
   const auto bracket = host.find('[');
   s.receiving_mx = host.substr(0, bracket);
@@ -413,25 +480,40 @@ void record_tls(TlsReports* reports, const OutboundShared& shared, const Outboun
   if (failure) {
     using F = queue::policy::SessionFailure;
     if (failure->what == F::tls_unavailable) {
-      s.failure = tlsrpt::ResultType::starttls_not_supported;
+      s.failure = R::starttls_not_supported;
     } else if (failure->what == F::tls_failed) {
-      const bool cert = failure->detail.find("certificate") != std::string::npos ||
-                        failure->reply.text.find("certificate") != std::string::npos;
-      s.failure = cert ? tlsrpt::ResultType::certificate_not_trusted : tlsrpt::ResultType::validation_failure;
-      s.failure_reason = failure->detail.substr(0, 200);
+      const std::string& why = failure->detail.empty() ? failure->reply.text : failure->detail;
+      const bool not_offered = why.find("not offered") != std::string::npos;
+      const bool cert = why.find("certificate") != std::string::npos || why.find("DANE") != std::string::npos;
+      if (not_offered)
+        s.failure = R::starttls_not_supported;
+      else if (why.find("TLSA lookup") != std::string::npos)
+        s.failure = R::dnssec_invalid;
+      else if (s.type == tlsrpt::PolicyType::sts && cert)
+        s.failure = why.find("Hostname mismatch") != std::string::npos ? R::certificate_host_mismatch
+                                                                         : R::sts_webpki_invalid;
+      else if (cert)
+        s.failure = s.type == tlsrpt::PolicyType::tlsa ? R::validation_failure : R::certificate_not_trusted;
+      else
+        s.failure = R::validation_failure;
+      s.failure_reason = why.substr(0, 200);
     } else {
       return;  // not about TLS
     }
   } else if (!o.in_tls()) {
-    s.failure = tlsrpt::ResultType::starttls_not_supported;
+    s.failure = R::starttls_not_supported;
+  } else if (s.type == tlsrpt::PolicyType::sts && !o.peer_verified()) {
+    // testing mode: delivered, but the policy would have refused it (§5.2)
+    s.failure = R::sts_webpki_invalid;
+    s.failure_reason = "certificate not verified (mode testing: delivered)";
   }
   reports->record(std::move(s));
 }
+
 }  // namespace
-// --- end TLS-RPT -------------------------------------------------------------------
 
 void Delivery::on_ready(Outbound& o, uint64_t job) {
-  record_tls(tls_reports_, shared_, o, nullptr);  // TLS-RPT (t15b)
+  record_tls(tls_reports_, shared_, o, nullptr);
   if (JobRun* run = find_run(job)) o.start(transaction(*run));
 }
 
@@ -454,9 +536,15 @@ void Delivery::on_transaction_done(Outbound& o, uint64_t job, queue::HostReport 
   if (o.reusable()) {
     if (auto next_job = scheduler_.take_job_for(o.destination(), wall_clock_us())) {
       if (JobRun* next = make_run(std::move(*next_job))) {
-        attach(o, *next, true);
-        o.start(transaction(*next));
+        if (may_reuse(o, *next)) {
+          attach(o, *next, true);
+          o.start(transaction(*next));
+          this->run();
+          return;
+        }
+        resolve(next);  // a connection of its own; this one is not kept
         this->run();
+        o.quit();
         return;
       }
     }
@@ -472,7 +560,7 @@ void Delivery::on_transaction_done(Outbound& o, uint64_t job, queue::HostReport 
 }
 
 void Delivery::on_failed(Outbound& o, uint64_t job, queue::HostReport report) {
-  if (report.failure) record_tls(tls_reports_, shared_, o, &*report.failure);  // TLS-RPT (t15b)
+  if (report.failure) record_tls(tls_reports_, shared_, o, &*report.failure);
   if (JobRun* run = find_run(job)) carry_out(run, run->attempt.on_host_done(std::move(report)));
 }
 
@@ -560,15 +648,71 @@ void Delivery::resolve(JobRun* run) {
     JobRun* run = find_run(serial);
     if (!run) return;
     if (gen != resolver_gen_ && !stopping_) return resolve(run);
-    carry_out(run, run->attempt.on_mx(r, run->job.destination));
+    on_mx(run, std::move(r));
   });
+}
+
+void Delivery::on_mx(JobRun* run, dns::MxResult r) {
+  run->mx_secure = dane_ && r.mx_secure;
+  run->sts.reset();
+  if (sts_ && config_->delivery.mta_sts && !run->relaxed) {
+    if (auto p = sts_->current(run->job.destination); p && p->mode != sts::Mode::none)
+      run->sts = std::make_shared<const sts::Policy>(std::move(*p));
+  }
+  if (run->sts && run->sts->mode == sts::Mode::enforce && r.status == dns::Status::ok) {
+    // RFC 8461 §4.2: only the MX hosts the policy lists are candidates.
+    std::vector<dns::MxHost> allowed;
+    std::vector<std::string> refused;
+    for (auto& h : r.hosts) {
+      if (sts::mx_allowed(*run->sts, h.name))
+        allowed.push_back(std::move(h));
+      else
+        refused.push_back(h.name);
+    }
+    if (!refused.empty())
+      log::info("{}: mta-sts: domain={} mode=enforce skips MX {} (not in the policy)",
+                run->job.message_id, log::sanitize(run->job.destination),
+                log::sanitize(fmt::format("{}", fmt::join(refused, ","))));
+    if (allowed.empty()) {
+      run->attempt.give_up(queue::policy::sts_no_matching_mx(run->job.destination));
+      finish(run, true);
+      return;
+    }
+    r.hosts = std::move(allowed);
+  } else if (run->sts && run->sts->mode == sts::Mode::testing) {
+    for (const auto& h : r.hosts)
+      if (!sts::mx_allowed(*run->sts, h.name))
+        log::info("{}: mta-sts: domain={} mode=testing: MX {} is not in the policy (delivered anyway)",
+                  run->job.message_id, log::sanitize(run->job.destination), log::sanitize(h.name));
+  }
+  carry_out(run, run->attempt.on_mx(r, run->job.destination));
 }
 
 void Delivery::open(JobRun* run, const queue::Target& target) {
   const auto& dc = config_->delivery;
   // RFC 7672 §2.2: TLSA records count only for a host whose address records
   // are DNSSEC-secure (then the TLSA answer can be too); never through a relayhost.
-  if (!dane_ || !dc.relayhost.empty() || !target.secure) {
+  if (run->requiretls) {
+    // RFC 8689 §4.2.1: the next hop's name must be authenticated — a
+    // relayhost, an MX answer that was DNSSEC-secure, or an MX listed by an
+    // enforced MTA-STS policy — before anything is sent.
+    const bool name_ok = !dc.relayhost.empty() || run->mx_secure ||
+                         (run->sts && run->sts->mode == sts::Mode::enforce);
+    if (!name_ok) {
+      const std::string host = fmt::format("{}[{}]", target.host, target.ip.str());
+      if (auto ev = queue::policy::requiretls_refusal(host, false, queue::TlsLevel::none, false)) {
+        fail_target(run, target, std::move(*ev));
+        return;
+      }
+    }
+  }
+  if (!dane_ || !dc.relayhost.empty() || !target.secure || run->relaxed) {
+    if (run->relaxed && (run->sts || (dane_ && target.secure)))
+      log::info("{}: MTA-STS and DANE not enforced for {}: {}", run->job.message_id,
+                log::sanitize(target.host),
+                tls_reports_ && tls_reports_->is_tls_report(run->job.message_id)
+                    ? "a TLS report (RFC 8460 §5.3.1)"
+                    : "TLS-Required: No (RFC 8689 §5)");
     open_with(run, target, protection_without_dane(*run));
     return;
   }
@@ -582,7 +726,11 @@ void Delivery::open(JobRun* run, const queue::Target& target) {
     if (r.status == dns::Status::temporary) {
       // Not "no records": an answer that could have been secure did not
       // come. Never weaker TLS for it: this host is not tried (§2.2).
-      fail_target(run, target, fmt::format("TLSA lookup of {} failed: {}", name, r.reason));
+      const std::string host = fmt::format("{}[{}]", target.host, target.ip.str());
+      fail_target(run, target,
+                  queue::policy::SessionEvent{queue::policy::SessionFailure::tls_failed, host, {},
+                                              fmt::format("TLSA lookup of {} failed: {}", name, r.reason),
+                                              false});
       return;
     }
     if (r.status != dns::Status::ok || !r.secure) {
@@ -591,6 +739,8 @@ void Delivery::open(JobRun* run, const queue::Target& target) {
       return;
     }
     Protection p;
+    p.sts = run->sts;
+    p.verify = run->requiretls;
     for (auto& rec : r.records)
       if (tls::dane::usable(rec)) p.tlsa.push_back(std::move(rec));
     if (!p.tlsa.empty()) {
@@ -605,17 +755,23 @@ void Delivery::open(JobRun* run, const queue::Target& target) {
   });
 }
 
-Protection Delivery::protection_without_dane(const JobRun&) const { return Protection{}; }
+Protection Delivery::protection_without_dane(const JobRun& run) const {
+  Protection p;
+  p.sts = run.sts;
+  p.verify = run.requiretls;  // REQUIRETLS: PKIX at least (RFC 8689 §4.2.1)
+  if (run.sts && run.sts->mode == sts::Mode::enforce && !run.relaxed) p.rule = Protection::Rule::mta_sts;
+  return p;
+}
 
-void Delivery::fail_target(JobRun* run, const queue::Target& target, std::string detail) {
+void Delivery::fail_target(JobRun* run, const queue::Target& target, queue::policy::SessionEvent event) {
   const auto& dc = config_->delivery;
   const std::string host = fmt::format("{}[{}]", target.host, target.ip.str());
   const std::string relay = fmt::format("{}:{}", host, dc.relayhost.empty() ? dc.port : dc.relayhost_port);
-  log::warning("{}: relay={} not tried: {}", run->job.message_id, relay, log::sanitize(detail, 400));
+  log::warning("{}: relay={} not tried: {}", run->job.message_id, relay,
+               log::sanitize(event.detail.empty() ? event.reply.text : event.detail, 400));
   run->attempt.on_connection(host, relay, false);
   queue::HostReport report;
-  report.failure = queue::policy::SessionEvent{queue::policy::SessionFailure::tls_failed, host, {},
-                                               std::move(detail), false};
+  report.failure = std::move(event);
   carry_out(run, run->attempt.on_host_done(std::move(report)));
 }
 
@@ -721,6 +877,12 @@ void Delivery::shutdown(std::function<void()> done) {
   std::vector<Outbound*> all;
   for (auto& [id, o] : conns_) all.push_back(o);
   for (auto* o : all) o->abort();
+  if (sts_) {
+    sts_->close([this] {
+      sts_closed_ = true;
+      check_drained();
+    });
+  }
   resolver_->close([this] {
     resolver_closed_ = true;
     check_drained();
@@ -729,7 +891,7 @@ void Delivery::shutdown(std::function<void()> done) {
 }
 
 void Delivery::check_drained() {
-  if (stopping_ && resolver_closed_ && conns_.empty() && drained_) {
+  if (stopping_ && resolver_closed_ && sts_closed_ && conns_.empty() && drained_) {
     auto done = std::move(drained_);
     drained_ = nullptr;
     log::info("delivery: stopped");
@@ -741,6 +903,7 @@ void Delivery::close_handles() {
   closed_ = true;
   timer_.close();  // freed in its close callback
   resolver_.reset();
+  sts_.reset();  // closed by shutdown()
 }
 
 }  // namespace sluice::mta

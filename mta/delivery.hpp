@@ -41,6 +41,7 @@
 #include "conf/config.hpp"
 #include "dns/resolver.hpp"
 #include "mta/outbound.hpp"
+#include "mta/sts_policies.hpp"
 #include "mta/uv/handle.hpp"
 #include "queue/attempt.hpp"
 #include "queue/scheduler.hpp"
@@ -66,6 +67,9 @@ struct DeliverySetup {
   // delivery.dane, and the resolvers' AD bit can be believed (dns/trust.hpp):
   // TLSA records are looked up (and the resolver asks with the AD bit).
   bool dane = false;
+  // A verifying client context for MTA-STS policy fetches (delivery.ca_file);
+  // null when delivery.mta_sts is off or there is a relayhost.
+  std::shared_ptr<const tls::TlsContext> sts_tls;
 };
 
 class TlsReports;
@@ -148,6 +152,7 @@ class Delivery final : private OutboundHost {
   client::Transaction transaction(JobRun& run);  // the attempt's recipients, to send
   void park(Outbound& o);          // into the idle cache
   Outbound* take_idle(const std::string& destination);
+  bool may_reuse(const Outbound& o, const JobRun& run);
   void unpark(Outbound& o);
   void evict_idle();
   void carry_out(JobRun* run, queue::DeliveryAttempt::Decision d);  // the attempt's decision
@@ -160,7 +165,11 @@ class Delivery final : private OutboundHost {
   Protection protection_without_dane(const JobRun& run) const;
   // A target that cannot be tried (its TLSA lookup failed): the attempt
   // counts it as a host's TLS failure and moves on.
-  void fail_target(JobRun* run, const queue::Target& target, std::string detail);
+  void fail_target(JobRun* run, const queue::Target& target, queue::policy::SessionEvent event);
+  // The MX answer under the destination's MTA-STS policy: in enforce mode
+  // only the hosts it lists (none left: the job is finished, deferred);
+  // testing mode changes nothing (its failures are only reported).
+  void on_mx(JobRun* run, dns::MxResult r);
   void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
   void handle_completion(queue::Completion c);
   void store_bounce(const queue::Completion& c);
@@ -174,7 +183,7 @@ class Delivery final : private OutboundHost {
   queue::Scheduler scheduler_;
   std::unique_ptr<dns::Resolver> resolver_;
   bool dane_ = false;  // DeliverySetup::dane in force
-  TlsReports* tls_reports_ = nullptr;  // TLS-RPT (t15b)
+  TlsReports* tls_reports_ = nullptr;  // TLS-RPT counts (mta/tls_reports.hpp)
   uint64_t resolver_gen_ = 0;  // counts resolver swaps: an answer from an older one is asked again
   std::vector<std::unique_ptr<dns::Resolver>> retired_;  // replaced by a reload, closing
   OutboundShared shared_;  // loop, config, spool, TLS context, relayhost credentials, buffers
@@ -187,6 +196,9 @@ class Delivery final : private OutboundHost {
   uint64_t next_conn_ = 1;
   bool stopping_ = false;
   bool resolver_closed_ = false;
+  std::shared_ptr<const tls::TlsContext> sts_tls_;  // DeliverySetup::sts_tls in force
+  std::unique_ptr<StsPolicies> sts_;  // MTA-STS policies (from start(); null when off)
+  bool sts_closed_ = true;
   bool closed_ = false;
   std::function<void()> drained_;
 };

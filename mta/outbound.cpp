@@ -170,7 +170,9 @@ void Outbound::connect() {
   // policy or usable TLSA records demand verified TLS; TLSA records none of
   // which is usable, TLS at least (RFC 7672 §2.2).
   switch (protection_.rule) {
-    case Protection::Rule::configured: cc.tls = to_policy(outbound_tls(dc)); break;
+    case Protection::Rule::configured:
+      cc.tls = protection_.verify ? client::TlsPolicy::verify : to_policy(outbound_tls(dc));
+      break;
     case Protection::Rule::mta_sts:
     case Protection::Rule::dane: cc.tls = client::TlsPolicy::verify; break;
     case Protection::Rule::dane_unusable: cc.tls = client::TlsPolicy::required; break;
@@ -343,8 +345,9 @@ void Outbound::read_tls(std::string_view ciphertext) {
     // demanded it (an opportunistic session that happens to verify is
     // still opportunistic: nothing would have stopped a downgrade).
     const bool verified = t.peer_verified();
+    peer_verified_ = verified;
     const bool demanded = protection_.rule == Protection::Rule::mta_sts ||
-                          protection_.rule == Protection::Rule::dane ||
+                          protection_.rule == Protection::Rule::dane || protection_.verify ||
                           (protection_.rule == Protection::Rule::configured &&
                            outbound_tls(config_->delivery) == conf::DeliveryTls::verify);
     tls_level_ = queue::TlsLevel::opportunistic;

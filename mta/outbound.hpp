@@ -41,6 +41,7 @@
 #include "dns/result.hpp"
 #include "queue/attempt.hpp"
 #include "queue/tls_level.hpp"
+#include "sts/policy.hpp"
 #include "queue/spool.hpp"
 
 namespace sluice::mta {
@@ -88,6 +89,12 @@ struct Protection {
   };
   Rule rule = Rule::configured;
   std::vector<dns::TlsaRecord> tlsa;  // dane: the host's DNSSEC-validated records
+  // The destination's MTA-STS policy (enforce or testing), for TLS-RPT;
+  // null when it has none.
+  std::shared_ptr<const sts::Policy> sts;
+  // A REQUIRETLS message: the certificate must verify (PKIX for the host's
+  // name) even where the rule alone would not demand it.
+  bool verify = false;
 };
 std::string_view to_string(Protection::Rule r);  // "configured", "mta-sts", "dane", "dane (unusable TLSA)"
 
@@ -124,6 +131,9 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   const std::string& destination() const { return destination_; }
   // How the session is protected so far (none until a handshake completes).
   queue::TlsLevel tls_level() const { return tls_level_; }
+  // After the handshake: the certificate verified (PKIX, or DANE matched).
+  bool peer_verified() const { return peer_verified_; }
+  const Protection& protection() const { return protection_; }
   bool has_job() const { return job_ != 0; }
   // Ready, not closing, and not too old (Postfix's smtp_connection_reuse_time_limit).
   bool reusable() const;
@@ -184,6 +194,7 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   std::string destination_;
   Protection protection_;
   queue::TlsLevel tls_level_ = queue::TlsLevel::none;
+  bool peer_verified_ = false;
   // The settings this connection was opened with (OutboundShared's at the time).
   std::shared_ptr<const conf::Config> config_;
   std::shared_ptr<const tls::TlsContext> tls_ctx_;

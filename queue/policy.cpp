@@ -314,6 +314,12 @@ Verdict loops_back(std::string_view destination) {
                  "mail for " + std::string(destination) + " loops back to myself");
 }
 
+Verdict sts_no_matching_mx(std::string_view destination) {
+  return made_up(Action::defer, 451, "4.7.5",
+                 "no MX host of " + std::string(destination) +
+                     " is allowed by its MTA-STS policy (mode enforce)");
+}
+
 bool expired(int64_t arrival_us, int64_t lifetime_us, int64_t now_us) {
   return now_us - arrival_us >= lifetime_us;
 }

@@ -147,6 +147,12 @@ Verdict session_verdict(std::span<const SessionEvent> tried, const Context& ctx)
 // a relayhost (waiting cannot fix it; the administrator must).
 Verdict loops_back(std::string_view destination);
 
+// MTA-STS (RFC 8461 §5): the destination's policy is in enforce mode and
+// none of its MX hosts matches a pattern it lists: defer, 451 4.7.5 (a
+// policy or MX change may fix it; at the end of the queue lifetime it
+// bounces like any deferral).
+Verdict sts_no_matching_mx(std::string_view destination);
+
 // ---------------------------------------------------------------------------
 // Recipients and data.
 

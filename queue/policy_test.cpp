@@ -482,3 +482,10 @@ TEST_CASE("REQUIRETLS: a server that does not offer it is the host's failure, no
   Verdict d = *rcpt_reply(reply(451, "4.7.1", "greylisted"), "mx.example");
   CHECK(expire(d).status == "4.4.7");
 }
+
+TEST_CASE("policy: an MTA-STS policy that allows no MX defers with 4.7.5") {
+  Verdict v = sts_no_matching_mx("example.com");
+  CHECK(v.action == Action::defer);
+  CHECK(v.status == "4.7.5");
+  CHECK(v.reply == "451 4.7.5 no MX host of example.com is allowed by its MTA-STS policy (mode enforce)");
+}

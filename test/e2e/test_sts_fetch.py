@@ -38,14 +38,14 @@ class HttpsServer:
     """Answers every connection with `reply` (bytes; None: never answers)
     after reading the request head, which it records."""
 
-    def __init__(self, cert, key, reply):
+    def __init__(self, cert, key, reply, addr=ADDR, port=0):
         self.reply = reply
         self.requests = []
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ADDR, 0))
+        self.sock.bind((addr, port))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.held = []
@@ -81,7 +81,12 @@ class HttpsServer:
                 tls.close()
 
     def stop(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in the server thread
+        except OSError:
+            pass
         self.sock.close()
+        self.thread.join(5)
         for t in self.held:
             t.close()
 

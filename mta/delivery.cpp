@@ -379,6 +379,14 @@ JobRun* Delivery::make_run(queue::Job job) {
   }
   JobRun* raw = run.get();
   runs_[raw->job.serial] = std::move(run);
+  if (env && env->requiretls && !shared_.tls) {
+    // No TLS client at all (delivery.tls = "none", no MTA-STS or DANE):
+    // no host can ever qualify, so waiting cannot help (RFC 8689 §4.2.1).
+    raw->attempt.give_up(queue::policy::requiretls_impossible(
+        "Sluice has no TLS client (delivery.tls = \"none\")"));
+    finish(raw, true);
+    return nullptr;
+  }
   if (!env) {  // cannot happen: the scheduler hands out jobs of live messages
     raw->attempt.give_up(queue::policy::message_missing());
     finish(raw, true);

@@ -510,13 +510,23 @@ SessionEvent Outbound::event_of(const client::ConnectionFailure& f) const {
     case client::Failure::service_closing: ev.what = SessionFailure::connection_lost; break;
     case client::Failure::loop: ev.what = SessionFailure::loop; break;
   }
+  // A REQUIRETLS message whose TLS could not be authenticated: the
+  // REQUIRETLS failure (next host, then defer; 5.7.30 at the end), whatever
+  // else demanded TLS.
+  const bool tls_kind = f.kind == client::Failure::tls_not_offered ||
+                        f.kind == client::Failure::tls_unavailable ||
+                        f.kind == client::Failure::tls_refused ||
+                        f.kind == client::Failure::tls_untrusted || f.kind == client::Failure::tls_failed;
+  if (protection_.verify && tls_kind) {
+    if (auto rq = queue::policy::requiretls_refusal(host_, true, queue::TlsLevel::none, false)) {
+      rq->detail += fmt::format(" ({})", f.reply.code ? f.reply.text() : f.phase);
+      return *rq;
+    }
+  }
   // TLS that the destination demands (MTA-STS, DANE) and could not be had:
   // a TLS failure, 4.7.5, whatever stopped it (a stripped STARTTLS
   // included), and the log says which demand it was.
-  if (protection_.rule != Protection::Rule::configured &&
-      (f.kind == client::Failure::tls_not_offered || f.kind == client::Failure::tls_unavailable ||
-       f.kind == client::Failure::tls_refused || f.kind == client::Failure::tls_untrusted ||
-       f.kind == client::Failure::tls_failed)) {
+  if (protection_.rule != Protection::Rule::configured && tls_kind) {
     ev.what = SessionFailure::tls_failed;
     ev.reply = {};
     ev.detail = fmt::format("{} requires TLS: {}", demand_of(protection_.rule, destination_),

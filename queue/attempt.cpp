@@ -136,6 +136,7 @@ DeliveryAttempt::Result DeliveryAttempt::finish() const {
     r.relays[i] = relay_;
     r.tls[i] = last_tls_;
   }
+  for (std::size_t i = 0; i < r.verdicts.size(); ++i) r.verdicts[i].tls = r.tls[i];
   return r;
 }
 

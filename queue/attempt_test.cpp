@@ -506,6 +506,8 @@ TEST_CASE("attempt: each recipient keeps the protection of the session that deci
   CHECK(std::holds_alternative<DeliveryAttempt::Done>(a.on_host_done(third)));
   auto out = a.finish();
   CHECK(out.tls == std::vector<TlsLevel>{TlsLevel::opportunistic, TlsLevel::dane});
+  CHECK(out.verdicts[0].tls == TlsLevel::opportunistic);  // what the scheduler stores per recipient
+  CHECK(out.verdicts[1].tls == TlsLevel::dane);
   CHECK(to_string(out.tls[1]) == "dane");
 }
 

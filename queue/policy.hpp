@@ -57,6 +57,7 @@ struct Verdict {
   std::string status;       // RFC 3463 enhanced status: "2.0.0", "4.4.1", "5.1.1", "4.4.7"
   std::string reply;        // kept as last_reply, reported as Diagnostic-Code
   std::string remote_host;  // the server whose reply `reply` is; "" when Sluice made it up
+  TlsLevel tls = TlsLevel::none;  // how the deciding session was protected (set by the attempt)
   bool operator==(const Verdict&) const = default;
 };
 

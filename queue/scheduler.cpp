@@ -351,6 +351,7 @@ Completion Scheduler::complete(const Job& job, std::span<const Verdict> verdicts
     r.last_reply = v.reply;
     r.dsn_status = v.status;
     r.remote_host = v.remote_host;
+    r.tls = v.tls;
     if (!same) add_history(env, Attempt{now, int32_t(idx), v.remote_host, v.reply});
     switch (v.action) {
       case Action::sent:

@@ -89,6 +89,7 @@ class Dane(Delivery):
     secure_tlsa = True      # the TLSA answer has the AD bit
     secure_host = True      # mx.example.test's address answer has the AD bit
     mitm = False            # the sink behind a STARTTLS-stripping man in the middle
+    secure_mx = True        # example.test's MX answer has the AD bit
 
     def zone_text(self):
         cert, _ = self.sink_certificate()
@@ -106,7 +107,8 @@ class Dane(Delivery):
             zone += "%s 300 IN TLSA 1 1 1 %s\n" % (name, digest)
         elif self.tlsa == "servfail":
             zone += "!servfail %s\n" % name
-        zone += "!secure example.test.\n"
+        if self.secure_mx:
+            zone += "!secure example.test.\n"
         if self.secure_host:
             zone += "!secure mx.example.test.\n"
         if self.secure_tlsa:

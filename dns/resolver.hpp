@@ -74,8 +74,8 @@ struct Options {
   // Ask every query with the AD bit (TLSA always is), so that a validating
   // resolver tells whether MX and address answers are authenticated
   // (MxResult::mx_secure, MxHost::secure, AddrResult::secure; otherwise
-  // they are false with most resolvers). Off: delivery does not use it yet
-  // (DANE, issue 15). The AD bit is believed only as dns/trust.hpp says.
+  // they are false with most resolvers). Delivery sets it when DANE is in
+  // force. The AD bit is believed only as dns/trust.hpp says.
   bool request_ad = false;
   // Current time for the cache (any fixed origin). Default: uv_now(loop).
   std::function<std::chrono::milliseconds()> clock;
@@ -117,7 +117,7 @@ class Resolver {
   // the AD bit set; TlsaResult::secure is the reply's AD bit (believe it
   // only as dns/trust.hpp says). NXDOMAIN -> nxdomain, NODATA -> no_route
   // (no records: DANE does not apply), SERVFAIL or timeout -> temporary.
-  // Not used by delivery yet (DANE, issue 15).
+  // Delivery asks it for MX hosts whose addresses are DNSSEC-secure (DANE).
   RequestId resolve_tlsa(std::string_view name, std::function<void(TlsaResult)> cb);
   // The callback of `id` will not be called. Unknown or finished ids are ignored.
   void cancel(RequestId id);

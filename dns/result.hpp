@@ -85,7 +85,7 @@ struct TlsaRecord {
   bool operator==(const TlsaRecord&) const = default;
 };
 
-// A TLSA lookup (resolve_tlsa, for DANE; not used by delivery yet). RFC 7672
+// A TLSA lookup (resolve_tlsa, for DANE). RFC 7672
 // tells "no records" (nxdomain, no_route: DANE does not apply) from a failed
 // lookup (temporary: the caller must not fall back to unauthenticated TLS
 // when the answer could have been secure). `secure` is the AD bit of the

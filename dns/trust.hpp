@@ -7,7 +7,7 @@
 // RFC 7672 §2.1.1): every configured dns.servers address, or, when none is
 // configured, every nameserver of /etc/resolv.conf, on a loopback address
 // (127.0.0.0/8, ::1, or an IPv4-mapped 127.x). Pure: the caller reads the
-// file. Not used by delivery yet (DANE, issue 15).
+// file. Delivery uses it to decide whether DANE is in force.
 #pragma once
 
 #include <span>

@@ -108,7 +108,7 @@ class Delivery final : private OutboundHost {
 
   size_t connections() const { return conns_.size(); }  // busy and idle
 
-  // --- TLS-RPT (issue 15, t15b) ----------------------------------------------
+  // --- TLS-RPT ----------------------------------------------
   // Where each outgoing TLS session's outcome is counted (null: nowhere).
   void set_tls_reports(TlsReports* r) { tls_reports_ = r; }
   // The running resolver (TlsReports looks _smtp._tls up through it).

@@ -165,7 +165,7 @@ std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const
   const conf::DeliveryTls policy = outbound_tls(dc);
   out.dane = dc.relayhost.empty() && dane_in_force(fresh, nullptr);
   // MTA-STS and DANE may demand TLS whatever delivery.tls says.
-  const bool published = dc.relayhost.empty() && (dc.mta_sts || out.dane);
+  const bool published = dc.mta_sts || out.dane;
   if (policy != conf::DeliveryTls::none || !out.login.empty() || published) {
     const bool verify = policy == conf::DeliveryTls::verify;
     auto ctx = tls::TlsContext::client(verify, dc.ca_file);
@@ -177,7 +177,7 @@ std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const
     if (!ctx) return std::unexpected("delivery tls: " + ctx.error());
     out.tls = std::move(*ctx);
   }
-  if (dc.relayhost.empty() && dc.mta_sts) {
+  if (dc.mta_sts) {
     auto ctx = tls::TlsContext::client(true, dc.ca_file);
     if (!ctx) return std::unexpected("delivery.mta_sts: " + ctx.error());
     out.sts_tls = std::move(*ctx);
@@ -648,7 +648,7 @@ void Delivery::resolve(JobRun* run) {
       JobRun* run = find_run(serial);
       if (!run) return;
       if (gen != resolver_gen_ && !stopping_) return resolve(run);
-      carry_out(run, run->attempt.on_addresses(r, config_->delivery.relayhost_name));
+      on_relayhost(run, r);
     });
     return;
   }
@@ -658,6 +658,35 @@ void Delivery::resolve(JobRun* run) {
     if (gen != resolver_gen_ && !stopping_) return resolve(run);
     on_mx(run, std::move(r));
   });
+}
+
+// SPEC: through a relayhost, the relayhost's domain is the MTA-STS policy
+// domain: its name without the first label when it has three labels or
+// more ("smtp.provider.net" -> "provider.net"), else the name itself; none
+// for an address literal.
+static std::string relayhost_policy_domain(const std::string& name) {
+  if (name.empty() || net::IpAddress::parse(name)) return {};
+  if (std::count(name.begin(), name.end(), '.') < 2) return name;
+  return name.substr(name.find('.') + 1);
+}
+
+void Delivery::on_relayhost(JobRun* run, const dns::AddrResult& r) {
+  const auto& dc = config_->delivery;
+  run->sts.reset();
+  const std::string domain = relayhost_policy_domain(dc.relayhost_name);
+  if (sts_ && dc.mta_sts && !run->relaxed && !domain.empty()) {
+    if (auto p = sts_->current(domain); p && p->mode != sts::Mode::none)
+      run->sts = std::make_shared<const sts::Policy>(std::move(*p));
+  }
+  if (run->sts && run->sts->mode == sts::Mode::enforce && r.status == dns::Status::ok &&
+      !sts::mx_allowed(*run->sts, dc.relayhost_name)) {
+    log::info("{}: mta-sts: domain={} mode=enforce does not list the relayhost {}", run->job.message_id,
+              log::sanitize(domain), log::sanitize(dc.relayhost_name));
+    run->attempt.give_up(queue::policy::sts_no_matching_mx(domain));
+    finish(run, true);
+    return;
+  }
+  carry_out(run, run->attempt.on_addresses(r, dc.relayhost_name));
 }
 
 void Delivery::on_mx(JobRun* run, dns::MxResult r) {

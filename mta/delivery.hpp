@@ -68,7 +68,7 @@ struct DeliverySetup {
   // TLSA records are looked up (and the resolver asks with the AD bit).
   bool dane = false;
   // A verifying client context for MTA-STS policy fetches (delivery.ca_file);
-  // null when delivery.mta_sts is off or there is a relayhost.
+  // null when delivery.mta_sts is off.
   std::shared_ptr<const tls::TlsContext> sts_tls;
 };
 
@@ -170,6 +170,10 @@ class Delivery final : private OutboundHost {
   // only the hosts it lists (none left: the job is finished, deferred);
   // testing mode changes nothing (its failures are only reported).
   void on_mx(JobRun* run, dns::MxResult r);
+  // The relayhost's addresses under the policy of its domain (SPEC: the
+  // relayhost's domain is the policy domain): enforce demands that the
+  // policy lists the relayhost's name and that its certificate verifies.
+  void on_relayhost(JobRun* run, const dns::AddrResult& r);
   void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
   void handle_completion(queue::Completion c);
   void store_bounce(const queue::Completion& c);

@@ -145,10 +145,10 @@ TEST_CASE("format: queue show with REQUIRETLS, TLS-Required: No and tls levels")
   std::string id = make_id(kT0, 2);
   auto env = make_envelope(id, kT0, "alice@example.org", {"bob@example.net", "carol@example.net"}, 21);
   env.requiretls = true;
-  // As delivery records it (once wired): the session was DANE-authenticated.
-  for (auto& r : env.recipients) r.tls = queue::TlsLevel::dane;
   admin.add(env, "Subject: hi\r\n\r\nbody\r\n");
-  admin.complete_all(queue::Verdict{queue::Action::defer, "4.7.1", "451 4.7.1 later", "mx.example.net"});
+  // As delivery records it: the verdict's session was DANE-authenticated.
+  admin.complete_all(queue::Verdict{queue::Action::defer, "4.7.1", "451 4.7.1 later", "mx.example.net",
+                                    queue::TlsLevel::dane});
   auto resp = json::parse(handle_request(R"({"command":"queue.show","id":")" + id + "\"}", admin).response);
   CHECK(resp["message"]["requiretls"] == true);
   CHECK(resp["message"]["tls_optional"] == false);

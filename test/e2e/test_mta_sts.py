@@ -30,6 +30,7 @@ def policy(mode, mx=("mx.example.test",), max_age=86400):
 class Sts(Delivery):
     sink_tls = True
     mode = "enforce"
+    policy_mx = ("mx.example.test",)
     good_sink_cert = True
     mitm = False
 
@@ -39,6 +40,7 @@ class Sts(Delivery):
                 "example.test.      300 IN MX 20 mx.example.test.\n"
                 "evil.example.test. 300 IN A 127.0.0.3\n"
                 "mx.example.test.   300 IN A 127.0.0.2\n"
+                "smtp.example.test. 300 IN A 127.0.0.2\n"
                 '_mta-sts.example.test. 300 IN TXT "v=STSv1; id=20261205;"\n'
                 "mta-sts.example.test. 300 IN A %s\n"
                 "sender.test.       300 IN MX 10 mx.sender.test.\n"
@@ -49,7 +51,8 @@ class Sts(Delivery):
             return super().sink_certificate()
         if not getattr(self, "sink_cert", None):
             self.test_ca = getattr(self, "test_ca", None) or TestCa(self.work)
-            self.sink_cert = self.test_ca.issue("sink", dns=["mx.example.test", "evil.example.test"])
+            self.sink_cert = self.test_ca.issue("sink", dns=["mx.example.test", "evil.example.test",
+                                                                "smtp.example.test"])
         return self.sink_cert
 
     def make_daemon(self, extra, dns_servers):
@@ -61,7 +64,7 @@ class Sts(Delivery):
         self.policy_server = None
         super().setUp()
         cert = self.test_ca.issue("policy", dns=["mta-sts.example.test"])
-        self.policy_server = HttpsServer(*cert, response(policy(self.mode)), addr=POLICY_HOST, port=443)
+        self.policy_server = HttpsServer(*cert, response(policy(self.mode, self.policy_mx)), addr=POLICY_HOST, port=443)
         self.proxy = None
         if self.mitm:
             # mx.example.test's sink moves behind a STARTTLS-stripping proxy.
@@ -188,6 +191,40 @@ class StsTesting(Sts):
                     for p in d["policies"]]
         self.assertTrue(any("sts-webpki-invalid" in json.dumps(p) and "mode: testing" in json.dumps(p)
                             for p in policies), json.dumps(policies))
+
+
+class ViaRelayhost(Sts):
+    """Through a relayhost the relayhost's domain is the policy domain
+    (smtp.example.test -> example.test), and enforce must list the relayhost."""
+
+    def relayhost(self):
+        return "smtp.example.test:%d" % self.port
+
+
+class StsRelayhost(ViaRelayhost):
+    policy_mx = ("*.example.test",)
+
+    def test_a_listed_relayhost_is_used_under_the_policy(self):
+        self.prime()
+        self.submit("alice@sender.test", ["bob@example.test"])
+        self.d.wait_log("to=<bob@example.test> relay=smtp.example.test[127.0.0.2]")
+        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        self.assertIn("tls=mta-sts", line)
+        self.assertIn("status=sent", line)
+
+
+class StsRelayhostNotListed(ViaRelayhost):
+    policy_mx = ("mx.example.test",)
+
+    def test_an_unlisted_relayhost_defers(self):
+        self.prime()
+        self.submit("alice@sender.test", ["bob@example.test"])
+        self.d.wait_log("to=<bob@example.test>")
+        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        self.assertIn("status=deferred", line)
+        self.assertIn("dsn=4.7.5", line)
+        self.assertIn("does not list the relayhost smtp.example.test", self.d.log())
+        self.assertEqual(self.mx.messages, [])
 
 
 if __name__ == "__main__":

@@ -178,9 +178,13 @@ std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const
     out.tls = std::move(*ctx);
   }
   if (dc.mta_sts) {
+    // Without trust anchors no policy can be fetched: MTA-STS is off (a
+    // machine without the CA bundle still delivers, as without a policy).
     auto ctx = tls::TlsContext::client(true, dc.ca_file);
-    if (!ctx) return std::unexpected("delivery.mta_sts: " + ctx.error());
-    out.sts_tls = std::move(*ctx);
+    if (ctx)
+      out.sts_tls = std::move(*ctx);
+    else
+      log::warning("delivery.mta_sts: {}; MTA-STS policies are not fetched", ctx.error());
   }
   const bool running_dane =
       running && running->delivery.relayhost.empty() && dane_in_force(*running, nullptr);
@@ -837,6 +841,16 @@ void Delivery::finish(JobRun* run, bool run_after) {
   auto [verdicts, relays, tls] = run->attempt.finish();
   const int64_t now = wall_clock_us();
   queue::Job job = run->job;
+  // A TLS-RPT report is retried for at most 24 hours (RFC 8460 §5.3.1),
+  // whatever max_queue_lifetime says; it has the null sender, so giving up
+  // sends no bounce.
+  constexpr int64_t kReportLifetimeUs = 24LL * 3600 * 1000 * 1000;
+  if (tls_reports_ && tls_reports_->is_tls_report(job.message_id)) {
+    const queue::Envelope* env = scheduler_.find(job.message_id);
+    if (env && queue::policy::expired(env->arrival_us, kReportLifetimeUs, now))
+      for (auto& v : verdicts)
+        if (v.action == queue::Action::defer) v = queue::policy::expire(std::move(v));
+  }
   runs_.erase(job.serial);  // `run` is gone from here on
   auto c = scheduler_.complete(job, verdicts, now);
   // One line per recipient attempt.

@@ -31,6 +31,7 @@ class Sts(Delivery):
     sink_tls = True
     mode = "enforce"
     policy_mx = ("mx.example.test",)
+    sink_names = ("mx.example.test", "evil.example.test", "smtp.example.test")  # in the sinks' certificate
     good_sink_cert = True
     mitm = False
 
@@ -51,8 +52,7 @@ class Sts(Delivery):
             return super().sink_certificate()
         if not getattr(self, "sink_cert", None):
             self.test_ca = getattr(self, "test_ca", None) or TestCa(self.work)
-            self.sink_cert = self.test_ca.issue("sink", dns=["mx.example.test", "evil.example.test",
-                                                                "smtp.example.test"])
+            self.sink_cert = self.test_ca.issue("sink", dns=list(self.sink_names))
         return self.sink_cert
 
     def make_daemon(self, extra, dns_servers):
@@ -84,6 +84,11 @@ class Sts(Delivery):
             self.policy_server.stop()
         super().tearDown()
 
+    def line_of(self, rcpt, relay=""):
+        """The delivery line of `rcpt` (waiting for it), optionally at `relay`."""
+        self.d.wait_log("to=<%s> relay=%s" % (rcpt, relay) if relay else "to=<%s>" % rcpt)
+        return next(l for l in self.d.log().splitlines() if "to=<%s>" % rcpt in l)
+
     def prime(self):
         """The first message to example.test starts the policy fetch; wait
         until the policy is cached, then forget what the sinks got."""
@@ -102,8 +107,7 @@ class StsEnforce(Sts):
         self.prime()
         self.submit("alice@sender.test", ["bob@example.test"])
         wait_for(lambda: self.mx.messages, what="mx.example.test to get the message")
-        self.d.wait_log("to=<bob@example.test> relay=mx.example.test[127.0.0.2]")
-        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        line = self.line_of("bob@example.test", "mx.example.test[127.0.0.2]")
         self.assertIn("tls=mta-sts", line)
         self.assertIn("status=sent", line)
         self.assertIn("skips MX evil.example.test", self.d.log())
@@ -118,8 +122,7 @@ class StsEnforce(Sts):
         self.assertEqual(os.listdir(os.path.join(self.d.spool, "sts")), ["example.test"])
         self.d.start()
         self.submit("alice@sender.test", ["carol@example.test"])
-        self.d.wait_log("to=<carol@example.test> relay=mx.example.test[127.0.0.2]")
-        line = next(l for l in self.d.log().splitlines() if "to=<carol@example.test>" in l)
+        line = self.line_of("carol@example.test", "mx.example.test[127.0.0.2]")
         self.assertIn("tls=mta-sts", line)
         self.assertEqual(self.bounce_mx.messages, [])
 
@@ -130,14 +133,26 @@ class StsEnforceBadCertificate(Sts):
     def test_a_bad_certificate_defers_and_nothing_is_sent(self):
         self.prime()
         self.submit("alice@sender.test", ["bob@example.test"])
-        self.d.wait_log("to=<bob@example.test>")
-        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        line = self.line_of("bob@example.test")
         self.assertIn("status=deferred", line)
         self.assertIn("dsn=4.7.5", line)
         self.assertIn("the MTA-STS policy of example.test requires TLS", line)
         time.sleep(0.3)
         self.assertEqual(self.mx.messages, [])
         self.assertEqual(self.bounce_mx.messages, [])
+
+
+class StsEnforceWrongName(Sts):
+    sink_names = ("other.example.test",)  # from the trusted CA, but for another name
+
+    def test_a_certificate_for_another_name_defers(self):
+        self.prime()
+        self.submit("alice@sender.test", ["bob@example.test"])
+        line = self.line_of("bob@example.test")
+        self.assertIn("status=deferred", line)
+        self.assertIn("dsn=4.7.5", line)
+        self.assertIn("Hostname mismatch", line)
+        self.assertEqual(self.mx.messages, [])
 
 
 class StsEnforceStripped(Sts):
@@ -147,8 +162,7 @@ class StsEnforceStripped(Sts):
         self.prime()
         sent_before = len(self.proxy.sent)
         self.submit("alice@sender.test", ["bob@example.test"])
-        self.d.wait_log("to=<bob@example.test>")
-        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        line = self.line_of("bob@example.test")
         self.assertIn("status=deferred", line)
         self.assertIn("dsn=4.7.5", line)
         self.assertIn(b"EHLO", self.proxy.sent[sent_before:])
@@ -178,8 +192,7 @@ class StsTesting(Sts):
         self.prime()
         self.submit("alice@sender.test", ["bob@example.test"])
         wait_for(lambda: self.mx.messages or self.bounce_mx.messages, what="delivery")
-        self.d.wait_log("to=<bob@example.test>")
-        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        line = self.line_of("bob@example.test")
         self.assertIn("status=sent", line)
         self.assertIn("tls=opportunistic", line)
         self.assertIn("mode=testing: MX evil.example.test is not in the policy", self.d.log())
@@ -207,8 +220,7 @@ class StsRelayhost(ViaRelayhost):
     def test_a_listed_relayhost_is_used_under_the_policy(self):
         self.prime()
         self.submit("alice@sender.test", ["bob@example.test"])
-        self.d.wait_log("to=<bob@example.test> relay=smtp.example.test[127.0.0.2]")
-        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        line = self.line_of("bob@example.test", "smtp.example.test[127.0.0.2]")
         self.assertIn("tls=mta-sts", line)
         self.assertIn("status=sent", line)
 
@@ -219,8 +231,7 @@ class StsRelayhostNotListed(ViaRelayhost):
     def test_an_unlisted_relayhost_defers(self):
         self.prime()
         self.submit("alice@sender.test", ["bob@example.test"])
-        self.d.wait_log("to=<bob@example.test>")
-        line = next(l for l in self.d.log().splitlines() if "to=<bob@example.test>" in l)
+        line = self.line_of("bob@example.test")
         self.assertIn("status=deferred", line)
         self.assertIn("dsn=4.7.5", line)
         self.assertIn("does not list the relayhost smtp.example.test", self.d.log())

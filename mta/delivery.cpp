@@ -46,6 +46,8 @@ struct JobRun {
   // No MTA-STS or DANE enforcement: `TLS-Required: No` (RFC 8689 §5), or a
   // TLS-RPT report (RFC 8460 §5.3.1).
   bool relaxed = false;
+  std::string sts_domain;      // the policy domain of `sts`
+  bool sts_rechecked = false;  // §5.1's check before a bounce was made
 };
 
 // The machine's addresses (getifaddrs), for the loop check: a wildcard
@@ -679,8 +681,10 @@ void Delivery::on_relayhost(JobRun* run, const dns::AddrResult& r) {
   run->sts.reset();
   const std::string domain = relayhost_policy_domain(dc.relayhost_name);
   if (sts_ && dc.mta_sts && !run->relaxed && !domain.empty()) {
-    if (auto p = sts_->current(domain); p && p->mode != sts::Mode::none)
+    if (auto p = sts_->current(domain); p && p->mode != sts::Mode::none) {
       run->sts = std::make_shared<const sts::Policy>(std::move(*p));
+      run->sts_domain = domain;
+    }
   }
   if (run->sts && run->sts->mode == sts::Mode::enforce && r.status == dns::Status::ok &&
       !sts::mx_allowed(*run->sts, dc.relayhost_name)) {
@@ -697,8 +701,10 @@ void Delivery::on_mx(JobRun* run, dns::MxResult r) {
   run->mx_secure = dane_ && r.mx_secure;
   run->sts.reset();
   if (sts_ && config_->delivery.mta_sts && !run->relaxed) {
-    if (auto p = sts_->current(run->job.destination); p && p->mode != sts::Mode::none)
+    if (auto p = sts_->current(run->job.destination); p && p->mode != sts::Mode::none) {
       run->sts = std::make_shared<const sts::Policy>(std::move(*p));
+      run->sts_domain = run->job.destination;
+    }
   }
   if (run->sts && run->sts->mode == sts::Mode::enforce && r.status == dns::Status::ok) {
     // RFC 8461 §4.2: only the MX hosts the policy lists are candidates.
@@ -840,6 +846,7 @@ void Delivery::finish(JobRun* run, bool run_after) {
   }
   auto [verdicts, relays, tls] = run->attempt.finish();
   const int64_t now = wall_clock_us();
+  if (sts_recheck(run, verdicts, now)) return;  // finished again once the policy is known
   queue::Job job = run->job;
   // A TLS-RPT report is retried for at most 24 hours (RFC 8460 §5.3.1),
   // whatever max_queue_lifetime says; it has the null sender, so giving up
@@ -879,6 +886,48 @@ void Delivery::finish(JobRun* run, bool run_after) {
   }
   handle_completion(std::move(c));
   if (run_after) this->run();
+}
+
+// RFC 8461 §5.1: a message that is about to bounce because of an enforced
+// policy (a 4.7.5 deferral at the end of its lifetime) first has the policy
+// checked again at once — its TXT id, and a fetch if the id changed. A
+// different policy (or none) gives the job another attempt under it; the
+// same one lets it bounce. Once per job.
+bool Delivery::sts_recheck(JobRun* run, const std::vector<queue::Verdict>& verdicts, int64_t now) {
+  if (run->sts_rechecked || !run->sts || run->sts->mode != sts::Mode::enforce || !sts_ || stopping_)
+    return false;
+  const queue::Envelope* env = scheduler_.find(run->job.message_id);
+  const int64_t lifetime_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(config_->delivery.max_queue_lifetime).count();
+  if (!env || !queue::policy::expired(env->arrival_us, lifetime_us, now)) return false;
+  const bool sts_failure = std::any_of(verdicts.begin(), verdicts.end(), [](const queue::Verdict& v) {
+    return v.action == queue::Action::defer && v.status == "4.7.5";
+  });
+  if (!sts_failure) return false;
+  run->sts_rechecked = true;
+  log::info("{}: mta-sts: domain={} checked again before the message bounces (RFC 8461 §5.1)",
+            run->job.message_id, log::sanitize(run->sts_domain));
+  const uint64_t serial = run->job.serial;
+  sts_->recheck(run->sts_domain, [this, serial, before = run->sts](std::optional<sts::Policy> now_p) {
+    JobRun* run = find_run(serial);
+    if (!run) return;
+    const bool same = now_p && now_p->mode == before->mode && now_p->max_age == before->max_age &&
+                      now_p->mx == before->mx;
+    if (same || stopping_) {
+      finish(run, true);
+      return;
+    }
+    log::info("{}: mta-sts: domain={} has a new policy ({}); delivery is tried again under it",
+              run->job.message_id, log::sanitize(run->sts_domain),
+              now_p ? sts::mode_name(now_p->mode) : std::string_view("none"));
+    queue::Job job = run->job;
+    runs_.erase(serial);
+    if (JobRun* fresh = make_run(std::move(job))) {
+      fresh->sts_rechecked = true;
+      resolve(fresh);
+    }
+  });
+  return true;
 }
 
 void Delivery::handle_completion(queue::Completion c) {

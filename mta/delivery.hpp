@@ -175,6 +175,9 @@ class Delivery final : private OutboundHost {
   // policy lists the relayhost's name and that its certificate verifies.
   void on_relayhost(JobRun* run, const dns::AddrResult& r);
   void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
+  // RFC 8461 §5.1 before an MTA-STS bounce: true when the job waits for the
+  // policy to be checked again (finish() comes back later).
+  bool sts_recheck(JobRun* run, const std::vector<queue::Verdict>& verdicts, int64_t now);
   void handle_completion(queue::Completion c);
   void store_bounce(const queue::Completion& c);
   void check_drained();

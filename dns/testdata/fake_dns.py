@@ -8,7 +8,8 @@
 # (the test keeps a pipe open to it) or it gets SIGTERM. A UDP reply over 512
 # bytes is sent truncated (TC), its full form over TCP. Every query received is
 # appended to QUERY_LOG as "name TYPE" (lower case, no trailing dot) before
-# it is answered, so a test can count what reached the server.
+# it is answered, so a test can count what reached the server. A zone file
+# rewritten while it runs is read again before the next answer.
 #
 # The zone file holds records in BIND syntax with absolute names, plus lines
 # "!BEHAVIOUR NAME" that make every query for NAME misbehave:
@@ -159,6 +160,7 @@ def respond(zone, log, data, tcp):
 
 def main():
     zone = Zone(*load_zone(sys.argv[1]))
+    mtime = os.stat(sys.argv[1]).st_mtime_ns
     log = open(sys.argv[2], "a", encoding="utf-8")
     udp, listener, port = bind_pair()
     print(port, flush=True)
@@ -168,6 +170,11 @@ def main():
         ready, _, _ = select.select([udp, listener, sys.stdin, *clients], [], [])
         if sys.stdin in ready and not os.read(sys.stdin.fileno(), 4096):
             return
+        # A test may rewrite the zone file (atomically, by rename): answers
+        # come from the new one from then on.
+        if os.stat(sys.argv[1]).st_mtime_ns != mtime:
+            mtime = os.stat(sys.argv[1]).st_mtime_ns
+            zone = Zone(*load_zone(sys.argv[1]))
         if udp in ready:
             data, peer = udp.recvfrom(65535)
             reply = respond(zone, log, data, tcp=False)

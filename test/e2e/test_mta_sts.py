@@ -35,6 +35,9 @@ class Sts(Delivery):
     good_sink_cert = True
     mitm = False
 
+    txt_id = "20261205"
+    txt_ttl = 300
+
     def zone_text(self):
         return ("test.              3600 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 600\n"
                 "example.test.      300 IN MX 10 evil.example.test.\n"
@@ -42,10 +45,10 @@ class Sts(Delivery):
                 "evil.example.test. 300 IN A 127.0.0.3\n"
                 "mx.example.test.   300 IN A 127.0.0.2\n"
                 "smtp.example.test. 300 IN A 127.0.0.2\n"
-                '_mta-sts.example.test. 300 IN TXT "v=STSv1; id=20261205;"\n'
+                '_mta-sts.example.test. %d IN TXT "v=STSv1; id=%s;"\n'
                 "mta-sts.example.test. 300 IN A %s\n"
                 "sender.test.       300 IN MX 10 mx.sender.test.\n"
-                "mx.sender.test.    300 IN A 127.0.0.3\n" % POLICY_HOST)
+                "mx.sender.test.    300 IN A 127.0.0.3\n" % (self.txt_ttl, self.txt_id, POLICY_HOST))
 
     def sink_certificate(self):
         if not self.good_sink_cert:
@@ -93,7 +96,7 @@ class Sts(Delivery):
         """The first message to example.test starts the policy fetch; wait
         until the policy is cached, then forget what the sinks got."""
         self.submit("alice@sender.test", ["primer@example.test"])
-        self.d.wait_log("mta-sts: domain=example.test id=20261205 mode=%s" % self.mode, timeout=15)
+        self.d.wait_log("mta-sts: domain=example.test id=%s mode=%s" % (self.txt_id, self.mode), timeout=15)
         wait_for(lambda: "primer@example.test" in self.d.log() and
                  ("status=sent" in self.d.log() or "status=deferred" in self.d.log()), what="the primer")
         # Its connection (opened before the policy was known) has closed.
@@ -204,6 +207,48 @@ class StsTesting(Sts):
                     for p in d["policies"]]
         self.assertTrue(any("sts-webpki-invalid" in json.dumps(p) and "mode: testing" in json.dumps(p)
                             for p in policies), json.dumps(policies))
+
+
+class StsRecheckBeforeBounce(Sts):
+    """RFC 8461 §5.1: a message about to bounce because of an enforced policy
+    has the policy checked again first. The policy lists no MX of the
+    domain, so every attempt defers (4.7.5) until max_queue_lifetime (4 s)."""
+    policy_mx = ("other.example.test",)
+    txt_ttl = 1
+
+    def make_daemon(self, extra, dns_servers):
+        extra = extra.replace('retry_schedule = ["1s"]', 'retry_schedule = ["1s"]\nmax_queue_lifetime = "4s"')
+        return super().make_daemon(extra, dns_servers)
+
+    def deferred_first(self):
+        self.prime()
+        self.submit("alice@sender.test", ["bob@example.test"])
+        line = self.line_of("bob@example.test")
+        self.assertIn("dsn=4.7.5", line)
+        self.assertIn("no MX host of example.test is allowed by its MTA-STS policy", line)
+
+    def test_a_new_policy_found_before_the_bounce_is_applied(self):
+        self.deferred_first()
+        # The domain publishes a new policy (new TXT id) that lists mx.example.test.
+        self.policy_server.reply = response(policy("enforce", ("mx.example.test",)))
+        self.txt_id = "20261206"
+        zone = os.path.join(self.work, "zone.txt")
+        with open(zone + ".new", "w") as f:
+            f.write(self.zone_text())
+        os.replace(zone + ".new", zone)
+        self.d.wait_log("checked again before the message bounces", timeout=15)
+        self.d.wait_log("has a new policy (enforce); delivery is tried again under it", timeout=10)
+        wait_for(lambda: self.mx.messages, what="mx.example.test to get the message")
+        self.d.wait_log("to=<bob@example.test> relay=mx.example.test[127.0.0.2]")
+        self.assertNotIn("status=bounced", self.d.log())
+
+    def test_the_same_policy_lets_it_bounce(self):
+        self.deferred_first()
+        self.d.wait_log("checked again before the message bounces", timeout=15)
+        wait_for(lambda: "to=<bob@example.test>" in self.d.log() and "status=bounced" in self.d.log(),
+                 timeout=15, what="the bounce")
+        self.assertEqual(self.mx.messages, [])
+        self.assertNotIn("has a new policy", self.d.log())
 
 
 class ViaRelayhost(Sts):

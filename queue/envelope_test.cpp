@@ -46,8 +46,9 @@ Envelope full_envelope() {
   return e;
 }
 
-// Version 1, as written before delivery state existed (kept here byte for
-// byte, so that spools written by earlier builds stay readable).
+// Versions 1 and 2 as earlier builds wrote them (kept here byte for byte,
+// so that spools written by earlier builds stay readable): version 1 before
+// delivery state existed, version 2 before REQUIRETLS.
 void v1_u32(std::string& o, uint32_t v) {
   for (int i = 0; i < 4; ++i) o.push_back(char((v >> (8 * i)) & 0xFF));
 }
@@ -58,9 +59,9 @@ void v1_str(std::string& o, std::string_view s) {
   v1_u32(o, uint32_t(s.size()));
   o.append(s);
 }
-std::string encode_v1(const Envelope& e) {
+std::string encode_old(const Envelope& e, int version) {
   std::string o;
-  o.push_back(1);
+  o.push_back(char(version));
   v1_str(o, e.id);
   v1_u64(o, uint64_t(e.arrival_us));
   v1_str(o, e.sender);
@@ -71,33 +72,7 @@ std::string encode_v1(const Envelope& e) {
     o.push_back(char(r.notify));
     o.push_back(char(r.status));
     v1_str(o, r.last_reply);
-  }
-  v1_u64(o, e.size);
-  o.push_back(char(e.body));
-  o.push_back(e.smtputf8 ? 1 : 0);
-  v1_str(o, e.envid);
-  o.push_back(char(e.ret));
-  v1_str(o, e.client_address);
-  v1_str(o, e.helo);
-  v1_str(o, e.auth_user);
-  v1_str(o, e.message_id);
-  return o;
-}
-
-// Version 2, as written before REQUIRETLS (byte for byte, like version 1).
-std::string encode_v2(const Envelope& e) {
-  std::string o;
-  o.push_back(2);
-  v1_str(o, e.id);
-  v1_u64(o, uint64_t(e.arrival_us));
-  v1_str(o, e.sender);
-  v1_u32(o, uint32_t(e.recipients.size()));
-  for (const Recipient& r : e.recipients) {
-    v1_str(o, r.address);
-    v1_str(o, r.orcpt);
-    o.push_back(char(r.notify));
-    o.push_back(char(r.status));
-    v1_str(o, r.last_reply);
+    if (version < 2) continue;
     v1_u32(o, r.attempts);
     v1_u64(o, uint64_t(r.last_attempt_us));
     v1_str(o, r.dsn_status);
@@ -112,6 +87,7 @@ std::string encode_v2(const Envelope& e) {
   v1_str(o, e.helo);
   v1_str(o, e.auth_user);
   v1_str(o, e.message_id);
+  if (version < 2) return o;
   v1_u32(o, e.attempts);
   v1_u64(o, uint64_t(e.next_attempt_us));
   o.push_back(e.held ? 1 : 0);
@@ -124,6 +100,8 @@ std::string encode_v2(const Envelope& e) {
   }
   return o;
 }
+std::string encode_v1(const Envelope& e) { return encode_old(e, 1); }
+std::string encode_v2(const Envelope& e) { return encode_old(e, 2); }
 
 // The fields version 2 has, with the version 3 ones at their defaults.
 Envelope v2_part(Envelope e) {

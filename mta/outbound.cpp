@@ -125,7 +125,7 @@ Outbound::Outbound(OutboundShared& shared, OutboundHost& host, uint64_t id, queu
     : StreamConnection(shared.loop, Kind::tcp, shared.read_buffer()), shared_(shared), owner_(host),
       id_(id), target_(std::move(target)), port_(port), destination_(std::move(destination)),
       protection_(std::move(protection)), config_(shared.config), tls_ctx_(shared.tls) {
-  host_ = fmt::format("{}[{}]", target_.host, target_.ip.str());
+  host_ = target_.str();
   relay_ = fmt::format("{}:{}", host_, port_);
 }
 

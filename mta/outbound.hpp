@@ -127,6 +127,7 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
 
   uint64_t id() const { return id_; }
   const std::string& host() const { return host_; }    // "mx.example.com[192.0.2.1]"
+  const queue::Target& target() const { return target_; }
   const std::string& relay() const { return relay_; }  // "mx.example.com[192.0.2.1]:25"
   const std::string& destination() const { return destination_; }
   // How the session is protected so far (none until a handshake completes).

@@ -17,6 +17,8 @@ namespace {
 
 }  // namespace
 
+std::string Target::str() const { return host + "[" + ip.str() + "]"; }
+
 DeliveryAttempt::DeliveryAttempt(std::size_t recipients, policy::Context ctx,
                                  std::shared_ptr<const Myself> myself, uint16_t port)
     : ctx_(ctx), myself_(myself ? std::move(myself) : std::make_shared<const Myself>()),

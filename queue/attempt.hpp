@@ -59,6 +59,8 @@ struct Target {
   // The host's address records were DNSSEC-validated (dns::MxHost::secure):
   // DANE's TLSA lookup applies to it (RFC 7672 §2.2).
   bool secure = false;
+  // "mx.example.com[192.0.2.1]": how logs, verdicts and bounces name it.
+  std::string str() const;
   bool operator==(const Target&) const = default;
 };
 

@@ -570,11 +570,7 @@ void check_tls_reports(Reader& r, Config& cfg) {
   }
   std::string domain = t.contact.substr(t.contact.rfind('@') + 1);
   for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  bool signed_ = false;
-  for (const Dkim& k : cfg.dkim)
-    if (domain == k.domain || (domain.size() > k.domain.size() && domain.ends_with("." + k.domain)))
-      signed_ = true;
-  if (!signed_)
+  if (std::none_of(cfg.dkim.begin(), cfg.dkim.end(), [&](const Dkim& k) { return k.covers(domain); }))
     r.add("tls_reports.contact", r.line("tls_reports.contact"),
           fmt::format("reports are DKIM-signed by the contact's domain: add a [[dkim]] table for {}", domain));
 }

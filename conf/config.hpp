@@ -132,6 +132,9 @@ struct Dkim {
   size_t index = 0;         // 1-based position among the [[dkim]] tables
   // "[[dkim]] 2 (example.com, selector s2026a)", for messages.
   std::string describe() const;
+  // Whether this table signs mail from `domain` (lower case): the table's
+  // domain itself or a subdomain of it.
+  bool covers(std::string_view domain) const;
 };
 
 struct Config {

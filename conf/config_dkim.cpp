@@ -97,6 +97,11 @@ void read_dkim(Reader& r, const toml::node& n, const std::string& key, Config& c
   });
 }
 
+bool Dkim::covers(std::string_view d) const {
+  return d == domain ||
+         (d.size() > domain.size() && d.ends_with(domain) && d[d.size() - domain.size() - 1] == '.');
+}
+
 std::string Dkim::describe() const {
   return fmt::format("[[dkim]] {} ({}, selector {})", index, domain, selector);
 }

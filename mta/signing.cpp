@@ -51,12 +51,6 @@ std::expected<std::string, std::string> read_key_file(const std::string& path, S
   return text;
 }
 
-// Whether `domain` is `parent` or a subdomain of it (both lower case).
-bool within(std::string_view domain, std::string_view parent) {
-  return domain == parent ||
-         (domain.size() > parent.size() && domain.ends_with(parent) && domain[domain.size() - parent.size() - 1] == '.');
-}
-
 }  // namespace
 
 Signing::Signing(std::vector<Signer> signers) : signers_(std::move(signers)) {
@@ -95,11 +89,11 @@ std::expected<std::shared_ptr<const Signing>, std::vector<std::string>> Signing:
 std::vector<const Signing::Signer*> Signing::for_domain(std::string_view domain) const {
   size_t best = 0;
   for (const Signer& s : signers_)
-    if (within(domain, s.table.domain)) best = std::max(best, s.table.domain.size());
+    if (s.table.covers(domain)) best = std::max(best, s.table.domain.size());
   std::vector<const Signer*> out;
   if (best == 0) return out;
   for (const Signer& s : signers_)
-    if (s.table.domain.size() == best && within(domain, s.table.domain)) out.push_back(&s);
+    if (s.table.domain.size() == best && s.table.covers(domain)) out.push_back(&s);
   return out;
 }
 

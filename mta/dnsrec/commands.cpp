@@ -216,7 +216,7 @@ int dns_records(const DnsRecordsArgs& args, std::ostream& out, std::ostream& err
   }
   for (const conf::Dkim& d : cfg->dkim) {
     const bool used = std::any_of(in.domains.begin(), in.domains.end(), [&](const std::string& dom) {
-      return dom == d.domain || dom.ends_with("." + d.domain);
+      return d.covers(dom);
     });
     if (!used) continue;
     auto pem = read_file(d.private_key);

@@ -676,6 +676,7 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
   Reader r;
   bool hostname_set = false;
   AliasLines alias_lines;
+  ShapingDraft shaping;
   auto section = [&r](auto read, auto& dest) {
     return
         [&r, read, &dest](const toml::node& n, const std::string& key) { read(r, n, key, dest); };
@@ -742,6 +743,16 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
          r.walk(n, key, f);
        }},
       {"dkim", [&](const toml::node& n, const std::string& key) { read_dkim(r, n, key, cfg); }},
+      {"shaping",
+       [&](const toml::node& n, const std::string& key) { read_shaping(r, n, key, cfg, shaping); }},
+      {"cluster",
+       [&](const toml::node& n, const std::string& key) {
+         const Field f[] = {
+             string_field(r, "redis", cfg.cluster.redis),
+             path_field(r, "redis_password_file", cfg.cluster.redis_password_file, false),
+         };
+         r.walk(n, key, f);
+       }},
       {"aliases",
        [&](const toml::node& n, const std::string& key) {
          read_aliases(r, n, key, cfg, alias_lines);
@@ -749,6 +760,7 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
   };
   r.walk(root, "", fields);
   check(r, cfg, hostname_set);
+  finish_shaping(r, cfg, shaping);
   check_aliases(r, cfg, alias_lines);
   for (auto& p : r.problems)
     if (p.message == "unknown key")

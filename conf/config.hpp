@@ -18,6 +18,7 @@
 
 #include "conf/aliases.hpp"
 #include "conf/net.hpp"
+#include "shaping/settings.hpp"
 
 namespace sluice::conf {
 
@@ -120,6 +121,27 @@ struct TlsReports {
   std::string contact;       // From of the reports and contact-info; required when enabled
 };
 
+// [shaping], [[shaping.site]], [[shaping.rule]] and the provider file
+// (docs/shaping.md). Read by conf/config_shaping.cpp.
+struct Shaping {
+  // defaults: [shaping]'s connections (default
+  // delivery.max_connections_per_destination), messages_per_connection,
+  // rate, adaptive. sites and rules: sluice.toml's first, then the
+  // provider file's.
+  shaping::Settings settings;
+  // "builtin" (the shipped conf/shaping-providers.toml compiled in), an
+  // absolute path of a file with [[shaping.site]] and [[shaping.rule]]
+  // tables, or "" for none.
+  std::string providers = "builtin";
+};
+
+// [cluster]: limits shared by every node naming the same Redis
+// (docs/shaping.md, "Several nodes").
+struct Cluster {
+  std::string redis;                // "redis://HOST:PORT" or "unix:/path"; "" = this node only
+  std::string redis_password_file;  // absolute path; its first line is the password
+};
+
 // One [[dkim]] table: one signature for mail whose From is at `domain` or a
 // subdomain of it. Two tables for one domain sign twice (RSA and Ed25519).
 // The key itself is loaded by the daemon (mta/signing.hpp), not here.
@@ -152,6 +174,8 @@ struct Config {
   Dns dns;
   std::vector<Dkim> dkim;  // [[dkim]], in file order
   TlsReports tls_reports;
+  Shaping shaping;
+  Cluster cluster;
   // [aliases]: local name (lower case) or "*" -> addresses (docs/aliases.md).
   aliases::Table aliases;
   std::string source;  // file the config came from ("" when parsed from text)

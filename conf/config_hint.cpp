@@ -28,6 +28,10 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kT
     {"dns", {"servers"}},
     {"tls_reports", {"enabled", "organization", "contact"}},
     {"dkim", {"domain", "selector", "private_key", "headers"}},
+    {"shaping", {"connections", "messages_per_connection", "rate", "adaptive", "providers"}},
+    {"shaping.site", {"name", "mx", "connections", "messages_per_connection", "rate", "adaptive"}},
+    {"shaping.rule", {"site", "reply", "rate", "connections", "duration", "suspend"}},
+    {"cluster", {"redis", "redis_password_file"}},
 };
 
 }  // namespace
@@ -44,7 +48,7 @@ std::optional<std::string> table_hint(std::string_view key) {
     for (std::string_view k : keys)
       if (k == name)
         homes.push_back(t.empty() ? std::string("at the top of the file, before any [table]")
-                                  : t == "listener" || t == "dkim" ? fmt::format("in a [[{}]] block", t)
+                                  : t == "listener" || t == "dkim" || t == "shaping.site" || t == "shaping.rule" ? fmt::format("in a [[{}]] block", t)
                                                     : fmt::format("in [{}]", t));
   }
   if (homes.empty()) return std::nullopt;

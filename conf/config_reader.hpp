@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "conf/config.hpp"
+#include "shaping/rate.hpp"
+#include "shaping/settings.hpp"
 
 namespace sluice::conf::reader {
 
@@ -110,5 +112,23 @@ namespace sluice::conf {
 // [[dkim]] (conf/config_dkim.cpp): the tables of `n` (the value at `key`)
 // into cfg.dkim, problems into r.
 void read_dkim(reader::Reader& r, const toml::node& n, const std::string& key, Config& cfg);
+
+// [shaping] (conf/config_shaping.cpp): what was written, until finish_shaping()
+// fills in the defaults (after [delivery] is known) and reads the provider file.
+struct SiteDraft {
+  shaping::Site site;
+  std::optional<uint32_t> connections, messages_per_connection;
+  std::optional<shaping::Rate> rate;
+  std::optional<bool> adaptive;
+};
+struct ShapingDraft {
+  std::optional<uint32_t> connections, messages_per_connection;
+  std::optional<shaping::Rate> rate;
+  std::vector<SiteDraft> sites;
+};
+void read_shaping(reader::Reader& r, const toml::node& n, const std::string& key, Config& cfg,
+                  ShapingDraft& draft);
+// Defaults, the provider file, the rules' site names and [cluster]'s values.
+void finish_shaping(reader::Reader& r, Config& cfg, ShapingDraft& draft);
 
 }  // namespace sluice::conf

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
 #include <catch2/catch.hpp>
 #include <string>
 #include <vector>
@@ -862,4 +865,129 @@ TEST_CASE("[tls_reports]: off by default; when enabled, contact and its [[dkim]]
   CHECK_THAT(problems("[tls_reports]\nenable = true\n"), Catch::Contains("tls_reports.enable: unknown key"));
   // A disabled table needs no [[dkim]].
   CHECK(parse(std::string(kMinimal) + "[tls_reports]\ncontact = \"r@example.org\"\n"));
+}
+
+TEST_CASE("[shaping]: defaults, the built-in provider file, sites and rules") {
+  auto d = parse(kMinimal);
+  REQUIRE(d.has_value());
+  const auto& s = d->shaping.settings;
+  CHECK(d->shaping.providers == "builtin");
+  CHECK(s.defaults.connections == d->delivery.max_connections_per_destination);
+  CHECK(s.defaults.messages_per_connection == 100);
+  CHECK(s.defaults.rate.unlimited());
+  CHECK(s.defaults.adaptive);
+  // The shipped file: Google, Microsoft, Yahoo, each with rules.
+  REQUIRE(s.sites.size() == 3);
+  CHECK(s.sites[0].name == "google");
+  CHECK(s.sites[1].name == "microsoft");
+  CHECK(s.sites[2].name == "yahoo");
+  CHECK(s.sites[0].source.starts_with("builtin shaping-providers.toml:"));
+  bool tss04 = false, ts03 = false;
+  for (const auto& rule : s.rules) {
+    if (rule.reply == "[TSS04]") tss04 = rule.site == "yahoo" && rule.rate == sluice::shaping::Rate{30, 60'000'000};
+    if (rule.site == "yahoo" && rule.suspend_us == 2LL * 3600 * 1'000'000) ts03 = true;
+  }
+  CHECK(tss04);
+  CHECK(ts03);
+
+  auto c = parse(std::string(kMinimal) + R"(
+[delivery]
+max_connections_per_destination = 7
+[shaping]
+rate = "100/m"
+messages_per_connection = 0
+providers = ""
+[[shaping.site]]
+mx = ["*.Mail.Example.NET.", "mx.example.org"]
+connections = 2
+rate = "5/s"
+[[shaping.site]]
+name = "slow"
+mx = ["*.slow.example"]
+adaptive = false
+[[shaping.rule]]
+site = "*"
+reply = "4.7.28"
+rate = "10/m"
+connections = 1
+duration = "30m"
+[[shaping.rule]]
+site = "slow"
+reply = "/^421 .*too many/"
+suspend = "2h"
+)");
+  INFO(dump(c ? std::vector<Problem>{} : c.error()));
+  REQUIRE(c.has_value());
+  const auto& t = c->shaping.settings;
+  CHECK(t.defaults.connections == 7);
+  CHECK(t.defaults.messages_per_connection == 0);
+  REQUIRE(t.sites.size() == 2);
+  CHECK(t.sites[0].name == "*.mail.example.net");
+  CHECK(t.sites[0].mx == std::vector<std::string>{"*.mail.example.net", "mx.example.org"});
+  CHECK(t.sites[0].connections == 2);
+  CHECK(t.sites[0].rate == sluice::shaping::Rate{5, 1'000'000});
+  CHECK(t.sites[0].messages_per_connection == 0);  // from [shaping]
+  CHECK(t.sites[1].connections == 7);
+  CHECK(t.sites[1].rate == sluice::shaping::Rate{100, 60'000'000});  // [shaping]'s rate
+  CHECK_FALSE(t.sites[1].adaptive);
+  REQUIRE(t.rules.size() == 2);
+  CHECK(t.rules[0].connections == 1);
+  CHECK(t.rules[0].duration_us == 30LL * 60 * 1'000'000);
+  CHECK(t.rules[1].suspend_us == 2LL * 3600 * 1'000'000);
+  CHECK(t.rules[1].source == "sluice.toml:26");  // parsed from text: no file name
+}
+
+TEST_CASE("[shaping]: mistakes are reported with their key") {
+  const std::pair<const char*, const char*> bad[] = {
+      {"[shaping]\nrate = \"5/x\"\n", "shaping.rate"},
+      {"[shaping]\nproviders = \"relative.toml\"\n", "shaping.providers"},
+      {"[shaping]\nproviders = \"/nonexistent/p.toml\"\n", "shaping.providers"},
+      {"[[shaping.site]]\nconnections = 2\n", "shaping.site[1].mx"},
+      {"[[shaping.site]]\nmx = [\"bad_name!\"]\n", "shaping.site[1].mx[1]"},
+      {"[[shaping.rule]]\nreply = \"/([a-/\"\nconnections = 1\nduration = \"1m\"\n", "shaping.rule[1].reply"},
+      {"[[shaping.rule]]\nreply = \"x\"\nduration = \"1m\"\n", "shaping.rule[1]"},
+      {"[[shaping.rule]]\nreply = \"x\"\nconnections = 1\n", "shaping.rule[1].duration"},
+      {"[[shaping.rule]]\nreply = \"x\"\nsuspend = \"1h\"\nrate = \"1/s\"\n", "shaping.rule[1].suspend"},
+      {"[[shaping.rule]]\nsite = \"nowhere\"\nreply = \"x\"\nsuspend = \"1h\"\n", "shaping.rule"},
+      {"[shaping]\nsite = 3\n", "shaping.site"},
+      {"[cluster]\nredis = \"redis://:secret@127.0.0.1:6379\"\n", "cluster.redis"},
+      {"[cluster]\nredis = \"127.0.0.1:6379\"\n", "cluster.redis"},
+      {"[cluster]\nredis_password_file = \"/etc/sluice/redis.password\"\n", "cluster.redis_password_file"},
+  };
+  for (auto [text, key] : bad) {
+    INFO(text);
+    auto r = parse(std::string(kMinimal) + text);
+    REQUIRE_FALSE(r.has_value());
+    bool found = false;
+    for (const auto& p : r.error()) found = found || p.key == key;
+    INFO(dump(r.error()));
+    CHECK(found);
+  }
+}
+
+TEST_CASE("[shaping] providers: a file of one's own, its problems named by its line") {
+  char dir[] = "/tmp/sluice-conf-XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  const std::string path = std::string(dir) + "/p.toml";
+  {
+    std::ofstream f(path);
+    f << "[[shaping.site]]\nname = \"own\"\nmx = [\"*.own.example\"]\n"
+         "[[shaping.rule]]\nsite = \"own\"\nreply = \"busy\"\nconnections = 1\nduration = \"5m\"\n";
+  }
+  auto r = parse(std::string(kMinimal) + "[shaping]\nproviders = \"" + path + "\"\n");
+  INFO(dump(r ? std::vector<Problem>{} : r.error()));
+  REQUIRE(r.has_value());
+  REQUIRE(r->shaping.settings.sites.size() == 1);
+  CHECK(r->shaping.settings.sites[0].source == path + ":1");
+  REQUIRE(r->shaping.settings.rules.size() == 1);
+  {
+    std::ofstream f(path);
+    f << "[[shaping.site]]\nname = \"own\"\nmx = [\"*.own.example\"]\nrate = \"fast\"\n";
+  }
+  auto bad = parse(std::string(kMinimal) + "[shaping]\nproviders = \"" + path + "\"\n");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error()[0].key == "shaping.providers");
+  CHECK(bad.error()[0].message.find(path + ":4: shaping.site[1].rate") != std::string::npos);
+  std::remove(path.c_str());
+  rmdir(dir);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,5 +47,11 @@ struct Settings {
 // Whether host name `host` (lower case, no trailing dot) matches `pattern`:
 // equal, or pattern "*.d" and host ends in ".d" (any depth).
 bool mx_matches(std::string_view pattern, std::string_view host);
+
+// Why a rule's `reply` cannot be used (empty, or "/re/" that is not a valid
+// ECMAScript regular expression), or nullopt when it can.
+std::optional<std::string> check_reply_pattern(std::string_view pattern);
+// Whether `pattern` is a regular expression ("/re/") rather than a substring.
+bool is_regex(std::string_view pattern);
 
 }  // namespace sluice::shaping

@@ -162,7 +162,7 @@ void Scheduler::touch(const std::string& name) {
     dests_.erase(it);
     return;
   }
-  if (!d.ready.empty() && d.inflight < opt_.max_connections_per_destination) {
+  if (!d.ready.empty() && !d.gated && d.inflight < opt_.max_connections_per_destination) {
     d.key = Key{d.inflight, d.ready.begin()->first, name};
     eligible_.insert(*d.key);
   }
@@ -250,12 +250,21 @@ Job Scheduler::take_one(const std::string& name) {
   return job;
 }
 
+// Asks the gate; a no takes the destination out of eligible_ until reopen().
+bool Scheduler::gate_allows(const std::string& name, bool reuse, int64_t now) {
+  if (!gate_ || gate_(name, reuse, now)) return true;
+  Dest& d = dests_.at(name);
+  d.gated = true;
+  touch(name);
+  return false;
+}
+
 std::vector<Job> Scheduler::take_jobs(int64_t now) {
   activate(now);
   std::vector<Job> out;
   while (jobs_.size() < opt_.max_connections && !eligible_.empty()) {
     std::string name = std::get<2>(*eligible_.begin());
-    out.push_back(take_one(name));
+    if (gate_allows(name, false, now)) out.push_back(take_one(name));
   }
   return out;
 }
@@ -265,7 +274,22 @@ std::optional<Job> Scheduler::take_job_for(std::string_view destination, int64_t
   if (jobs_.size() >= opt_.max_connections) return std::nullopt;
   auto d = dests_.find(destination);
   if (d == dests_.end() || !d->second.key) return std::nullopt;
+  if (!gate_allows(d->first, true, now)) return std::nullopt;
   return take_one(d->first);
+}
+
+void Scheduler::reopen(std::string_view destination) {
+  auto d = dests_.find(destination);
+  if (d == dests_.end() || !d->second.gated) return;
+  d->second.gated = false;
+  touch(d->first);
+}
+
+void Scheduler::reopen_all() {
+  std::vector<std::string> names;
+  for (const auto& [name, d] : dests_)
+    if (d.gated) names.push_back(name);
+  for (const auto& n : names) reopen(n);
 }
 
 std::optional<int64_t> Scheduler::next_wakeup() const {
@@ -481,6 +505,7 @@ SchedulerCounts Scheduler::counts() const {
   }
   c.jobs = jobs_.size();
   c.destinations = dests_.size();
+  for (const auto& [name, d] : dests_) c.gated += d.gated ? 1 : 0;
   return c;
 }
 

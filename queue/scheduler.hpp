@@ -103,6 +103,7 @@ struct SchedulerCounts {
   size_t held = 0;
   size_t jobs = 0;          // in flight
   size_t destinations = 0;  // with work waiting or in flight
+  size_t gated = 0;         // destinations the gate keeps waiting (shaping)
 };
 
 // The retry delay after `attempts` attempts (>= 1): schedule[min(attempts-1,
@@ -153,6 +154,21 @@ class Scheduler {
   // take_jobs() after a complete(), never by a timer.
   std::optional<int64_t> next_wakeup() const;
 
+  // --- shaping ---------------------------------------------------------------
+  // The glue's gate (Delivery asks shaping::Shaper about the destination's
+  // site, docs/shaping.md), asked before a job for `destination` is handed
+  // out; `reuse` says the job goes on a connection that is already open
+  // (take_job_for), so it needs no new one. False keeps the destination's
+  // work waiting, out of the running, until reopen(): a gated destination
+  // neither takes a job slot nor is asked again on every take_jobs(). The
+  // scheduler stays pure: the gate is the glue's, like `random`.
+  using Gate = std::function<bool(std::string_view destination, bool reuse, int64_t now)>;
+  void set_gate(Gate gate) { gate_ = std::move(gate); }
+  // The gate may say yes again: the destination's work competes again from
+  // the next take_jobs().
+  void reopen(std::string_view destination);
+  void reopen_all();
+
   // --- sluicectl -----------------------------------------------------------
   // All return nullopt / false for an unknown id. Jobs already in flight for
   // the message run to their end; their complete() then sees the new state.
@@ -192,6 +208,7 @@ class Scheduler {
   struct Dest {
     std::set<std::pair<int64_t, std::string>> ready;  // (due, message id)
     uint32_t inflight = 0;
+    bool gated = false;      // the gate said no: out of eligible_ until reopen()
     std::optional<Key> key;  // its entry in eligible_
   };
   struct InFlight {
@@ -207,6 +224,7 @@ class Scheduler {
   void detach(MsgMap::iterator it);  // out of timers_ and the ready queues
   void touch(const std::string& dest);
   Job take_one(const std::string& dest);
+  bool gate_allows(const std::string& dest, bool reuse, int64_t now);
   Completion finish(MsgMap::iterator it, Completion c);
   std::string expiry_reason() const;
 
@@ -217,6 +235,7 @@ class Scheduler {
   std::set<Key> eligible_;  // destinations with work waiting and room for a job
   std::unordered_map<uint64_t, InFlight> jobs_;
   uint64_t next_serial_ = 0;
+  Gate gate_;
 };
 
 }  // namespace sluice::queue

@@ -680,3 +680,54 @@ TEST_CASE("set_options: a reload's limits, schedule and relayhost apply to what 
     CHECK(*s.next_wakeup() == T0 + 42 * kSecondUs);
   }
 }
+
+TEST_CASE("the shaping gate: a closed destination waits out of the running until reopened") {
+  Scheduler s(options(100, 10));
+  std::set<std::string> closed = {"slow.example"};
+  std::vector<std::tuple<std::string, bool>> asked;
+  s.set_gate([&](std::string_view dest, bool reuse, int64_t) {
+    asked.emplace_back(std::string(dest), reuse);
+    return !closed.contains(std::string(dest));
+  });
+  for (int i = 0; i < 3; ++i) s.add(message({"a@slow.example", "b@fast.example"}));
+  auto jobs = s.take_jobs(T0);
+  // fast.example gets its three jobs; slow.example was asked once and waits.
+  CHECK(per_destination(jobs) == std::map<std::string, int>{{"fast.example", 3}});
+  CHECK(std::count(asked.begin(), asked.end(), std::make_tuple(std::string("slow.example"), false)) == 1);
+  CHECK(s.counts().gated == 1);
+  // Not asked again while gated, whatever else happens.
+  asked.clear();
+  s.add(message({"c@fast.example"}));
+  CHECK(per_destination(s.take_jobs(T0)) == std::map<std::string, int>{{"fast.example", 1}});
+  CHECK(std::none_of(asked.begin(), asked.end(), [](auto& a) { return std::get<0>(a) == "slow.example"; }));
+  CHECK_FALSE(s.next_wakeup().has_value());  // the glue reopens it, never a timer here
+  // Reopened but still closed: gated again, nothing handed out.
+  s.reopen("slow.example");
+  CHECK(s.take_jobs(T0).empty());
+  CHECK(s.counts().gated == 1);
+  // Open: the waiting work starts.
+  closed.clear();
+  s.reopen_all();
+  CHECK(s.counts().gated == 0);
+  auto later = s.take_jobs(T0 + kSecondUs);
+  CHECK(per_destination(later) == std::map<std::string, int>{{"slow.example", 3}});
+}
+
+TEST_CASE("the shaping gate: take_job_for asks with reuse = true and may be refused") {
+  Scheduler s(options(100, 1));
+  bool open_reuse = true;
+  s.set_gate([&](std::string_view, bool reuse, int64_t) { return reuse ? open_reuse : true; });
+  s.add(message({"a@x.example"}));
+  s.add(message({"b@x.example"}));
+  auto jobs = s.take_jobs(T0);
+  REQUIRE(jobs.size() == 1);
+  s.complete(jobs[0], all(jobs[0], sent()), T0);
+  open_reuse = false;  // e.g. the site is suspended
+  CHECK_FALSE(s.take_job_for("x.example", T0).has_value());
+  CHECK(s.counts().gated == 1);
+  open_reuse = true;
+  s.reopen("x.example");
+  auto next = s.take_job_for("x.example", T0);
+  REQUIRE(next.has_value());
+  CHECK(next->destination == "x.example");
+}

@@ -118,6 +118,9 @@ Delivery::Delivery(uv_loop_t* loop, std::shared_ptr<const conf::Config> config, 
       shared_(loop_, config_, spool_) {
   if (timer_.init(loop_, uv_timer_init) < 0) std::abort();  // cannot fail
   timer_->data = this;
+  if (shaping_timer_.init(loop_, uv_timer_init) < 0) std::abort();
+  shaping_timer_->data = this;
+  scheduler_.set_gate([this](std::string_view dest, bool reuse, int64_t now) { return gate(dest, reuse, now); });
   refresh_myself();
 }
 
@@ -390,7 +393,7 @@ void Delivery::start_job(queue::Job job) {
   if (Outbound* o = take_idle(run->job.destination)) {
     if (may_reuse(*o, *run)) {
       attach(*o, *run, true);
-      o->start_now(transaction(*run));
+      start_on(*o, *run, false);
       return;
     }
     o->abort();  // opened before the destination demanded more
@@ -426,6 +429,7 @@ void Delivery::on_ready(Outbound& o, uint64_t job) {
 void Delivery::on_transaction_done(Outbound& o, uint64_t job, queue::HostReport report) {
   JobRun* run = find_run(job);
   if (!run) return;  // cannot happen: a job lives until its connection reports
+  shaping_feedback(o, run, report);
   auto d = run->attempt.on_host_done(std::move(report));
   if (!std::holds_alternative<queue::DeliveryAttempt::Done>(d)) {
     // The job moves on to another host (or a fresh lookup): this one is done.
@@ -438,13 +442,19 @@ void Delivery::on_transaction_done(Outbound& o, uint64_t job, queue::HostReport 
     o.quit();
     return;
   }
-  // Reuse: the destination's next message over the same connection.
+  // Reuse: the destination's next message over the same connection (until
+  // the site's messages_per_connection).
+  if (spent(o)) {
+    this->run();
+    o.quit();
+    return;
+  }
   if (o.reusable()) {
     if (auto next_job = scheduler_.take_job_for(o.destination(), wall_clock_us())) {
       if (JobRun* next = make_run(std::move(*next_job))) {
         if (may_reuse(o, *next)) {
           attach(o, *next, true);
-          o.start(transaction(*next));
+          start_on(o, *next, true);
           this->run();
           return;
         }
@@ -467,11 +477,13 @@ void Delivery::on_transaction_done(Outbound& o, uint64_t job, queue::HostReport 
 
 void Delivery::on_failed(Outbound& o, uint64_t job, queue::HostReport report) {
   if (report.failure) record_tls(tls_reports_, shared_, o, &*report.failure);
+  shaping_feedback(o, find_run(job), report);
   if (JobRun* run = find_run(job)) carry_out(run, run->attempt.on_host_done(std::move(report)));
 }
 
 void Delivery::on_closed(Outbound& o) {
   unpark(o);
+  shaping_closed(o);
   conns_.erase(o.id());
   check_drained();
 }
@@ -559,12 +571,20 @@ void Delivery::resolve(JobRun* run) {
 }
 
 void Delivery::open_with(JobRun* run, const queue::Target& target, Protection protection) {
+  run->target = target;
+  run->protection = std::move(protection);
+  admit(run);  // the site's lease and token first (delivery_shaping.cpp)
+}
+
+void Delivery::connect_now(JobRun* run, const queue::Target& target, Protection protection, uint64_t lease) {
   const auto& dc = config_->delivery;
   uint16_t port = dc.relayhost.empty() ? dc.port : dc.relayhost_port;
   if (conns_.size() >= dc.max_connections) evict_idle();
   auto* o = new Outbound(shared_, *this, next_conn_++, target, port, run->job.destination,
                          std::move(protection));
   conns_.emplace(o->id(), o);
+  if (lease != 0) leases_[o->id()] = Lease{run->site, lease};
+  run->target.reset();
   attach(*o, *run, false);
   o->connect();
 }
@@ -577,12 +597,14 @@ void Delivery::finish(JobRun* run, bool run_after) {
     // for delivery again in this process.
     log::info("{}: delivery to {} interrupted by shutdown; retried at the next start",
               run->job.message_id, log::sanitize(run->job.destination));
+    drop_shaping(run);
     runs_.erase(run->job.serial);
     return;
   }
   auto [verdicts, relays, tls] = run->attempt.finish();
   const int64_t now = wall_clock_us();
   if (sts_recheck(run, verdicts, now)) return;  // finished again once the policy is known
+  drop_shaping(run);
   queue::Job job = run->job;
   // A TLS-RPT report is retried for at most 24 hours (RFC 8460 §5.3.1),
   // whatever max_queue_lifetime says; it has the null sender, so giving up
@@ -668,6 +690,14 @@ void Delivery::shutdown(std::function<void()> done) {
   for (auto& [serial, run] : runs_) run->attempt.stop();
   drained_ = std::move(done);
   if (timer_) uv_timer_stop(timer_.get());
+  if (shaping_timer_) uv_timer_stop(shaping_timer_.get());
+  // Runs waiting for their site have no connection to report: they end now.
+  std::vector<JobRun*> waiting;
+  for (auto& [serial, run] : runs_)
+    if (run->waiting) waiting.push_back(run.get());
+  for (JobRun* run : waiting) finish(run, false);
+  waits_.clear();
+  lease_waiters_.clear();
   std::vector<Outbound*> all;
   for (auto& [id, o] : conns_) all.push_back(o);
   for (auto* o : all) o->abort();
@@ -696,6 +726,7 @@ void Delivery::check_drained() {
 void Delivery::close_handles() {
   closed_ = true;
   timer_.close();  // freed in its close callback
+  shaping_timer_.close();
   resolver_.reset();
   sts_.reset();  // closed by shutdown()
 }

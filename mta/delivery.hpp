@@ -34,8 +34,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <set>
+#include <tuple>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "conf/config.hpp"
@@ -44,6 +47,7 @@
 #include "mta/sts_policies.hpp"
 #include "mta/uv/handle.hpp"
 #include "queue/attempt.hpp"
+#include "shaping/shaper.hpp"
 #include "queue/scheduler.hpp"
 #include "mta/intake.hpp"
 #include "queue/spool.hpp"
@@ -107,6 +111,12 @@ class Delivery final : private OutboundHost {
   void close_handles();
 
   size_t connections() const { return conns_.size(); }  // busy and idle
+
+  // --- shaping (mta/delivery_shaping.cpp, docs/shaping.md) -----------------
+  // The sites' limits and automation, asked before every new connection and
+  // every message (null: no shaping). Owned by the daemon with its Store; it
+  // must outlive the delivery's handles.
+  void set_shaper(shaping::Shaper* s) { shaper_ = s; }
 
   // --- TLS-RPT ----------------------------------------------
   // Where each outgoing TLS session's outcome is counted (null: nowhere).
@@ -175,6 +185,30 @@ class Delivery final : private OutboundHost {
   // policy lists the relayhost's name and that its certificate verifies.
   void on_relayhost(JobRun* run, const dns::AddrResult& r);
   void finish(JobRun* run, bool run_after);  // complete(), log, bounce, persist
+  // Opens the connection now (after shaping admitted it; lease 0 when shaping is off).
+  void connect_now(JobRun* run, const queue::Target& target, Protection protection, uint64_t lease);
+
+  // --- shaping (mta/delivery_shaping.cpp) --------------------------------------
+  // The scheduler's gate: may a job for `destination` start now?
+  bool gate(std::string_view destination, bool reuse, int64_t now);
+  // The MX answer named the destination's hosts: its site from now on.
+  void note_site(JobRun* run, const std::vector<std::string>& hosts);
+  // A new connection for the run's target: a lease, then the message's token, then connect_now().
+  void admit(JobRun* run);
+  // A reused connection `o` carries the run: the message's token, then its transaction.
+  void start_on(Outbound& o, JobRun& run, bool from_event);
+  // The site said "not yet": wait until `at` (0: until one of its connections closes).
+  void wait_for_site(JobRun* run, int64_t at);
+  // What a session came to, for adaptive concurrency and the rules.
+  void shaping_feedback(const Outbound& o, const JobRun* run, const queue::HostReport& report);
+  // Whether a connection has carried its site's messages_per_connection.
+  bool spent(const Outbound& o) const;
+  // The job ends: a lease it still holds goes back; its destination's site is no longer being looked up.
+  void drop_shaping(JobRun* run);
+  void shaping_closed(const Outbound& o);  // its lease goes back, the site's waiters wake
+  void arm_shaping_timer(int64_t at);
+  void on_shaping_tick();
+  static void on_shaping_timer(uv_timer_t* t);
   // RFC 8461 §5.1 before an MTA-STS bounce: true when the job waits for the
   // policy to be checked again (finish() comes back later).
   bool sts_recheck(JobRun* run, const std::vector<queue::Verdict>& verdicts, int64_t now);
@@ -208,6 +242,27 @@ class Delivery final : private OutboundHost {
   bool sts_closed_ = true;
   bool closed_ = false;
   std::function<void()> drained_;
+
+  // Shaping state (mta/delivery_shaping.cpp).
+  shaping::Shaper* shaper_ = nullptr;
+  struct KnownSite {
+    std::string site;
+    int64_t until_us = 0;  // looked up again after this
+  };
+  std::unordered_map<std::string, KnownSite> dest_site_;       // destination -> its site
+  std::unordered_set<std::string> resolving_;                  // destinations whose site is being learnt
+  std::unordered_map<std::string, std::unordered_set<std::string>> gated_;  // site -> destinations the gate closed
+  struct Lease {
+    std::string site;
+    uint64_t lease = 0;
+  };
+  std::unordered_map<uint64_t, Lease> leases_;                 // connection id -> its lease
+  std::unordered_map<std::string, std::vector<uint64_t>> lease_waiters_;  // site -> runs waiting for a connection
+  std::set<std::tuple<int64_t, uint64_t, uint64_t>> waits_;    // (when, run serial, its wait) for a token or lease
+  std::unordered_set<std::string> woken_;                      // sites with a connection closed since the last tick
+  uv::Handle<uv_timer_t> shaping_timer_;
+  int64_t shaping_timer_at_ = 0;  // when it is armed for (0: not armed)
+  int64_t last_sweep_us_ = 0;     // the last reopen of every gated destination and sync of the store
 };
 
 }  // namespace sluice::mta

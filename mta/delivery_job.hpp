@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "mta/client/client_session.hpp"
@@ -37,6 +38,16 @@ struct JobRun {
   bool relaxed = false;
   std::string sts_domain;      // the policy domain of `sts`
   bool sts_rechecked = false;  // §5.1's check before a bounce was made
+
+  // Shaping (mta/delivery_shaping.cpp).
+  std::string site;            // the destination's site, from the MX answer or the connection reused
+  bool token = false;          // the site's rate admitted this attempt's message
+  uint64_t lease = 0;          // a connection lease granted and not yet given to a connection
+  std::optional<queue::Target> target;  // the new connection waiting for the site ...
+  Protection protection;       // ... and how it must be protected
+  uint64_t conn = 0;           // or: the open connection (id) waiting to carry the message
+  uint64_t wait = 0;           // counts the waits: a wake-up for an older one is stale
+  bool waiting = false;        // waiting for the site now (a lease, a token)
 };
 
 // TLS-RPT: counts one outgoing session's TLS outcome (mta/tls_reports.hpp)

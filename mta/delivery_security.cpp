@@ -59,6 +59,7 @@ void Delivery::on_relayhost(JobRun* run, const dns::AddrResult& r) {
     finish(run, true);
     return;
   }
+  note_site(run, {dc.relayhost_name});
   carry_out(run, run->attempt.on_addresses(r, dc.relayhost_name));
 }
 
@@ -97,6 +98,9 @@ void Delivery::on_mx(JobRun* run, dns::MxResult r) {
         log::info("{}: mta-sts: domain={} mode=testing: MX {} is not in the policy (delivered anyway)",
                   run->job.message_id, log::sanitize(run->job.destination), log::sanitize(h.name));
   }
+  std::vector<std::string> hosts;  // its site's name (an implicit MX: the domain itself)
+  for (const auto& h : r.hosts) hosts.push_back(h.name);
+  if (!hosts.empty()) note_site(run, hosts);
   carry_out(run, run->attempt.on_mx(r, run->job.destination));
 }
 

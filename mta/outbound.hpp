@@ -136,6 +136,8 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   bool peer_verified() const { return peer_verified_; }
   const Protection& protection() const { return protection_; }
   bool has_job() const { return job_ != 0; }
+  uint64_t job() const { return job_; }
+  uint64_t transactions() const { return transactions_; }  // started on this connection
   // Ready, not closing, and not too old (Postfix's smtp_connection_reuse_time_limit).
   bool reusable() const;
 

@@ -93,6 +93,9 @@ class Shaper {
 
   // The scheduler's gate (see above). An unknown site may start.
   bool may_start(std::string_view site, int64_t now) const;
+  // Whether an override suspends the site at `now` (a connection already
+  // open to it must not carry another message either).
+  bool suspended(std::string_view site, int64_t now) const;
 
   // A new connection to the site: a lease when the site has room (local
   // current concurrency, then the Store's shared count against the site's

@@ -22,6 +22,7 @@
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
 #include "mta/intake.hpp"
+#include "mta/shaping_service.hpp"
 #include "mta/tls_reports.hpp"
 #include "mta/pickup.hpp"
 #include "mta/uv/guard.hpp"
@@ -231,6 +232,8 @@ struct Daemon {
   std::unique_ptr<Server> server;
   // TLS-RPT counts and reports; destroyed after delivery, which records into it.
   std::unique_ptr<TlsReports> tls_reports;
+  // Shaping's store and Shaper; destroyed after delivery and the server, which ask them.
+  std::unique_ptr<ShapingService> shaping;
   std::unique_ptr<Delivery> delivery;
   std::unique_ptr<Pickup> pickup;
   std::unique_ptr<ControlServer> control;
@@ -295,6 +298,7 @@ struct Daemon {
     spool.reset();
     delivery->close_handles();
     server->close_handles();
+    shaping->close([] {});
     intake->close();  // the last commits' answers (delivery ignores them now)
     for (auto* h : {&sigterm, &sigint, &sighup}) h->close();
     grace.close();
@@ -327,6 +331,7 @@ struct Daemon {
       return;
     }
     log_restart_needed(*config, *fresh);
+    shaping->reload(*fresh, *config);
     config = std::make_shared<const conf::Config>(std::move(*fresh));
     intake->add_missing_on_relay(config->relay.add_missing_headers);
     intake->set_signing(*signing);
@@ -547,6 +552,18 @@ int run_daemon(conf::Config cfg) {
     return 1;
   }
   d->delivery = std::move(*delivery);
+  auto shaping = ShapingService::create(d->loop, *d->config);
+  if (!shaping) {
+    log::error("shaping: {}", shaping.error());
+    d->spool.reset();
+    d->delivery->close_handles();
+    d->server->close_handles();
+    d->intake->close();
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+  d->shaping = std::move(*shaping);
+  d->delivery->set_shaper(&d->shaping->shaper());
   d->intake->deliver_to([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
   d->tls_reports = std::make_unique<TlsReports>(d->loop, *d->intake,
                                                 [dl = d->delivery.get()] { return dl->resolver(); });

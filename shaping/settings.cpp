@@ -1,5 +1,7 @@
-// settings.cpp — MX patterns and reply patterns (shaping/settings.hpp).
+// settings.cpp — the pure helpers of shaping/settings.hpp.
 #include "shaping/settings.hpp"
+
+#include <fmt/format.h>
 
 #include <regex>
 
@@ -7,25 +9,22 @@ namespace sluice::shaping {
 
 bool mx_matches(std::string_view pattern, std::string_view host) {
   if (pattern.starts_with("*.")) {
-    const std::string_view suffix = pattern.substr(1);  // ".example.com"
+    const std::string_view suffix = pattern.substr(1);  // ".d"
     return host.size() > suffix.size() && host.ends_with(suffix);
   }
   return pattern == host;
 }
 
-bool is_regex(std::string_view pattern) {
-  return pattern.size() >= 2 && pattern.front() == '/' && pattern.back() == '/';
-}
-
 std::optional<std::string> check_reply_pattern(std::string_view pattern) {
-  if (pattern.empty() || pattern == "//") return "must not be empty";
-  if (!is_regex(pattern)) return std::nullopt;
-  // std::regex reports a bad expression only by throwing.
+  if (pattern.empty()) return "reply must not be empty: write a part of the reply, or \"/regex/\"";
+  if (pattern.size() < 2 || !pattern.starts_with('/') || !pattern.ends_with('/')) return std::nullopt;
+  const std::string re(pattern.substr(1, pattern.size() - 2));
+  if (re.empty()) return "reply \"//\" is an empty regular expression";
+  // std::regex reports a bad pattern only by throwing; it stays here.
   try {
-    std::regex re(pattern.begin() + 1, pattern.end() - 1,
-                  std::regex::ECMAScript | std::regex::icase);
+    std::regex compiled(re, std::regex::ECMAScript | std::regex::icase);
   } catch (const std::regex_error& e) {
-    return std::string("not a valid regular expression: ") + e.what();
+    return fmt::format("reply \"{}\" is not a regular expression (ECMAScript): {}", pattern, e.what());
   }
   return std::nullopt;
 }

@@ -48,10 +48,9 @@ struct Settings {
 // equal, or pattern "*.d" and host ends in ".d" (any depth).
 bool mx_matches(std::string_view pattern, std::string_view host);
 
-// Why a rule's `reply` cannot be used (empty, or "/re/" that is not a valid
-// ECMAScript regular expression), or nullopt when it can.
+// Whether a rule's `reply` pattern can be used: not empty, and when written
+// "/re/", an ECMAScript regular expression that compiles. nullopt when it
+// can; else the error, for the configuration reader to report.
 std::optional<std::string> check_reply_pattern(std::string_view pattern);
-// Whether `pattern` is a regular expression ("/re/") rather than a substring.
-bool is_regex(std::string_view pattern);
 
 }  // namespace sluice::shaping

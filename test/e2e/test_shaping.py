@@ -40,19 +40,26 @@ class CountingSink(td.SinkHandler):
     def __init__(self):
         super().__init__()
         self.lock = threading.Lock()
-        self.open = 0
+        self.open = set()  # sessions connected that have not said QUIT or gone
         self.max_open = 0
         self.arrivals = []
         self.mail_replies = []
 
-    def connected(self):
+    def connected(self, server):
         with self.lock:
-            self.open += 1
-            self.max_open = max(self.max_open, self.open)
+            self.open.add(server)
+            self.max_open = max(self.max_open, len(self.open))
 
-    def disconnected(self):
+    def disconnected(self, server):
+        # At QUIT, or when the connection goes without one: a client that
+        # says QUIT and waits for the close before it opens the next
+        # connection has the sink's count in the same order as its own.
         with self.lock:
-            self.open -= 1
+            self.open.discard(server)
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.disconnected(server)
+        return "221 Bye"
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_replies:
@@ -75,11 +82,11 @@ class CountingController(Controller):
 
         class Counted(SMTP):
             def connection_made(self, transport):
-                handler.connected()
+                handler.connected(self)
                 super().connection_made(transport)
 
             def connection_lost(self, exc):
-                handler.disconnected()
+                handler.disconnected(self)
                 super().connection_lost(exc)
 
         return Counted(self.handler, **self.SMTP_kwargs)

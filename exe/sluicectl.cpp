@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   auto* tls_reports = app.add_subcommand("tls-reports", "TLS-RPT counts per domain and UTC day (RFC 8460)");
   auto* tls_send = tls_reports->add_subcommand("send", "mail the reports of the days that have ended now");
   tls_send->add_flag("--include-today", include_today, "and the current day so far (its counts start again)");
+  auto* shaping = app.add_subcommand(
+      "shaping", "each active site: domains, connections, rate and tokens, automation in force");
 
   sluice::dnsrec::KeygenArgs kg;
   auto* dkim = app.add_subcommand("dkim", "DKIM keys (no daemon needed)");
@@ -127,6 +129,8 @@ int main(int argc, char** argv) {
     req.include_today = include_today;
   } else if (tls_reports->parsed()) {
     req.command = ctl::Command::tls_reports;
+  } else if (shaping->parsed()) {
+    req.command = ctl::Command::shaping;
   }
   req.ids = ids;
   if (req.ids.size() > ctl::kMaxIds) {

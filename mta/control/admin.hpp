@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "queue/envelope.hpp"
+#include "shaping/shaper.hpp"
 #include "tlsrpt/counts.hpp"
 #include "queue/scheduler.hpp"
 #include "queue/spool.hpp"
@@ -72,6 +73,14 @@ class QueueAdmin {
     (void)include_today;
     return std::unexpected(std::string("TLS reports are not available"));
   }
+
+  // Shaping (shaping/shaper.hpp), for `sluicectl shaping`. The defaults: no
+  // active site, this node only.
+  // Every active site: the Shaper's snapshot(now_us()).
+  virtual std::vector<shaping::SiteState> shaping_sites() const { return {}; }
+  // Where the shared limits live: the Store's describe() ("local",
+  // "redis unix:/run/redis.sock", "redis ... (unreachable: ...)").
+  virtual std::string shaping_store() const { return "local"; }
 };
 
 }  // namespace sluice::control

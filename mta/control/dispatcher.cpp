@@ -235,6 +235,44 @@ Outcome tls_reports_send(const Request& r, QueueAdmin& admin) {
   return Outcome{dump(j), {fmt::format("tls reports sent{}: {} messages", r.include_today ? " (today included)" : "", *n)}};
 }
 
+// shaping: {"ok":true,"store":"local","sites":[{"site","source","domains":[...],"connections",
+// "concurrency","max_concurrency","rate","tokens","automation":null or {"rate","connections",
+// "suspended","until","expires_in","reason"}}]}, the sites by name.
+Outcome shaping_sites(QueueAdmin& admin) {
+  const int64_t now = admin.now_us();
+  auto sites = admin.shaping_sites();
+  std::stable_sort(sites.begin(), sites.end(),
+                   [](const auto& a, const auto& b) { return a.name < b.name; });
+  Json list = Json::array();
+  for (const auto& s : sites) {
+    Json automation = nullptr;
+    if (const auto& o = s.automation) {
+      // Whole seconds left, rounded up: "0" only once it has ended.
+      const int64_t left_us = std::max<int64_t>(0, o->until_us - now);
+      automation = Json{{"rate", shaping::to_string(o->rate)},
+                        {"connections", o->connections},
+                        {"suspended", o->suspended},
+                        {"until", rfc3339(o->until_us)},
+                        {"expires_in", (left_us + 999'999) / 1'000'000},
+                        {"reason", o->reason}};
+    }
+    list.push_back(Json{{"site", s.name},
+                        {"source", s.source},
+                        {"domains", s.domains},
+                        {"connections", s.connections},
+                        {"concurrency", s.concurrency},
+                        {"max_concurrency", s.max_concurrency},
+                        {"rate", shaping::to_string(s.rate)},
+                        {"tokens", s.tokens},
+                        {"automation", std::move(automation)}});
+  }
+  Json j;
+  j["ok"] = true;
+  j["store"] = admin.shaping_store();
+  j["sites"] = std::move(list);
+  return Outcome{dump(j), {}};
+}
+
 }  // namespace
 
 Outcome dispatch(const Request& r, QueueAdmin& admin) {
@@ -250,6 +288,7 @@ Outcome dispatch(const Request& r, QueueAdmin& admin) {
       case Command::bounce: return action(r, admin);
       case Command::tls_reports: return tls_reports(admin);
       case Command::tls_reports_send: return tls_reports_send(r, admin);
+      case Command::shaping: return shaping_sites(admin);
     }
     return error(ErrorCode::internal, "unhandled command");
   } catch (const std::exception& e) {

@@ -20,6 +20,9 @@
 //   tls-reports.list {"ok":true,"enabled":B,"days":[{"day","domains":[{domain, rua, successful,
 //                  failed, policies:[{type, ..., failures:[...]}]}]}]}
 //   tls-reports.send {"ok":true,"action":"sent","count":N}
+//   shaping       {"ok":true,"store":"local","sites":[{"site","source","domains","connections",
+//                  "concurrency","max_concurrency","rate","tokens","automation":null or
+//                  {"rate","connections","suspended","until","expires_in","reason"}}]}
 #pragma once
 
 #include <string>

@@ -349,3 +349,32 @@ TEST_CASE("dispatcher: tls-reports.send") {
   r.include_today = true;
   CHECK(encode_request(r) == R"({"command":"tls-reports.send","include_today":true})");
 }
+
+TEST_CASE("dispatcher: shaping lists the active sites by name, with the automation in force") {
+  MemoryAdmin admin;
+  json j = call(admin, R"({"command":"shaping"})");
+  CHECK(j == json::parse(R"({"ok":true,"store":"local","sites":[]})"));
+
+  admin.sites = sample_sites();
+  admin.store = "redis unix:/run/redis.sock";
+  j = call(admin, R"({"command":"shaping"})");
+  CHECK(j["store"] == "redis unix:/run/redis.sock");
+  REQUIRE(j["sites"].size() == 2);
+  CHECK(j["sites"][0] == json::parse(R"({"site":"gmail","source":"builtin:12",
+      "domains":["gmail.com","googlemail.com"],"connections":2,"concurrency":2,"max_concurrency":10,
+      "rate":"5/s","tokens":3,"automation":{"rate":"10/m","connections":1,"suspended":false,
+      "until":"2025-12-03T06:31:35Z","expires_in":1752,"reason":"421 4.7.28 rate limited"}})"));
+  const json& mx = j["sites"][1];
+  CHECK(mx["site"] == "mx:mx1.example.net,mx2.example.net");
+  CHECK(mx["source"] == "");
+  CHECK(mx["rate"] == "");
+  CHECK(mx["automation"] == nullptr);
+
+  // Half a second left is still a second; an override past its end says 0.
+  admin.now = kT0 + 1'751'500'000;
+  CHECK(call(admin, R"({"command":"shaping"})")["sites"][0]["automation"]["expires_in"] == 1);
+  admin.now = kT0 + 1'800'000'000;
+  CHECK(call(admin, R"({"command":"shaping"})")["sites"][0]["automation"]["expires_in"] == 0);
+
+  CHECK(call(admin, R"({"command":"shaping","all":true})")["error"] == "bad_request");
+}

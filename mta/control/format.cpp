@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "mta/auth/sasl.hpp"
 
@@ -312,6 +313,64 @@ std::string format_tls_reports(const J& response) {
   return out;
 }
 
+namespace {
+
+std::string joined(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i) out += sep;
+    out += parts[i];
+  }
+  return out;
+}
+
+// A site's automation: "rate 10/m, 1 connection until 2026-12-05 23:10:00 UTC
+// (in 29m 12s): REASON", or "suspended until ...".
+std::string automation_text(const J& a) {
+  std::vector<std::string> limits;
+  if (flag(a, "suspended")) {
+    limits.push_back("suspended");
+  } else {
+    if (std::string rate = str(a, "rate", ""); !rate.empty()) limits.push_back("rate " + rate);
+    if (uint64_t n = num(a, "connections").value_or(0); n > 0)
+      limits.push_back(plural(n, "connection", "connections"));
+  }
+  std::string out = limits.empty() ? std::string("in force") : joined(limits, ", ");
+  out += fmt::format(" until {} UTC", human_time(a, "until"));
+  if (auto left = num(a, "expires_in")) out += fmt::format(" (in {})", duration(*left));
+  if (std::string reason = str(a, "reason", ""); !reason.empty()) out += ": " + reason;
+  return out;
+}
+
+}  // namespace
+
+std::string format_shaping(const J& response) {
+  std::string out;
+  const std::string store = str(response, "store");
+  if (store == "local") out += "Store: this node only\n";
+  else if (store.starts_with("redis")) out += "Store: shared through " + store + "\n";
+  else out += "Store: " + store + "\n";
+  const J& sites = array_or_empty(response, "sites");
+  if (sites.empty()) return out + "no active sites\n";
+  for (const J& s : sites) {
+    const std::string source = str(s, "source", "");
+    out += fmt::format("\n{} ({})\n", str(s, "site"), source.empty() ? "default for its MX hosts" : source);
+    std::vector<std::string> domains;
+    for (const J& d : array_or_empty(s, "domains"))
+      if (d.is_string()) domains.push_back(printable(d.get_ref<const std::string&>()));
+    out += fmt::format("  domains: {}\n", domains.empty() ? std::string("-") : joined(domains, ", "));
+    out += fmt::format("  connections {} open, concurrency {} of {}\n", numstr(s, "connections"),
+                       numstr(s, "concurrency"), numstr(s, "max_concurrency"));
+    if (std::string rate = str(s, "rate", ""); rate.empty())
+      out += "  rate unlimited\n";
+    else
+      out += fmt::format("  rate {}, {} left\n", rate, plural(num(s, "tokens").value_or(0), "token", "tokens"));
+    if (const J* a = field(s, "automation"); a && a->is_object())
+      out += "  automation: " + automation_text(*a) + "\n";
+  }
+  return out;
+}
+
 std::string format_action(const J& response) {
   const std::string action = str(response, "action");
   const J* ids = field(response, "ids");
@@ -370,6 +429,7 @@ int render(const Request& request, std::string_view response_line, bool json, st
         case Command::show: out << format_show(j); break;
         case Command::status: out << format_status(j); break;
         case Command::tls_reports: out << format_tls_reports(j); break;
+        case Command::shaping: out << format_shaping(j); break;
         default: out << format_action(j); break;
       }
     }

@@ -41,6 +41,11 @@ std::string format_action(const nlohmann::json& response);
 // tls-reports.list: one line per day and policy domain (sessions that
 // succeeded and failed, where reports go), then one per kind of failure.
 std::string format_tls_reports(const nlohmann::json& response);
+// shaping: where the limits live ("this node only", "shared through redis
+// ..."), then one block per active site: its name and source, the domains
+// seen using it, connections and concurrency, the rate and tokens left, and
+// the automation in force with its expiry; "no active sites" when none.
+std::string format_shaping(const nlohmann::json& response);
 // The message of an error response, one line.
 std::string format_error(const nlohmann::json& response);
 

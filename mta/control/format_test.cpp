@@ -259,3 +259,40 @@ TEST_CASE("format: tls-reports, a line per day and domain and one per kind of fa
   CHECK(t.find("1 x starttls-not-supported (no-policy-found) from= mx=mx.example.net ip=127.0.0.2\n") !=
         std::string::npos);
 }
+
+TEST_CASE("format: shaping, one block per site with its automation") {
+  MemoryAdmin admin;
+  auto response = [&] { return handle_request(R"({"command":"shaping"})", admin).response; };
+  CHECK(format_shaping(json::parse(response())) == "Store: this node only\nno active sites\n");
+
+  admin.sites = sample_sites();
+  CHECK(format_shaping(json::parse(response())) ==
+        "Store: this node only\n"
+        "\n"
+        "gmail (builtin:12)\n"
+        "  domains: gmail.com, googlemail.com\n"
+        "  connections 2 open, concurrency 2 of 10\n"
+        "  rate 5/s, 3 tokens left\n"
+        "  automation: rate 10/m, 1 connection until 2025-12-03 06:31:35 UTC (in 29m 12s): "
+        "421 4.7.28 rate limited\n"
+        "\n"
+        "mx:mx1.example.net,mx2.example.net (default for its MX hosts)\n"
+        "  domains: example.net\n"
+        "  connections 0 open, concurrency 2 of 20\n"
+        "  rate unlimited\n");
+
+  // Suspended, a reply with an escape sequence, a shared store.
+  admin.sites.resize(1);
+  admin.sites[0].automation = shaping::Override{.suspended = true, .until_us = kT0 + 90'000'000,
+                                                .reason = "421 \x1b[2Jgo away"};
+  admin.store = "redis unix:/run/redis.sock";
+  const std::string t = format_shaping(json::parse(response()));
+  CHECK(t.starts_with("Store: shared through redis unix:/run/redis.sock\n\nmx:"));
+  CHECK(t.ends_with("  automation: suspended until 2025-12-03 06:03:53 UTC (in 1m 30s): 421 \\x1b[2Jgo away\n"));
+
+  // --json prints the daemon's line as it came; odd shapes never throw.
+  std::ostringstream out, err;
+  CHECK(render(req(Command::shaping), response(), true, out, err) == kExitOk);
+  CHECK(out.str() == response() + "\n");
+  CHECK_NOTHROW(format_shaping(json::parse(R"({"ok":true,"store":7,"sites":[1,{"automation":"x","domains":[2]}]})")));
+}

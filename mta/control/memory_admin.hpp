@@ -51,6 +51,29 @@ inline queue::Envelope make_envelope(std::string id, int64_t arrival_us, std::st
   return e;
 }
 
+// Two active sites for the shaping tests: "gmail" configured with a rate
+// and a rule's automation in force until kT0 + 29m 12s, and an MX set's
+// default site with neither.
+inline std::vector<shaping::SiteState> sample_sites() {
+  shaping::SiteState gmail{.name = "gmail",
+                           .source = "builtin:12",
+                           .domains = {"gmail.com", "googlemail.com"},
+                           .connections = 2,
+                           .concurrency = 2,
+                           .max_concurrency = 10,
+                           .rate = {5, 1'000'000},
+                           .tokens = 3,
+                           .automation = shaping::Override{.rate = {10, 60'000'000},
+                                                           .connections = 1,
+                                                           .until_us = kT0 + 1'752'000'000,
+                                                           .reason = "421 4.7.28 rate limited"}};
+  shaping::SiteState mx{.name = "mx:mx1.example.net,mx2.example.net",
+                        .domains = {"example.net"},
+                        .concurrency = 2,
+                        .max_concurrency = 20};
+  return {mx, gmail};
+}
+
 class MemoryAdmin final : public QueueAdmin {
  public:
   MemoryAdmin() : sched_(memory_scheduler_options()) {}
@@ -108,6 +131,11 @@ class MemoryAdmin final : public QueueAdmin {
     for (const auto& d : tls_days) n += d.domains.size();
     return n;
   }
+  // Shaping: the sites and store given.
+  std::vector<shaping::SiteState> sites;
+  std::string store = "local";
+  std::vector<shaping::SiteState> shaping_sites() const override { return sites; }
+  std::string shaping_store() const override { return store; }
 
  private:
   bool keep(std::optional<queue::Completion> c) {

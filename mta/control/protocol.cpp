@@ -13,9 +13,10 @@ namespace sluice::control {
 
 namespace {
 
-constexpr std::array<std::string_view, 10> kCommandNames = {
-    "queue.list",    "queue.show",  "queue.delete",  "queue.hold",      "queue.release",
-    "queue.flush",   "queue.bounce", "status",       "tls-reports.list", "tls-reports.send"};
+constexpr std::array<std::string_view, 11> kCommandNames = {
+    "queue.list",    "queue.show",   "queue.delete", "queue.hold",       "queue.release",
+    "queue.flush",   "queue.bounce", "status",       "tls-reports.list", "tls-reports.send",
+    "shaping"};
 
 // The deepest nesting of arrays and objects outside strings. A cheap scan
 // before parsing, so that hostile input like 100,000 '[' never reaches the
@@ -68,6 +69,7 @@ bool field_allowed(Command c, std::string_view key) {
     case Command::bounce: return key == "ids";
     case Command::status: return false;
     case Command::tls_reports: return false;
+    case Command::shaping: return false;
     case Command::tls_reports_send: return key == "include_today";
   }
   return false;
@@ -336,6 +338,7 @@ std::string encode_request(const Request& r) {
       break;
     case Command::status: break;
     case Command::tls_reports: break;
+    case Command::shaping: break;
     case Command::tls_reports_send:
       if (r.include_today) j["include_today"] = true;
       break;

@@ -42,10 +42,12 @@ inline constexpr size_t kMaxIds = 50'000;               // ids in one request
 inline constexpr int kMaxDepth = 8;                     // nesting of arrays and objects
 inline constexpr uint64_t kMaxBodyBytes = 64ull * 1024 * 1024;  // content sent by queue.show
 
-enum class Command : uint8_t { list, show, remove, hold, release, flush, bounce, status, tls_reports, tls_reports_send };
+enum class Command : uint8_t {
+  list, show, remove, hold, release, flush, bounce, status, tls_reports, tls_reports_send, shaping
+};
 // The wire name: "queue.list", "queue.show", "queue.delete", "queue.hold",
 // "queue.release", "queue.flush", "queue.bounce", "status", "tls-reports.list",
-// "tls-reports.send".
+// "tls-reports.send", "shaping".
 std::string_view to_string(Command c);
 std::optional<Command> parse_command_name(std::string_view name);
 

@@ -33,6 +33,9 @@ TEST_CASE("protocol: every command parses and encodes back to the same request")
       R"({"command":"queue.flush","ids":["0123456789ABCDEF"]})",
       R"({"command":"queue.bounce","ids":["0123456789ABCDEF"]})",
       R"({"command":"status"})",
+      R"({"command":"tls-reports.list"})",
+      R"({"command":"tls-reports.send","include_today":true})",
+      R"({"command":"shaping"})",
   };
   for (const auto& line : lines) {
     INFO(line);
@@ -71,6 +74,7 @@ TEST_CASE("protocol: malformed requests are errors with a code") {
   CHECK(code_of(R"({"command":7})") == ErrorCode::bad_request);
   CHECK(code_of(R"({"command":"queue.explode"})") == ErrorCode::unknown_command);
   CHECK(code_of(R"({"command":"status","ids":[]})") == ErrorCode::bad_request);
+  CHECK(code_of(R"({"command":"shaping","site":"gmail"})") == ErrorCode::bad_request);
   CHECK(code_of(R"({"command":"queue.list","state":"lost"})") == ErrorCode::bad_request);
   CHECK(code_of(R"({"command":"queue.list","state":1})") == ErrorCode::bad_request);
   CHECK(code_of(R"({"command":"queue.show"})") == ErrorCode::bad_request);

@@ -111,6 +111,25 @@ class Listing(ControlCase):
         for words in ("(up ", "connections in", "connections out", "1 deferred", "0 held", "0 queued"):
             self.assertIn(words, human.lower())
 
+    def test_shaping_in_both_forms(self):
+        # No [cluster]: the limits are this node's. The sites depend on what
+        # the daemon has shaped (none before the Shaper is wired in); both
+        # forms must agree on them.
+        self.deferred_message()
+        sh = self.ctl_json("shaping")
+        self.assertTrue(sh["ok"])
+        self.assertEqual(sh["store"], "local")
+        human = self.ctl("shaping").stdout.decode()
+        self.assertTrue(human.startswith("Store: this node only\n"), human)
+        if not sh["sites"]:
+            self.assertIn("no active sites", human)
+        for site in sh["sites"]:
+            self.assertIn("\n%s (" % site["site"], human)
+            self.assertLessEqual(site["concurrency"], site["max_concurrency"])
+            if site["automation"] is not None:
+                self.assertTrue(RFC3339.match(site["automation"]["until"]))
+        self.assertEqual(self.ctl("shaping", "--site", "x", check=False).returncode, 2)
+
 
 class Actions(ControlCase):
     def test_hold_prevents_delivery_through_a_flush_until_release(self):

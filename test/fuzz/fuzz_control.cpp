@@ -1,7 +1,7 @@
 // fuzz_control — libFuzzer target for the control socket (mta/control):
 // every input line is a request, parsed and dispatched against an in-memory
 // queue (a real Scheduler holding a few messages, some held or deferred, with
-// non-UTF-8 addresses and replies); then sluicectl's rendering runs over each
+// non-UTF-8 addresses and replies, and two shaping sites); then sluicectl's rendering runs over each
 // response and over the raw input read as a response.
 // Invariants: no crash, no exception; every response is one line of valid
 // JSON, an object whose "ok" is a boolean, with an "error" string when false;
@@ -35,6 +35,9 @@ void seed(MemoryAdmin& admin) {
   admin.complete_all(queue::Verdict{queue::Action::defer, "4.7.1",
                                     "451 4.7.1 \xc0\xaf try\n later", "mx\x01.example"});
   admin.hold("00000000000000A3");
+  admin.sites = sample_sites();
+  admin.sites[0].source = "providers.toml:\x1b]0;x\x07";
+  admin.sites[1].automation->reason = "421 \xc0\xaf slow\n down";
 }
 
 void check_response(const std::string& line) {
@@ -76,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     // The raw line as if it were a response (a hostile or broken daemon).
     Request r;
-    for (Command c : {Command::list, Command::show, Command::status, Command::hold}) {
+    for (Command c : {Command::list, Command::show, Command::status, Command::hold, Command::shaping}) {
       r.command = c;
       render(r, line, false, out, err);
     }

@@ -31,6 +31,7 @@
 #include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
 #include "queue/spool.hpp"
+#include "shaping/local_store.hpp"
 
 namespace sluice::mta {
 
@@ -228,6 +229,11 @@ struct Daemon {
   std::shared_ptr<const conf::Config> config;
   std::unique_ptr<queue::Spool> spool;
   std::unique_ptr<Intake> intake;  // every message's way into the spool and to delivery
+  // Shaping's shared state (the submission limits' counts): this process's
+  // for now, for the life of the loop; declared before the server, which
+  // asks it, so it outlives the server's connections.
+  std::unique_ptr<shaping::Store> store =
+      std::make_unique<shaping::LocalStore>([] { return wall_clock_us(); });
   std::unique_ptr<Server> server;
   // TLS-RPT counts and reports; destroyed after delivery, which records into it.
   std::unique_ptr<TlsReports> tls_reports;
@@ -537,6 +543,7 @@ int run_daemon(conf::Config cfg) {
   d->server = std::make_unique<Server>(d->loop, d->config, *d->spool, *d->intake);
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);
+  d->server->set_store(d->store.get());
   auto delivery = Delivery::create(d->loop, d->config, *d->spool, *d->intake);
   if (!delivery) {
     log::error("delivery: {}", delivery.error());

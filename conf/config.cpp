@@ -369,6 +369,8 @@ void read_limits(Reader& r, const toml::node& n, const std::string& key, Limits&
        [&](const toml::node& v, const std::string& k) {
          if (auto s = r.size(v, k, /*zero_allowed=*/true)) limits.min_free_space = *s;  // 0: no reserve
        }},
+      rate_field(r, "messages_per_login", limits.messages_per_login),
+      rate_field(r, "auth_failures_per_client", limits.auth_failures_per_client),
   };
   r.walk(n, key, fields);
 }

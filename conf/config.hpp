@@ -18,6 +18,7 @@
 
 #include "conf/aliases.hpp"
 #include "conf/net.hpp"
+#include "shaping/rate.hpp"
 #include "shaping/settings.hpp"
 
 namespace sluice::conf {
@@ -72,6 +73,13 @@ struct Limits {
   // space than this (plus a declared SIZE). Resolved after reading: when not
   // written it is 1.5 × max_message_size; "0" turns the reserve off.
   uint64_t min_free_space = 0;
+  // Submission limits (docs/shaping.md "Submission limits"), held in the
+  // shaping store so they count across sessions (and nodes):
+  // MAIL FROM of an authenticated login past this gets 450 4.7.1; unlimited = off.
+  shaping::Rate messages_per_login;
+  // Failed password checks per client address; past it AUTH gets 454 4.7.0
+  // without a check. Clients in relay.trusted_networks are exempt.
+  shaping::Rate auth_failures_per_client{30, 3600'000'000};
 };
 
 enum class DeliveryTls { none, opportunistic, required, verify };

@@ -228,4 +228,17 @@ Field duration_field(Reader& r, std::string_view name, Duration& dest) {
           }};
 }
 
+Field rate_field(Reader& r, std::string_view name, shaping::Rate& dest) {
+  return {name, [&r, &dest](const toml::node& n, const std::string& key) {
+            auto s = r.string(n, key);
+            if (!s) return;
+            auto rate = shaping::parse_rate(*s);
+            if (!rate) {
+              r.add(key, line_of(n), rate.error());
+              return;
+            }
+            dest = *rate;
+          }};
+}
+
 }  // namespace sluice::conf::reader

@@ -105,6 +105,9 @@ Field bool_field(Reader& r, std::string_view name, bool& dest);
 
 Field duration_field(Reader& r, std::string_view name, Duration& dest);
 
+// A rate as shaping::parse_rate reads it ("1000/h"; "" = unlimited).
+Field rate_field(Reader& r, std::string_view name, shaping::Rate& dest);
+
 }  // namespace sluice::conf::reader
 
 namespace sluice::conf {

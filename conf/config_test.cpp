@@ -225,6 +225,30 @@ TEST_CASE("min_free_space: 1.5 x max_message_size unless written; 0 turns it off
   CHECK(find(problems_of(text + "[limits]\nmax_message_size = 0\n"), "limits.max_message_size"));
 }
 
+TEST_CASE("submission limits: messages_per_login off, auth_failures_per_client 30/h by default") {
+  std::string text(kMinimal);
+  auto d = parse(text);
+  REQUIRE(d.has_value());
+  CHECK(d->limits.messages_per_login.unlimited());
+  CHECK(d->limits.auth_failures_per_client == sluice::shaping::Rate{30, 3600'000'000});
+  auto set = parse(text +
+                   "[limits]\nmessages_per_login = \"1000/h\"\nauth_failures_per_client = \"5/m\"\n");
+  REQUIRE(set.has_value());
+  CHECK(set->limits.messages_per_login == sluice::shaping::Rate{1000, 3600'000'000});
+  CHECK(set->limits.auth_failures_per_client == sluice::shaping::Rate{5, 60'000'000});
+  auto off = parse(text + "[limits]\nmessages_per_login = \"\"\nauth_failures_per_client = \"\"\n");
+  REQUIRE(off.has_value());
+  CHECK(off->limits.messages_per_login.unlimited());
+  CHECK(off->limits.auth_failures_per_client.unlimited());
+  // Errors name the key.
+  CHECK(find(problems_of(text + "[limits]\nmessages_per_login = \"1000/week\"\n"),
+             "limits.messages_per_login"));
+  CHECK(find(problems_of(text + "[limits]\nmessages_per_login = 1000\n"),
+             "limits.messages_per_login"));
+  CHECK(find(problems_of(text + "[limits]\nauth_failures_per_client = \"0/h\"\n"),
+             "limits.auth_failures_per_client"));
+}
+
 TEST_CASE("an empty trusted_networks trusts nobody") {
   std::string text(kMinimal);
   text += "[relay]\ntrusted_networks = []\n";

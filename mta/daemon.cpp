@@ -217,6 +217,8 @@ class DaemonAdmin final : public control::QueueAdmin {
   bool remove(std::string_view id) override;
   control::DaemonStatus status() const override;
   bool tls_reports_enabled() const override;
+  std::vector<shaping::SiteState> shaping_sites() const override;
+  std::string shaping_store() const override;
   std::vector<tlsrpt::Day> tls_report_days() const override;
   std::expected<size_t, std::string> send_tls_reports(bool include_today) override;
 
@@ -229,11 +231,13 @@ struct Daemon {
   std::shared_ptr<const conf::Config> config;
   std::unique_ptr<queue::Spool> spool;
   std::unique_ptr<Intake> intake;  // every message's way into the spool and to delivery
+  // Shaping's store and Shaper (the server counts the submission limits in
+  // the store, delivery asks the Shaper): declared before both, so it
+  // outlives them and their connections.
+  std::unique_ptr<ShapingService> shaping;
   std::unique_ptr<Server> server;
   // TLS-RPT counts and reports; destroyed after delivery, which records into it.
   std::unique_ptr<TlsReports> tls_reports;
-  // Shaping's store and Shaper; destroyed after delivery and the server, which ask them.
-  std::unique_ptr<ShapingService> shaping;
   std::unique_ptr<Delivery> delivery;
   std::unique_ptr<Pickup> pickup;
   std::unique_ptr<ControlServer> control;
@@ -386,6 +390,10 @@ size_t DaemonAdmin::flush_all() { return d_.delivery->flush_all(); }
 bool DaemonAdmin::bounce(std::string_view id) { return d_.delivery->bounce(id); }
 bool DaemonAdmin::remove(std::string_view id) { return d_.delivery->remove(id); }
 
+std::vector<shaping::SiteState> DaemonAdmin::shaping_sites() const {
+  return d_.shaping->shaper().snapshot(wall_clock_us());
+}
+std::string DaemonAdmin::shaping_store() const { return d_.shaping->store().describe(); }
 bool DaemonAdmin::tls_reports_enabled() const { return d_.tls_reports->enabled(); }
 std::vector<tlsrpt::Day> DaemonAdmin::tls_report_days() const { return d_.tls_reports->days(); }
 std::expected<size_t, std::string> DaemonAdmin::send_tls_reports(bool include_today) {
@@ -539,30 +547,30 @@ int run_daemon(conf::Config cfg) {
   d->intake = std::make_unique<Intake>(d->loop, *d->spool);
   d->intake->add_missing_on_relay(d->config->relay.add_missing_headers);
   d->intake->set_signing(*signing);
-  d->server = std::make_unique<Server>(d->loop, d->config, *d->spool, *d->intake);
-  d->server->set_tls(*tls_ctx);
-  d->server->set_users(*users);
-  auto delivery = Delivery::create(d->loop, d->config, *d->spool, *d->intake);
-  if (!delivery) {
-    log::error("delivery: {}", delivery.error());
-    d->spool.reset();
-    d->server->close_handles();
-    d->intake->close();
-    uv_run(d->loop, UV_RUN_DEFAULT);
-    return 1;
-  }
-  d->delivery = std::move(*delivery);
   auto shaping = ShapingService::create(d->loop, *d->config);
   if (!shaping) {
     log::error("shaping: {}", shaping.error());
     d->spool.reset();
-    d->delivery->close_handles();
-    d->server->close_handles();
     d->intake->close();
     uv_run(d->loop, UV_RUN_DEFAULT);
     return 1;
   }
   d->shaping = std::move(*shaping);
+  d->server = std::make_unique<Server>(d->loop, d->config, *d->spool, *d->intake);
+  d->server->set_tls(*tls_ctx);
+  d->server->set_users(*users);
+  d->server->set_store(&d->shaping->store());
+  auto delivery = Delivery::create(d->loop, d->config, *d->spool, *d->intake);
+  if (!delivery) {
+    log::error("delivery: {}", delivery.error());
+    d->spool.reset();
+    d->server->close_handles();
+    d->shaping->close([] {});
+    d->intake->close();
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+  d->delivery = std::move(*delivery);
   d->delivery->set_shaper(&d->shaping->shaper());
   d->intake->deliver_to([dl = d->delivery.get()](const queue::Envelope& env) { dl->add(env); });
   d->tls_reports = std::make_unique<TlsReports>(d->loop, *d->intake,
@@ -576,6 +584,7 @@ int run_daemon(conf::Config cfg) {
     d->spool.reset();
     d->delivery->close_handles();
     d->server->close_handles();
+    d->shaping->close([] {});
     d->intake->close();
     d->server->abort_all();
     uv_run(d->loop, UV_RUN_DEFAULT);

@@ -17,6 +17,7 @@
 #include "mta/uv/guard.hpp"
 #include "mta/uv/stream.hpp"
 #include "mta/uv_util.hpp"
+#include "shaping/store.hpp"
 
 namespace sluice::mta {
 
@@ -238,6 +239,30 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   uint64_t spool_free_space(uint64_t low_water) override {
     return server_.spool_.free_space(low_water);  // cached: no statvfs per MAIL FROM
   }
+  // The submission limits: the store's answer finds this connection by id
+  // (not there once it closed). A store that answers at once does so inside
+  // the session's feed(), whose caller runs after_event().
+  void check_limit(const std::string& key, shaping::Rate rate, uint32_t burst,
+                   bool take) override {
+    if (!server_.store_) {
+      session_->on_limit(shaping::Admission{.allowed = true});
+      return;
+    }
+    Server* server = &server_;
+    auto done = [server, id = id_](shaping::Admission a) {
+      if (auto it = server->conns_.find(id); it != server->conns_.end())
+        it->second->limit_answered(a);
+    };
+    const bool outer = std::exchange(in_limit_call_, true);
+    if (take)
+      server_.store_->take(key, rate, burst, std::move(done));
+    else
+      server_.store_->peek(key, rate, burst, std::move(done));
+    in_limit_call_ = outer;
+  }
+  void count_limit(const std::string& key, shaping::Rate rate, uint32_t burst) override {
+    if (server_.store_) server_.store_->take(key, rate, burst, [](shaping::Admission) {});
+  }
   bool sender_allowed(std::string_view, std::string_view sender) override {
     return user_ && auth::may_send_as(*user_, sender);
   }
@@ -281,6 +306,10 @@ class Connection final : public uv::StreamConnection, public SessionHost {
     sc.auth_offered = server_.users_ != nullptr;
     // The connection's configuration owns the table (a reload reaches new connections).
     sc.aliases = std::shared_ptr<const aliases::Table>(config_, &config_->aliases);
+    if (server_.store_) {
+      sc.messages_per_login = config_->limits.messages_per_login;
+      sc.auth_failures_per_client = config_->limits.auth_failures_per_client;
+    }
     session_ = std::make_unique<Session>(std::move(sc), *this);
     session_->start();
   }
@@ -437,6 +466,12 @@ class Connection final : public uv::StreamConnection, public SessionHost {
     after_event();
   }
 
+  void limit_answered(const shaping::Admission& a) {
+    if (closing() || !session_) return;
+    session_->on_limit(a);
+    if (!in_limit_call_) after_event();
+  }
+
   void release_auth_slot() {
     if (!auth_slot_) return;
     auth_slot_ = false;
@@ -517,6 +552,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   uint64_t auth_started_ns_ = 0;                   // uv_hrtime() when the check began
   bool auth_slot_ = false;                         // holds one of server_.auth_slots_
   bool hs_slot_ = false;                           // holds one of server_.hs_slots_
+  bool in_limit_call_ = false;                     // inside Store::take/peek (an answer at once)
   bool hs_waiting_ = false;                        // waits for one (not reading)
   bool hs_deferred_ = false;                       // in server_.hs_queue_ (not reading)
   std::shared_ptr<const auth::User> user_;  // after a successful AUTH

@@ -19,6 +19,11 @@
 // check is answered limits.auth_failure_delay after it began (a per-
 // connection timer), a successful one at once.
 //
+// Submission limits ([limits] messages_per_login, auth_failures_per_client;
+// docs/shaping.md): the session decides what to count, the connection asks
+// the shaping store set with set_store(). The answer finds the connection by
+// id, like a commit's, so one that closed in between is not touched.
+//
 // Fairness (docs/architecture.md): per client address, at most a few TLS
 // handshakes and password checks at a time (ClientSlots; the others wait
 // without being read from), and at most a few handshake steps per loop
@@ -53,6 +58,9 @@ class TlsContext;
 namespace sluice::auth {
 class UserDb;
 }
+namespace sluice::shaping {
+class Store;
+}
 
 namespace sluice::mta {
 
@@ -74,6 +82,10 @@ class Server {
   // force when they connected, so a reload never disturbs them.
   void set_tls(std::shared_ptr<const tls::TlsContext> ctx);
   void set_users(std::shared_ptr<const auth::UserDb> users);
+  // The shaping store the submission limits count in (null: no limits).
+  // Not owned: it must outlive the server's connections; it may be swapped
+  // (answers to the old one still find their connection by id).
+  void set_store(shaping::Store* store) { store_ = store; }
   // Stops accepting, asks every session to finish; `done` runs once the last
   // connection has closed.
   void shutdown(std::function<void()> done);
@@ -112,6 +124,7 @@ class Server {
   Intake& intake_;
   std::shared_ptr<const tls::TlsContext> tls_;
   std::shared_ptr<const auth::UserDb> users_;
+  shaping::Store* store_ = nullptr;
   auth::Verifier verifier_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<uint64_t, Connection*> conns_;

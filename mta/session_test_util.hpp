@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,7 +28,8 @@ struct Host : SessionHost {
 
   void send(std::string_view b) override { out.append(b); }
   void close() override { closed = true; }
-  int64_t now_us() override { return 1'790'000'000'000'000; }
+  int64_t clock_us = 1'790'000'000'000'000;
+  int64_t now_us() override { return clock_us; }
   sluice::mail::Trace trace;  // the last begin_message's
   // As mta::Intake does: the Received field first. The end of the header
   // section shows as a marker with what the session reported.
@@ -64,6 +67,30 @@ struct Host : SessionHost {
     warnings.push_back(std::string(what) + " " + std::to_string(r.code));
   }
   void accepted(const sluice::queue::Envelope&) override { ++accepted_n; }
+  // The shaping store: one GCRA per key at clock_us, as LocalStore keeps
+  // them. check_limit answers session->on_limit() at once, or (defer_limits)
+  // keeps the answer in `deferred` for the test to give, as Redis would.
+  sluice::mta::Session* session = nullptr;
+  std::map<std::string, sluice::shaping::Gcra> gcra;
+  std::vector<std::string> limit_calls;  // "take login:alice 2/h burst 2", "peek ...", "count ..."
+  bool defer_limits = false;
+  std::optional<sluice::shaping::Admission> deferred;
+  void check_limit(const std::string& key, sluice::shaping::Rate rate, uint32_t burst,
+                   bool take) override {
+    limit_calls.push_back(std::string(take ? "take " : "peek ") + key + " " +
+                          sluice::shaping::to_string(rate) + " burst " + std::to_string(burst));
+    auto a = take ? gcra[key].take(rate, burst, clock_us) : gcra[key].peek(rate, burst, clock_us);
+    if (defer_limits) {
+      deferred = a;
+      return;
+    }
+    session->on_limit(a);
+  }
+  void count_limit(const std::string& key, sluice::shaping::Rate rate, uint32_t burst) override {
+    limit_calls.push_back("count " + key + " " + sluice::shaping::to_string(rate) + " burst " +
+                          std::to_string(burst));
+    gcra[key].take(rate, burst, clock_us);
+  }
   std::vector<std::string> transitions;  // "from -> to"
   void state_changed(std::string_view from, std::string_view to) override {
     transitions.push_back(std::string(from) + " -> " + std::string(to));

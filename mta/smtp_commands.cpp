@@ -15,8 +15,9 @@
 // Refusals and check failures go through Session::error(), so they count
 // towards max_errors and are reported to SessionHost::rejected() under the
 // verb's name. Commands only arrive in connected, ready, mail and rcpt: the
-// other states are DATA content, SASL lines, a pending commit or check, a
-// TLS handshake, or the end.
+// other states are DATA content, SASL lines, a pending commit, password
+// check or shaping store answer (mail_limit, auth_limit), a TLS handshake,
+// or the end.
 //
 // An extension row holds everything of one ESMTP extension: its EHLO
 // keyword (or none while it is not offered on this connection), its MAIL
@@ -359,6 +360,13 @@ void Session::Commands::mail(Session& s, const proto::Command& c) {
   env.client_address = cfg.client_address;
   env.helo = s.helo_;
   s.env_ = std::move(env);
+  if (!s.auth_login_.empty() && !cfg.messages_per_login.unlimited()) {
+    // Last, so that a MAIL refused for anything else is not counted.
+    s.enter(State::mail_limit);
+    s.host_.check_limit("login:" + s.auth_login_, cfg.messages_per_login,
+                        cfg.messages_per_login.count, true);
+    return;
+  }
   s.enter(State::mail);
   s.reply(Reply{250, "2.1.0", "Ok"});
 }

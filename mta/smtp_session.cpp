@@ -40,6 +40,8 @@ std::string_view Session::to_string(State s) {
     case State::tls_handshake: return "tls_handshake";
     case State::auth: return "auth";
     case State::auth_checking: return "auth_checking";
+    case State::mail_limit: return "mail_limit";
+    case State::auth_limit: return "auth_limit";
     case State::quitting: return "quitting";
     case State::closed: return "closed";
   }
@@ -90,6 +92,7 @@ void Session::close_with(const Reply& r) {
   if (closed()) return;
   if (state_ == State::data) host_.abort_message();
   sasl_.reset();
+  limit_creds_.reset();
   reply(r);
   enter(State::closed);
   pending_.clear();
@@ -299,12 +302,77 @@ void Session::auth_step(auth::Step step) {
   }
   lines_.set_max_line(proto::Limits::command_line);
   if (auto* creds = std::get_if<auth::Credentials>(&step)) {
-    enter(State::auth_checking);
-    host_.check_password(std::move(*creds));
+    const shaping::Rate& rate = cfg_.auth_failures_per_client;
+    if (!cfg_.trusted && !rate.unlimited()) {
+      // Has this address failed too often (in any session)? Ask first.
+      limit_creds_.emplace(std::move(*creds));
+      enter(State::auth_limit);
+      host_.check_limit("authfail:" + cfg_.client_address, rate, rate.count, false);
+      return;
+    }
+    check_password(std::move(*creds));
     return;
   }
   enter(State::ready);
   error("AUTH", std::get<Reply>(step));
+}
+
+void Session::check_password(auth::Credentials creds) {
+  enter(State::auth_checking);
+  host_.check_password(std::move(creds));
+}
+
+void Session::on_limit(const shaping::Admission& a) {
+  if (state_ == State::mail_limit) {
+    mail_admitted(a);
+  } else if (state_ == State::auth_limit) {
+    auth_admitted(a);
+  } else {
+    return;  // not waiting (closed meanwhile)
+  }
+  if (closed() || blocked()) return;
+  if (shutting_down_) {
+    close_with(kShutdown);
+    return;
+  }
+  if (!pending_.empty()) process();
+}
+
+std::string Session::retry_in(const shaping::Admission& a) {
+  const int64_t us = a.retry_at_us - host_.now_us();
+  return fmt::format("{} s", us <= 0 ? 1 : (us + 999'999) / 1'000'000);
+}
+
+// MAIL of a login under messages_per_login: env_ holds the new transaction.
+void Session::mail_admitted(const shaping::Admission& a) {
+  if (a.allowed) {
+    enter(State::mail);
+    reply(Reply{250, "2.1.0", "Ok"});
+    return;
+  }
+  const std::string what = fmt::format("MAIL <{}> login={}", env_.sender, auth_login_);
+  env_ = queue::Envelope{};
+  enter(State::ready);
+  error(what, Reply{450, "4.7.1",
+                    fmt::format("Error: too much mail from login {} (limit {}), try again in {}",
+                                auth_login_, shaping::to_string(cfg_.messages_per_login),
+                                retry_in(a))});
+}
+
+// AUTH under auth_failures_per_client: the credentials wait in limit_creds_.
+void Session::auth_admitted(const shaping::Admission& a) {
+  auth::Credentials creds = std::move(*limit_creds_);
+  limit_creds_.reset();
+  if (a.allowed) {
+    check_password(std::move(creds));
+    return;
+  }
+  // Refused without looking at the password, right or wrong.
+  enter(State::ready);
+  error(fmt::format("AUTH login={}", creds.login),
+        Reply{454, "4.7.0",
+              fmt::format("Error: too many failed authentications from {}, try again in {}",
+                          cfg_.client_address, retry_in(a))});
 }
 
 void Session::on_auth_temporary() {
@@ -324,6 +392,9 @@ void Session::on_auth_result(bool ok, const std::string& login) {
   } else {
     Reply r = auth::reply_failed();
     host_.rejected(fmt::format("AUTH login={}", login), r);
+    const shaping::Rate& rate = cfg_.auth_failures_per_client;
+    if (!cfg_.trusted && !rate.unlimited())
+      host_.count_limit("authfail:" + cfg_.client_address, rate, rate.count);
     reply(r);
     if (++auth_failures_ >= cfg_.max_auth_failures) {
       Reply bye{421, "4.7.0", "Error: too many authentication failures"};
@@ -338,7 +409,7 @@ void Session::on_auth_result(bool ok, const std::string& login) {
     }
   }
   if (shutting_down_) {
-    close_with(Reply{421, "4.3.2", "Service shutting down, closing transmission channel"});
+    close_with(kShutdown);
     return;
   }
   if (!pending_.empty()) process();

@@ -14,7 +14,20 @@
 //
 // States: connected -> (EHLO/HELO) ready -> (MAIL) mail -> (RCPT) rcpt ->
 // (DATA) data -> committing -> ready ... ; (STARTTLS) tls_handshake ->
-// connected; quitting/closed are final. Every change goes through one
+// connected; (AUTH) auth -> auth_checking -> ready; quitting/closed are
+// final.
+//
+// Submission limits (docs/shaping.md "Submission limits"): the counts live
+// in the shaping store, which may answer later (Redis), so asking is one
+// more blocked state, answered by on_limit():
+//   ready -(MAIL of a login, messages_per_login set)-> mail_limit: take one
+//     of "login:<login>"; allowed -> mail (250), denied -> ready (450 4.7.1);
+//   auth -(credentials, auth_failures_per_client set, client not trusted)->
+//     auth_limit: peek "authfail:<address>"; allowed -> auth_checking (the
+//     password check), denied -> ready (454 4.7.0, no check). Each failed
+//     check then takes one of "authfail:<address>".
+// Both use burst = the rate's count: a whole period's worth at once, then
+// one per interval. Unauthenticated sessions are never counted. Every change goes through one
 // function, enter(), which reports it to SessionHost::state_changed() for
 // the debug log. Which command is allowed in which state, and the ESMTP
 // extensions (EHLO keywords, MAIL/RCPT parameters, verbs), are one table in
@@ -28,6 +41,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +54,7 @@
 #include "mta/proto/line_reader.hpp"
 #include "mta/proto/reply.hpp"
 #include "queue/envelope.hpp"
+#include "shaping/rate.hpp"
 
 namespace sluice::mta {
 
@@ -70,6 +85,11 @@ struct SessionConfig {
   // accepted from any client.
   // Null: local names are not special (only unit tests of other rules).
   std::shared_ptr<const aliases::Table> aliases;
+  // [limits] submission limits, counted through SessionHost::check_limit();
+  // unlimited (the default) turns each off. Trusted clients are exempt from
+  // auth_failures_per_client.
+  shaping::Rate messages_per_login;
+  shaping::Rate auth_failures_per_client;
 };
 
 class SessionHost {
@@ -99,6 +119,16 @@ class SessionHost {
   // Check a login and password off the event loop; the host later calls
   // Session::on_auth_result(). The host must wipe the password after use.
   virtual void check_password(auth::Credentials creds) = 0;
+  // The shaping store (shaping/store.hpp) for the submission limits: take
+  // one event of `key` (take) or ask what taking would answer (peek).
+  // The host calls Session::on_limit() with the answer, at once or later,
+  // and not at all once the connection has closed. Meanwhile the session is
+  // blocked. Only called when a SessionConfig rate is set.
+  virtual void check_limit(const std::string& /*key*/, shaping::Rate /*rate*/,
+                           uint32_t /*burst*/, bool /*take*/) {}
+  // Take one event of `key`; nobody waits for the answer.
+  virtual void count_limit(const std::string& /*key*/, shaping::Rate /*rate*/,
+                           uint32_t /*burst*/) {}
   // May the login that authenticated on this connection use this MAIL FROM?
   virtual bool sender_allowed(std::string_view login, std::string_view sender) = 0;
   // Free bytes on the spool's file system (a cached figure is fine; it is
@@ -123,7 +153,7 @@ class Session {
  public:
   enum class State {
     connected, ready, mail, rcpt, data, committing, tls_handshake, auth, auth_checking,
-    quitting, closed
+    mail_limit, auth_limit, quitting, closed
   };
 
   Session(SessionConfig cfg, SessionHost& host);
@@ -141,13 +171,18 @@ class Session {
   void on_auth_result(bool ok, const std::string& login);
   // check_password() could not be done now (too many checks queued): 454.
   void on_auth_temporary();
+  // The shaping store's answer to SessionHost::check_limit().
+  void on_limit(const shaping::Admission& a);
   const std::string& auth_login() const { return auth_login_; }
   // Ask the client to go away ("421 4.3.2"), e.g. at shutdown. A message in
   // DATA or being committed is finished first.
   void shutdown();
 
   State state() const { return state_; }
-  bool blocked() const { return state_ == State::committing || state_ == State::auth_checking; }
+  bool blocked() const {
+    return state_ == State::committing || state_ == State::auth_checking ||
+           state_ == State::mail_limit || state_ == State::auth_limit;
+  }
   bool closed() const { return state_ == State::quitting || state_ == State::closed; }
   std::chrono::milliseconds timeout() const;
 
@@ -172,6 +207,10 @@ class Session {
   mail::Present present() const;  // for end_of_headers
   void auth_step(auth::Step step);
   bool auth_allowed() const;
+  void check_password(auth::Credentials creds);  // after the client's failure count, if any
+  void mail_admitted(const shaping::Admission& a);
+  void auth_admitted(const shaping::Admission& a);
+  std::string retry_in(const shaping::Admission& a);  // "36 s"
   void enter(State next);  // the one place state_ changes
 
   struct Commands;  // smtp_commands.cpp: the command table, the extensions and their handlers
@@ -196,6 +235,8 @@ class Session {
   auth::SaslServer sasl_;
   std::string auth_login_;  // empty until AUTH succeeded
   int auth_failures_ = 0;
+  // auth_limit: the credentials waiting for the failure count (wiped on reset).
+  std::optional<auth::Credentials> limit_creds_;
 };
 
 }  // namespace sluice::mta

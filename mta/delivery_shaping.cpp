@@ -81,7 +81,7 @@ bool Delivery::gate(std::string_view destination, bool reuse, int64_t now) {
 void Delivery::note_site(JobRun* run, const std::vector<std::string>& hosts) {
   if (!shaper_) return;
   const std::string& dest = run->job.destination;
-  run->site = shaper_->site_of(dest, hosts);
+  run->site = shaper_->site_of(dest, hosts, wall_clock_us());
   dest_site_[dest] = KnownSite{run->site, wall_clock_us() + kSiteKnownFor};
   if (resolving_.erase(dest) > 0) {
     if (auto g = gated_.find(""); g != gated_.end() && g->second.erase(dest) > 0) {

@@ -273,8 +273,12 @@ std::optional<Job> Scheduler::take_job_for(std::string_view destination, int64_t
   activate(now);
   if (jobs_.size() >= opt_.max_connections) return std::nullopt;
   auto d = dests_.find(destination);
-  if (d == dests_.end() || !d->second.key) return std::nullopt;
-  if (!gate_allows(d->first, true, now)) return std::nullopt;
+  // Work waiting and room for a job; a gated destination may still have its
+  // open connection reused if the gate allows that.
+  if (d == dests_.end() || d->second.ready.empty() ||
+      d->second.inflight >= opt_.max_connections_per_destination)
+    return std::nullopt;
+  if (d->second.gated ? !gate_(d->first, true, now) : !gate_allows(d->first, true, now)) return std::nullopt;
   return take_one(d->first);
 }
 

@@ -160,8 +160,9 @@ class Scheduler {
   // out; `reuse` says the job goes on a connection that is already open
   // (take_job_for), so it needs no new one. False keeps the destination's
   // work waiting, out of the running, until reopen(): a gated destination
-  // neither takes a job slot nor is asked again on every take_jobs(). The
-  // scheduler stays pure: the gate is the glue's, like `random`.
+  // neither takes a job slot nor is asked again on every take_jobs();
+  // take_job_for() still asks (reuse = true) for it, so an open connection
+  // keeps carrying its work while new connections wait. The scheduler stays pure: the gate is the glue's, like `random`.
   using Gate = std::function<bool(std::string_view destination, bool reuse, int64_t now)>;
   void set_gate(Gate gate) { gate_ = std::move(gate); }
   // The gate may say yes again: the destination's work competes again from

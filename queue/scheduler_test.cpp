@@ -731,3 +731,19 @@ TEST_CASE("the shaping gate: take_job_for asks with reuse = true and may be refu
   REQUIRE(next.has_value());
   CHECK(next->destination == "x.example");
 }
+
+TEST_CASE("the shaping gate: a destination closed to new connections still feeds its open one") {
+  Scheduler s(options(100, 5));
+  s.set_gate([](std::string_view, bool reuse, int64_t) { return reuse; });  // the site is full
+  for (int i = 0; i < 3; ++i) s.add(message({"a@x.example"}));
+  CHECK(s.take_jobs(T0).empty());
+  CHECK(s.counts().gated == 1);
+  // A connection of the site that is already open carries the work, one job at a time.
+  for (int i = 0; i < 3; ++i) {
+    auto job = s.take_job_for("x.example", T0);
+    REQUIRE(job.has_value());
+    CHECK(s.counts().gated == 1);  // still closed to new connections
+    s.complete(*job, all(*job, sent()), T0);
+  }
+  CHECK_FALSE(s.take_job_for("x.example", T0).has_value());
+}

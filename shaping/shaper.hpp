@@ -91,7 +91,10 @@ class Shaper {
   // relayhost): the first configured site with a pattern matching any host,
   // else "mx:" + the sorted, de-duplicated hosts joined by ",". Records the
   // destination among the site's domains.
-  std::string site_of(std::string_view destination, std::span<const std::string> mx_hosts);
+  // `now` keeps the site from being forgotten as idle (0: the latest time
+  // the Shaper has seen).
+  std::string site_of(std::string_view destination, std::span<const std::string> mx_hosts,
+                      int64_t now = 0);
 
   // The scheduler's gate (see above). An unknown site may start.
   bool may_start(std::string_view site, int64_t now) const;

@@ -64,6 +64,8 @@ TEST_CASE("Shaper: a 5/s site's messages are spaced 200 ms apart") {
   Shaper sh(store, settings_with({site("gmail", {"*.google.com"}, 10, Rate{5, kS})}));
   CHECK(sh.site_of("gmail.com", kGmailMx) == "gmail");
   CHECK(sh.may_start("gmail", now));
+  // Two at once after a quiet spell (a late message is made up by the next), then 200 ms apart.
+  CHECK(message(sh, "gmail", now).allowed);
   CHECK(message(sh, "gmail", now).allowed);
   Admission a = message(sh, "gmail", now);
   CHECK_FALSE(a.allowed);
@@ -199,6 +201,7 @@ TEST_CASE("Shaper: a 4.7.28 rule limits rate and connections, in the store, unti
   CHECK_FALSE(sh.may_start("gmail", now));
   CHECK(connect(sh, "gmail", now).retry_at_us == 0);
   CHECK(message(sh, "gmail", now).allowed);
+  CHECK(message(sh, "gmail", now).allowed);  // the site's burst of two
   now += kS;
   Admission next = message(sh, "gmail", now);
   CHECK_FALSE(next.allowed);
@@ -323,6 +326,7 @@ TEST_CASE("Shaper: site_of, destinations kept, snapshot, messages_per_connection
   Grant g = connect(sh, "*.outlook.com", now);
   REQUIRE(g.ok);
   REQUIRE(message(sh, "*.outlook.com", now).allowed);
+  REQUIRE(message(sh, "*.outlook.com", now).allowed);  // the burst of two: no token left
 
   const auto snap = sh.snapshot(now);
   CHECK(snap.size() == 4);
@@ -370,6 +374,7 @@ TEST_CASE("Shaper: set_settings keeps open connections and adaptive state") {
   CHECK(state(snap, "s")->connections == 1);
   CHECK(state(snap, "s")->max_concurrency == 12);
   CHECK(state(snap, "s")->rate == Rate{1, kS});
+  CHECK(message(sh, "s", now).allowed);
   CHECK(message(sh, "s", now).allowed);
   CHECK_FALSE(message(sh, "s", now).allowed);
   // A lower ceiling clamps.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,5 +47,10 @@ struct Settings {
 // Whether host name `host` (lower case, no trailing dot) matches `pattern`:
 // equal, or pattern "*.d" and host ends in ".d" (any depth).
 bool mx_matches(std::string_view pattern, std::string_view host);
+
+// Whether a rule's `reply` pattern can be used: not empty, and when written
+// "/re/", an ECMAScript regular expression that compiles. nullopt when it
+// can; else the error, for the configuration reader to report.
+std::optional<std::string> check_reply_pattern(std::string_view pattern);
 
 }  // namespace sluice::shaping

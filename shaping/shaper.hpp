@@ -35,13 +35,12 @@
 #include <string_view>
 #include <vector>
 
+#include "shaping/aimd.hpp"  // kInitialConcurrency
 #include "shaping/rate.hpp"
 #include "shaping/settings.hpp"
 #include "shaping/store.hpp"
 
 namespace sluice::shaping {
-
-inline constexpr uint32_t kInitialConcurrency = 2;
 
 // What a session towards the site came to, for adaptive concurrency and
 // the rules.
@@ -79,6 +78,9 @@ struct Grant {
 class Shaper {
  public:
   Shaper(Store& store, Settings settings);
+  ~Shaper();
+  Shaper(const Shaper&) = delete;
+  Shaper& operator=(const Shaper&) = delete;
 
   // A reload: sites and rules for every decision from now; sites keep their
   // open connections and adaptive state.

@@ -38,7 +38,7 @@ std::expected<RedisEndpoint, std::string> parse_redis_url(std::string_view url) 
   if (url.find('\0') != std::string_view::npos) return bad("a NUL byte");
   if (url.starts_with("unix:")) {
     std::string_view path = url.substr(5);
-    if (path.starts_with("//")) {
+    if (path.starts_with("///")) {
       // unix:///path is the URL spelling of unix:/path.
       path.remove_prefix(2);
     }

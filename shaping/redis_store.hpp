@@ -20,7 +20,8 @@
 // transitions are logged once. Lease ids carry their issuer (the top bit
 // set: Redis), so release() goes to the store that granted the lease.
 //
-// Lifetime: create(), use on the loop's thread, then close(done) and
+// hiredis writes with write(2): the process must ignore SIGPIPE (the
+// daemon does). Lifetime: create(), use on the loop's thread, then close(done) and
 // destroy the store only once `done` ran (it frees hiredis and the timer).
 #pragma once
 

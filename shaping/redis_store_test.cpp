@@ -177,6 +177,7 @@ class FallbackStore final : public Store {
 class Loop {
  public:
   Loop() {
+    ::signal(SIGPIPE, SIG_IGN);  // as the daemon: a dead Redis is EPIPE, not death
     uv_loop_init(&loop_);
     uv_timer_init(&loop_, &wake_);
   }

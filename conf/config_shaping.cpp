@@ -13,6 +13,7 @@
 #include "conf/config_reader.hpp"
 #include "mta/proto/ascii.hpp"
 #include "shaping/rate.hpp"
+#include "shaping/redis_codec.hpp"
 
 namespace sluice::conf {
 
@@ -265,15 +266,8 @@ void finish_shaping(Reader& r, Config& cfg, ShapingDraft& draft) {
   }
   const Cluster& c = cfg.cluster;
   if (!c.redis.empty()) {
-    const bool unix_path = c.redis.starts_with("unix:/");
-    const bool tcp = c.redis.starts_with("redis://") && c.redis.size() > 8;
-    if (!unix_path && !tcp)
-      r.add("cluster.redis", r.line("cluster.redis"),
-            fmt::format("\"{}\": write \"redis://HOST:PORT\" or \"unix:/path\"", c.redis));
-    else if (tcp && c.redis.find('@') != std::string::npos)
-      r.add("cluster.redis", r.line("cluster.redis"),
-            "never a password in the URL (sluice.toml is readable by sendmail users): use "
-            "cluster.redis_password_file");
+    if (auto url = shaping::parse_redis_url(c.redis); !url)
+      r.add("cluster.redis", r.line("cluster.redis"), url.error());
   } else if (!c.redis_password_file.empty()) {
     r.add("cluster.redis_password_file", r.line("cluster.redis_password_file"),
           "set without cluster.redis");

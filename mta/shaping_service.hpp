@@ -23,6 +23,10 @@
 #include "shaping/local_store.hpp"
 #include "shaping/shaper.hpp"
 
+namespace sluice::shaping {
+class RedisStore;
+}
+
 namespace sluice::mta {
 
 class ShapingService {
@@ -45,8 +49,8 @@ class ShapingService {
 
   uv_loop_t* loop_;
   std::unique_ptr<shaping::LocalStore> local_;
-  std::unique_ptr<shaping::Store> shared_;  // the Redis store, when [cluster] redis is set
-  shaping::Store* store_ = nullptr;         // shared_ or local_
+  std::unique_ptr<shaping::RedisStore> redis_;  // when [cluster] redis is set
+  shaping::Store* store_ = nullptr;              // redis_ or local_
   std::unique_ptr<shaping::Shaper> shaper_;
   uv::Handle<uv_timer_t> sync_;
 };

@@ -114,7 +114,11 @@ void Delivery::drop_shaping(JobRun* run) {
 }
 
 void Delivery::admit(JobRun* run) {
-  if (!shaper_ || run->site.empty() || stopping_) {
+  if (stopping_) {  // an answer that came after shutdown began: nothing new is opened
+    finish(run, false);
+    return;
+  }
+  if (!shaper_ || run->site.empty()) {
     connect_now(run, *run->target, std::move(run->protection), std::exchange(run->lease, 0));
     return;
   }
@@ -151,7 +155,7 @@ void Delivery::admit(JobRun* run) {
 
 void Delivery::start_on(Outbound& o, JobRun& run, bool from_event) {
   auto lease = leases_.find(o.id());
-  if (!shaper_ || lease == leases_.end() || stopping_) {
+  if (!shaper_ || lease == leases_.end()) {
     from_event ? o.start(transaction(run)) : o.start_now(transaction(run));
     return;
   }
@@ -166,7 +170,7 @@ void Delivery::start_on(Outbound& o, JobRun& run, bool from_event) {
   auto inside = std::make_shared<bool>(from_event);
   shaper_->message(run.site, wall_clock_us(), [this, serial, wait, inside](shaping::Admission a) {
     JobRun* r = find_run(serial);
-    if (!r || r->wait != wait) return;
+    if (!r || r->wait != wait || stopping_) return;  // shutdown aborts the connection, which ends the run
     auto c = conns_.find(r->conn);
     if (c == conns_.end() || c->second->job() != serial) return;  // the connection failed meanwhile
     if (!a.allowed) return wait_for_site(r, a.retry_at_us);

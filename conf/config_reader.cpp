@@ -228,16 +228,20 @@ Field duration_field(Reader& r, std::string_view name, Duration& dest) {
           }};
 }
 
+std::optional<shaping::Rate> Reader::rate(const toml::node& n, const std::string& key) {
+  auto s = string(n, key);
+  if (!s) return std::nullopt;
+  auto r = shaping::parse_rate(*s);
+  if (!r) {
+    add(key, line_of(n), r.error());
+    return std::nullopt;
+  }
+  return *r;
+}
+
 Field rate_field(Reader& r, std::string_view name, shaping::Rate& dest) {
   return {name, [&r, &dest](const toml::node& n, const std::string& key) {
-            auto s = r.string(n, key);
-            if (!s) return;
-            auto rate = shaping::parse_rate(*s);
-            if (!rate) {
-              r.add(key, line_of(n), rate.error());
-              return;
-            }
-            dest = *rate;
+            if (auto v = r.rate(n, key)) dest = *v;
           }};
 }
 

@@ -69,6 +69,9 @@ class Reader {
 
   std::optional<Duration> duration(const toml::node& n, const std::string& key);
 
+  // A rate: "N/s", "N/m", "N/h", "N/d", or "" for unlimited (shaping::parse_rate).
+  std::optional<shaping::Rate> rate(const toml::node& n, const std::string& key);
+
   // A size; 0 only where `zero_allowed` (it then means "off").
   std::optional<uint64_t> size(const toml::node& n, const std::string& key, bool zero_allowed = false);
 

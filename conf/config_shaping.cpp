@@ -26,16 +26,10 @@ constexpr std::string_view kBuiltinProviders =
 #include "conf/shaping_providers.inc"
     ;
 
+// A rate that may be left out (then [shaping]'s applies).
 Field rate_field(Reader& r, std::string_view name, std::optional<shaping::Rate>& dest) {
   return {name, [&r, &dest](const toml::node& n, const std::string& key) {
-            auto s = r.string(n, key);
-            if (!s) return;
-            auto rate = shaping::parse_rate(*s);
-            if (!rate) {
-              r.add(key, line_of(n), rate.error());
-              return;
-            }
-            dest = *rate;
+            if (auto v = r.rate(n, key)) dest = *v;
           }};
 }
 

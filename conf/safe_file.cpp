@@ -2,10 +2,14 @@
 #include "conf/safe_file.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
+#include <fstream>
+#include <string_view>
 #include <optional>
 #include <vector>
 
@@ -262,6 +266,22 @@ std::expected<struct stat, std::string> own_socket_at(const Dir& dir, std::strin
   auto after = stat_fd(node.get(), path);
   if (!after) return std::unexpected(after.error());
   return *after;
+}
+
+std::expected<std::string, std::string> read_secret_line(const std::string& path, std::string_view key) {
+  errno = 0;
+  std::ifstream f(path);
+  if (!f)
+    return std::unexpected(
+        fmt::format("{}: cannot read {}: {}", key, path, std::strerror(errno != 0 ? errno : EIO)));
+  std::string line;
+  std::getline(f, line);
+  const size_t b = line.find_first_not_of(" \t\r");
+  const size_t e = line.find_last_not_of(" \t\r");
+  std::string secret = b == std::string::npos ? std::string() : line.substr(b, e - b + 1);
+  std::fill(line.begin(), line.end(), '\0');
+  if (secret.empty()) return std::unexpected(fmt::format("{}: {} is empty", key, path));
+  return secret;
 }
 
 }  // namespace sluice::safe

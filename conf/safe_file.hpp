@@ -90,6 +90,11 @@ std::expected<Fd, std::string> open_file_at(const Dir& parent, std::string_view 
 // itself must be a regular file with one link. Read-only.
 std::expected<Fd, std::string> open_admin_file(const std::string& path);
 
+// The first line of a secret file (a relayhost or Redis password), without
+// surrounding blanks; an error naming `key` and the file when it cannot be
+// read or the line is empty.
+std::expected<std::string, std::string> read_secret_line(const std::string& path, std::string_view key);
+
 // fstat of an open descriptor, with `path` in the message.
 std::expected<struct stat, std::string> stat_fd(int fd, const std::string& path);
 // Error unless the open file or directory belongs to `uid`.

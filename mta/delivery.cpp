@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "conf/log.hpp"
+#include "conf/safe_file.hpp"
 #include "dns/trust.hpp"
 #include "mta/delivery_job.hpp"
 #include "mta/client/client_session.hpp"
@@ -69,25 +70,6 @@ queue::SchedulerOptions scheduler_options(const conf::Delivery& dc) {
   return o;
 }
 
-// The first line of the password file, without surrounding blanks.
-std::expected<std::string, std::string> read_password(const std::string& path) {
-  errno = 0;
-  std::ifstream f(path);
-  if (!f)
-    return std::unexpected(fmt::format("delivery.relayhost_password_file: cannot read {}: {}", path,
-                                       std::strerror(errno != 0 ? errno : EIO)));
-  std::string password;
-  std::getline(f, password);
-  while (!password.empty() && (password.back() == '\r' || password.back() == ' ' ||
-                               password.back() == '\t'))
-    password.pop_back();
-  size_t b = password.find_first_not_of(" \t");
-  password = b == std::string::npos ? std::string() : password.substr(b);
-  if (password.empty())
-    return std::unexpected(fmt::format("delivery.relayhost_password_file: {} is empty", path));
-  return password;
-}
-
 // DANE needs DNSSEC answers it can believe: delivery.dane, and every
 // resolver on loopback (dns.servers, else /etc/resolv.conf). `why` says
 // which it was, for the start-up line.
@@ -136,7 +118,7 @@ std::expected<DeliverySetup, std::string> Delivery::setup(uv_loop_t* loop, const
   const auto& dc = fresh.delivery;
   DeliverySetup out;
   if (!dc.relayhost.empty() && !dc.relayhost_username.empty()) {
-    auto password = read_password(dc.relayhost_password_file);
+    auto password = safe::read_secret_line(dc.relayhost_password_file, "delivery.relayhost_password_file");
     if (!password) return std::unexpected(password.error());
     out.password = std::move(*password);
     std::fill(password->begin(), password->end(), '\0');

@@ -4,12 +4,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <random>
 
 #include "conf/log.hpp"
+#include "conf/safe_file.hpp"
 #include "mta/uv/guard.hpp"
 #include "mta/uv_util.hpp"
 #include "shaping/redis_store.hpp"
@@ -19,26 +17,6 @@ namespace sluice::mta {
 ShapingService::ShapingService(uv_loop_t* loop) : loop_(loop) {}
 ShapingService::~ShapingService() = default;
 
-namespace {
-
-// The first line of [cluster] redis_password_file, without surrounding blanks.
-std::expected<std::string, std::string> read_password(const std::string& path) {
-  errno = 0;
-  std::ifstream f(path);
-  if (!f)
-    return std::unexpected(fmt::format("cluster.redis_password_file: cannot read {}: {}", path,
-                                       std::strerror(errno != 0 ? errno : EIO)));
-  std::string line;
-  std::getline(f, line);
-  const size_t b = line.find_first_not_of(" \t\r");
-  const size_t e = line.find_last_not_of(" \t\r");
-  std::string password = b == std::string::npos ? std::string() : line.substr(b, e - b + 1);
-  std::fill(line.begin(), line.end(), '\0');
-  if (password.empty()) return std::unexpected(fmt::format("cluster.redis_password_file: {} is empty", path));
-  return password;
-}
-
-}  // namespace
 
 std::expected<std::unique_ptr<ShapingService>, std::string> ShapingService::create(uv_loop_t* loop,
                                                                                    const conf::Config& c) {
@@ -49,7 +27,7 @@ std::expected<std::unique_ptr<ShapingService>, std::string> ShapingService::crea
     shaping::RedisOptions o;
     o.url = c.cluster.redis;
     if (!c.cluster.redis_password_file.empty()) {
-      auto pw = read_password(c.cluster.redis_password_file);
+      auto pw = safe::read_secret_line(c.cluster.redis_password_file, "cluster.redis_password_file");
       if (!pw) return std::unexpected(pw.error());
       o.password = std::move(*pw);
     }

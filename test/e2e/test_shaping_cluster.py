@@ -26,11 +26,12 @@ REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 class Redis:
-    def __init__(self, workdir):
+    def __init__(self, workdir, password=None):
         self.sock = os.path.join(workdir, "redis.sock")
         self.log = os.path.join(workdir, "redis.log")
+        extra = ["--requirepass", password] if password else []
         self.proc = subprocess.Popen([REDIS, "--port", "0", "--unixsocket", self.sock, "--unixsocketperm", "700",
-                                      "--save", "", "--appendonly", "no", "--logfile", self.log],
+                                      "--save", "", "--appendonly", "no", "--logfile", self.log] + extra,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         td.wait_for(lambda: os.path.exists(self.sock), timeout=10, what="redis-server's socket")
 
@@ -126,6 +127,53 @@ class ThreeNodes(unittest.TestCase):
                   % (len(after), (len(after) - 1) / (after[-1] - after[0])))
         for n in self.d:
             self.assertIn("falls back to its share", n.log())
+
+
+class Password(unittest.TestCase):
+    """[cluster] redis_password_file: the right password shares the store;
+    a wrong one is logged and the node runs on its own share."""
+
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="sluice-cluster-pw-")
+        self.redis = Redis(self.work, password="s3cret-redis")
+        self.nodes = []
+
+    def tearDown(self):
+        failed = harness.failed(self)
+        for n in self.nodes:
+            n.stop()
+            if failed:
+                print(n.log()[-3000:])
+            shutil.rmtree(n.dir, ignore_errors=True)
+        self.redis.kill()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def node(self, password):
+        pw = os.path.join(self.work, "pw-%d" % len(self.nodes))
+        with open(pw, "w") as f:
+            f.write("  %s \n" % password)
+        os.chmod(pw, 0o600)
+        n = harness.Sluiced(extra='[cluster]\nredis = "unix:%s"\nredis_password_file = "%s"\n'
+                            % (self.redis.sock, pw))
+        self.nodes.append(n)
+        n.start()
+        return n
+
+    def store(self, n):
+        import json
+        r = subprocess.run([os.environ.get("SLUICECTL", "sluicectl"), "--config", n.config_path, "shaping", "--json"],
+                           capture_output=True, timeout=30)
+        return json.loads(r.stdout)["store"]
+
+    def test_the_right_password_shares_a_wrong_one_falls_back(self):
+        good = self.node("s3cret-redis")
+        td.wait_for(lambda: "nodes)" in self.store(good), timeout=10, what="the store up")
+        self.assertTrue(self.store(good).startswith("redis "), self.store(good))
+        bad = self.node("wrong")
+        td.wait_for(lambda: "unreachable" in self.store(bad), timeout=10, what="the fallback")
+        self.assertIn("falls back to its share", bad.log())
+        for n in self.nodes:
+            self.assertNotIn("s3cret-redis", n.log())  # never logged
 
 
 if __name__ == "__main__":

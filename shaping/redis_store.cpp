@@ -369,50 +369,39 @@ void RedisStore::fallback_acquire(const std::string& key, uint32_t limit,
 
 void RedisStore::take(const std::string& key, Rate rate, uint32_t burst,
                       std::function<void(Admission)> done) {
-  if (rate.unlimited()) {
-    done(Admission{true, 0, UINT32_MAX});
-    return;
-  }
-  if (state_ != State::up && state_ != State::connecting) {
-    fallback_take(key, rate, burst, true, std::move(done));
-    return;
-  }
-  auto on_answer = [this, key, rate, burst, done](redisReply* r) {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_integer(r->element[0]) ||
-        !is_integer(r->element[1]) || !is_integer(r->element[2])) {
-      log::warning("cluster: redis rate {}: {}", log::sanitize(key), reply_error(r));
-      fallback_take(key, rate, burst, true, done);
-      return;
-    }
-    done(Admission{r->element[0]->integer == 1, r->element[1]->integer,
-                   static_cast<uint32_t>(std::clamp<long long>(r->element[2]->integer, 0, UINT32_MAX))});
-  };
-  eval(kGcra, {kRatePrefix + key}, {std::to_string(rate.interval_us()), std::to_string(burst), "1"},
-       std::move(on_answer), [this, key, rate, burst, done] { fallback_take(key, rate, burst, true, done); });
+  gcra(key, rate, burst, true, std::move(done));
 }
 
 void RedisStore::peek(const std::string& key, Rate rate, uint32_t burst,
+                      std::function<void(Admission)> done) {
+  gcra(key, rate, burst, false, std::move(done));
+}
+
+// take (count = true) and peek: the GCRA script, its last argument saying
+// whether the event is counted.
+void RedisStore::gcra(const std::string& key, Rate rate, uint32_t burst, bool count,
                       std::function<void(Admission)> done) {
   if (rate.unlimited()) {
     done(Admission{true, 0, UINT32_MAX});
     return;
   }
   if (state_ != State::up && state_ != State::connecting) {
-    fallback_take(key, rate, burst, false, std::move(done));
+    fallback_take(key, rate, burst, count, std::move(done));
     return;
   }
-  auto on_answer = [this, key, rate, burst, done](redisReply* r) {
+  auto on_answer = [this, key, rate, burst, count, done](redisReply* r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !is_integer(r->element[0]) ||
         !is_integer(r->element[1]) || !is_integer(r->element[2])) {
       log::warning("cluster: redis rate {}: {}", log::sanitize(key), reply_error(r));
-      fallback_take(key, rate, burst, false, done);
+      fallback_take(key, rate, burst, count, done);
       return;
     }
     done(Admission{r->element[0]->integer == 1, r->element[1]->integer,
                    static_cast<uint32_t>(std::clamp<long long>(r->element[2]->integer, 0, UINT32_MAX))});
   };
-  eval(kGcra, {kRatePrefix + key}, {std::to_string(rate.interval_us()), std::to_string(burst), "0"},
-       std::move(on_answer), [this, key, rate, burst, done] { fallback_take(key, rate, burst, false, done); });
+  eval(kGcra, {kRatePrefix + key}, {std::to_string(rate.interval_us()), std::to_string(burst), count ? "1" : "0"},
+       std::move(on_answer),
+       [this, key, rate, burst, count, done] { fallback_take(key, rate, burst, count, done); });
 }
 
 void RedisStore::acquire(const std::string& key, uint32_t limit,

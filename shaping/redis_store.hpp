@@ -103,6 +103,8 @@ class RedisStore final : public Store {
   void renew();
   void tick();
 
+  void gcra(const std::string& key, Rate rate, uint32_t burst, bool count,
+            std::function<void(Admission)> done);
   void fallback_take(const std::string& key, Rate rate, uint32_t burst, bool count,
                      std::function<void(Admission)> done);
   void fallback_acquire(const std::string& key, uint32_t limit,

@@ -540,43 +540,6 @@ void check_aliases(Reader& r, const Config& cfg, const AliasLines& lines) {
     if (auto why = aliases::check_target(t.address, cfg.hostname)) r.add(t.key, t.line, *why);
 }
 
-// [tls_reports]: printable ASCII organization; when enabled, a contact
-// address whose domain a [[dkim]] table signs (reports must be DKIM-signed,
-// RFC 8460 §5.3; a table for the domain or a parent domain signs it).
-void check_tls_reports(Reader& r, Config& cfg) {
-  TlsReports& t = cfg.tls_reports;
-  for (char c : t.organization)
-    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
-      r.add("tls_reports.organization", r.line("tls_reports.organization"), "must be printable ASCII");
-      break;
-    }
-  if (t.organization.empty()) t.organization = cfg.hostname;
-  if (!t.contact.empty()) {
-    auto at = t.contact.rfind('@');
-    bool ok = at != std::string::npos && at > 0 && !domain_name_error(t.contact.substr(at + 1));
-    for (char c : t.contact)
-      if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f || c == '<' ||
-          c == '>' || c == '"' || c == ',')
-        ok = false;
-    if (!ok) {
-      r.add("tls_reports.contact", r.line("tls_reports.contact"),
-            fmt::format("\"{}\": not an address (local@domain)", t.contact));
-      return;
-    }
-  }
-  if (!t.enabled) return;
-  if (t.contact.empty()) {
-    r.add("tls_reports.contact", r.line("tls_reports.enabled"),
-          "required when tls_reports.enabled is true (the reports' From and contact-info)");
-    return;
-  }
-  std::string domain = t.contact.substr(t.contact.rfind('@') + 1);
-  for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (std::none_of(cfg.dkim.begin(), cfg.dkim.end(), [&](const Dkim& k) { return k.covers(domain); }))
-    r.add("tls_reports.contact", r.line("tls_reports.contact"),
-          fmt::format("reports are DKIM-signed by the contact's domain: add a [[dkim]] table for {}", domain));
-}
-
 // Checks that involve several keys, run once every key has been read.
 void check(Reader& r, Config& cfg, bool hostname_set) {
   if (!hostname_set && !r.seen.contains("hostname")) {
@@ -736,25 +699,11 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
       {"delivery", section(read_delivery, cfg.delivery)},
       {"dns", section(read_dns, cfg.dns)},
       {"tls_reports",
-       [&](const toml::node& n, const std::string& key) {
-         const Field f[] = {
-             bool_field(r, "enabled", cfg.tls_reports.enabled),
-             string_field(r, "organization", cfg.tls_reports.organization),
-             string_field(r, "contact", cfg.tls_reports.contact),
-         };
-         r.walk(n, key, f);
-       }},
+       [&](const toml::node& n, const std::string& key) { read_tls_reports(r, n, key, cfg.tls_reports); }},
       {"dkim", [&](const toml::node& n, const std::string& key) { read_dkim(r, n, key, cfg); }},
       {"shaping",
        [&](const toml::node& n, const std::string& key) { read_shaping(r, n, key, cfg, shaping); }},
-      {"cluster",
-       [&](const toml::node& n, const std::string& key) {
-         const Field f[] = {
-             string_field(r, "redis", cfg.cluster.redis),
-             path_field(r, "redis_password_file", cfg.cluster.redis_password_file, false),
-         };
-         r.walk(n, key, f);
-       }},
+      {"cluster", [&](const toml::node& n, const std::string& key) { read_cluster(r, n, key, cfg); }},
       {"aliases",
        [&](const toml::node& n, const std::string& key) {
          read_aliases(r, n, key, cfg, alias_lines);

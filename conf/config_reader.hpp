@@ -119,6 +119,12 @@ namespace sluice::conf {
 // into cfg.dkim, problems into r.
 void read_dkim(reader::Reader& r, const toml::node& n, const std::string& key, Config& cfg);
 
+// [tls_reports] (conf/config_tls_reports.cpp): its keys, and the check
+// across keys (organization, contact, a [[dkim]] table for the contact's
+// domain) run once every table has been read.
+void read_tls_reports(reader::Reader& r, const toml::node& n, const std::string& key, TlsReports& t);
+void check_tls_reports(reader::Reader& r, Config& cfg);
+
 // [shaping] (conf/config_shaping.cpp): what was written, until finish_shaping()
 // fills in the defaults (after [delivery] is known) and reads the provider file.
 struct SiteDraft {
@@ -134,6 +140,8 @@ struct ShapingDraft {
 };
 void read_shaping(reader::Reader& r, const toml::node& n, const std::string& key, Config& cfg,
                   ShapingDraft& draft);
+// [cluster]: the Redis URL and password file (checked in finish_shaping).
+void read_cluster(reader::Reader& r, const toml::node& n, const std::string& key, Config& cfg);
 // Defaults, the provider file, the rules' site names and [cluster]'s values.
 void finish_shaping(reader::Reader& r, Config& cfg, ShapingDraft& draft);
 

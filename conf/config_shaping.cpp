@@ -233,6 +233,14 @@ void read_shaping(Reader& r, const toml::node& n, const std::string& key, Config
   r.walk(n, key, fields);
 }
 
+void read_cluster(Reader& r, const toml::node& n, const std::string& key, Config& cfg) {
+  const Field f[] = {
+      string_field(r, "redis", cfg.cluster.redis),
+      path_field(r, "redis_password_file", cfg.cluster.redis_password_file, false),
+  };
+  r.walk(n, key, f);
+}
+
 void finish_shaping(Reader& r, Config& cfg, ShapingDraft& draft) {
   shaping::Settings& s = cfg.shaping.settings;
   s.defaults.connections = draft.connections.value_or(cfg.delivery.max_connections_per_destination);

@@ -152,7 +152,11 @@ std::expected<Day, std::string> decode_day(std::string_view text) {
     out = it->get<std::string>();
     return true;
   };
-  if (j.value("version", 0) != 1) return std::unexpected(std::string("unknown version"));
+  // Every field is type-checked before it is read: a day file is ours, but a
+  // damaged one must be "left alone" with a log line, never a throw.
+  auto version = j.find("version");
+  if (version == j.end() || !version->is_number_integer() || version->get<int64_t>() != 1)
+    return std::unexpected(std::string("unknown version"));
   Day d;
   auto day = j.find("day");
   if (day == j.end() || !day->is_number_integer()) return std::unexpected(std::string("no day"));

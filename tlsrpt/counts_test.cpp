@@ -35,6 +35,10 @@ TEST_CASE("tlsrpt counts: add, merge, JSON round trip") {
   CHECK(!decode_day("[]"));
   CHECK(!decode_day(R"({"version":1,"day":1,"domains":{"a":{"rua":[],"policies":[{"type":"x"}]}}})"));
   CHECK(!decode_day(R"({"version":2,"day":1,"domains":{}})"));
+  // Found by fuzz_tlsrpt: a version of another JSON type threw from json::value().
+  CHECK(!decode_day(R"({"version":{},"day":1,"domains":{}})"));
+  CHECK(!decode_day(R"({"version":"1","day":1,"domains":{}})"));
+  CHECK(!decode_day(R"({"version":1.0,"day":1,"domains":{}})"));
   CHECK(decode_day(R"({"version":1,"day":1,"domains":{}})"));
 }
 

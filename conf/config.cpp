@@ -704,6 +704,9 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
       {"shaping",
        [&](const toml::node& n, const std::string& key) { read_shaping(r, n, key, cfg, shaping); }},
       {"cluster", [&](const toml::node& n, const std::string& key) { read_cluster(r, n, key, cfg); }},
+      {"http", [&](const toml::node& n, const std::string& key) { read_http(r, n, key, cfg.http); }},
+      {"log", [&](const toml::node& n, const std::string& key) { read_log(r, n, key, cfg.log); }},
+      {"webhook", [&](const toml::node& n, const std::string& key) { read_webhooks(r, n, key, cfg); }},
       {"aliases",
        [&](const toml::node& n, const std::string& key) {
          read_aliases(r, n, key, cfg, alias_lines);
@@ -712,6 +715,7 @@ Result parse(std::string_view toml_text, std::string_view source_name) {
   r.walk(root, "", fields);
   check(r, cfg, hostname_set);
   finish_shaping(r, cfg, shaping);
+  check_http(r, cfg);
   check_aliases(r, cfg, alias_lines);
   for (auto& p : r.problems)
     if (p.message == "unknown key")

@@ -167,6 +167,34 @@ struct Dkim {
   bool covers(std::string_view domain) const;
 };
 
+// [http]: the daemon's HTTP server (docs/http-api.md): metrics, health,
+// the injection API. Read by conf/config_http.cpp.
+struct Http {
+  std::string address;                    // as written; "" = off
+  std::optional<net::Endpoint> endpoint;  // set when address is
+  std::string api_keys_file;              // absolute path; "" = no API keys (the API answers 401)
+  std::string certificate;                // TLS on the listener; required unless it is on loopback
+  std::string private_key;
+};
+
+// [log] (docs/observability.md).
+enum class LogFormat { text, json };
+struct Log {
+  LogFormat format = LogFormat::text;
+};
+
+// One [[webhook]] table (docs/http-api.md, "Webhooks"): the events it
+// receives, POSTed in JSON batches to url.
+struct Webhook {
+  std::string url;  // https://host[:port]/path, or http:// to a loopback address
+  // "delivered", "deferred", "bounced", "expired", "accepted"; default the
+  // first four.
+  std::vector<std::string> events;
+  std::string secret_file;  // absolute path; its first line signs each POST; "" = unsigned
+  int line = 0;             // where the table starts
+  size_t index = 0;         // 1-based position among the [[webhook]] tables
+};
+
 struct Config {
   std::string hostname;  // default: the machine's FQDN (gethostname)
   std::string spool_dir = "/var/spool/sluice";
@@ -184,6 +212,9 @@ struct Config {
   TlsReports tls_reports;
   Shaping shaping;
   Cluster cluster;
+  Http http;
+  Log log;
+  std::vector<Webhook> webhooks;  // [[webhook]], in file order
   // [aliases]: local name (lower case) or "*" -> addresses (docs/aliases.md).
   aliases::Table aliases;
   std::string source;  // file the config came from ("" when parsed from text)

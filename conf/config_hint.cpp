@@ -33,6 +33,9 @@ const std::vector<std::pair<std::string_view, std::vector<std::string_view>>> kT
     {"shaping.site", {"name", "mx", "connections", "messages_per_connection", "rate", "adaptive"}},
     {"shaping.rule", {"site", "reply", "rate", "connections", "duration", "suspend"}},
     {"cluster", {"redis", "redis_password_file"}},
+    {"http", {"address", "api_keys_file", "certificate", "private_key"}},
+    {"log", {"format"}},
+    {"webhook", {"url", "events", "secret_file"}},
 };
 
 }  // namespace
@@ -49,7 +52,7 @@ std::optional<std::string> table_hint(std::string_view key) {
     for (std::string_view k : keys)
       if (k == name)
         homes.push_back(t.empty() ? std::string("at the top of the file, before any [table]")
-                                  : t == "listener" || t == "dkim" || t == "shaping.site" || t == "shaping.rule" ? fmt::format("in a [[{}]] block", t)
+                                  : t == "listener" || t == "dkim" || t == "shaping.site" || t == "shaping.rule" || t == "webhook" ? fmt::format("in a [[{}]] block", t)
                                                     : fmt::format("in [{}]", t));
   }
   if (homes.empty()) return std::nullopt;

@@ -145,4 +145,11 @@ void read_cluster(reader::Reader& r, const toml::node& n, const std::string& key
 // Defaults, the provider file, the rules' site names and [cluster]'s values.
 void finish_shaping(reader::Reader& r, Config& cfg, ShapingDraft& draft);
 
+// [http], [log] and [[webhook]] (conf/config_http.cpp); check_http runs
+// once every table has been read.
+void read_http(reader::Reader& r, const toml::node& n, const std::string& key, Http& h);
+void read_log(reader::Reader& r, const toml::node& n, const std::string& key, Log& l);
+void read_webhooks(reader::Reader& r, const toml::node& n, const std::string& key, Config& cfg);
+void check_http(reader::Reader& r, Config& cfg);
+
 }  // namespace sluice::conf

@@ -1015,3 +1015,52 @@ TEST_CASE("[shaping] providers: a file of one's own, its problems named by its l
   std::remove(path.c_str());
   rmdir(dir);
 }
+
+TEST_CASE("[http], [log] and [[webhook]]") {
+  auto c = parse(std::string(kMinimal));
+  REQUIRE(c);
+  CHECK(c->http.address.empty());
+  CHECK(!c->http.endpoint);
+  CHECK(c->log.format == LogFormat::text);
+  CHECK(c->webhooks.empty());
+
+  auto ok = parse(std::string(kMinimal) +
+                  "[http]\naddress = \"127.0.0.1:8025\"\napi_keys_file = \"/etc/sluice/api-keys\"\n"
+                  "[log]\nformat = \"json\"\n"
+                  "[[webhook]]\nurl = \"https://hooks.example.com/mail\"\nsecret_file = \"/etc/sluice/hook\"\n"
+                  "[[webhook]]\nurl = \"http://127.0.0.1:9000/\"\nevents = [\"bounced\", \"accepted\"]\n");
+  INFO(dump(ok ? std::vector<Problem>{} : ok.error()));
+  REQUIRE(ok);
+  REQUIRE(ok->http.endpoint);
+  CHECK(ok->http.endpoint->port == 8025);
+  CHECK(ok->http.api_keys_file == "/etc/sluice/api-keys");
+  CHECK(ok->log.format == LogFormat::json);
+  REQUIRE(ok->webhooks.size() == 2);
+  CHECK(ok->webhooks[0].events == std::vector<std::string>{"delivered", "deferred", "bounced", "expired"});
+  CHECK(ok->webhooks[0].secret_file == "/etc/sluice/hook");
+  CHECK(ok->webhooks[1].events == std::vector<std::string>{"bounced", "accepted"});
+  CHECK(ok->webhooks[1].index == 2);
+  // TLS makes any address fine.
+  CHECK(parse(std::string(kMinimal) +
+              "[http]\naddress = \"0.0.0.0:8443\"\ncertificate = \"/c.pem\"\nprivate_key = \"/k.pem\"\n"));
+
+  auto problems = [](std::string body) {
+    auto r = parse(std::string(kMinimal) + body);
+    REQUIRE_FALSE(r);
+    std::string all;
+    for (const auto& p : r.error()) all += p.str() + "\n";
+    return all;
+  };
+  CHECK_THAT(problems("[http]\naddress = \"0.0.0.0:8025\"\n"), Catch::Contains("http.address:") &&
+                                                                    Catch::Contains("not a loopback address"));
+  CHECK_THAT(problems("[http]\naddress = \"127.0.0.1:8025\"\ncertificate = \"/c.pem\"\n"),
+             Catch::Contains("go together"));
+  CHECK_THAT(problems("[http]\naddress = \"127.0.0.1:25\"\n"), Catch::Contains("also the address of a [[listener]]"));
+  CHECK_THAT(problems("[log]\nformat = \"xml\"\n"), Catch::Contains("log.format:"));
+  CHECK_THAT(problems("[[webhook]]\nurl = \"http://hooks.example.com/\"\n"), Catch::Contains("must be https://"));
+  CHECK_THAT(problems("[[webhook]]\nevents = [\"delivered\"]\n"), Catch::Contains("webhook[1].url: required"));
+  CHECK_THAT(problems("[[webhook]]\nurl = \"https://h/\"\nevents = [\"sent\"]\n"),
+             Catch::Contains("\"sent\" is not one of"));
+  CHECK_THAT(problems("[webhook]\nurl = \"https://h/\"\n"), Catch::Contains("[[webhook]]"));
+  CHECK_THAT(problems("[http]\nformat = \"json\"\n"), Catch::Contains("it belongs in [log]"));
+}

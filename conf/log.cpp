@@ -129,6 +129,44 @@ void set_min_level(Level level) { min_level().store(static_cast<int>(level)); }
 
 bool enabled(Level level) { return static_cast<int>(level) >= min_level().load(); }
 
+namespace {
+void write_line(const std::string& line);
+std::atomic<int> log_format{static_cast<int>(Format::text)};
+}  // namespace
+
+void set_format(Format f) { log_format.store(static_cast<int>(f), std::memory_order_relaxed); }
+Format format() { return static_cast<Format>(log_format.load(std::memory_order_relaxed)); }
+
+std::string json_string(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  size_t i = 0;
+  while (i < text.size()) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t n = utf8_length(text, i);
+    if (n == 0) {
+      out += "\\ufffd";
+      i += 1;
+      continue;
+    }
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\u00";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out.append(text.substr(i, n));
+    }
+    i += n;
+  }
+  out += '"';
+  return out;
+}
+
 void write(Level level, std::string_view text) {
   if (!enabled(level)) return;
 
@@ -139,6 +177,16 @@ void write(Level level, std::string_view text) {
 
   std::string line;
   line.reserve(64 + text.size());
+  if (format() == Format::json) {
+    std::lock_guard lock(program_mutex);
+    line = fmt::format(R"({{"time":"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z","level":"{}","type":"log","program":{},"pid":{},"message":{}}})",
+                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                       ts.tv_nsec / 1000000, level_name(level), json_string(program()), own_pid(),
+                       json_string(text));
+    line += '\n';
+    write_line(line);
+    return;
+  }
   {
     std::lock_guard lock(program_mutex);
     line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {}[{}]: {}: ", tm.tm_year + 1900,
@@ -153,7 +201,22 @@ void write(Level level, std::string_view text) {
       line += c;
   }
   line += '\n';
+  write_line(line);
+}
 
+void write_object(Level level, std::string_view object) {
+  if (!enabled(level)) return;
+  std::string line;
+  line.reserve(object.size() + 1);
+  for (char c : object)  // a JSON object has no raw line breaks; never let one through
+    if (c != '\n' && c != '\r') line += c;
+  line += '\n';
+  write_line(line);
+}
+
+namespace {
+
+void write_line(const std::string& line) {
   const char* p = line.data();
   size_t left = line.size();
   while (left > 0) {
@@ -166,6 +229,8 @@ void write(Level level, std::string_view text) {
     left -= static_cast<size_t>(n);
   }
 }
+
+}  // namespace
 
 std::string sanitize(std::string_view text, size_t max_len) {
   std::string out;

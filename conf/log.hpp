@@ -4,6 +4,11 @@
 // the queue or session id first and key=value fields after, e.g.
 //   log::info("{}: accept from=<{}> size={} nrcpt={}", qid, from, size, n);
 // Thread-safe (one write(2) per line). Never pass passwords or AUTH payloads.
+//
+// With set_format(Format::json) (`[log] format = "json"`) every line is one
+// JSON object instead: {"time", "level", "type": "log", "program", "pid",
+// "message"} for these lines, and the events of obs/event.hpp (deliveries,
+// receptions, ...) as their own objects through write_object().
 #pragma once
 
 #include <fmt/format.h>
@@ -18,8 +23,17 @@ enum class Level { debug, info, warning, error };
 
 void set_program(std::string_view name);
 void set_min_level(Level level);
+enum class Format { text, json };
+void set_format(Format format);
+Format format();
 bool enabled(Level level);
 void write(Level level, std::string_view text);
+// Json format only: writes `object` (one JSON object, no line break) as one
+// line, if `level` is enabled.
+void write_object(Level level, std::string_view object);
+// `text` as a JSON string literal, quotes included; control characters as
+// \u00XX, invalid UTF-8 as U+FFFD.
+std::string json_string(std::string_view text);
 
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {

@@ -142,8 +142,7 @@ struct Fixture {
     config.webhooks.push_back(w);
     settings.hooks.push_back({w.url, w.events, "s3cret"});
   }
-  std::unique_ptr<mta::WebhookService> start(uv_loop_t* loop) {
-    mta::WebhookService::Options o;
+  std::unique_ptr<mta::WebhookService> start(uv_loop_t* loop, mta::WebhookService::Options o = {}) {
     o.retry_scale = 0.001;  // 10 ms, 30 ms, ...
     auto s = mta::WebhookService::create(loop, config, settings, nullptr, o);
     REQUIRE(s);
@@ -250,4 +249,48 @@ TEST_CASE("a failed POST sends the same batch again; what was not acked is sent 
     CHECK(down.requests().back().body == first_body);  // the same event_id again
     close(loop, s);
   }
+}
+
+TEST_CASE("events undelivered for 3 days are dropped and not sent again") {
+  Receiver rx(std::vector<int>(1000, 500));
+  Fixture f(rx.port);
+  auto now = std::make_shared<int64_t>(1'000'000);
+  mta::WebhookService::Options o;
+  o.now_s = [now] { return *now; };
+  {
+    uv::testing::TestLoop loop;
+    auto s = f.start(loop.get(), o);
+    s->add(event(obs::EventType::delivery, "b@example.net"));
+    REQUIRE(run_until(loop, [&] { return rx.requests().size() >= 2; }));
+    *now += webhook::kMaxAgeSeconds;
+    // The next retry finds the event too old: dropped, acked, no more POSTs.
+    REQUIRE(run_until(loop, [&] { return s->waiting() == 0; }, 10000));
+    const size_t seen = rx.requests().size();
+    run_until(loop, [] { return false; }, 300);
+    CHECK(rx.requests().size() == seen);
+    close(loop, s);
+  }
+  {
+    uv::testing::TestLoop loop;
+    auto s = f.start(loop.get(), o);
+    const size_t seen = rx.requests().size();
+    run_until(loop, [] { return false; }, 300);
+    CHECK(rx.requests().size() == seen);  // the drop was acked durably
+    close(loop, s);
+  }
+}
+
+TEST_CASE("a queue over its byte cap takes no new events") {
+  Receiver rx(std::vector<int>(1000, 500));
+  Fixture f(rx.port);
+  mta::WebhookService::Options o;
+  o.max_stored_bytes = 1500;  // a few records of ~300 bytes
+  uv::testing::TestLoop loop;
+  auto s = f.start(loop.get(), o);
+  for (int i = 0; i < 20; ++i) s->add(event(obs::EventType::delivery, fmt::format("r{}@example.net", i)));
+  REQUIRE(run_until(loop, [&] { return !rx.requests().empty(); }));
+  const auto body = nlohmann::json::parse(rx.requests()[0].body);
+  CHECK(body.size() >= 1);
+  CHECK(body.size() <= 5);
+  close(loop, s);
 }

@@ -58,7 +58,6 @@ std::expected<void, std::string> Store::load() {
   while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
   ::closedir(d);
 
-  bool have_ack = false;
   for (const auto& name : names) {
     if (name == kAckTmp) {  // an ack write cut short: the old ack stands
       ::unlinkat(dir_.fd.get(), name.c_str(), 0);
@@ -72,7 +71,6 @@ std::expected<void, std::string> Store::load() {
       if (!p) return std::unexpected(fmt::format("{}: not an ack record (delete it to send the queue again)",
                                                  dir_.child(name)));
       acked_ = *p;
-      have_ack = true;
     } else if (auto seq = parse_segment_name(name)) {
       auto f = safe::open_file_at(dir_, name, O_RDONLY);
       if (!f) return std::unexpected(f.error());
@@ -81,7 +79,6 @@ std::expected<void, std::string> Store::load() {
       segments_[*seq] = static_cast<uint64_t>(st->st_size);
     }
   }
-  (void)have_ack;
   // Segments wholly delivered (an ack written, the deletion cut short).
   for (auto it = segments_.begin(); it != segments_.end() && it->first < acked_.seq;) {
     ::unlinkat(dir_.fd.get(), segment_name(it->first).c_str(), 0);

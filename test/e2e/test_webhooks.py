@@ -217,6 +217,23 @@ class WebhookEvents(Webhooks):
             self.check_signed(headers, body, at)
 
 
+class WebhookReload(Webhooks):
+    def test_reload_reads_the_secret_again(self):
+        import signal
+        new_secret = "whsec_rotated_fedcba9876543210"
+        with open(os.path.join(self.work, "webhook-secret"), "w") as f:
+            f.write(new_secret + "\n")
+        self.d.proc.send_signal(signal.SIGHUP)
+        self.d.wait_log("reload: configuration re-read")
+        self.submit("alice@sender.test", ["bob@example.test"])
+        wait_for(lambda: self.events_for("bob@example.test", "delivered"), what="the delivered event")
+        headers, body, at, _ = self.receiver.posts[-1]
+        m = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", headers["X-Sluice-Signature"])
+        want = hmac.new(new_secret.encode(), m.group(1).encode() + b"." + body, hashlib.sha256).hexdigest()
+        self.assertEqual(want, m.group(2))
+        self.assertNotIn(new_secret, self.d.log())
+
+
 class WebhookUnverifiedReceiver(Webhooks):
     receiver_cert = "self"
 

@@ -21,6 +21,7 @@
 #include "mta/control/admin.hpp"
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
+#include "mta/http_api.hpp"
 #include "mta/intake.hpp"
 #include "mta/shaping_service.hpp"
 #include "mta/tls_reports.hpp"
@@ -108,6 +109,12 @@ std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const
   for (const auto& w : (*db)->warnings()) log::warning("users: {}", w);
   log::info("users: {} accounts from {}", (*db)->users().size(), c.auth.users_file);
   return *db;
+}
+
+// The API keys in force (start, reload).
+void log_api_keys(const conf::Config& c, const std::shared_ptr<const api::KeyDb>& keys) {
+  if (keys) log::info("api: {} keys from {}", keys->keys().size(), c.http.api_keys_file);
+  else log::info("api: no [http] api_keys_file: every API request is refused (401)");
 }
 
 // One log line per line of a multi-line problem (a users file's errors).
@@ -235,6 +242,9 @@ struct Daemon {
   // the store, delivery asks the Shaper): declared before both, so it
   // outlives them and their connections.
   std::unique_ptr<ShapingService> shaping;
+  // POST /api/v1/messages (mta/http_api.hpp), with [http] address only:
+  // declared before the HTTP server whose route calls it, so it outlives it.
+  std::unique_ptr<HttpApi> api;
   std::unique_ptr<Server> server;
   // TLS-RPT counts and reports; destroyed after delivery, which records into it.
   std::unique_ptr<TlsReports> tls_reports;
@@ -329,6 +339,9 @@ struct Daemon {
     if (!setup) problems.push_back(setup.error());
     auto signing = Signing::load(fresh->dkim, key_reader);
     if (!signing) problems.insert(problems.end(), signing.error().begin(), signing.error().end());
+    auto api_keys = HttpApi::load_keys(*fresh);  // [http] api_keys_file
+    if (!api_keys)
+      each_line(api_keys.error(), [&](std::string_view l) { problems.push_back(fmt::format("api keys: {}", l)); });
     if (!problems.empty()) {
       for (const auto& p : problems) log::alert(log::Alert::config, "reload: {}", p);
       log::error("reload: configuration has errors; keeping the running one");
@@ -346,6 +359,11 @@ struct Daemon {
     pickup->reload(config);
     delivery->reload(config, std::move(*setup));
     tls_reports->reload(*config);
+    if (api) {
+      api->set_config(config);
+      api->set_keys(*api_keys);
+      log_api_keys(*config, *api_keys);
+    }
     log::info("reload: configuration re-read from {}", config->source);
   }
 
@@ -450,6 +468,9 @@ std::vector<std::string> check_files(const conf::Config& c) {
       each_line(db.error(),
                 [&](std::string_view l) { problems.push_back(fmt::format("auth.users_file: {}", l)); });
   if (auto d = Delivery::setup(nullptr, c, nullptr); !d) problems.push_back(d.error());
+  if (auto keys = HttpApi::load_keys(c); !keys)
+    each_line(keys.error(),
+              [&](std::string_view l) { problems.push_back(fmt::format("http.api_keys_file: {}", l)); });
   // Key files by the daemon's rules, for the account it will run as.
   Signing::Reader reader{::geteuid(), ::getegid()};
   if (auto a = conf::lookup_user(c)) reader = {a->uid, a->gid};
@@ -487,6 +508,11 @@ int run_daemon(conf::Config cfg) {
   auto users = load_users(c);
   if (!users) {
     each_line(users.error(), [](std::string_view l) { log::error("users: {}", l); });
+    return 1;
+  }
+  auto api_keys = HttpApi::load_keys(c);  // as root, like the users file
+  if (!api_keys) {
+    each_line(api_keys.error(), [](std::string_view l) { log::error("api keys: {}", l); });
     return 1;
   }
   // The keys are read with the daemon's identity, at start as on reload.
@@ -560,6 +586,11 @@ int run_daemon(conf::Config cfg) {
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);
   d->server->set_store(&d->shaping->store());
+  if (c.http.endpoint) {
+    d->api = std::make_unique<HttpApi>(d->loop, *d->intake, *d->spool, &d->shaping->store(), d->config);
+    d->api->set_keys(*api_keys);
+    log_api_keys(c, *api_keys);
+  }
   auto delivery = Delivery::create(d->loop, d->config, *d->spool, *d->intake);
   if (!delivery) {
     log::error("delivery: {}", delivery.error());
@@ -633,6 +664,10 @@ int run_daemon(conf::Config cfg) {
   if (!d->stopping) {
     // After the privileges went: <spool_dir>/tlsrpt belongs to `user`.
     if (auto ok = d->tls_reports->start(c); !ok) log::error("tls-reports: {}; counts are not kept", ok.error());
+    // And <spool_dir>/api, the Idempotency-Key answers.
+    if (d->api)
+      if (auto ok = d->api->open_store(); !ok)
+        log::error("api: {}; Idempotency-Key answers are kept in memory only", ok.error());
     log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
               c.listeners.size());
     d->delivery->start();

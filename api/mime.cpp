@@ -240,13 +240,17 @@ Part multipart(std::string_view subtype, const std::vector<Part>& parts, Boundar
   while (std::any_of(parts.begin(), parts.end(), [&](const Part& p) { return contains(p, b); })) b = bs.next();
   Part out;
   out.headers = fmt::format("Content-Type: multipart/{};\r\n boundary=\"{}\"\r\n", subtype, b);
+  // RFC 2046 §5.1.1: the CRLF before "--boundary" belongs to the
+  // delimiter, so each part's own last line end is kept by one more CRLF.
+  bool first = true;
   for (const auto& p : parts) {
-    out.body += fmt::format("--{}\r\n", b);
+    out.body += fmt::format("{}--{}\r\n", first ? "" : "\r\n", b);
     out.body += p.headers;
     out.body += "\r\n";
     out.body += p.body;
+    first = false;
   }
-  out.body += fmt::format("--{}--\r\n", b);
+  out.body += fmt::format("\r\n--{}--\r\n", b);
   return out;
 }
 

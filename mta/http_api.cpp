@@ -19,6 +19,7 @@
 #include "conf/log.hpp"
 #include "conf/safe_file.hpp"
 #include "mail/headers.hpp"
+#include "mta/events.hpp"
 #include "mta/uv/guard.hpp"
 #include "mta/uv_util.hpp"
 #include "obs/event.hpp"
@@ -185,7 +186,7 @@ void reject(HttpApi::State& st, HttpApi::Call& c, int status, std::string error,
   e.sender = c.req.from.address;
   e.response = {status, "", error};
   e.peer_address = c.peer.address;
-  e.tls = c.peer.tls ? "TLS" : "";
+  e.tls = c.peer.tls ? "TLS" : "none";  // as mta/events.cpp writes it
   e.source = "api";
   obs::emit(e, fmt::format("api reject key={} client={} status={} error=\"{}\"{}", c.key_name.empty() ? "-" : c.key_name,
                            c.peer.address, status, log::sanitize(error),
@@ -382,24 +383,10 @@ void HttpApi::after_checks(std::shared_ptr<Call> call) {
              {{"Retry-After", std::to_string(kRetryAfterSpace_s)}});
       return;
     }
-    std::vector<obs::Event> events;
     json list = json::array();
-    for (const auto& r : e.recipients) {
-      obs::Event ev;
-      ev.type = obs::EventType::reception;
-      ev.time_us = e.arrival_us;
-      ev.id = e.id;
-      ev.sender = e.sender;
-      ev.recipient = r.address;
-      ev.response = {202, "", fmt::format("Accepted: queued as {}", e.id)};
-      ev.peer_name = "api key " + call->key_name;
-      ev.peer_address = call->peer.address;
-      ev.tls = call->peer.tls ? "TLS" : "";
-      ev.source = "api";
-      events.push_back(std::move(ev));
-      list.push_back(r.address);
-    }
-    obs::emit(events, fmt::format("{}: accept api key={} from=<{}> size={} nrcpt={} msgid={} client={}", e.id,
+    for (const auto& r : e.recipients) list.push_back(r.address);
+    events::reception(e, "api", call->peer.tls ? "TLS" : "",
+                      fmt::format("{}: accept api key={} from=<{}> size={} nrcpt={} msgid={} client={}", e.id,
                                   call->key_name, log::sanitize(e.sender), e.size, e.recipients.size(),
                                   e.message_id.empty() ? "-" : log::sanitize(e.message_id), call->peer.address));
     answer(*st, *call, 202, json{{"id", e.id}, {"recipients", std::move(list)}});

@@ -21,7 +21,8 @@
 //   202  {"id", "recipients"} once the commit is durable (the Intake's Done)
 // An accepted message is one log line ("ID: accept api key=NAME from=<...>
 // size=N nrcpt=N msgid=... client=ADDR") and one obs reception event per
-// recipient (source "api"); each refusal one rejection event. The key itself
+// recipient (source "api", through mta/events.hpp as the other sources);
+// each refusal one rejection event with the request's sender when known. The key itself
 // and the Authorization header are never logged.
 //
 // Idempotency-Key: answers 202, 400, 403 and 413 are kept 24 hours per API

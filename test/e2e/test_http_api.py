@@ -28,7 +28,7 @@ from test_dkim import SLUICECTL, dkim_tables, printed_records, verify_all
 MAX_SIZE = 200_000
 
 
-class HttpApi(td.Delivery):
+class ApiBase(td.Delivery):
     def make_daemon(self, extra, dns_servers):
         self.http_port = free_port()
         self.keys_file = os.path.join(self.work, "api-keys")
@@ -88,6 +88,8 @@ class HttpApi(td.Delivery):
         td.wait_for(lambda: len(self.mx.messages) >= n, what="%d message(s) at the sink" % n)
         return self.mx.messages
 
+
+class HttpApi(ApiBase):
     # ---- accepted messages ----
 
     def test_raw_content_arrives_intact(self):
@@ -297,6 +299,27 @@ echo $http_response_header[0], "\n", $answer, "\n";
         self.d.wait_log("%s: accept api key=shop" % answer["id"])
         r = subprocess.run([php, "-r", script, "--", url, "sluice_bogus"], capture_output=True, timeout=60)
         self.assertIn(" 401 ", r.stdout.decode().splitlines()[0])
+
+
+class HttpApiJsonLog(ApiBase):
+    delivery_extra = '[log]\nformat = "json"\n'
+
+    def test_reception_and_rejection_events(self):
+        status, body, _ = self.post({"from": "a@sender.test", "to": ["b@example.test", "c@example.test"], "text": "t"})
+        self.assertEqual(status, 202, body)
+        self.assertEqual(self.post({"from": "a@other.test", "to": ["b@example.test"], "text": "t"})[0], 403)
+        self.delivered()
+
+        def events():
+            return [json.loads(l) for l in self.d.log().splitlines() if l.strip()]
+        td.wait_for(lambda: sum(1 for e in events() if e.get("type") == "rejection") == 1, what="the rejection event")
+        rec = [e for e in events() if e.get("type") == "reception"]
+        self.assertEqual(sorted(e["recipient"] for e in rec), ["b@example.test", "c@example.test"])
+        for e in rec:
+            self.assertEqual((e["id"], e["sender"], e["source"]), (body["id"], "a@sender.test", "api"))
+        rej = [e for e in events() if e.get("type") == "rejection"][0]
+        self.assertEqual((rej["source"], rej["sender"], rej["response"]["code"]), ("api", "a@other.test", 403))
+        self.assertEqual(rej["peer"]["address"], "127.0.0.1")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <cerrno>
 #include <filesystem>
@@ -32,6 +34,8 @@
 #include "mta/uv/handle.hpp"
 #include "mta/uv/loop.hpp"
 #include "mta/uv_util.hpp"
+#include "mta/webhooks.hpp"
+#include "obs/event.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
 #include "queue/spool.hpp"
@@ -266,6 +270,9 @@ struct Daemon {
   // TLS-RPT counts and reports; destroyed after delivery, which records into it.
   std::unique_ptr<TlsReports> tls_reports;
   std::unique_ptr<Delivery> delivery;
+  // [[webhook]]s (mta/webhooks.hpp); null without any. Destroyed before
+  // delivery, whose resolver it asks.
+  std::unique_ptr<WebhookService> webhooks;
   std::unique_ptr<Pickup> pickup;
   std::unique_ptr<ControlServer> control;
   // The HTTP server ([http] address; null when off). Its routes are added
@@ -286,6 +293,11 @@ struct Daemon {
     stopping = true;
     log::info("shutdown requested ({}): {} connections open", why, server->connections());
     tls_reports->stop();  // before delivery closes the resolver it looks _smtp._tls up through
+    // Webhooks stop sending (they ask delivery's resolver too); events that
+    // come later (deferrals of cut connections) are still stored, and the
+    // loop runs until the last disk job is done. Stored events wait for the
+    // next start.
+    if (webhooks) webhooks->close([] {});
     uv_timer_start(grace.get(), [](uv_timer_t* t) {
       uv::guard("shutdown grace timer", [t] {
         auto* d = static_cast<Daemon*>(t->data);
@@ -375,6 +387,13 @@ struct Daemon {
     auto api_keys = HttpApi::load_keys(*fresh);  // [http] api_keys_file
     if (!api_keys)
       each_line(api_keys.error(), [&](std::string_view l) { problems.push_back(fmt::format("api keys: {}", l)); });
+    std::optional<WebhookService::Settings> hooks;
+    if (webhooks || !fresh->webhooks.empty()) {
+      if (auto s = WebhookService::load_settings(*fresh); !s)
+        problems.push_back(s.error());
+      else
+        hooks = std::move(*s);
+    }
     if (!problems.empty()) {
       for (const auto& p : problems) log::alert(log::Alert::config, "reload: {}", p);
       log::error("reload: configuration has errors; keeping the running one");
@@ -403,7 +422,31 @@ struct Daemon {
       api->set_keys(*api_keys);
       log_api_keys(*config, *api_keys);
     }
+    if (hooks) reload_webhooks(std::move(*hooks));
     log::info("reload: configuration re-read from {}", config->source);
+  }
+
+  // ---- webhooks (mta/webhooks.hpp) ----
+  // Made after the privileges went: <spool_dir>/webhooks is the user's, and
+  // the secret files are read as the user (as on reload).
+  std::expected<void, std::string> start_webhooks() {
+    auto settings = WebhookService::load_settings(*config);
+    if (!settings) return std::unexpected(settings.error());
+    WebhookService::Options options;
+    // For tests only: shortens the retry back-off (0.001 to 1; docs/http-api.md).
+    if (const char* scale = std::getenv("SLUICE_WEBHOOK_RETRY_SCALE"))
+      options.retry_scale = std::clamp(std::strtod(scale, nullptr), 0.001, 1.0);
+    auto w = WebhookService::create(loop, *config, std::move(*settings),
+                                    [dl = delivery.get()] { return dl->resolver(); }, std::move(options));
+    if (!w) return std::unexpected(w.error());
+    webhooks = std::move(*w);
+    obs::add_sink([w = webhooks.get()](const obs::Event& e) { w->add(e); });
+    return {};
+  }
+  // New secrets, events and ca_file apply at once; other urls need a restart.
+  void reload_webhooks(WebhookService::Settings s) {
+    if (!webhooks || !webhooks->reload(std::move(s)))
+      log::warning("reload: [[webhook]] urls changed and need a restart; the running webhooks stay until then");
   }
 
   // What a reload cannot change: the running value stays until a restart.
@@ -557,6 +600,8 @@ std::vector<std::string> check_files(const conf::Config& c) {
   if (auto a = conf::lookup_user(c)) reader = {a->uid, a->gid};
   if (auto s = Signing::load(c.dkim, reader); !s)
     for (const auto& p : s.error()) problems.push_back("dkim: " + p);
+  if (!c.webhooks.empty())
+    if (auto w = WebhookService::load_settings(c); !w) problems.push_back(w.error());
   return problems;
 }
 
@@ -756,6 +801,8 @@ int run_daemon(conf::Config cfg) {
     else
       log::info("running as {} (uid {}, gid {}); ports bound as root", owner.name, owner.uid, owner.gid);
   }
+  if (!d->stopping && !c.webhooks.empty())
+    if (auto ok = d->start_webhooks(); !ok) fail("webhooks", ok.error());
   if (!d->stopping) {
     // After the privileges went: <spool_dir>/tlsrpt belongs to `user`.
     if (auto ok = d->tls_reports->start(c); !ok) log::error("tls-reports: {}; counts are not kept", ok.error());
@@ -769,6 +816,7 @@ int run_daemon(conf::Config cfg) {
     d->pickup->start();
   }
   uv_run(d->loop, UV_RUN_DEFAULT);
+  obs::clear_sinks();  // they point into the Daemon's parts
   const int d_exit = d->exit_code;
   d.reset();  // what its parts still hold starts closing
   if (int rc = loop.close(); rc != 0)

@@ -33,7 +33,7 @@ LOADGEN = os.environ.get("LOADGEN", "build/test/bench/sluice_loadgen")
 def run_load(args, port, extra):
     cmd = [LOADGEN, "--port", str(port), "--messages", str(args.messages), "--connections",
            str(args.connections), "--rate", "1000000", "--size", str(args.size), "--json",
-           "--from", "bench@sender.test", "--to", "sink@dest.test", "--timeout", "600"] + extra
+           "--from", "loadgen@source.test", "--to", "sink@dest.test", "--timeout", "600"] + extra
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
     return json.loads(line)

@@ -11,6 +11,7 @@ above the free space of the test's file system).
 """
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -237,6 +238,19 @@ class Plain(HttpServerTest):
             time.sleep(0.1)
 
 
+class Shutdown(HttpServerTest):
+    def test_sigterm_closes_idle_connections_and_stops_listening(self):
+        c = self.conn()
+        c.send(get("/healthz"))
+        self.assertEqual(c.response()[0], 200)
+        start = time.time()
+        self.assertEqual(self.d.stop(), 0)
+        self.assertLess(time.time() - start, 5)
+        self.assertTrue(c.closed(timeout=1))
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", self.http_port), timeout=1)
+
+
 class Unhealthy(HttpServerTest):
     # Far above any test machine's free space: the spool cannot take mail.
     limits = {"min_free_space": "1000000G"}
@@ -269,6 +283,26 @@ class Tls(HttpServerTest):
         self.assertEqual(c.response()[0], 200)
         self.assertEqual(c.response()[0], 200)
         c.close()
+
+    def test_certificate_is_re_read_on_sighup(self):
+        ctx = ssl.create_default_context(cafile=self.ca.cert)
+        cert, key = self.certificate
+        c = self.conn(context=ctx)
+        self.assertEqual(harness.cert_fingerprint(c.sock.getpeercert(binary_form=True)),
+                         harness.pem_fingerprint(cert))
+        new_cert, new_key = self.ca.issue("http-new", dns=("localhost",), ips=("127.0.0.1",))
+        for src, dst in ((new_cert, cert), (new_key, key)):
+            shutil.copy(src, dst + ".tmp")
+            os.replace(dst + ".tmp", dst)
+        self.d.proc.send_signal(signal.SIGHUP)
+        self.d.wait_log("reload: configuration re-read")
+        c2 = self.conn(context=ctx)
+        self.assertEqual(harness.cert_fingerprint(c2.sock.getpeercert(binary_form=True)),
+                         harness.pem_fingerprint(new_cert))
+        c2.send(get("/healthz"))
+        self.assertEqual(c2.response()[0], 200)
+        c.send(get("/healthz"))  # the open connection keeps working
+        self.assertEqual(c.response()[0], 200)
 
     def test_plaintext_on_the_tls_listener_gets_nothing(self):
         c = self.conn()

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <cerrno>
 #include <filesystem>
 #include <memory>
 
@@ -23,6 +24,8 @@
 #include "mta/control/admin.hpp"
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
+#include "mta/http_api.hpp"
+#include "mta/http_server.hpp"
 #include "mta/intake.hpp"
 #include "mta/shaping_service.hpp"
 #include "mta/tls_reports.hpp"
@@ -97,6 +100,16 @@ std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_tls(cons
   return std::shared_ptr<const tls::TlsContext>(std::move(*ctx));
 }
 
+// The certificate of the HTTP listener ([http] certificate, private_key);
+// null without one (plain HTTP, loopback only: conf checks that).
+std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_http_tls(const conf::Config& c) {
+  if (c.http.certificate.empty()) return nullptr;
+  auto ctx = tls::TlsContext::server(c.http.certificate, c.http.private_key);
+  if (!ctx) return std::unexpected(ctx.error());
+  log::info("http tls: {}", (*ctx)->describe());
+  return std::shared_ptr<const tls::TlsContext>(std::move(*ctx));
+}
+
 // The accounts of [auth]; null without a users file.
 // One line per [[dkim]] table in force (start, reload).
 void log_signing(const Signing& s) {
@@ -112,6 +125,12 @@ std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const
   for (const auto& w : (*db)->warnings()) log::warning("users: {}", w);
   log::info("users: {} accounts from {}", (*db)->users().size(), c.auth.users_file);
   return *db;
+}
+
+// The API keys in force (start, reload).
+void log_api_keys(const conf::Config& c, const std::shared_ptr<const api::KeyDb>& keys) {
+  if (keys) log::info("api: {} keys from {}", keys->keys().size(), c.http.api_keys_file);
+  else log::info("api: no [http] api_keys_file: every API request is refused (401)");
 }
 
 // One log line per line of a multi-line problem (a users file's errors).
@@ -244,6 +263,9 @@ struct Daemon {
   // the store, delivery asks the Shaper): declared before both, so it
   // outlives them and their connections.
   std::unique_ptr<ShapingService> shaping;
+  // POST /api/v1/messages (mta/http_api.hpp), with [http] address only:
+  // declared before the HTTP server whose route calls it, so it outlives it.
+  std::unique_ptr<HttpApi> api;
   std::unique_ptr<Server> server;
   // TLS-RPT counts and reports; destroyed after delivery, which records into it.
   std::unique_ptr<TlsReports> tls_reports;
@@ -253,9 +275,13 @@ struct Daemon {
   std::unique_ptr<WebhookService> webhooks;
   std::unique_ptr<Pickup> pickup;
   std::unique_ptr<ControlServer> control;
+  // The HTTP server ([http] address; null when off). Its routes are added
+  // in register_http_routes() below, before the loop runs.
+  std::unique_ptr<HttpServer> http;
   DaemonAdmin admin{*this};
   int64_t started_us = wall_clock_us();
   bool server_done = false, delivery_done = false, pickup_done = false, control_done = false;
+  bool http_done = false;
   uv::Handle<uv_signal_t> sigterm, sigint, sighup;
   uv::Handle<uv_timer_t> grace;
   bool stopping = false;
@@ -277,6 +303,7 @@ struct Daemon {
         auto* d = static_cast<Daemon*>(t->data);
         log::warning("shutdown grace period over; closing {} connections", d->server->connections());
         d->server->abort_all();
+        if (d->http) d->http->abort_all();
       });
     }, kShutdownGraceMs, 0);
     // Incoming sessions finish their message while delivery stops (its
@@ -298,10 +325,18 @@ struct Daemon {
       control_done = true;
       maybe_finish();
     });
+    if (http) {
+      http->shutdown([this] {
+        http_done = true;
+        maybe_finish();
+      });
+    } else {
+      http_done = true;
+    }
   }
 
   void maybe_finish() {
-    if (server_done && delivery_done && pickup_done && control_done) finish();
+    if (server_done && delivery_done && pickup_done && control_done && http_done) finish();
   }
 
   void finish() {
@@ -319,6 +354,7 @@ struct Daemon {
     spool.reset();
     delivery->close_handles();
     server->close_handles();
+    if (http) http->close_handles();
     shaping->close([] {});
     intake->close();  // the last commits' answers (delivery ignores them now)
     for (auto* h : {&sigterm, &sigint, &sighup}) h->close();
@@ -339,6 +375,8 @@ struct Daemon {
     std::vector<std::string> problems;
     auto tls_ctx = load_tls(*fresh);
     if (!tls_ctx) problems.push_back("tls: " + tls_ctx.error());
+    auto http_tls = load_http_tls(*fresh);
+    if (!http_tls) problems.push_back("http: " + http_tls.error());
     auto users = load_users(*fresh);
     if (!users)
       each_line(users.error(), [&](std::string_view l) { problems.push_back(fmt::format("users: {}", l)); });
@@ -346,6 +384,9 @@ struct Daemon {
     if (!setup) problems.push_back(setup.error());
     auto signing = Signing::load(fresh->dkim, key_reader);
     if (!signing) problems.insert(problems.end(), signing.error().begin(), signing.error().end());
+    auto api_keys = HttpApi::load_keys(*fresh);  // [http] api_keys_file
+    if (!api_keys)
+      each_line(api_keys.error(), [&](std::string_view l) { problems.push_back(fmt::format("api keys: {}", l)); });
     std::optional<WebhookService::Settings> hooks;
     if (webhooks || !fresh->webhooks.empty()) {
       if (auto s = WebhookService::load_settings(*fresh); !s)
@@ -368,9 +409,19 @@ struct Daemon {
     server->set_tls(*tls_ctx);
     server->set_users(*users);
     server->reload(config);
+    if (http) {
+      // The certificate is re-read; turning TLS on or off needs a restart.
+      if (*http_tls && !config->http.certificate.empty()) http->set_tls(*http_tls);
+      http->reload(config);
+    }
     pickup->reload(config);
     delivery->reload(config, std::move(*setup));
     tls_reports->reload(*config);
+    if (api) {
+      api->set_config(config);
+      api->set_keys(*api_keys);
+      log_api_keys(*config, *api_keys);
+    }
     if (hooks) reload_webhooks(std::move(*hooks));
     log::info("reload: configuration re-read from {}", config->source);
   }
@@ -415,6 +466,9 @@ struct Daemon {
     says("spool_dir", old.spool_dir, fresh.spool_dir);
     says("user", old.user, fresh.user);
     says("control_socket", old.control_socket, fresh.control_socket);
+    says("http.address", old.http.address, fresh.http.address);
+    says("http TLS", old.http.certificate.empty() ? "off" : "on",
+         fresh.http.certificate.empty() ? "off" : "on");
   }
 };
 
@@ -482,6 +536,42 @@ void raise_fd_limit(const conf::Config& c) {
                  rl.rlim_cur, want);
 }
 
+// ---- HTTP routes ----
+// Every route of the HTTP server, added here before the loop runs (the
+// server is made only when [http] address is set).
+//
+// GET /healthz: 200 "ok" when every SMTP listener and the HTTP listener
+// listen and the spool can take mail (its directory writable, free space
+// above limits.min_free_space: the reserve behind MAIL FROM's 452); else
+// 503 with the first reason found.
+http::Response health(const Daemon& d) {
+  auto down = [](std::string why) { return http::Response::text(503, why + "\n"); };
+  if (d.stopping) return down("shutting down");
+  if (!d.server->listening()) return down("smtp listeners are not listening");
+  if (!d.http->listening()) return down("http listener is not listening");
+  if (!d.spool) return down("spool closed");
+  const auto& c = *d.config;
+  if (::access(c.spool_dir.c_str(), W_OK | X_OK) != 0)
+    return down(fmt::format("spool_dir {} is not writable: {}", c.spool_dir, std::strerror(errno)));
+  const uint64_t reserve = c.limits.min_free_space;
+  if (reserve > 0) {
+    const uint64_t free = d.spool->free_space(reserve);
+    if (free < reserve)
+      return down(fmt::format("spool: insufficient storage ({} bytes free, limits.min_free_space {})",
+                              free, reserve));
+  }
+  return http::Response::text(200, "ok\n");
+}
+
+void register_http_routes(Daemon& d) {
+  d.http->route("GET", "/healthz", [&d](const http::Request&, const http::Peer&, http::Reply reply) {
+    reply(health(d));
+  });
+  // POST /api/v1/messages (mta/http_api.hpp); d.api is made with the server.
+  if (d.api) d.http->route("POST", "/api/v1/messages", d.api->handler());
+  // (GET /metrics is added here.)
+}
+
 }  // namespace
 
 std::vector<std::string> check_files(const conf::Config& c) {
@@ -494,11 +584,17 @@ std::vector<std::string> check_files(const conf::Config& c) {
       if (auto ctx = tls::TlsContext::server(c.tls.certificate, c.tls.private_key); !ctx)
         problems.push_back("tls: " + ctx.error());
   }
+  if (!c.http.certificate.empty())
+    if (auto ctx = tls::TlsContext::server(c.http.certificate, c.http.private_key); !ctx)
+      problems.push_back("http.certificate: " + ctx.error());
   if (!c.auth.users_file.empty())
     if (auto db = auth::UserDb::load(c.auth.users_file); !db)
       each_line(db.error(),
                 [&](std::string_view l) { problems.push_back(fmt::format("auth.users_file: {}", l)); });
   if (auto d = Delivery::setup(nullptr, c, nullptr); !d) problems.push_back(d.error());
+  if (auto keys = HttpApi::load_keys(c); !keys)
+    each_line(keys.error(),
+              [&](std::string_view l) { problems.push_back(fmt::format("http.api_keys_file: {}", l)); });
   // Key files by the daemon's rules, for the account it will run as.
   Signing::Reader reader{::geteuid(), ::getegid()};
   if (auto a = conf::lookup_user(c)) reader = {a->uid, a->gid};
@@ -536,9 +632,19 @@ int run_daemon(conf::Config cfg) {
     log::error("tls: {}", tls_ctx.error());
     return 1;
   }
+  auto http_tls = load_http_tls(c);
+  if (!http_tls) {
+    log::error("http.certificate: {}", http_tls.error());
+    return 1;
+  }
   auto users = load_users(c);
   if (!users) {
     each_line(users.error(), [](std::string_view l) { log::error("users: {}", l); });
+    return 1;
+  }
+  auto api_keys = HttpApi::load_keys(c);  // as root, like the users file
+  if (!api_keys) {
+    each_line(api_keys.error(), [](std::string_view l) { log::error("api keys: {}", l); });
     return 1;
   }
   // The keys are read with the daemon's identity, at start as on reload.
@@ -612,6 +718,11 @@ int run_daemon(conf::Config cfg) {
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);
   d->server->set_store(&d->shaping->store());
+  if (c.http.endpoint) {
+    d->api = std::make_unique<HttpApi>(d->loop, *d->intake, *d->spool, &d->shaping->store(), d->config);
+    d->api->set_keys(*api_keys);
+    log_api_keys(c, *api_keys);
+  }
   auto delivery = Delivery::create(d->loop, d->config, *d->spool, *d->intake);
   if (!delivery) {
     log::error("delivery: {}", delivery.error());
@@ -629,8 +740,16 @@ int run_daemon(conf::Config cfg) {
                                                 [dl = d->delivery.get()] { return dl->resolver(); });
   d->delivery->set_tls_reports(d->tls_reports.get());
   d->pickup = std::make_unique<Pickup>(d->loop, d->config, *d->spool, *d->intake);
-  if (auto ok = d->server->listen(); !ok) {
+  if (c.http.endpoint) {  // bound as root with the SMTP listeners, below
+    d->http = std::make_unique<HttpServer>(d->loop, d->config);
+    d->http->set_tls(*http_tls);
+    register_http_routes(*d);
+  }
+  auto listened = d->server->listen();
+  if (listened && d->http) listened = d->http->listen();
+  if (auto ok = listened; !ok) {
     log::error("{}", ok.error());
+    if (d->http) d->http->close_handles();
     d->delivery->shutdown([] {});
     uv_run(d->loop, UV_RUN_NOWAIT);
     d->spool.reset();
@@ -687,6 +806,10 @@ int run_daemon(conf::Config cfg) {
   if (!d->stopping) {
     // After the privileges went: <spool_dir>/tlsrpt belongs to `user`.
     if (auto ok = d->tls_reports->start(c); !ok) log::error("tls-reports: {}; counts are not kept", ok.error());
+    // And <spool_dir>/api, the Idempotency-Key answers.
+    if (d->api)
+      if (auto ok = d->api->open_store(); !ok)
+        log::error("api: {}; Idempotency-Key answers are kept in memory only", ok.error());
     log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
               c.listeners.size());
     d->delivery->start();

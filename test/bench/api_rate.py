@@ -33,7 +33,7 @@ LOADGEN = os.environ.get("LOADGEN", "build/test/bench/sluice_loadgen")
 def run_load(args, port, extra):
     cmd = [LOADGEN, "--port", str(port), "--messages", str(args.messages), "--connections",
            str(args.connections), "--rate", "1000000", "--size", str(args.size), "--json",
-           "--from", "bench@sender.test", "--to", "sink@dest.test", "--timeout", "600"] + extra
+           "--from", "loadgen@source.test", "--to", "sink@dest.test", "--timeout", "600"] + extra
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
     return json.loads(line)
@@ -51,7 +51,7 @@ def main():
     work = __import__("tempfile").mkdtemp(prefix="sluice-api-rate-")
     keys = os.path.join(work, "api-keys")
     with open(keys, "w") as f:
-        f.write("bench:%s\n" % hashlib.sha256(key.encode()).hexdigest())
+        f.write("bench:%s:@source.test\n" % hashlib.sha256(key.encode()).hexdigest())  # loadgen's sender
     os.chmod(keys, 0o600)
     d = Sluiced(extra='[http]\naddress = "127.0.0.1:%d"\napi_keys_file = "%s"\n' % (http_port, keys),
                 limits={"max_connections": 4096})

@@ -64,6 +64,21 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def free_ports(n, host="127.0.0.1"):
+    """n distinct free ports: each socket stays bound until all are chosen
+    (free_port() twice may return the same port)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 class Sluiced:
     """One sluiced process with its own directory, config and log file."""
 
@@ -355,13 +370,12 @@ class SubmissionSluiced(Sluiced):
 
     def __init__(self, users=(), relay=False, limits=None, trusted=None, extra="", dns_servers=None):
         workdir = tempfile.mkdtemp(prefix="sluice-e2e-")
-        self.port587 = free_port()
-        self.port465 = free_port()
+        self.port587, self.port465, relay_port = free_ports(3)
         listeners = [("127.0.0.1:%d" % self.port587, "submission"),
                      ("127.0.0.1:%d" % self.port465, "submissions")]
         self.relay_port = None
         if relay:
-            self.relay_port = free_port()
+            self.relay_port = relay_port
             listeners.append(("127.0.0.1:%d" % self.relay_port, "relay"))
         self.cert_path = os.path.join(workdir, "tls", "fullchain.pem")
         self.key_path = os.path.join(workdir, "tls", "privkey.pem")

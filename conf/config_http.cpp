@@ -140,6 +140,14 @@ void check_http(Reader& r, Config& cfg) {
           fmt::format("\"{}\" is not a loopback address: set http.certificate and http.private_key "
                       "(the API carries keys and mail), or listen on 127.0.0.1",
                       h.address));
+  // One queue per url under <spool_dir>/webhooks (named from the url): the
+  // same url twice would be two tables sharing one queue.
+  for (size_t i = 0; i < cfg.webhooks.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (cfg.webhooks[i].url == cfg.webhooks[j].url)
+        r.add(fmt::format("webhook[{}].url", cfg.webhooks[i].index), cfg.webhooks[i].line,
+              fmt::format("\"{}\" is also the url of webhook[{}]; one table per url", cfg.webhooks[i].url,
+                          cfg.webhooks[j].index));
   for (const auto& l : cfg.listeners)
     if (h.endpoint && l.endpoint == *h.endpoint)
       r.add("http.address", r.line("http.address"),

@@ -1062,5 +1062,7 @@ TEST_CASE("[http], [log] and [[webhook]]") {
   CHECK_THAT(problems("[[webhook]]\nurl = \"https://h/\"\nevents = [\"sent\"]\n"),
              Catch::Contains("\"sent\" is not one of"));
   CHECK_THAT(problems("[webhook]\nurl = \"https://h/\"\n"), Catch::Contains("[[webhook]]"));
+  CHECK_THAT(problems("[[webhook]]\nurl = \"https://h/\"\n[[webhook]]\nurl = \"https://h/\"\n"),
+             Catch::Contains("webhook[2].url:") && Catch::Contains("also the url of webhook[1]"));
   CHECK_THAT(problems("[http]\nformat = \"json\"\n"), Catch::Contains("it belongs in [log]"));
 }

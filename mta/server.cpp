@@ -17,6 +17,7 @@
 #include "mta/uv/guard.hpp"
 #include "mta/uv/stream.hpp"
 #include "mta/uv_util.hpp"
+#include "obs/sluice_metrics.hpp"
 #include "shaping/store.hpp"
 
 namespace sluice::mta {
@@ -268,11 +269,13 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   }
   void rejected(std::string_view what, const proto::Reply& r) override {
     ++rejects_;
+    obs::sluice_metrics().record_rejection(r.code, r.enhanced);
     log::info("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
               log::sanitize(what), r.code, r.enhanced, log::sanitize(r.text()));
   }
   void rejected_warning(std::string_view what, const proto::Reply& r) override {
     ++rejects_;
+    obs::sluice_metrics().record_rejection(r.code, r.enhanced);
     log::warning("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
                  log::sanitize(what), r.code, r.enhanced, log::sanitize(r.text()));
   }
@@ -377,14 +380,17 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   // process() what was fed; hand plaintext to the session.
   void tls_step() {
     plain_.clear();
+    const bool was_done = tls()->handshake_done();
     auto ev = tls_pump({}, plain_);
     if (!ev) {
+      if (!was_done) obs::sluice_metrics().record_tls(obs::Direction::inbound, obs::TlsOutcome::failed);
       log::info("conn={} tls error from={}: {}", id_, client_, log::sanitize(ev.error()));
       release_handshake_slot();
       close_requested_ = true;  // after what it has to send (perhaps an alert)
       return;
     }
     if (ev->handshake_completed) {
+      obs::sluice_metrics().record_tls(obs::Direction::inbound, obs::TlsOutcome::ok);
       release_handshake_slot();
       progress_ = true;
       std::string info = tls_description();
@@ -405,6 +411,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
                   client_);
       session_->on_timeout();
     } else {
+      obs::sluice_metrics().record_tls(obs::Direction::inbound, obs::TlsOutcome::failed);
       log::info("conn={} tls handshake timeout from={}", id_, client_);
       begin_close();
     }
@@ -435,6 +442,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
       after_event();
       return;
     }
+    obs::sluice_metrics().record_auth_failure();
     // A failure is answered auth_failure_delay after the check began, what-
     // ever it cost (unknown login, cheap or expensive hash), so the time
     // tells nothing about the login.

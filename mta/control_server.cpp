@@ -19,6 +19,7 @@
 #include "conf/log.hpp"
 #include "conf/safe_file.hpp"
 #include "mta/control/dispatcher.hpp"
+#include "mta/events.hpp"
 #include "mta/uv/guard.hpp"
 #include "mta/uv/stream.hpp"
 
@@ -197,7 +198,7 @@ class ControlServer::Client final : public uv::StreamConnection {
     ++requests_;
     control::Outcome out = control::handle_request(line, server_->admin_);
     for (const auto& change : out.changes)
-      log::info("{} by uid {} (control)", log::sanitize(change), peer_.uid);
+      events::admin(change, fmt::format("{} by uid {} (control)", log::sanitize(change), peer_.uid));
     send(out.response);
   }
 

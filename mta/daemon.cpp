@@ -200,6 +200,11 @@ std::expected<void, std::string> drop_privileges(const Owner& o) {
   return {};
 }
 
+// [log] format: the text lines or one JSON object per line (obs/event.hpp).
+void set_log_format(const conf::Config& c) {
+  log::set_format(c.log.format == conf::LogFormat::json ? log::Format::json : log::Format::text);
+}
+
 struct Daemon;
 
 // What sluicectl sees and steers, over the running Delivery and Server.
@@ -405,6 +410,7 @@ struct Daemon {
     log_restart_needed(*config, *fresh);
     shaping->reload(*fresh, *config);
     config = std::make_shared<const conf::Config>(std::move(*fresh));
+    set_log_format(*config);
     intake->add_missing_on_relay(config->relay.add_missing_headers);
     intake->set_signing(*signing);
     log_signing(**signing);
@@ -528,6 +534,7 @@ std::vector<std::string> check_files(const conf::Config& c) {
 
 int run_daemon(conf::Config cfg) {
   signal(SIGPIPE, SIG_IGN);
+  set_log_format(cfg);
   // sluiced never runs another program; no thread may gain privileges
   // through one (per thread and inherited, so before any thread starts).
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)

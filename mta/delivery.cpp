@@ -19,6 +19,7 @@
 #include "conf/safe_file.hpp"
 #include "dns/trust.hpp"
 #include "mta/delivery_job.hpp"
+#include "mta/events.hpp"
 #include "mta/client/client_session.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/uv/guard.hpp"
@@ -620,9 +621,11 @@ void Delivery::finish(JobRun* run, bool run_after) {
       status = "bounced";
     }
     double delay = static_cast<double>(now - c.envelope.arrival_us) / 1e6;
-    log::info("{}: to=<{}> relay={} delay={:.1f} tls={} dsn={} status={} ({})", job.message_id,
-              log::sanitize(rcpt), log::sanitize(relays[i]), delay, queue::to_string(tls[i]), dsn,
-              status, log::sanitize(v.reply, 400));
+    obs::emit(events::verdict(c.envelope, job.recipients[i], status, dsn, v.reply, relays[i],
+                              queue::to_string(tls[i]), now),
+              fmt::format("{}: to=<{}> relay={} delay={:.1f} tls={} dsn={} status={} ({})", job.message_id,
+                          log::sanitize(rcpt), log::sanitize(relays[i]), delay, queue::to_string(tls[i]), dsn,
+                          status, log::sanitize(v.reply, 400)));
   }
   handle_completion(std::move(c));
   if (run_after) this->run();

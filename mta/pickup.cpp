@@ -16,6 +16,7 @@
 
 #include "conf/log.hpp"
 #include "conf/safe_file.hpp"
+#include "mta/events.hpp"
 #include "mta/proto/command.hpp"
 #include "mta/sendmail/maildrop.hpp"
 #include "mta/uv/guard.hpp"
@@ -415,9 +416,10 @@ void Pickup::committed(const std::string& name, uid_t uid, bool ok, const queue:
   if (ok) {
     ++picked_up_;
     low_space_logged_ = false;
-    log::info("{}: accept maildrop={} uid={} from=<{}> size={} nrcpt={} msgid={}", env.id, name, uid,
-              log::sanitize(env.sender), env.size, env.recipients.size(),
-              env.message_id.empty() ? "-" : log::sanitize(env.message_id));
+    events::reception(env, "maildrop", {},
+                      fmt::format("{}: accept maildrop={} uid={} from=<{}> size={} nrcpt={} msgid={}", env.id, name,
+                                  uid, log::sanitize(env.sender), env.size, env.recipients.size(),
+                                  env.message_id.empty() ? "-" : log::sanitize(env.message_id)));
     unlink_.push_back(name);  // busy_ until it is gone
     work();
   } else {

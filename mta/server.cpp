@@ -12,6 +12,7 @@
 
 #include "conf/log.hpp"
 #include "mta/auth/users.hpp"
+#include "mta/events.hpp"
 #include "mta/smtp_session.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/uv/guard.hpp"
@@ -267,30 +268,31 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   bool sender_allowed(std::string_view, std::string_view sender) override {
     return user_ && auth::may_send_as(*user_, sender);
   }
-  void rejected(std::string_view what, const proto::Reply& r) override {
-    ++rejects_;
-    obs::sluice_metrics().record_rejection(r.code, r.enhanced);
-    log::info("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
-              log::sanitize(what), r.code, r.enhanced, log::sanitize(r.text()));
-  }
-  void rejected_warning(std::string_view what, const proto::Reply& r) override {
-    ++rejects_;
-    obs::sluice_metrics().record_rejection(r.code, r.enhanced);
-    log::warning("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
-                 log::sanitize(what), r.code, r.enhanced, log::sanitize(r.text()));
-  }
+  void rejected(std::string_view what, const proto::Reply& r) override { reject(what, r, false); }
+  void rejected_warning(std::string_view what, const proto::Reply& r) override { reject(what, r, true); }
   void accepted(const queue::Envelope& env) override {
     ++messages_;
-    log::info("{}: accept conn={} from=<{}> size={} nrcpt={} msgid={} client={}{}{}", env.id, id_,
-              log::sanitize(env.sender), env.size, env.recipients.size(),
-              env.message_id.empty() ? "-" : log::sanitize(env.message_id), client_,
-              env.auth_user.empty() ? "" : " login=", log::sanitize(env.auth_user));
+    events::reception(env, "smtp:" + listener_.address, tls_info_,
+                      fmt::format("{}: accept conn={} from=<{}> size={} nrcpt={} msgid={} client={}{}{}", env.id,
+                                  id_, log::sanitize(env.sender), env.size, env.recipients.size(),
+                                  env.message_id.empty() ? "-" : log::sanitize(env.message_id), client_,
+                                  env.auth_user.empty() ? "" : " login=", log::sanitize(env.auth_user)));
   }
   void state_changed(std::string_view from, std::string_view to) override {
     log::debug("conn={} state {} -> {}", id_, from, to);  // off unless SLUICE_LOG_LEVEL=debug
   }
 
  private:
+  void reject(std::string_view what, const proto::Reply& r, bool warning) {
+    ++rejects_;
+    obs::sluice_metrics().record_rejection(r.code, r.enhanced);
+    const std::string text = r.text();
+    events::rejection("smtp:" + listener_.address, session_ ? session_->helo() : std::string_view(), client_,
+                      r.code, r.enhanced, text, warning,
+                      fmt::format("conn={} reject from={} cmd=\"{}\" reply=\"{} {} {}\"", id_, client_,
+                                  log::sanitize(what), r.code, r.enhanced, log::sanitize(text)));
+  }
+
   void make_session(std::string tls_info) {
     SessionConfig sc;
     sc.hostname = config_->hostname;
@@ -395,6 +397,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
       progress_ = true;
       std::string info = tls_description();
       log::info("conn={} tls from={} {}", id_, client_, info);
+      tls_info_ = info;
       if (session_)
         session_->on_tls_started(std::move(info));  // after STARTTLS
       else
@@ -566,6 +569,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   std::shared_ptr<const auth::User> user_;  // after a successful AUTH
   std::optional<net::IpAddress> peer_;
   std::string client_;
+  std::string tls_info_;  // what the handshake negotiated, "" without TLS
   std::string plain_;  // decrypted input, reused
   bool close_requested_ = false;
   bool start_tls_after_flush_ = false;

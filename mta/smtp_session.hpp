@@ -174,6 +174,7 @@ class Session {
   // The shaping store's answer to SessionHost::check_limit().
   void on_limit(const shaping::Admission& a);
   const std::string& auth_login() const { return auth_login_; }
+  const std::string& helo() const { return helo_; }  // the EHLO/HELO name, "" before one
   // Ask the client to go away ("421 4.3.2"), e.g. at shutdown. A message in
   // DATA or being committed is finished first.
   void shutdown();

@@ -68,7 +68,7 @@ void emit(std::span<const Event> events, std::string_view text) {
   if (log::format() == log::Format::json) {
     if (log::enabled(log::Level::info))
       for (const auto& e : events) log::write_object(log::Level::info, to_json(e));
-  } else {
+  } else if (!text.empty()) {
     log::write(log::Level::info, text);
   }
   for (const auto& sink : sinks())

@@ -53,7 +53,8 @@ struct Event {
   Response response;
   std::string peer_name;     // reception: the client's EHLO name; delivery: the MX host
   std::string peer_address;  // an IP address, or ""
-  std::string tls;           // "" (none), or what was negotiated, e.g. "TLSv1.3"
+  std::string tls;           // "none", or how it was protected: reception the TLS
+                             // version and cipher; delivery the level (tls= of the text log)
   double delay = 0;          // seconds since the message arrived
   uint32_t attempts = 0;     // delivery attempts for this recipient so far
   std::string source;        // reception/rejection: "smtp:LISTENER", "maildrop", "api", "bounce"
@@ -69,8 +70,8 @@ using Sink = std::function<void(const Event&)>;
 void add_sink(Sink sink);
 void clear_sinks();
 
-// Logs `text` (text format) or the events (json format) at info level, then
-// hands each event to every sink.
+// Logs `text` (text format; nothing when it is empty) or the events (json
+// format) at info level, then hands each event to every sink.
 void emit(std::span<const Event> events, std::string_view text);
 inline void emit(const Event& event, std::string_view text) { emit(std::span<const Event>(&event, 1), text); }
 

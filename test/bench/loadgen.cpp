@@ -14,6 +14,12 @@
 //     wait that a closed-loop tool would hide). Prints p50/p90/p99/max of
 //     both, the offered and achieved rates, and the failures.
 //
+//   api (--api-key KEY): the load mode over HTTP instead of SMTP: each
+//     message is one keep-alive POST /api/v1/messages of the same content
+//     ({"from", "to": [...], "content"}, Authorization: Bearer KEY), and it
+//     counts as accepted on its "202". The accept latency runs from the
+//     request's write to the end of that response.
+//
 //   idle (--idle N): opens N connections (at most --connect-batch connecting
 //     at once, spread over the --source addresses), reads each greeting and
 //     holds them. When every connection is open (or has failed) it prints one
@@ -70,6 +76,7 @@ struct Options {
   int connect_batch = 256;
   double hold = 0;          // idle mode: seconds to hold, 0 = until a signal
   bool json = false;
+  std::string api_key;      // api mode: POST /api/v1/messages with this key
 };
 
 uint64_t now_ns() { return uv_hrtime(); }
@@ -114,11 +121,13 @@ struct Conn {
   uint64_t due_ns = 0;       // when the message in flight was due
   uint64_t dot_ns = 0;       // when its final "." was written
   uint64_t seq = 0;          // its number (0-based)
+  std::string http_in;       // api mode: response bytes not yet consumed
 };
 
 class Loadgen {
  public:
   explicit Loadgen(Options o) : o_(std::move(o)), content_(make_content(o_)) {
+    if (api_mode()) request_ = make_request();
     uv_loop_init(&loop_);
     uv_timer_init(&loop_, &tick_);
     uv_timer_init(&loop_, &deadline_);
@@ -217,6 +226,8 @@ class Loadgen {
 
   const Options& options() const { return o_; }
   const std::string& content() const { return content_; }
+  const std::string& request() const { return request_; }
+  bool api_mode() const { return !o_.api_key.empty(); }
   uv_loop_t* loop() { return &loop_; }
   const sockaddr_in& target() const { return target_; }
   bool finishing() const { return finishing_; }
@@ -241,6 +252,16 @@ class Loadgen {
   }
 
   void open_conn();
+
+  // The one POST every message of the api mode sends (the content without
+  // SMTP's final ".").
+  std::string make_request() const {
+    std::string content = content_.substr(0, content_.size() - 3);
+    std::string body = nlohmann::json{{"from", o_.from}, {"to", {o_.to}}, {"content", content}}.dump();
+    return fmt::format("POST /api/v1/messages HTTP/1.1\r\nHost: {}:{}\r\nAuthorization: Bearer {}\r\n"
+                       "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                       o_.host, o_.port, o_.api_key, body.size(), body);
+  }
 
   void fill_idle() {
     while (!finishing_ && opened_ < o_.idle && connecting_ < static_cast<uint64_t>(o_.connect_batch)) {
@@ -330,6 +351,7 @@ class Loadgen {
 
   Options o_;
   std::string content_;
+  std::string request_;  // api mode
   uv_loop_t loop_{};
   uv_timer_t tick_{}, deadline_{};
   uv_signal_t sigterm_{}, sigint_{};
@@ -462,10 +484,34 @@ void on_reply(Conn* c, const proto::Reply& r) {
 
 char g_read_buffer[64 * 1024];  // one loop, one read at a time
 
+// api mode: whole responses (status line, headers, Content-Length body) out
+// of what was read; each one ends the message in flight.
+void on_http_bytes(Conn* c, std::string_view in) {
+  c->http_in.append(in);
+  while (c->state == Conn::State::content) {
+    const size_t end = c->http_in.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    std::string_view head(c->http_in.data(), end);
+    if (head.size() < 12 || !head.starts_with("HTTP/1.1 ")) return close_conn(c, "bad HTTP response");
+    const int status = std::atoi(std::string(head.substr(9, 3)).c_str());
+    size_t length = 0;
+    for (std::string_view name : {"Content-Length: ", "content-length: "})
+      if (auto at = head.find(name); at != std::string_view::npos)
+        length = static_cast<size_t>(std::atol(std::string(head.substr(at + name.size(), 20)).c_str()));
+    if (c->http_in.size() < end + 4 + length) return;
+    const std::string body = c->http_in.substr(end + 4, length);
+    c->http_in.erase(0, end + 4 + length);
+    c->state = Conn::State::ready;
+    if (status != 202) c->gen->note_error(fmt::format("HTTP {}: {}", status, body.substr(0, 200)));
+    c->gen->on_message_done(c, status == 202);
+  }
+}
+
 void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t*) {
   auto* c = static_cast<Conn*>(s->data);
   if (n < 0) return close_conn(c, n == UV_EOF ? "closed by the server" : uv_strerror(static_cast<int>(n)));
   std::string_view in(g_read_buffer, static_cast<size_t>(n));
+  if (c->gen->api_mode()) return on_http_bytes(c, in);
   while (!in.empty() && c->state != Conn::State::closing) {
     auto r = c->parser.next(in);
     if (!r) return close_conn(c, fmt::format("bad reply: {}", client::to_string(r.error())));
@@ -480,6 +526,10 @@ void on_connect(uv_connect_t* req, int status) {
   if (status < 0) return close_conn(c, fmt::format("connect: {}", uv_strerror(status)));
   c->state = Conn::State::greeting;
   uv_tcp_nodelay(&c->tcp, 1);
+  if (c->gen->api_mode()) {  // HTTP: no greeting, ready at once
+    c->state = Conn::State::ready;
+    c->gen->on_ready(c);
+  }
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&c->tcp),
       [](uv_handle_t*, size_t, uv_buf_t* b) { *b = uv_buf_init(g_read_buffer, sizeof g_read_buffer); },
@@ -518,6 +568,12 @@ void Loadgen::dispatch_to(Conn* c) {
   c->state = Conn::State::envelope;
   c->envelope_replies = 0;
   c->envelope_ok = true;
+  if (api_mode()) {
+    c->state = Conn::State::content;
+    c->dot_ns = now_ns();
+    send(c, request_);
+    return;
+  }
   send(c, fmt::format("MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n", o_.from, o_.to));
 }
 
@@ -536,7 +592,7 @@ void Loadgen::finish() {
                  2000, 0);
   auto conns = all_;
   for (Conn* c : conns) {
-    if (idle_mode() || c->state != Conn::State::ready) {
+    if (idle_mode() || api_mode() || c->state != Conn::State::ready) {
       close_conn(c, "finished");
     } else {
       c->state = Conn::State::quitting;
@@ -668,6 +724,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   app.add_option("--hold", o.hold, "idle mode: seconds to hold (default: until SIGTERM)");
   app.add_flag("--json", o.json, "one JSON object per line on standard output");
+  app.add_option("--api-key", o.api_key, "api mode: POST each message to /api/v1/messages with this key");
   CLI11_PARSE(app, argc, argv);
   if (o.warmup >= o.messages && o.idle == 0) {
     fmt::print(stderr, "loadgen: --warmup must be below --messages\n");

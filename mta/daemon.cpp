@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <cstring>
+#include <cerrno>
 #include <filesystem>
 #include <memory>
 
@@ -21,6 +22,7 @@
 #include "mta/control/admin.hpp"
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
+#include "mta/http_server.hpp"
 #include "mta/intake.hpp"
 #include "mta/shaping_service.hpp"
 #include "mta/tls_reports.hpp"
@@ -92,6 +94,16 @@ std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_tls(cons
   auto ctx = tls::TlsContext::server(c.tls.certificate, c.tls.private_key);
   if (!ctx) return std::unexpected(ctx.error());
   log::info("tls: {}", (*ctx)->describe());
+  return std::shared_ptr<const tls::TlsContext>(std::move(*ctx));
+}
+
+// The certificate of the HTTP listener ([http] certificate, private_key);
+// null without one (plain HTTP, loopback only: conf checks that).
+std::expected<std::shared_ptr<const tls::TlsContext>, std::string> load_http_tls(const conf::Config& c) {
+  if (c.http.certificate.empty()) return nullptr;
+  auto ctx = tls::TlsContext::server(c.http.certificate, c.http.private_key);
+  if (!ctx) return std::unexpected(ctx.error());
+  log::info("http tls: {}", (*ctx)->describe());
   return std::shared_ptr<const tls::TlsContext>(std::move(*ctx));
 }
 
@@ -248,9 +260,13 @@ struct Daemon {
   std::unique_ptr<Delivery> delivery;
   std::unique_ptr<Pickup> pickup;
   std::unique_ptr<ControlServer> control;
+  // The HTTP server ([http] address; null when off). Its routes are added
+  // in register_http_routes() below, before the loop runs.
+  std::unique_ptr<HttpServer> http;
   DaemonAdmin admin{*this};
   int64_t started_us = wall_clock_us();
   bool server_done = false, delivery_done = false, pickup_done = false, control_done = false;
+  bool http_done = false;
   uv::Handle<uv_signal_t> sigterm, sigint, sighup;
   uv::Handle<uv_timer_t> grace;
   bool stopping = false;
@@ -332,6 +348,7 @@ struct Daemon {
         auto* d = static_cast<Daemon*>(t->data);
         log::warning("shutdown grace period over; closing {} connections", d->server->connections());
         d->server->abort_all();
+        if (d->http) d->http->abort_all();
       });
     }, kShutdownGraceMs, 0);
     // Incoming sessions finish their message while delivery stops (its
@@ -353,10 +370,18 @@ struct Daemon {
       control_done = true;
       maybe_finish();
     });
+    if (http) {
+      http->shutdown([this] {
+        http_done = true;
+        maybe_finish();
+      });
+    } else {
+      http_done = true;
+    }
   }
 
   void maybe_finish() {
-    if (server_done && delivery_done && pickup_done && control_done) finish();
+    if (server_done && delivery_done && pickup_done && control_done && http_done) finish();
   }
 
   void finish() {
@@ -375,6 +400,7 @@ struct Daemon {
     spool.reset();
     delivery->close_handles();
     server->close_handles();
+    if (http) http->close_handles();
     shaping->close([] {});
     intake->close();  // the last commits' answers (delivery ignores them now)
     for (auto* h : {&sigterm, &sigint, &sighup}) h->close();
@@ -395,6 +421,8 @@ struct Daemon {
     std::vector<std::string> problems;
     auto tls_ctx = load_tls(*fresh);
     if (!tls_ctx) problems.push_back("tls: " + tls_ctx.error());
+    auto http_tls = load_http_tls(*fresh);
+    if (!http_tls) problems.push_back("http: " + http_tls.error());
     auto users = load_users(*fresh);
     if (!users)
       each_line(users.error(), [&](std::string_view l) { problems.push_back(fmt::format("users: {}", l)); });
@@ -417,6 +445,11 @@ struct Daemon {
     server->set_tls(*tls_ctx);
     server->set_users(*users);
     server->reload(config);
+    if (http) {
+      // The certificate is re-read; turning TLS on or off needs a restart.
+      if (*http_tls && !config->http.certificate.empty()) http->set_tls(*http_tls);
+      http->reload(config);
+    }
     pickup->reload(config);
     delivery->reload(config, std::move(*setup));
     tls_reports->reload(*config);
@@ -440,6 +473,9 @@ struct Daemon {
     says("spool_dir", old.spool_dir, fresh.spool_dir);
     says("user", old.user, fresh.user);
     says("control_socket", old.control_socket, fresh.control_socket);
+    says("http.address", old.http.address, fresh.http.address);
+    says("http TLS", old.http.certificate.empty() ? "off" : "on",
+         fresh.http.certificate.empty() ? "off" : "on");
   }
 };
 
@@ -507,6 +543,40 @@ void raise_fd_limit(const conf::Config& c) {
                  rl.rlim_cur, want);
 }
 
+// ---- HTTP routes ----
+// Every route of the HTTP server, added here before the loop runs (the
+// server is made only when [http] address is set).
+//
+// GET /healthz: 200 "ok" when every SMTP listener and the HTTP listener
+// listen and the spool can take mail (its directory writable, free space
+// above limits.min_free_space: the reserve behind MAIL FROM's 452); else
+// 503 with the first reason found.
+http::Response health(const Daemon& d) {
+  auto down = [](std::string why) { return http::Response::text(503, why + "\n"); };
+  if (d.stopping) return down("shutting down");
+  if (!d.server->listening()) return down("smtp listeners are not listening");
+  if (!d.http->listening()) return down("http listener is not listening");
+  if (!d.spool) return down("spool closed");
+  const auto& c = *d.config;
+  if (::access(c.spool_dir.c_str(), W_OK | X_OK) != 0)
+    return down(fmt::format("spool_dir {} is not writable: {}", c.spool_dir, std::strerror(errno)));
+  const uint64_t reserve = c.limits.min_free_space;
+  if (reserve > 0) {
+    const uint64_t free = d.spool->free_space(reserve);
+    if (free < reserve)
+      return down(fmt::format("spool: insufficient storage ({} bytes free, limits.min_free_space {})",
+                              free, reserve));
+  }
+  return http::Response::text(200, "ok\n");
+}
+
+void register_http_routes(Daemon& d) {
+  d.http->route("GET", "/healthz", [&d](const http::Request&, const http::Peer&, http::Reply reply) {
+    reply(health(d));
+  });
+  // (GET /metrics and POST /api/v1/messages are added here.)
+}
+
 }  // namespace
 
 std::vector<std::string> check_files(const conf::Config& c) {
@@ -519,6 +589,9 @@ std::vector<std::string> check_files(const conf::Config& c) {
       if (auto ctx = tls::TlsContext::server(c.tls.certificate, c.tls.private_key); !ctx)
         problems.push_back("tls: " + ctx.error());
   }
+  if (!c.http.certificate.empty())
+    if (auto ctx = tls::TlsContext::server(c.http.certificate, c.http.private_key); !ctx)
+      problems.push_back("http.certificate: " + ctx.error());
   if (!c.auth.users_file.empty())
     if (auto db = auth::UserDb::load(c.auth.users_file); !db)
       each_line(db.error(),
@@ -557,6 +630,11 @@ int run_daemon(conf::Config cfg) {
   auto tls_ctx = load_tls(c);
   if (!tls_ctx) {
     log::error("tls: {}", tls_ctx.error());
+    return 1;
+  }
+  auto http_tls = load_http_tls(c);
+  if (!http_tls) {
+    log::error("http.certificate: {}", http_tls.error());
     return 1;
   }
   auto users = load_users(c);
@@ -652,8 +730,16 @@ int run_daemon(conf::Config cfg) {
                                                 [dl = d->delivery.get()] { return dl->resolver(); });
   d->delivery->set_tls_reports(d->tls_reports.get());
   d->pickup = std::make_unique<Pickup>(d->loop, d->config, *d->spool, *d->intake);
-  if (auto ok = d->server->listen(); !ok) {
+  if (c.http.endpoint) {  // bound as root with the SMTP listeners, below
+    d->http = std::make_unique<HttpServer>(d->loop, d->config);
+    d->http->set_tls(*http_tls);
+    register_http_routes(*d);
+  }
+  auto listened = d->server->listen();
+  if (listened && d->http) listened = d->http->listen();
+  if (auto ok = listened; !ok) {
     log::error("{}", ok.error());
+    if (d->http) d->http->close_handles();
     d->delivery->shutdown([] {});
     uv_run(d->loop, UV_RUN_NOWAIT);
     d->spool.reset();

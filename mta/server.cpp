@@ -632,6 +632,7 @@ std::expected<void, std::string> Server::listen() {
     if (rc < 0) return std::unexpected(fmt::format("listener {}: {}", lc.address, uv_strerror(rc)));
     log::info("listening on {} mode={}", raw->cfg.address, conf::to_string(raw->cfg.mode));
   }
+  listening_ = true;
   return {};
 }
 
@@ -764,6 +765,7 @@ void Server::on_backlog(uv_timer_t* t) {
 
 void Server::shutdown(std::function<void()> done) {
   shutting_down_ = true;
+  listening_ = false;
   drained_ = std::move(done);
   for (auto& l : listeners_) l->tcp.close();
   std::vector<Connection*> all;
@@ -787,6 +789,7 @@ void Server::check_drained() {
 }
 
 void Server::close_handles() {
+  listening_ = false;
   for (auto& l : listeners_) l->tcp.close();
   backlog_timer_.close();
   hs_check_.close();

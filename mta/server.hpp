@@ -96,6 +96,9 @@ class Server {
 
   size_t connections() const { return conns_.size(); }
   uint64_t connections_total() const { return next_id_ - 1; }
+  // Every listener bound and accepting (false before listen() and after
+  // shutdown; GET /healthz asks).
+  bool listening() const { return listening_; }
 
  private:
   friend class Connection;
@@ -141,6 +144,7 @@ class Server {
   bool backlog_waiting_ = false;
   uint64_t next_id_ = 1;
   bool shutting_down_ = false;
+  bool listening_ = false;
   std::function<void()> drained_;
 };
 

@@ -10,22 +10,23 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 build="$root/build-fuzz"
 cxx="${CXX_FUZZ:-clang++-16}"
+cc="${CC_FUZZ:-clang-16}"
 
 if ! command -v "$cxx" >/dev/null; then
   echo "run.sh: $cxx not found (apt-get install -y clang-16 libclang-rt-16-dev)" >&2
   exit 2
 fi
 
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DSLUICE_FUZZ=ON \
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_C_COMPILER="$cc" -DSLUICE_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzz_command fuzz_data fuzz_spool fuzz_dns fuzz_sasl fuzz_reply fuzz_maildrop fuzz_addresses fuzz_config fuzz_control fuzz_bs fuzz_dkim fuzz_sts fuzz_http fuzz_sts_cache fuzz_dane fuzz_tlsrpt fuzz_redis_url
+cmake --build "$build" --target fuzz_command fuzz_data fuzz_spool fuzz_dns fuzz_sasl fuzz_reply fuzz_maildrop fuzz_addresses fuzz_config fuzz_control fuzz_bs fuzz_dkim fuzz_sts fuzz_http fuzz_sts_cache fuzz_dane fuzz_tlsrpt fuzz_redis_url fuzz_http_request
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sluice-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$build/artifacts"
 
 status=0
-for target in command data spool dns sasl reply maildrop addresses config control bs dkim sts http sts_cache dane tlsrpt redis_url; do
+for target in command data spool dns sasl reply maildrop addresses config control bs dkim sts http sts_cache dane tlsrpt redis_url http_request; do
   corpus="$work/$target"
   mkdir -p "$corpus"
   cp -r "$here/corpus/$target/." "$corpus/"

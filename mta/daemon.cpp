@@ -301,7 +301,8 @@ struct Daemon {
         "Connections open now: inbound (SMTP clients), outbound (delivery, busy or idle), http.";
     auto* conn_in = &r.gauge("sluice_connections", kConnHelp, {{"direction", "inbound"}});
     auto* conn_out = &r.gauge("sluice_connections", kConnHelp, {{"direction", "outbound"}});
-    r.add_collector([this, queued, deferred, held, jobs, dests, conn_in, conn_out] {
+    auto* conn_http = &r.gauge("sluice_connections", kConnHelp, {{"direction", "http"}});
+    r.add_collector([this, queued, deferred, held, jobs, dests, conn_in, conn_out, conn_http] {
       if (!delivery || !server) return;
       const auto c = delivery->scheduler().counts();
       queued->set(int64_t(c.queued));
@@ -311,6 +312,7 @@ struct Daemon {
       dests->set(int64_t(c.destinations));
       conn_in->set(int64_t(server->connections()));
       conn_out->set(int64_t(delivery->connections()));
+      conn_http->set(http ? int64_t(http->connections()) : 0);
     });
     r.counter_fn("sluice_connections_accepted_total", "SMTP connections accepted since the start.", {},
                  [this] { return server ? double(server->connections_total()) : 0.0; });
@@ -574,7 +576,15 @@ void register_http_routes(Daemon& d) {
   d.http->route("GET", "/healthz", [&d](const http::Request&, const http::Peer&, http::Reply reply) {
     reply(health(d));
   });
-  // (GET /metrics and POST /api/v1/messages are added here.)
+  // GET /metrics: every metric in the Prometheus text format 0.0.4
+  // (docs/observability.md, "Metrics"), rendered on the loop.
+  d.http->route("GET", "/metrics", [](const http::Request&, const http::Peer&, http::Reply reply) {
+    http::Response r;
+    r.headers.push_back({"Content-Type", std::string(obs::metrics::kContentType)});
+    r.body = obs::registry().render();
+    reply(std::move(r));
+  });
+  // (POST /api/v1/messages is added here.)
 }
 
 }  // namespace

@@ -12,7 +12,8 @@ checked to move with the traffic:
 - a sink answering 451 moves deliveries{deferred} and the queue gauges; a
   550 moves deliveries{bounced} and bounces{class="5.1"} (and the bounce
   Sluice writes is not counted as received);
-- a refused SMTP command moves smtp_rejections_total{code}.
+- a refused SMTP command moves smtp_rejections_total{code};
+- a delivery over STARTTLS moves tls_handshakes_total{outbound,ok}.
 """
 import smtplib
 import time
@@ -64,7 +65,7 @@ class Scrape:
         return self.samples.get((name, frozenset(labels.items())), 0.0)
 
 
-class Metrics(td.Delivery):
+class MetricsBase(td.Delivery):
     def make_daemon(self, extra, dns_servers):
         self.http_port = harness.free_port()
         extra += '\n[http]\naddress = "127.0.0.1:%d"\n' % self.http_port
@@ -88,6 +89,8 @@ class Metrics(td.Delivery):
     def listener(self):
         return "127.0.0.1:%d" % self.d.port
 
+
+class Metrics(MetricsBase):
     def test_format_and_every_family_with_help_and_type(self):
         m = self.scrape()
         self.assertEqual(m.status, 200)
@@ -223,6 +226,19 @@ class Metrics(td.Delivery):
         after = self.wait_metric("sluice_smtp_rejections_total",
                                  before.get("sluice_smtp_rejections_total", code="5.5") + 1, code="5.5")
         self.assertEqual(after.get("sluice_auth_failures_total"), before.get("sluice_auth_failures_total"))
+
+
+class OutboundTls(MetricsBase):
+    sink_tls = True  # the sink offers STARTTLS with a self-signed certificate: opportunistic TLS
+
+    def test_a_starttls_delivery_moves_the_outbound_handshakes(self):
+        before = self.scrape()
+        self.submit("alice@sender.test", ["bob@example.test"])
+        after = self.wait_metric("sluice_deliveries_total",
+                                 before.get("sluice_deliveries_total", status="sent") + 1, status="sent")
+        self.assertEqual(after.get("sluice_tls_handshakes_total", direction="outbound", outcome="ok"),
+                         before.get("sluice_tls_handshakes_total", direction="outbound", outcome="ok") + 1)
+        self.assertEqual(after.get("sluice_tls_handshakes_total", direction="outbound", outcome="failed"), 0)
 
 
 if __name__ == "__main__":

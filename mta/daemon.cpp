@@ -271,7 +271,7 @@ struct Daemon {
   uv::Handle<uv_timer_t> grace;
   bool stopping = false;
   int exit_code = 0;
-  Signing::Reader key_reader;
+  Signing::Reader key_reader;  // who besides root may read [[dkim]] key files  // 1 when a start-up step failed after the loop began
 
   ~Daemon() { obs::registry().clear_callbacks(); }  // they read the Daemon (start_metrics)
 
@@ -338,7 +338,7 @@ struct Daemon {
                    {{"kind", std::string(log::to_string(kind))}},
                    [kind] { return double(log::alerts(kind)); });
     }
-  }  // who besides root may read [[dkim]] key files  // 1 when a start-up step failed after the loop began
+  }
 
   void stop(const char* why) {
     if (stopping) return;

@@ -18,6 +18,7 @@ checked to move with the traffic:
 import smtplib
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -139,9 +140,14 @@ class Metrics(MetricsBase):
         self.assertEqual(buckets[-1][0], float("inf"))
         self.assertEqual([v for _, v in buckets], sorted(v for _, v in buckets))
         self.assertEqual(buckets[-1][1], m.get("sluice_delivery_seconds_count"))
-        # The scrape itself is counted (after it was answered).
-        self.assertGreaterEqual(self.scrape().get("sluice_http_requests_total", route="/metrics",
-                                                  status="200"), 1)
+        # The scrape itself is counted (after it was answered); a path no
+        # route takes is counted as route="other".
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen("http://127.0.0.1:%d/nothing-here" % self.http_port, timeout=10)
+        self.assertEqual(e.exception.code, 404)
+        m = self.scrape()
+        self.assertGreaterEqual(m.get("sluice_http_requests_total", route="/metrics", status="200"), 1)
+        self.assertEqual(m.get("sluice_http_requests_total", route="other", status="404"), 1)
 
     @staticmethod
     def build_version(m):

@@ -193,6 +193,14 @@ TEST_CASE("metrics: reply classes as labels") {
   CHECK(obs::reply_class_name(obs::reply_class(0, "5.2.2")) == "5.2");  // a DSN status alone
   CHECK(obs::reply_class_name(obs::reply_class(250, "2.0.0")) == "other");
   CHECK(obs::reply_class_name(obs::reply_class(0, "")) == "other");
+  CHECK(obs::reply_class_name(99) == "other");
+  // Bounces: 5.0..5.7 as 0..7 by the enhanced status, 8 other (9 is expiry's).
+  CHECK(obs::bounce_class({550, "5.1.1", ""}) == 1);
+  CHECK(obs::bounce_class({0, "5.1.2", ""}) == 1);     // no server answered: Sluice's status
+  CHECK(obs::bounce_class({451, "5.7.1", ""}) == 7);   // the status decides, not the reply code
+  CHECK(obs::bounce_class({554, "", ""}) == 0);
+  CHECK(obs::bounce_class({451, "4.4.7", ""}) == 8);   // not a permanent class: other
+  CHECK(obs::bounce_class({0, "", ""}) == 8);
 }
 
 TEST_CASE("metrics: Sluice's families, counted from events, read by Prometheus's parser") {

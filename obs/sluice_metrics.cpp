@@ -53,8 +53,16 @@ size_t reply_class(int code, std::string_view enhanced) {
   return (digit == 4 ? 0 : 8) + subject;
 }
 
+// sluice_bounces_total's index: 5.0..5.7 as 0..7, 8 "other", 9 "expired".
+// The enhanced status decides (a bounce's reply may be a 4xx that ended
+// in a permanent status); the reply code only without one.
+size_t bounce_class(const Response& r) {
+  const size_t c = r.enhanced_code.empty() ? reply_class(r.code, "") : reply_class(0, r.enhanced_code);
+  return c >= 8 && c < 16 ? c - 8 : 8;
+}
+
 std::string_view reply_class_name(size_t index) {
-  return index < kReplyClasses ? kReplyClassNames[index] : "expired";
+  return kReplyClassNames[index < kReplyClasses ? index : kReplyClasses - 1];
 }
 
 SluiceMetrics::SluiceMetrics() {
@@ -73,13 +81,14 @@ SluiceMetrics::SluiceMetrics() {
       "sluice_delivery_seconds",
       "Time from a message's arrival to its delivery to a recipient (sent recipients only).",
       kDeliveryMs, 1000);
-  for (size_t i = 0; i <= kReplyClasses; ++i)
+  for (size_t i = 0; i < kBounceClasses; ++i)
     bounces_[i] = &r.counter(
         "sluice_bounces_total",
-        "Recipients returned to their sender (bounced or expired), by the class of the reply or "
-        "status that decided it: X.Y of its enhanced status code (5.1 addressing, 5.2 mailbox, "
-        "5.4 routing, 5.7 policy, ...), \"other\" without one, \"expired\" for max_queue_lifetime.",
-        {{"class", std::string(reply_class_name(i))}});
+        "Recipients returned to their sender (bounced or expired), by the class of the status that "
+        "decided it: 5.Y of its enhanced status code (5.1 addressing, 5.2 mailbox, 5.4 routing, "
+        "5.7 policy, ...; 5.0 without a usable one), \"expired\" for max_queue_lifetime, \"other\" "
+        "for anything else.",
+        {{"class", i < 8 ? std::string(kReplyClassNames[8 + i]) : i == 8 ? "other" : "expired"}});
   for (size_t i = 0; i < kReplyClasses; ++i)
     rejections_[i] = &r.counter(
         "sluice_smtp_rejections_total",
@@ -156,11 +165,11 @@ void SluiceMetrics::count_event(const Event& e) {
       return;
     case EventType::bounce:
       deliveries_[size_t(DeliveryStatus::bounced)]->add();
-      bounces_[reply_class(e.response.code, e.response.enhanced_code)]->add();
+      bounces_[bounce_class(e.response)]->add();
       return;
     case EventType::expiry:
       deliveries_[size_t(DeliveryStatus::expired)]->add();
-      bounces_[kReplyClasses]->add();
+      bounces_[kBounceClasses - 1]->add();
       return;
     case EventType::rejection:
     case EventType::admin:

@@ -64,6 +64,11 @@ inline constexpr size_t kDeliveryStatuses = 4;
 inline constexpr size_t kReplyClasses = 17;
 size_t reply_class(int code, std::string_view enhanced);
 std::string_view reply_class_name(size_t index);
+// Bounces: "5.0".."5.7" (the enhanced status's class; the reply code's
+// only without one), "other", "expired" (an expiry event).
+inline constexpr size_t kBounceClasses = 10;
+struct Response;
+size_t bounce_class(const Response& r);
 
 class SluiceMetrics {
  public:
@@ -115,7 +120,7 @@ class SluiceMetrics {
   std::string last_reception_id_;  // a message's reception events count once
   metrics::Counter* deliveries_[kDeliveryStatuses];
   metrics::Histogram* delivery_seconds_;
-  metrics::Counter* bounces_[kReplyClasses + 1];  // + "expired"
+  metrics::Counter* bounces_[kBounceClasses];
   metrics::Counter* tls_[kDirections][kTlsOutcomes];
   metrics::Counter* dns_[kDnsTypes][kDnsOutcomes];
   metrics::Counter* rejections_[kReplyClasses];

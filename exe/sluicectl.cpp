@@ -5,7 +5,7 @@
 // cannot be reached (not running, no socket, permission denied, busy, timeout,
 // or the configuration naming the socket cannot be read).
 // `dkim keygen` and `dns-records` need no daemon: mta/dnsrec/commands.hpp
-// (their exit codes are there).
+// (their exit codes are there); nor does `api-key new` (api/key_command.hpp).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
@@ -15,6 +15,7 @@
 #include "conf/config.hpp"
 #include "mta/control/client.hpp"
 #include "mta/control/format.hpp"
+#include "api/key_command.hpp"
 #include "mta/dnsrec/commands.hpp"
 
 namespace ctl = sluice::control;
@@ -65,6 +66,13 @@ int main(int argc, char** argv) {
   auto* shaping = app.add_subcommand(
       "shaping", "each active site: domains, connections, rate and tokens, automation in force");
 
+  sluice::api::KeyNewArgs kn;
+  auto* api_key = app.add_subcommand("api-key", "HTTP API keys (no daemon needed)");
+  api_key->require_subcommand(1);
+  auto* key_new = api_key->add_subcommand("new", "make a key, append its hash to [http] api_keys_file, print it once");
+  key_new->add_option("NAME", kn.name, "the key's name (logs, Received fields)")->required();
+  key_new->add_option("--senders", kn.senders, "the senders it may use: addresses and @domains, comma-separated");
+
   sluice::dnsrec::KeygenArgs kg;
   auto* dkim = app.add_subcommand("dkim", "DKIM keys (no daemon needed)");
   dkim->require_subcommand(1);
@@ -86,6 +94,10 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? ctl::kExitOk : ctl::kExitUsage;
   }
 
+  if (key_new->parsed()) {
+    kn.config_path = sluice::conf::config_path(config_flag);
+    return sluice::api::key_new(kn, std::cout, std::cerr);
+  }
   if (keygen->parsed()) {
     kg.config_path = sluice::conf::config_path(config_flag);
     return sluice::dnsrec::keygen(kg, std::cout, std::cerr);

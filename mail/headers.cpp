@@ -54,6 +54,10 @@ std::string received(const Trace& t) {
   std::string h;
   if (t.local_uid) {
     h = fmt::format("Received: by {} (Sluice, from userid {})\r\n\tid {}", t.by, *t.local_uid, t.id);
+  } else if (!t.api_key.empty()) {
+    h = fmt::format("Received: from [{}] (API key {})", t.client_address, t.api_key);
+    if (!t.tls_info.empty()) h += fmt::format("\r\n\t(using {})", t.tls_info);
+    h += fmt::format("\r\n\tby {} (Sluice) with {} id {}", t.by, t.with, t.id);
   } else {
     h = fmt::format("Received: from {} ([{}])", t.helo, t.client_address);
     if (!t.tls_info.empty()) h += fmt::format("\r\n\t(using {})", t.tls_info);

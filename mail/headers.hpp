@@ -43,6 +43,9 @@ struct Trace {
   // Local submission (the maildrop): the submitting uid, from the file's
   // owner. Set: the field reads "by HOST (Sluice, from userid N)".
   std::optional<uint32_t> local_uid;
+  // The HTTP API (mta/http_api.hpp): the API key's name (never the key).
+  // Set: the field reads "from [ADDR] (API key NAME)", `with` HTTP/HTTPS.
+  std::string api_key;
   // The one recipient, named only when there is exactly one, so recipients
   // of one copy do not learn of each other (Bcc). Empty: not named.
   std::string for_recipient;

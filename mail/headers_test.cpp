@@ -64,6 +64,17 @@ TEST_CASE("received: local submission names the uid, never an address") {
         "\tid 0123456789ABCDEF; Tue, 14 Nov 2023 22:13:20 +0000\r\n");
 }
 
+TEST_CASE("received: the HTTP API names the key, not the secret") {
+  Trace t = smtp_trace();
+  t.helo.clear();
+  t.api_key = "shop";
+  t.with = "HTTPS";
+  CHECK(received(t) ==
+        "Received: from [192.0.2.7] (API key shop)\r\n"
+        "\tby mx.example.net (Sluice) with HTTPS id 0123456789ABCDEF; "
+        "Tue, 14 Nov 2023 22:13:20 +0000\r\n");
+}
+
 TEST_CASE("missing_fields adds only what is missing: Date, Message-ID, From") {
   const Trace t = smtp_trace();
   std::string id;

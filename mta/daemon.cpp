@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <cerrno>
 #include <filesystem>
@@ -22,6 +24,7 @@
 #include "mta/control/admin.hpp"
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
+#include "mta/http_api.hpp"
 #include "mta/http_server.hpp"
 #include "mta/intake.hpp"
 #include "mta/shaping_service.hpp"
@@ -31,9 +34,10 @@
 #include "mta/uv/handle.hpp"
 #include "mta/uv/loop.hpp"
 #include "mta/uv_util.hpp"
+#include "mta/webhooks.hpp"
+#include "obs/event.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
-#include "obs/event.hpp"
 #include "obs/sluice_metrics.hpp"
 #include "queue/spool.hpp"
 
@@ -122,6 +126,12 @@ std::expected<std::shared_ptr<const auth::UserDb>, std::string> load_users(const
   for (const auto& w : (*db)->warnings()) log::warning("users: {}", w);
   log::info("users: {} accounts from {}", (*db)->users().size(), c.auth.users_file);
   return *db;
+}
+
+// The API keys in force (start, reload).
+void log_api_keys(const conf::Config& c, const std::shared_ptr<const api::KeyDb>& keys) {
+  if (keys) log::info("api: {} keys from {}", keys->keys().size(), c.http.api_keys_file);
+  else log::info("api: no [http] api_keys_file: every API request is refused (401)");
 }
 
 // One log line per line of a multi-line problem (a users file's errors).
@@ -254,10 +264,16 @@ struct Daemon {
   // the store, delivery asks the Shaper): declared before both, so it
   // outlives them and their connections.
   std::unique_ptr<ShapingService> shaping;
+  // POST /api/v1/messages (mta/http_api.hpp), with [http] address only:
+  // declared before the HTTP server whose route calls it, so it outlives it.
+  std::unique_ptr<HttpApi> api;
   std::unique_ptr<Server> server;
   // TLS-RPT counts and reports; destroyed after delivery, which records into it.
   std::unique_ptr<TlsReports> tls_reports;
   std::unique_ptr<Delivery> delivery;
+  // [[webhook]]s (mta/webhooks.hpp); null without any. Destroyed before
+  // delivery, whose resolver it asks.
+  std::unique_ptr<WebhookService> webhooks;
   std::unique_ptr<Pickup> pickup;
   std::unique_ptr<ControlServer> control;
   // The HTTP server ([http] address; null when off). Its routes are added
@@ -345,6 +361,11 @@ struct Daemon {
     stopping = true;
     log::info("shutdown requested ({}): {} connections open", why, server->connections());
     tls_reports->stop();  // before delivery closes the resolver it looks _smtp._tls up through
+    // Webhooks stop sending (they ask delivery's resolver too); events that
+    // come later (deferrals of cut connections) are still stored, and the
+    // loop runs until the last disk job is done. Stored events wait for the
+    // next start.
+    if (webhooks) webhooks->close([] {});
     uv_timer_start(grace.get(), [](uv_timer_t* t) {
       uv::guard("shutdown grace timer", [t] {
         auto* d = static_cast<Daemon*>(t->data);
@@ -432,6 +453,16 @@ struct Daemon {
     if (!setup) problems.push_back(setup.error());
     auto signing = Signing::load(fresh->dkim, key_reader);
     if (!signing) problems.insert(problems.end(), signing.error().begin(), signing.error().end());
+    auto api_keys = HttpApi::load_keys(*fresh);  // [http] api_keys_file
+    if (!api_keys)
+      each_line(api_keys.error(), [&](std::string_view l) { problems.push_back(fmt::format("api keys: {}", l)); });
+    std::optional<WebhookService::Settings> hooks;
+    if (webhooks || !fresh->webhooks.empty()) {
+      if (auto s = WebhookService::load_settings(*fresh); !s)
+        problems.push_back(s.error());
+      else
+        hooks = std::move(*s);
+    }
     if (!problems.empty()) {
       for (const auto& p : problems) log::alert(log::Alert::config, "reload: {}", p);
       log::error("reload: configuration has errors; keeping the running one");
@@ -455,7 +486,36 @@ struct Daemon {
     pickup->reload(config);
     delivery->reload(config, std::move(*setup));
     tls_reports->reload(*config);
+    if (api) {
+      api->set_config(config);
+      api->set_keys(*api_keys);
+      log_api_keys(*config, *api_keys);
+    }
+    if (hooks) reload_webhooks(std::move(*hooks));
     log::info("reload: configuration re-read from {}", config->source);
+  }
+
+  // ---- webhooks (mta/webhooks.hpp) ----
+  // Made after the privileges went: <spool_dir>/webhooks is the user's, and
+  // the secret files are read as the user (as on reload).
+  std::expected<void, std::string> start_webhooks() {
+    auto settings = WebhookService::load_settings(*config);
+    if (!settings) return std::unexpected(settings.error());
+    WebhookService::Options options;
+    // For tests only: shortens the retry back-off (0.001 to 1; docs/http-api.md).
+    if (const char* scale = std::getenv("SLUICE_WEBHOOK_RETRY_SCALE"))
+      options.retry_scale = std::clamp(std::strtod(scale, nullptr), 0.001, 1.0);
+    auto w = WebhookService::create(loop, *config, std::move(*settings),
+                                    [dl = delivery.get()] { return dl->resolver(); }, std::move(options));
+    if (!w) return std::unexpected(w.error());
+    webhooks = std::move(*w);
+    obs::add_sink([w = webhooks.get()](const obs::Event& e) { w->add(e); });
+    return {};
+  }
+  // New secrets, events and ca_file apply at once; other urls need a restart.
+  void reload_webhooks(WebhookService::Settings s) {
+    if (!webhooks || !webhooks->reload(std::move(s)))
+      log::warning("reload: [[webhook]] urls changed and need a restart; the running webhooks stay until then");
   }
 
   // What a reload cannot change: the running value stays until a restart.
@@ -584,7 +644,8 @@ void register_http_routes(Daemon& d) {
     r.body = obs::registry().render();
     reply(std::move(r));
   });
-  // (POST /api/v1/messages is added here.)
+  // POST /api/v1/messages (mta/http_api.hpp); d.api is made with the server.
+  if (d.api) d.http->route("POST", "/api/v1/messages", d.api->handler());
 }
 
 }  // namespace
@@ -607,11 +668,16 @@ std::vector<std::string> check_files(const conf::Config& c) {
       each_line(db.error(),
                 [&](std::string_view l) { problems.push_back(fmt::format("auth.users_file: {}", l)); });
   if (auto d = Delivery::setup(nullptr, c, nullptr); !d) problems.push_back(d.error());
+  if (auto keys = HttpApi::load_keys(c); !keys)
+    each_line(keys.error(),
+              [&](std::string_view l) { problems.push_back(fmt::format("http.api_keys_file: {}", l)); });
   // Key files by the daemon's rules, for the account it will run as.
   Signing::Reader reader{::geteuid(), ::getegid()};
   if (auto a = conf::lookup_user(c)) reader = {a->uid, a->gid};
   if (auto s = Signing::load(c.dkim, reader); !s)
     for (const auto& p : s.error()) problems.push_back("dkim: " + p);
+  if (!c.webhooks.empty())
+    if (auto w = WebhookService::load_settings(c); !w) problems.push_back(w.error());
   return problems;
 }
 
@@ -650,6 +716,11 @@ int run_daemon(conf::Config cfg) {
   auto users = load_users(c);
   if (!users) {
     each_line(users.error(), [](std::string_view l) { log::error("users: {}", l); });
+    return 1;
+  }
+  auto api_keys = HttpApi::load_keys(c);  // as root, like the users file
+  if (!api_keys) {
+    each_line(api_keys.error(), [](std::string_view l) { log::error("api keys: {}", l); });
     return 1;
   }
   // The keys are read with the daemon's identity, at start as on reload.
@@ -723,6 +794,11 @@ int run_daemon(conf::Config cfg) {
   d->server->set_tls(*tls_ctx);
   d->server->set_users(*users);
   d->server->set_store(&d->shaping->store());
+  if (c.http.endpoint) {
+    d->api = std::make_unique<HttpApi>(d->loop, *d->intake, *d->spool, &d->shaping->store(), d->config);
+    d->api->set_keys(*api_keys);
+    log_api_keys(c, *api_keys);
+  }
   auto delivery = Delivery::create(d->loop, d->config, *d->spool, *d->intake);
   if (!delivery) {
     log::error("delivery: {}", delivery.error());
@@ -801,9 +877,15 @@ int run_daemon(conf::Config cfg) {
     else
       log::info("running as {} (uid {}, gid {}); ports bound as root", owner.name, owner.uid, owner.gid);
   }
+  if (!d->stopping && !c.webhooks.empty())
+    if (auto ok = d->start_webhooks(); !ok) fail("webhooks", ok.error());
   if (!d->stopping) {
     // After the privileges went: <spool_dir>/tlsrpt belongs to `user`.
     if (auto ok = d->tls_reports->start(c); !ok) log::error("tls-reports: {}; counts are not kept", ok.error());
+    // And <spool_dir>/api, the Idempotency-Key answers.
+    if (d->api)
+      if (auto ok = d->api->open_store(); !ok)
+        log::error("api: {}; Idempotency-Key answers are kept in memory only", ok.error());
     d->start_metrics();
     log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
               c.listeners.size());
@@ -811,6 +893,7 @@ int run_daemon(conf::Config cfg) {
     d->pickup->start();
   }
   uv_run(d->loop, UV_RUN_DEFAULT);
+  obs::clear_sinks();  // they point into the Daemon's parts
   const int d_exit = d->exit_code;
   d.reset();  // what its parts still hold starts closing
   if (int rc = loop.close(); rc != 0)

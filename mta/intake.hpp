@@ -2,7 +2,7 @@
 //
 // Every message Sluice takes responsibility for enters here, whatever its
 // source: an SMTP session (mta/server.cpp), the maildrop (mta/pickup.cpp),
-// a bounce (mta/delivery.cpp), and later the HTTP API. The intake
+// a bounce (mta/delivery.cpp), and the HTTP API (mta/http_api.cpp). The intake
 //   1. starts a spool message and writes what Sluice adds in front of the
 //      content: the Received trace field (mail::received) — not for a
 //      bounce, which Sluice writes itself;

@@ -51,7 +51,7 @@ def main():
     work = __import__("tempfile").mkdtemp(prefix="sluice-api-rate-")
     keys = os.path.join(work, "api-keys")
     with open(keys, "w") as f:
-        f.write("bench:%s\n" % hashlib.sha256(key.encode()).hexdigest())
+        f.write("bench:%s:@source.test\n" % hashlib.sha256(key.encode()).hexdigest())  # loadgen's sender
     os.chmod(keys, 0o600)
     d = Sluiced(extra='[http]\naddress = "127.0.0.1:%d"\napi_keys_file = "%s"\n' % (http_port, keys),
                 limits={"max_connections": 4096})

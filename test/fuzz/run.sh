@@ -19,14 +19,14 @@ fi
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_C_COMPILER="$cc" -DSLUICE_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzz_command fuzz_data fuzz_spool fuzz_dns fuzz_sasl fuzz_reply fuzz_maildrop fuzz_addresses fuzz_config fuzz_control fuzz_bs fuzz_dkim fuzz_sts fuzz_http fuzz_sts_cache fuzz_dane fuzz_tlsrpt fuzz_redis_url fuzz_http_request
+cmake --build "$build" --target fuzz_command fuzz_data fuzz_spool fuzz_dns fuzz_sasl fuzz_reply fuzz_maildrop fuzz_addresses fuzz_config fuzz_control fuzz_bs fuzz_dkim fuzz_sts fuzz_http fuzz_sts_cache fuzz_dane fuzz_tlsrpt fuzz_redis_url fuzz_http_request fuzz_api_request fuzz_webhook_store
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sluice-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$build/artifacts"
 
 status=0
-for target in command data spool dns sasl reply maildrop addresses config control bs dkim sts http sts_cache dane tlsrpt redis_url http_request; do
+for target in command data spool dns sasl reply maildrop addresses config control bs dkim sts http sts_cache dane tlsrpt redis_url http_request api_request webhook_store; do
   corpus="$work/$target"
   mkdir -p "$corpus"
   cp -r "$here/corpus/$target/." "$corpus/"

@@ -13,9 +13,13 @@ checked to move with the traffic:
   550 moves deliveries{bounced} and bounces{class="5.1"} (and the bounce
   Sluice writes is not counted as received);
 - a refused SMTP command moves smtp_rejections_total{code};
-- a delivery over STARTTLS moves tls_handshakes_total{outbound,ok}.
+- a delivery over STARTTLS moves tls_handshakes_total{outbound,ok};
+- a message POSTed to /api/v1/messages counts as received from "api".
 """
+import json
+import os
 import smtplib
+import subprocess
 import time
 import unittest
 import urllib.error
@@ -25,6 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import harness
 import test_delivery as td
+
+SLUICECTL = os.environ.get("SLUICECTL", os.path.join(os.path.dirname(__file__), "../../build/exe/sluicectl"))
 
 SPEC_FAMILIES = {
     "sluice_messages_received_total": "counter",
@@ -245,6 +251,37 @@ class OutboundTls(MetricsBase):
         self.assertEqual(after.get("sluice_tls_handshakes_total", direction="outbound", outcome="ok"),
                          before.get("sluice_tls_handshakes_total", direction="outbound", outcome="ok") + 1)
         self.assertEqual(after.get("sluice_tls_handshakes_total", direction="outbound", outcome="failed"), 0)
+
+
+class ApiMetrics(MetricsBase):
+    """A message through POST /api/v1/messages counts as received from "api"."""
+
+    def make_daemon(self, extra, dns_servers):
+        self.http_port = harness.free_port()
+        keys_file = os.path.join(self.work, "api-keys")
+        extra += '\n[http]\naddress = "127.0.0.1:%d"\napi_keys_file = "%s"\n' % (self.http_port, keys_file)
+        d = harness.Sluiced(extra=extra, dns_servers=dns_servers)
+        r = subprocess.run([SLUICECTL, "--config", d.config_path, "api-key", "new", "app", "--senders",
+                            "@sender.test"], capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.key = r.stdout.decode().strip()
+        return d
+
+    def test_an_api_message_counts_as_received_from_api(self):
+        td.wait_for(lambda: self._listening("127.0.0.1", self.http_port), what="the HTTP listener")
+        before = self.scrape()
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d/api/v1/messages" % self.http_port, method="POST",
+            data=json.dumps({"from": "app@sender.test", "to": ["b@example.test", "c@example.test"],
+                             "subject": "hi", "text": "hello"}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer " + self.key})
+        with urllib.request.urlopen(req, timeout=20) as r:
+            self.assertEqual(r.status, 202)
+        after = self.wait_metric("sluice_deliveries_total",
+                                 before.get("sluice_deliveries_total", status="sent") + 2, status="sent")
+        self.assertEqual(after.get("sluice_messages_received_total", listener="api"),
+                         before.get("sluice_messages_received_total", listener="api") + 1)
+        self.assertEqual(after.get("sluice_http_requests_total", route="/api/v1/messages", status="202"), 1)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,16 @@
 #include <span>
 
 #include "dns/core.hpp"
+#include "obs/sluice_metrics.hpp"
 #include "mta/uv/guard.hpp"
 
 namespace sluice::dns {
+
+static_assert(std::variant_size_v<detail::Core::Result> == obs::kDnsTypes &&
+                  std::is_same_v<std::variant_alternative_t<0, detail::Core::Result>, MxResult> &&
+                  std::is_same_v<std::variant_alternative_t<4, detail::Core::Result>, TlsaResult> &&
+                  static_cast<size_t>(Status::temporary) + 1 == obs::kDnsOutcomes,
+              "obs/sluice_metrics.hpp's DnsType and DNS outcomes follow Core::Result and dns::Status");
 
 namespace detail {
 
@@ -138,7 +145,12 @@ void Core::finish(Resolver::RequestId id, Result result) {
   auto it = pending_.find(id);
   if (it == pending_.end() || it->second.finished) return;
   it->second.finished = true;
-  if (closing_) result = it->second.cancelled;
+  if (closing_) {
+    result = it->second.cancelled;
+  } else {  // sluice_dns_lookups_total{type,outcome}: Result's types and Status in obs's order
+    const auto status = std::visit([](const auto& r) { return r.status; }, result);
+    obs::sluice_metrics().record_dns(static_cast<obs::DnsType>(result.index()), static_cast<size_t>(status));
+  }
   completions_.emplace_back(id, std::move(result));
   schedule_delivery();
 }

@@ -38,6 +38,7 @@
 #include "obs/event.hpp"
 #include "mta/tls/tls.hpp"
 #include "mta/server.hpp"
+#include "obs/sluice_metrics.hpp"
 #include "queue/spool.hpp"
 
 namespace sluice::mta {
@@ -288,6 +289,73 @@ struct Daemon {
   int exit_code = 0;
   Signing::Reader key_reader;  // who besides root may read [[dkim]] key files  // 1 when a start-up step failed after the loop began
 
+  ~Daemon() { obs::registry().clear_callbacks(); }  // they read the Daemon (start_metrics)
+
+  // --- Metrics (obs/sluice_metrics.hpp, docs/observability.md "Metrics") ---
+  // The event sink counts receptions, deliveries and bounces; the spool,
+  // the resolver, the server and delivery record the rest where it
+  // happens; what is a state of the daemon is read here at each scrape
+  // (on the loop, where GET /metrics is answered).
+  void start_metrics() {
+    auto& m = obs::sluice_metrics();
+    for (const auto& l : config->listeners) m.add_listener(l.address);
+    obs::add_sink([&m](const obs::Event& e) { m.count_event(e); });
+    auto& r = obs::registry();
+    r.gauge("sluice_build_info", "Always 1; the version of the running sluiced as a label.",
+            {{"version", SLUICE_VERSION}}).set(1);
+    r.gauge("sluice_start_time_seconds", "When sluiced started, in seconds since the UNIX epoch.")
+        .set(started_us / 1'000'000);
+    constexpr std::string_view kQueueHelp =
+        "Messages in the queue by state: queued (waiting for or in delivery), deferred (a "
+        "recipient was deferred: waiting for its retry), held (sluicectl hold).";
+    auto* queued = &r.gauge("sluice_queue_messages", kQueueHelp, {{"state", "queued"}});
+    auto* deferred = &r.gauge("sluice_queue_messages", kQueueHelp, {{"state", "deferred"}});
+    auto* held = &r.gauge("sluice_queue_messages", kQueueHelp, {{"state", "held"}});
+    auto* jobs = &r.gauge("sluice_queue_jobs", "Delivery jobs in flight (one per message and destination).");
+    auto* dests = &r.gauge("sluice_queue_destinations", "Destinations with messages waiting or in delivery.");
+    constexpr std::string_view kConnHelp =
+        "Connections open now: inbound (SMTP clients), outbound (delivery, busy or idle), http.";
+    auto* conn_in = &r.gauge("sluice_connections", kConnHelp, {{"direction", "inbound"}});
+    auto* conn_out = &r.gauge("sluice_connections", kConnHelp, {{"direction", "outbound"}});
+    auto* conn_http = &r.gauge("sluice_connections", kConnHelp, {{"direction", "http"}});
+    r.add_collector([this, queued, deferred, held, jobs, dests, conn_in, conn_out, conn_http] {
+      if (!delivery || !server) return;
+      const auto c = delivery->scheduler().counts();
+      queued->set(int64_t(c.queued));
+      deferred->set(int64_t(c.deferred));
+      held->set(int64_t(c.held));
+      jobs->set(int64_t(c.jobs));
+      dests->set(int64_t(c.destinations));
+      conn_in->set(int64_t(server->connections()));
+      conn_out->set(int64_t(delivery->connections()));
+      conn_http->set(http ? int64_t(http->connections()) : 0);
+    });
+    r.counter_fn("sluice_connections_accepted_total", "SMTP connections accepted since the start.", {},
+                 [this] { return server ? double(server->connections_total()) : 0.0; });
+    r.gauge_fn("sluice_spool_bytes", "Bytes in the spool's segment files.", {},
+               [this] { return spool ? double(spool->disk_bytes()) : 0.0; });
+    r.gauge_fn("sluice_spool_free_bytes",
+               "Free space for sluiced on the spool's file system (limits.min_free_space refuses mail "
+               "below it).", {},
+               [this] { return spool ? double(spool->free_space()) : 0.0; });
+    r.gauge_fn("sluice_spool_min_free_bytes",
+               "limits.min_free_space: the reserve below which mail is refused.", {},
+               [this] { return double(config->limits.min_free_space); });
+    r.counter_fn("sluice_spool_syncs_total", "fdatasync calls of the spool writer.", {},
+                 [this] { return spool ? double(spool->stats().syncs) : 0.0; });
+    r.counter_fn("sluice_spool_written_bytes_total", "Bytes the spool writer appended.", {},
+                 [this] { return spool ? double(spool->stats().bytes) : 0.0; });
+    for (size_t i = 0; i < log::kAlertKinds; ++i) {
+      const auto kind = static_cast<log::Alert>(i);
+      r.counter_fn("sluice_warnings_total",
+                   "Warnings an administrator must act on (as sluicectl status shows): relayhost_auth "
+                   "(the relayhost refused the login), tls_verify (a next hop's certificate did not "
+                   "verify where it must), config (a configuration problem found at reload).",
+                   {{"kind", std::string(log::to_string(kind))}},
+                   [kind] { return double(log::alerts(kind)); });
+    }
+  }
+
   void stop(const char* why) {
     if (stopping) return;
     stopping = true;
@@ -350,6 +418,7 @@ struct Daemon {
     auto st = spool->stats();
     log::info("spool: commits={} updates={} syncs={} bytes={}", st.commits, st.updates, st.syncs,
               st.bytes);
+    obs::registry().clear_callbacks();  // before what they read goes
     tls_reports->stop();  // again: the last counts to disk; reports committed later delete their day
     spool.reset();
     delivery->close_handles();
@@ -567,9 +636,16 @@ void register_http_routes(Daemon& d) {
   d.http->route("GET", "/healthz", [&d](const http::Request&, const http::Peer&, http::Reply reply) {
     reply(health(d));
   });
+  // GET /metrics: every metric in the Prometheus text format 0.0.4
+  // (docs/observability.md, "Metrics"), rendered on the loop.
+  d.http->route("GET", "/metrics", [](const http::Request&, const http::Peer&, http::Reply reply) {
+    http::Response r;
+    r.headers.push_back({"Content-Type", std::string(obs::metrics::kContentType)});
+    r.body = obs::registry().render();
+    reply(std::move(r));
+  });
   // POST /api/v1/messages (mta/http_api.hpp); d.api is made with the server.
   if (d.api) d.http->route("POST", "/api/v1/messages", d.api->handler());
-  // (GET /metrics is added here.)
 }
 
 }  // namespace
@@ -810,6 +886,7 @@ int run_daemon(conf::Config cfg) {
     if (d->api)
       if (auto ok = d->api->open_store(); !ok)
         log::error("api: {}; Idempotency-Key answers are kept in memory only", ok.error());
+    d->start_metrics();
     log::info("sluiced {} started: hostname={} listeners={}", SLUICE_VERSION, c.hostname,
               c.listeners.size());
     d->delivery->start();

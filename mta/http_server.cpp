@@ -51,6 +51,7 @@ class HttpConnection final : public uv::StreamConnection {
                 config_->limits.max_connections);
       if (!server_.tls_)
         write(http::serialize(http::Response::text(503, "too many connections\n"), false, server_.date()));
+      server_.other_metric_->count(503);
       close_requested_ = true;
       after_event();
       return;
@@ -150,7 +151,7 @@ class HttpConnection final : public uv::StreamConnection {
     keep_alive_ = req.keep_alive;
     log::debug("http conn={} {} {} from={}", id_, method_, path_, peer_.address);
     http::Response refusal;
-    const http::Handler* h = server_.find(req, refusal);
+    const http::Handler* h = server_.find(req, refusal, metric_);
     if (!h) {
       respond(std::move(refusal), keep_alive_ && !shutting_down_);
       return;
@@ -171,6 +172,8 @@ class HttpConnection final : public uv::StreamConnection {
   // `keep_alive`. `log_it`: an error answer is logged here unless the
   // parser's error was logged already.
   void respond(http::Response r, bool keep_alive, bool log_it = true) {
+    (metric_ ? metric_ : server_.other_metric_)->count(r.status);
+    metric_ = nullptr;
     if (log_it && r.status >= 400)
       log::info("http conn={} {} {} from={} status={}", id_, method_, path_, peer_.address, r.status);
     write(http::serialize(r, keep_alive, server_.date()));
@@ -186,6 +189,7 @@ class HttpConnection final : public uv::StreamConnection {
                 phase == http::RequestParser::Phase::head ? "header section" : "body");
       if (!tls() || tls()->handshake_done())
         write(http::serialize(http::Response::text(408, "request timeout\n"), false, server_.date()));
+      server_.other_metric_->count(408);
     } else if (!tls() || tls()->handshake_done()) {
       log::debug("http conn={} from={} idle timeout", id_, peer_.address);
     } else {
@@ -248,6 +252,7 @@ class HttpConnection final : public uv::StreamConnection {
   http::Peer peer_;
   std::string plain_;  // decrypted input, reused
   std::string method_, path_;  // of the current request, sanitized for the log
+  obs::SluiceMetrics::HttpRoute* metric_ = nullptr;  // its route's requests counter (metrics)
   bool keep_alive_ = true;
   bool busy_ = false;        // a handler has the current request
   bool in_process_ = false;  // inside process(): an answer at once does not recurse
@@ -275,7 +280,9 @@ uint64_t HttpServer::max_body(const conf::Config& c) {
 }
 
 void HttpServer::route(std::string method, std::string path, http::Handler handler) {
-  auto& methods = routes_[std::move(path)];
+  auto& r = routes_[path];
+  if (!r.metric) r.metric = &obs::sluice_metrics().http_route(path);
+  auto& methods = r.methods;
   for (auto& [m, h] : methods)
     if (m == method) {
       h = std::move(handler);
@@ -335,14 +342,17 @@ void HttpServer::accept() {
   c->start(config_, std::move(peer), registry_->conns.size() > config_->limits.max_connections);
 }
 
-const http::Handler* HttpServer::find(const http::Request& req, http::Response& refusal) const {
+const http::Handler* HttpServer::find(const http::Request& req, http::Response& refusal,
+                                      obs::SluiceMetrics::HttpRoute*& metric) const {
   auto it = routes_.find(req.path);
   if (it == routes_.end()) {
+    metric = other_metric_;
     refusal = http::Response::text(404, "not found\n");
     return nullptr;
   }
+  metric = it->second.metric;
   std::string allow;
-  for (const auto& [m, h] : it->second) {
+  for (const auto& [m, h] : it->second.methods) {
     if (m == req.method) return &h;
     allow += (allow.empty() ? "" : ", ") + m;
   }

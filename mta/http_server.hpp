@@ -47,6 +47,7 @@
 #include "conf/config.hpp"
 #include "http/message.hpp"
 #include "mta/uv/handle.hpp"
+#include "obs/sluice_metrics.hpp"
 
 namespace sluice::tls {
 class TlsContext;
@@ -99,13 +100,21 @@ class HttpServer {
   void forget(HttpConnection& c);
   void check_drained();
   // The handler for (method, path), or an answer: 404, or 405 with Allow.
-  const http::Handler* find(const http::Request& req, http::Response& refusal) const;
+  // `metric`: the route's sluice_http_requests_total series ("other" for 404).
+  const http::Handler* find(const http::Request& req, http::Response& refusal,
+                            obs::SluiceMetrics::HttpRoute*& metric) const;
   std::string date();  // IMF-fixdate of now, made once a second
 
   uv_loop_t* loop_;
   std::shared_ptr<const conf::Config> config_;
   std::shared_ptr<const tls::TlsContext> tls_;
-  std::map<std::string, std::vector<std::pair<std::string, http::Handler>>> routes_;  // path -> method
+  struct Route {
+    std::vector<std::pair<std::string, http::Handler>> methods;
+    obs::SluiceMetrics::HttpRoute* metric = nullptr;  // its requests by status (metrics)
+  };
+  std::map<std::string, Route> routes_;  // by path
+  // Answers no route gave (404, the parser's errors, 408, 503): route="other".
+  obs::SluiceMetrics::HttpRoute* other_metric_ = &obs::sluice_metrics().http_route("other");
   uv::Handle<uv_tcp_t> listener_;
   std::shared_ptr<Registry> registry_;
   std::unique_ptr<char[]> readbuf_;  // shared by every connection's reads

@@ -10,6 +10,7 @@
 
 #include "conf/log.hpp"
 #include "mta/tls/tls.hpp"
+#include "obs/sluice_metrics.hpp"
 
 namespace sluice::mta {
 
@@ -319,7 +320,14 @@ void Outbound::on_bytes(std::string_view bytes) {
     session_->feed(bytes);
 }
 
+// sluice_tls_handshakes_total{direction="outbound"}: once per connection.
+void Outbound::count_tls(obs::TlsOutcome outcome) {
+  if (!std::exchange(tls_counted_, true)) obs::sluice_metrics().record_tls(obs::Direction::outbound, outcome);
+}
+
 void Outbound::on_end(int) {
+  if (tls() && !tls()->handshake_done())  // the peer left during the handshake
+    count_tls(obs::TlsOutcome::failed);
   if (implicit_tls_ && tls() && !tls()->handshake_done()) {
     local_failure(SessionFailure::connection_lost, "during the TLS handshake");
     return;
@@ -334,6 +342,7 @@ void Outbound::read_tls(std::string_view ciphertext) {
   auto ev = tls_pump(ciphertext, plain_);  // what it produces leaves at the flush
   if (!ev) {
     if (!was_done) {  // implicit or after STARTTLS: the session decides
+      count_tls(!t.certificate_refused().empty() ? obs::TlsOutcome::cert_refused : obs::TlsOutcome::failed);
       session_->on_tls_failed(ev.error(), t.certificate_refused());
     } else {
       session_->on_eof();
@@ -341,6 +350,7 @@ void Outbound::read_tls(std::string_view ciphertext) {
     return;
   }
   if (ev->handshake_completed) {
+    count_tls(obs::TlsOutcome::ok);
     // What the session can be called: verified only counts when the rule
     // demanded it (an opportunistic session that happens to verify is
     // still opportunistic: nothing would have stopped a downgrade).
@@ -384,6 +394,8 @@ void Outbound::on_timer() {
     close_now();
     return;
   }
+  if (tls() && !tls()->handshake_done())  // the handshake timed out
+    count_tls(obs::TlsOutcome::failed);
   if (implicit_tls_ && tls() && !tls()->handshake_done()) {
     local_failure(SessionFailure::timeout, "during the TLS handshake");
     return;

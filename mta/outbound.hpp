@@ -43,6 +43,7 @@
 #include "queue/tls_level.hpp"
 #include "sts/policy.hpp"
 #include "queue/spool.hpp"
+#include "obs/sluice_metrics.hpp"
 
 namespace sluice::mta {
 
@@ -182,6 +183,7 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   void after_event() override;
 
   void read_tls(std::string_view ciphertext);
+  void count_tls(obs::TlsOutcome outcome);
   void local_failure(queue::policy::SessionFailure what, std::string detail);
   void close_now();  // a close this connection decides (not a failed write)
   void pump_body();
@@ -198,6 +200,7 @@ class Outbound final : public uv::StreamConnection, public client::ClientHost {
   Protection protection_;
   queue::TlsLevel tls_level_ = queue::TlsLevel::none;
   bool peer_verified_ = false;
+  bool tls_counted_ = false;  // this connection's handshake is in the metrics (once)
   // The settings this connection was opened with (OutboundShared's at the time).
   std::shared_ptr<const conf::Config> config_;
   std::shared_ptr<const tls::TlsContext> tls_ctx_;

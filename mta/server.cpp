@@ -18,6 +18,7 @@
 #include "mta/uv/guard.hpp"
 #include "mta/uv/stream.hpp"
 #include "mta/uv_util.hpp"
+#include "obs/sluice_metrics.hpp"
 #include "shaping/store.hpp"
 
 namespace sluice::mta {
@@ -284,6 +285,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
  private:
   void reject(std::string_view what, const proto::Reply& r, bool warning) {
     ++rejects_;
+    obs::sluice_metrics().record_rejection(r.code, r.enhanced);
     const std::string text = r.text();
     events::rejection("smtp:" + listener_.address, session_ ? session_->helo() : std::string_view(), client_,
                       r.code, r.enhanced, text, warning,
@@ -380,14 +382,17 @@ class Connection final : public uv::StreamConnection, public SessionHost {
   // process() what was fed; hand plaintext to the session.
   void tls_step() {
     plain_.clear();
+    const bool was_done = tls()->handshake_done();
     auto ev = tls_pump({}, plain_);
     if (!ev) {
+      if (!was_done) obs::sluice_metrics().record_tls(obs::Direction::inbound, obs::TlsOutcome::failed);
       log::info("conn={} tls error from={}: {}", id_, client_, log::sanitize(ev.error()));
       release_handshake_slot();
       close_requested_ = true;  // after what it has to send (perhaps an alert)
       return;
     }
     if (ev->handshake_completed) {
+      obs::sluice_metrics().record_tls(obs::Direction::inbound, obs::TlsOutcome::ok);
       release_handshake_slot();
       progress_ = true;
       std::string info = tls_description();
@@ -409,6 +414,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
                   client_);
       session_->on_timeout();
     } else {
+      obs::sluice_metrics().record_tls(obs::Direction::inbound, obs::TlsOutcome::failed);
       log::info("conn={} tls handshake timeout from={}", id_, client_);
       begin_close();
     }
@@ -439,6 +445,7 @@ class Connection final : public uv::StreamConnection, public SessionHost {
       after_event();
       return;
     }
+    obs::sluice_metrics().record_auth_failure();
     // A failure is answered auth_failure_delay after the check began, what-
     // ever it cost (unknown login, cheap or expensive hash), so the time
     // tells nothing about the login.

@@ -13,8 +13,10 @@
 // Failures come back as done(false) or open() errors; nothing here logs.
 #include "queue/spool.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -97,6 +99,7 @@ class Spool::Impl::IncomingImpl final : public Spool::Incoming {
     Item& c = items[n++];
     c.kind = Item::Kind::commit;
     c.id = num_;
+    c.handed_ns = steady_ns();
     c.bytes.reserve(rec::kPrefixSize + 256);
     c.bytes.append(rec::kHeaderSize, '\0');
     c.bytes.append(id_);
@@ -372,6 +375,26 @@ Spool::Stats Spool::stats() const {
                impl_->n_bytes.load(std::memory_order_relaxed),
                impl_->n_deleted.load(std::memory_order_relaxed),
                impl_->n_compacted.load(std::memory_order_relaxed)};
+}
+
+uint64_t Spool::disk_bytes() const {
+  // A descriptor of its own: readdir moves the position of the one it reads.
+  const int fd = ::openat(impl_->dir_fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  DIR* dir = ::fdopendir(fd);
+  if (!dir) {
+    ::close(fd);
+    return 0;
+  }
+  uint64_t total = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    if (!std::string_view(e->d_name).ends_with(".seg")) continue;
+    struct stat st;
+    if (::fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+      total += uint64_t(st.st_size);
+  }
+  ::closedir(dir);
+  return total;
 }
 
 uint64_t Spool::free_space(uint64_t low_water) const {

@@ -159,6 +159,11 @@ class Spool {
   // asked.
   uint64_t free_space(uint64_t low_water = 0) const;
 
+  // Bytes in the segment files now, as the file system sees them (for the
+  // sluice_spool_bytes metric): reads the segments directory, so it is for
+  // a scrape, never per message. Thread-safe; 0 when it cannot be read.
+  uint64_t disk_bytes() const;
+
   struct Stats {
     uint64_t commits = 0;    // messages committed
     uint64_t updates = 0;    // envelope updates made durable

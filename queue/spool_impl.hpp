@@ -63,6 +63,12 @@ inline std::string sys_error(std::string_view what, const std::string& path, int
 
 inline uint64_t id_value(std::string_view id) { return queue_id_value(id); }
 
+inline int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 inline std::string segment_name(uint64_t seq) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string s(16, '0');
@@ -142,6 +148,7 @@ struct Item {
   Spool::CommitDone done;
   uint64_t seq = 0;     // where the writer put it
   uint64_t offset = 0;
+  int64_t handed_ns = 0;  // commit: when commit() handed it over (steady clock), for the metrics
   bool tomb = false;    // a DONE holding its segment (seg_tombs) until finished
 };
 

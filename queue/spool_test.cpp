@@ -90,6 +90,10 @@ TEST_CASE("spool round trip: small, empty, multi-chunk, spanning segments; reope
     CHECK(s->stats().bytes > 62'000);
     CHECK(s->pending_bytes() == 0);
     CHECK(segment_files(tmp.spool()).size() > 10);  // 4 KiB segments
+    uint64_t on_disk = 0;  // disk_bytes(): what the segment files hold
+    for (const auto& f : segment_files(tmp.spool())) on_disk += fs::file_size(tmp.spool() + "/segments/" + f);
+    CHECK(s->disk_bytes() == on_disk);
+    CHECK(on_disk >= s->stats().bytes);
     CHECK_FALSE(s->read_body("0000000000000000", [](std::string_view) {}));
     CHECK_FALSE(s->read_body("nonsense", [](std::string_view) {}));
   }

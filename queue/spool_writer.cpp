@@ -6,7 +6,9 @@
 // COMMIT they wait (in `unsynced`) for the next flush, at most
 // Options::done_sync_delay. A failed write or sync fails the batch's commits
 // and moves on to a fresh segment (fail()). Writer thread only, apart from
-// enqueue(). Rules: docs/spool.md.
+// enqueue(). Rules: docs/spool.md. It records each commit's time to
+// durability and each sync's batch size in the metrics
+// (obs/sluice_metrics.hpp: relaxed atomic adds).
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "obs/sluice_metrics.hpp"
 #include "queue/spool_impl.hpp"
 
 namespace sluice::queue {
@@ -194,6 +197,7 @@ void Spool::Impl::process(std::vector<Item>& batch) {
   bool need_sync = false;
   bool any_done = false;
   uint64_t bytes = 0;
+  uint64_t durable = 0;  // commits and updates this batch's sync makes durable (metrics)
   batch_seq = cur_fd ? cur_seq : kNoSeq;
   batch_start = cur_size;
   batch_live.clear();
@@ -234,6 +238,7 @@ void Spool::Impl::process(std::vector<Item>& batch) {
         if (!place(it)) ok = false;
         batch_live[it.id] = true;
         need_sync = true;
+        ++durable;
         break;
       }
       case Item::Kind::update: {
@@ -250,6 +255,7 @@ void Spool::Impl::process(std::vector<Item>& batch) {
         }
         if (!place(it)) ok = false;
         need_sync = true;
+        ++durable;
         break;
       }
       case Item::Kind::done:
@@ -281,6 +287,7 @@ void Spool::Impl::process(std::vector<Item>& batch) {
     return;
   }
   if (need_sync) {
+    obs::sluice_metrics().record_fsync_batch(durable);
     // This flush covered the DONEs waiting from earlier batches: report them
     // first, they were handed over first.
     finish(unsynced, true);
@@ -341,6 +348,7 @@ void Spool::Impl::fail(std::vector<Item>& batch) {
 // after the index lock is released.
 void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
   bool any_done = false;
+  int64_t now_ns = 0;  // for the commit time metric: read once per batch
   {
     std::lock_guard lk(idx_mu);
     for (Item& it : batch) {
@@ -372,6 +380,10 @@ void Spool::Impl::finish(std::vector<Item>& batch, bool ok) {
           }
           pos->second = Entry{std::move(it.env), std::move(extents), it.seq, std::move(old_commits)};
           n_commits.fetch_add(1, std::memory_order_relaxed);
+          if (it.handed_ns != 0) {  // a new message (compaction's copies have none)
+            if (now_ns == 0) now_ns = steady_ns();
+            obs::sluice_metrics().record_spool_commit_us(uint64_t(std::max<int64_t>(now_ns - it.handed_ns, 0)) / 1000);
+          }
           break;
         }
         case Item::Kind::update: {

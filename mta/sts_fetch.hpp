@@ -67,7 +67,6 @@ class StsFetcher {
 
  private:
   struct Fetch;
-  class Connection;
   void on_addresses(uint64_t id, dns::AddrResult r);
   void try_next(uint64_t id);
   void finish(uint64_t id, StsFetchResult r);

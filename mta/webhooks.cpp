@@ -14,7 +14,7 @@
 #include "http/url.hpp"
 #include "mta/uv/guard.hpp"
 #include "mta/uv/handle.hpp"
-#include "mta/uv/stream.hpp"
+#include "mta/http_exchange.hpp"
 #include "sts/http.hpp"
 #include "webhook/store.hpp"
 #include "webhook/webhook.hpp"
@@ -23,161 +23,9 @@ namespace sluice::mta {
 
 namespace {
 
-constexpr size_t kReadBuffer = 16 * 1024;
 constexpr int64_t kFullWarningInterval = 60;  // seconds between "queue full" warnings
 
-struct ReadBuffer {
-  std::unique_ptr<char[]> bytes = std::make_unique_for_overwrite<char[]>(kReadBuffer);
-};
-
-std::string one_line(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 300)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  return out;
-}
-
 }  // namespace
-
-// ---------------------------------------------------------------------------
-// One POST over one connection to one address. Reports once (from an event,
-// or from on_closing when it closes for another reason), then closes; it
-// frees itself (StreamConnection).
-
-class WebhookService::Post final : private ReadBuffer, public uv::StreamConnection {
- public:
-  struct Outcome {
-    bool connect_failed = false;  // nothing was exchanged: the next address may be tried
-    int status = 0;               // the HTTP status, 0 when none was read
-    std::string error;            // why there is no usable status
-  };
-  using Report = std::function<void(Outcome)>;
-
-  Post(uv_loop_t* loop, std::shared_ptr<const tls::TlsContext> ctx, std::string host, std::string request,
-       uint64_t budget_ms, Report report)
-      : StreamConnection(loop, Kind::tcp, {ReadBuffer::bytes.get(), kReadBuffer}),
-        ctx_(std::move(ctx)), host_(std::move(host)), request_(std::move(request)), budget_ms_(budget_ms),
-        report_(std::move(report)) {}
-
-  void start(const net::IpAddress& ip, uint16_t port) {
-    sockaddr_storage ss{};
-    net::Endpoint{ip, port}.to_sockaddr(&ss);
-    where_ = net::Endpoint{ip, port}.str();
-    if (const int rc = connect(reinterpret_cast<const sockaddr*>(&ss)); rc < 0) {
-      conclude({true, 0, fmt::format("connect to {}: {}", where_, uv_strerror(rc))});
-      return;
-    }
-    arm_timer(std::max<uint64_t>(budget_ms_, 1));
-  }
-
-  void detach() {
-    report_ = nullptr;
-    begin_close();
-  }
-
- private:
-  ~Post() override = default;
-
-  void conclude(Outcome o) {
-    if (auto r = std::exchange(report_, nullptr)) r(std::move(o));
-    begin_close();
-  }
-  void fail(std::string why) { conclude({false, 0, fmt::format("{}: {}", where_, why)}); }
-
-  void on_connect(int status) override {
-    if (status < 0) {
-      conclude({true, 0, fmt::format("connect to {}: {}", where_, uv_strerror(status))});
-      return;
-    }
-    if (ctx_) {
-      auto s = tls::TlsStream::client(ctx_, host_);
-      if (!s) {
-        fail("tls: " + s.error());
-        return;
-      }
-      start_tls(std::move(*s));
-      std::string none;
-      if (auto ev = tls_pump({}, none); !ev) {
-        fail("tls: " + ev.error());
-        return;
-      }
-    }
-    write(request_);  // under TLS held until the handshake completes
-    request_.clear();
-    request_.shrink_to_fit();
-    read(true);
-  }
-
-  void on_bytes(std::string_view bytes) override {
-    std::string_view in = bytes;
-    bool peer_closed = false;
-    if (tls()) {
-      plain_.clear();
-      auto ev = tls_pump(bytes, plain_);
-      if (!ev) {
-        fail("tls: " + one_line(ev.error()));
-        return;
-      }
-      in = plain_;
-      peer_closed = ev->peer_closed;
-    }
-    if (parser_.feed(in) != sts::ResponseParser::Result::more) {
-      judge();
-      return;
-    }
-    if (peer_closed) end_of_response();
-  }
-
-  void on_end(int) override {
-    if (tls() && !tls()->handshake_done()) {
-      fail("tls: connection closed during handshake");
-      return;
-    }
-    end_of_response();
-  }
-
-  void end_of_response() {
-    parser_.finish();
-    judge();
-  }
-
-  void judge() {
-    using R = sts::ResponseParser::Result;
-    const int status = parser_.response().status;
-    if (parser_.result() == R::done) {
-      conclude({false, status, ""});
-      return;
-    }
-    // A receiver that took the events may answer with a body we do not
-    // want: its status is what counts.
-    if (parser_.result() == R::error && parser_.error() == sts::ResponseParser::Error::body_too_big &&
-        status >= 200 && status < 300) {
-      conclude({false, status, ""});
-      return;
-    }
-    if (parser_.result() == R::error) {
-      fail(fmt::format("bad HTTP response: {}", sts::error_name(parser_.error())));
-      return;
-    }
-    fail("bad HTTP response: truncated");
-  }
-
-  void on_timer() override { fail("timed out"); }
-
-  void on_closing() override {
-    if (auto r = std::exchange(report_, nullptr)) r({false, 0, fmt::format("{}: connection lost", where_)});
-  }
-
-  void after_event() override { flush(); }
-
-  std::shared_ptr<const tls::TlsContext> ctx_;
-  std::string host_;
-  std::string request_;
-  uint64_t budget_ms_;
-  Report report_;
-  std::string where_;
-  std::string plain_;
-  sts::ResponseParser parser_;
-};
 
 // ---------------------------------------------------------------------------
 // The loop's view of one webhook's queue.
@@ -215,7 +63,7 @@ struct WebhookService::Queue {
   std::vector<net::IpAddress> addresses;
   size_t next_address = 0;
   std::string last_error;
-  Post* conn = nullptr;
+  HttpExchange* conn = nullptr;
   // Counted drops.
   uint64_t dropped_full = 0;
   int64_t last_full_warning = 0;
@@ -570,17 +418,25 @@ void WebhookService::connect_next(Queue& q) {
   const net::IpAddress ip = q.addresses[q.next_address++];
   const uint64_t serial = q.serial;
   Queue* qp = &q;
-  auto* c = new Post(loop_, q.url.tls ? tls_ : nullptr, q.url.host, q.request, q.deadline_ms - now,
-                     [this, qp, serial](Post::Outcome o) {
-                       if (qp->serial != serial || !qp->posting) return;
-                       qp->conn = nullptr;
-                       if (o.connect_failed) {
-                         qp->last_error = std::move(o.error);
-                         connect_next(*qp);
-                         return;
-                       }
-                       on_post_result(*qp, o.status, std::move(o.error));
-                     });
+  auto* c = new HttpExchange(loop_, q.url.tls ? tls_ : nullptr, q.url.host, q.request, q.deadline_ms - now,
+                             [this, qp, serial](HttpExchange::Outcome o) {
+                               if (qp->serial != serial || !qp->posting) return;
+                               qp->conn = nullptr;
+                               if (o.connect_failed) {
+                                 qp->last_error = std::move(o.response.error());
+                                 connect_next(*qp);
+                                 return;
+                               }
+                               if (o.response) {
+                                 on_post_result(*qp, o.response->status, "");
+                               } else if (o.body_too_big && o.status >= 200 && o.status < 300) {
+                                 // A receiver that took the events may answer with a
+                                 // body we do not want: its status is what counts.
+                                 on_post_result(*qp, o.status, "");
+                               } else {
+                                 on_post_result(*qp, 0, std::move(o.response.error()));
+                               }
+                             });
   q.conn = c;
   c->start(ip, q.url.port);
 }

@@ -102,7 +102,6 @@ class WebhookService {
  private:
   struct Queue;
   struct Job;
-  class Post;
   WebhookService(uv_loop_t* loop, ResolverFn resolver, Options options);
   void kick();
   static void work(uv_work_t* req);

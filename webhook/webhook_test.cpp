@@ -115,7 +115,9 @@ TEST_CASE("records round-trip and are parsed strictly") {
   CHECK(crc32("hello") == 0x3610a686);  // zlib.crc32(b"hello")
   const std::string r = encode_record(1764979200, R"({"a":1})");
   CHECK(r == "W1 1764979200 7 " + fmt::format("{:08x}", crc32(R"({"a":1})")) + "\n{\"a\":1}\n");
-  auto d = decode_record(r + "W1 ...");
+  // The decoded record points into the bytes: keep them alive while it is read.
+  const std::string two = r + "W1 ...";
+  auto d = decode_record(two);
   REQUIRE(d.status == S::ok);
   CHECK(d.size == r.size());
   CHECK(d.record.stored_s == 1764979200);

@@ -26,7 +26,10 @@ bool is_ipv6(const std::string& s) {
 }  // namespace
 
 std::string RedisEndpoint::str() const {
-  if (unix_socket()) return "unix:" + path;
+  // A path that begins "//" is written in the URL spelling (unix://PATH),
+  // which parse_redis_url reads back as the same path: "unix:" + "///x"
+  // would read back as "/x" (found by fuzz_redis_url).
+  if (unix_socket()) return (path.starts_with("//") ? "unix://" : "unix:") + path;
   if (host.find(':') != std::string::npos) return fmt::format("redis://[{}]:{}", host, port);
   return fmt::format("redis://{}:{}", host, port);
 }

@@ -39,6 +39,15 @@ const Problem* find(const std::vector<Problem>& ps, std::string_view key) {
   return it == ps.end() ? nullptr : &*it;
 }
 
+// Every problem of kMinimal + `body`, one per line; the file must be refused.
+std::string problems(std::string_view body) {
+  auto r = parse(std::string(kMinimal) + std::string(body));
+  REQUIRE_FALSE(r);
+  std::string all;
+  for (const auto& p : r.error()) all += p.str() + "\n";
+  return all;
+}
+
 }  // namespace
 
 TEST_CASE("minimal file gets every default") {
@@ -831,13 +840,6 @@ headers = ["From", "Subject"]
 }
 
 TEST_CASE("[[dkim]] problems name the table and the key") {
-  auto problems = [](std::string_view body) {
-    auto c = parse(std::string(kMinimal) + std::string(body));
-    REQUIRE_FALSE(c);
-    std::string all;
-    for (const auto& p : c.error()) all += p.str() + "\n";
-    return all;
-  };
   CHECK_THAT(problems("[[dkim]]\ndomain = \"example.com\"\n"),
              Catch::Contains("dkim[1].selector: missing") && Catch::Contains("dkim[1].private_key: missing"));
   CHECK_THAT(problems("[[dkim]]\ndomain = \"exa mple.com\"\nselector = \"s\"\nprivate_key = \"/k\"\n"),
@@ -873,13 +875,6 @@ TEST_CASE("[tls_reports]: off by default; when enabled, contact and its [[dkim]]
   CHECK(ok->tls_reports.organization == "Example Ltd");
   CHECK(ok->tls_reports.contact == "tlsrpt@Mail.Example.com");
 
-  auto problems = [](std::string body) {
-    auto r = parse(std::string(kMinimal) + body);
-    REQUIRE_FALSE(r);
-    std::string all;
-    for (const auto& p : r.error()) all += p.str() + "\n";
-    return all;
-  };
   CHECK_THAT(problems("[tls_reports]\nenabled = true\n"),
              Catch::Contains("tls_reports.contact: required when tls_reports.enabled is true"));
   CHECK_THAT(problems("[tls_reports]\nenabled = true\ncontact = \"r@example.org\"\n"),
@@ -1044,13 +1039,6 @@ TEST_CASE("[http], [log] and [[webhook]]") {
   CHECK(parse(std::string(kMinimal) +
               "[http]\naddress = \"0.0.0.0:8443\"\ncertificate = \"/c.pem\"\nprivate_key = \"/k.pem\"\n"));
 
-  auto problems = [](std::string body) {
-    auto r = parse(std::string(kMinimal) + body);
-    REQUIRE_FALSE(r);
-    std::string all;
-    for (const auto& p : r.error()) all += p.str() + "\n";
-    return all;
-  };
   CHECK_THAT(problems("[http]\naddress = \"0.0.0.0:8025\"\n"), Catch::Contains("http.address:") &&
                                                                     Catch::Contains("not a loopback address"));
   CHECK_THAT(problems("[http]\naddress = \"127.0.0.1:8025\"\ncertificate = \"/c.pem\"\n"),
